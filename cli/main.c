@@ -1,0 +1,155 @@
+/* The sparsetrain command: parses flags and calls the library.
+ * Subcommands: train, eval. Exit codes: 0 ok, 1 runtime failure (bad file,
+ * numerical fault), 2 usage error, 130 interrupted (checkpoint saved). */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flags.h"
+#include "sparsetrain.h"
+#include "train/trainer.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_signal(int sig) {
+    (void)sig;
+    if (stop_requested) _exit(130); /* second signal: leave at once; the last checkpoint is intact */
+    stop_requested = 1;
+}
+
+static int exit_code(st_status s) {
+    switch (s) {
+    case ST_OK: return 0;
+    case ST_ERR_ARGUMENT: return 2;
+    case ST_ERR_INTERRUPTED: return 130;
+    default: return 1;
+    }
+}
+
+static int report(const char *command, st_status s) {
+    if (s != ST_OK) fprintf(stderr, "sparsetrain %s: error: %s\n", command, st_last_error());
+    return exit_code(s);
+}
+
+static int cmd_train(int argc, char **argv) {
+    st_train_config c;
+    st_train_config_defaults(&c);
+    int plain = 0, bar = 0;
+    st_flag flags[] = {
+        {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name: cifar_resnet_N[_W], vgg11/13/16/19, lenet5, lenet300-100 (cifar_resnet_20)"},
+        {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set: mnist, fashion-mnist, cifar10, cifar100 (fashion-mnist)"},
+        {"datadir", ST_FLAG_STRING, c.datadir, sizeof c.datadir, 0, "folder holding the data set files (default: its usual place)"},
+        {"batch-size", ST_FLAG_INT, &c.batch_size, 0, 0, "training batch size (128)"},
+        {"test-batch-size", ST_FLAG_INT, &c.test_batch_size, 0, 0, "evaluation batch size (100)"},
+        {"epochs", ST_FLAG_INT, &c.epochs, 0, 0, "number of epochs (160)"},
+        {"lr", ST_FLAG_DOUBLE, &c.lr, 0, 0, "learning rate (0.1)"},
+        {"momentum", ST_FLAG_DOUBLE, &c.momentum, 0, 0, "SGD momentum, Nesterov (0.9)"},
+        {"l2", ST_FLAG_DOUBLE, &c.l2, 0, 0, "weight decay on all parameters (5e-4)"},
+        {"optimizer", ST_FLAG_STRING, c.optimizer, sizeof c.optimizer, 0, "sgd or adam (sgd)"},
+        {"lr-schedule", ST_FLAG_STRING, c.lr_schedule, sizeof c.lr_schedule, 0, "multistep (x0.1 at 50% and 75% of the epochs) or cosine (multistep)"},
+        {"seed", ST_FLAG_U64, &c.seed, 0, 0, "random seed (17)"},
+        {"valid_split", ST_FLAG_DOUBLE, &c.valid_split, 0, 0, "fraction of the training set held out for model selection (0.1)"},
+        {"sparse", ST_FLAG_SWITCH, &c.sparse, 0, 1, "train a sparse network"},
+        {"fix", ST_FLAG_SWITCH, &c.fix, 0, 1, "keep the sparse connectivity fixed (static sparse training)"},
+        {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "layer-wise densities: uniform, uniform_plus, ER, ERK, ERK_plus, dense (ERK)"},
+        {"density", ST_FLAG_DOUBLE, &c.density, 0, 0, "overall density of the prunable weights (0.05)"},
+        {"fc_density", ST_FLAG_DOUBLE, &c.fc_density, 0, 0, "classifier density for ERK_plus (1.0)"},
+        {"mask-sampling", ST_FLAG_STRING, c.mask_sampling, sizeof c.mask_sampling, 0, "bernoulli (as the reference) or exact (bernoulli)"},
+        {"scaled", ST_FLAG_SWITCH, &c.scaled, 0, 1, "scale the init std by 1/sqrt(density), as the reference"},
+        {"scaled-per-layer", ST_FLAG_SWITCH, &c.scaled, 0, 2, "scale the init std by each layer's own density"},
+        {"augment", ST_FLAG_SWITCH, &c.augment, 0, 1, "force crop+flip augmentation (default: CIFAR only)"},
+        {"no-augment", ST_FLAG_SWITCH, &c.augment, 0, 0, "disable augmentation"},
+        {"resume", ST_FLAG_STRING, c.resume, sizeof c.resume, 0, "continue the run saved in this checkpoint"},
+        {"save", ST_FLAG_STRING, c.save, sizeof c.save, 0, "checkpoint file written after every epoch and on Ctrl-C"},
+        {"log", ST_FLAG_STRING, c.log, sizeof c.log, 0, "JSON-lines log, one object per epoch"},
+        {"threads", ST_FLAG_INT, &c.threads, 0, 0, "worker threads (default: all cores)"},
+        {"stop-after", ST_FLAG_INT, &c.stop_after, 0, 0, "leave after this many epochs (resume later with --resume)"},
+        {"max-batches", ST_FLAG_INT, &c.max_batches, 0, 0, "use at most this many batches per epoch (quick runs)"},
+        {"plain", ST_FLAG_SWITCH, &plain, 0, 1, "plain log lines instead of a progress bar"},
+        {"progress", ST_FLAG_SWITCH, &bar, 0, 1, "progress bar even when not on a terminal"},
+        {"quiet", ST_FLAG_SWITCH, &c.quiet, 0, 1, "print only the final result"},
+    };
+    int n = (int)(sizeof flags / sizeof flags[0]);
+    int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
+                           flags, n, argc, argv, 2);
+    if (r != 0) return r > 0 ? 0 : 2;
+    if (plain) c.progress = 0;
+    if (bar) c.progress = 1;
+    if (c.threads < 0) {
+        fprintf(stderr, "sparsetrain train: --threads must be >= 0\n");
+        return 2;
+    }
+    c.stop_flag = &stop_requested;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    st_train_result res;
+    st_status s = st_train_run(&c, &res);
+    if (s != ST_OK) {
+        if (s == ST_ERR_INTERRUPTED && c.save[0])
+            fprintf(stderr, "sparsetrain train: %s\nresume with: sparsetrain train --resume %s%s%s\n", st_last_error(),
+                    c.save, " --save ", c.save);
+        else
+            report("train", s);
+        return exit_code(s);
+    }
+    printf("final test accuracy: %.2f%% (last epoch)", 100 * res.test_acc);
+    if (res.best_val_acc >= 0)
+        printf(", %.2f%% (best validation epoch %d, val acc %.2f%%)", 100 * res.best_test_acc, res.best_epoch,
+               100 * res.best_val_acc);
+    printf("\n");
+    return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    st_eval_config c;
+    memset(&c, 0, sizeof c);
+    c.batch_size = 100;
+    int last = 0;
+    st_flag flags[] = {
+        {"checkpoint", ST_FLAG_STRING, c.checkpoint, sizeof c.checkpoint, 0, "checkpoint file (.safetensors) to evaluate"},
+        {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set (default: the one the checkpoint was trained on)"},
+        {"datadir", ST_FLAG_STRING, c.datadir, sizeof c.datadir, 0, "folder holding the data set files"},
+        {"test-batch-size", ST_FLAG_INT, &c.batch_size, 0, 0, "evaluation batch size (100)"},
+        {"threads", ST_FLAG_INT, &c.threads, 0, 0, "worker threads (default: all cores)"},
+        {"last", ST_FLAG_SWITCH, &last, 0, 1, "evaluate the last epoch's weights instead of the best-on-validation ones"},
+    };
+    int r = st_flags_parse("eval", "usage: sparsetrain eval --checkpoint FILE [--data D] [options]\n\nReports test accuracy and loss of a checkpoint.",
+                           flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
+    if (r != 0) return r > 0 ? 0 : 2;
+    if (!c.checkpoint[0]) {
+        fprintf(stderr, "sparsetrain eval: --checkpoint is required\n");
+        return 2;
+    }
+    c.use_best = !last;
+    st_eval_result res;
+    st_status s = st_eval_run(&c, &res);
+    if (s != ST_OK) return report("eval", s);
+    printf("test accuracy: %.2f%%  loss: %.4f  (%lld images)\n", 100 * res.accuracy, res.loss, (long long)res.count);
+    return 0;
+}
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: sparsetrain <command> [options]\n\n"
+            "Commands:\n"
+            "  train   train a dense or randomly pruned sparse network\n"
+            "  eval    evaluate a checkpoint on a test set\n\n"
+            "Run 'sparsetrain <command> --help' for the options of a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
+    fprintf(stderr, "sparsetrain: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

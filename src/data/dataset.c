@@ -1,0 +1,153 @@
+/* st_dataset: choosing the format loader by data set name, default folders,
+ * slicing (for --valid_split) and freeing, plus the whole-file reader that the
+ * format loaders share (plain or gzip, via zlib's transparent gzread). */
+#include "data/dataset.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "core/status.h"
+
+const char *st_dataset_default_dir(const char *name) {
+    if (!name) return NULL;
+    if (strcmp(name, "fashion-mnist") == 0) return "/usr/share/datasets/fashion-mnist";
+    if (strcmp(name, "mnist") == 0) return "/usr/share/datasets/mnist";
+    if (strcmp(name, "cifar10") == 0) return "data/cifar10";
+    if (strcmp(name, "cifar100") == 0) return "data/cifar100";
+    return NULL;
+}
+
+st_status st_dataset_load(const char *name, const char *dir, int train, st_dataset *out) {
+    if (!out) return st_fail(ST_ERR_ARGUMENT, "st_dataset_load: no output dataset given");
+    memset(out, 0, sizeof *out);
+    if (!name) return st_fail(ST_ERR_ARGUMENT, "st_dataset_load: no data set name given");
+    if (!dir) dir = st_dataset_default_dir(name);
+    st_status s;
+    if (strcmp(name, "mnist") == 0 || strcmp(name, "fashion-mnist") == 0)
+        s = st_idx_load(name, dir, train, out);
+    else if (strcmp(name, "cifar10") == 0)
+        s = st_cifar_load(name, dir, train, 0, out);
+    else if (strcmp(name, "cifar100") == 0)
+        s = st_cifar_load(name, dir, train, 1, out);
+    else
+        return st_fail(ST_ERR_ARGUMENT,
+                       "unknown data set '%s' (expected mnist, fashion-mnist, cifar10 or cifar100)", name);
+    if (s != ST_OK) st_dataset_free(out);
+    return s;
+}
+
+st_status st_dataset_slice(const st_dataset *src, int64_t start, int64_t count, st_dataset *out) {
+    if (!src || !out) return st_fail(ST_ERR_ARGUMENT, "st_dataset_slice: NULL dataset");
+    memset(out, 0, sizeof *out);
+    if (start < 0 || count < 0 || start > src->count || count > src->count - start)
+        return st_fail(ST_ERR_ARGUMENT, "%s: slice [%lld, %lld) is outside the %lld images",
+                       src->name, (long long)start, (long long)(start + count), (long long)src->count);
+    size_t image_bytes = (size_t)src->channels * (size_t)src->height * (size_t)src->width;
+    st_dataset d = *src;
+    d.count = count;
+    d.pixels = st_malloc((size_t)count * image_bytes, "dataset slice pixels");
+    d.labels = st_malloc((size_t)count * sizeof(int32_t), "dataset slice labels");
+    if (!d.pixels || !d.labels) {
+        free(d.pixels);
+        free(d.labels);
+        return ST_ERR_NOMEM;
+    }
+    if (count > 0) {
+        memcpy(d.pixels, src->pixels + (size_t)start * image_bytes, (size_t)count * image_bytes);
+        memcpy(d.labels, src->labels + start, (size_t)count * sizeof(int32_t));
+    }
+    *out = d;
+    return ST_OK;
+}
+
+void st_dataset_free(st_dataset *d) {
+    if (!d) return;
+    free(d->pixels);
+    free(d->labels);
+    memset(d, 0, sizeof *d);
+}
+
+int st_data_path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* gzerror's view of the stream: Z_ERRNO is an operating-system read error,
+ * anything else (Z_BUF_ERROR = stream ends early, Z_DATA_ERROR = corrupt
+ * deflate data or CRC) is a damaged file. */
+st_status st_data_gzip_failure(gzFile f, const char *path) {
+    int code = Z_OK;
+    const char *msg = gzerror(f, &code);
+    if (code == Z_ERRNO) return st_fail(ST_ERR_IO, "%s: read error: %s", path, strerror(errno));
+    if (code == Z_BUF_ERROR) return st_fail(ST_ERR_FORMAT, "%s: truncated gzip data (unexpected end of file)", path);
+    if (code == Z_MEM_ERROR) return st_fail(ST_ERR_NOMEM, "%s: out of memory while decompressing", path);
+    return st_fail(ST_ERR_FORMAT, "%s: corrupt gzip data (%s)", path, msg && *msg ? msg : "unknown zlib error");
+}
+
+st_status st_data_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *size) {
+    *out = NULL;
+    *size = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return st_fail(ST_ERR_IO, "cannot read %s: it is a folder", path);
+    gzFile f = gzopen(path, "rb");
+    if (!f) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, errno ? strerror(errno) : "gzopen failed");
+    gzbuffer(f, 1 << 17);
+
+    /* Plain files are read in one allocation; compressed ones grow by doubling
+     * so that a lying header or a gzip bomb cannot request memory up front. */
+    size_t cap = (size_t)st.st_size + 1;
+    if (cap < (1u << 16)) cap = 1u << 16;
+    if (cap > max_bytes + 1) cap = max_bytes + 1;
+    uint8_t *buf = st_malloc(cap, path);
+    if (!buf) {
+        gzclose(f);
+        return ST_ERR_NOMEM;
+    }
+    size_t used = 0;
+    for (;;) {
+        if (used == cap) {
+            if (cap > max_bytes) {
+                free(buf);
+                gzclose(f);
+                return st_fail(ST_ERR_FORMAT, "%s: larger than expected (more than %zu bytes)", path, max_bytes);
+            }
+            size_t grown = cap * 2 > max_bytes + 1 ? max_bytes + 1 : cap * 2;
+            uint8_t *bigger = realloc(buf, grown);
+            if (!bigger) {
+                free(buf);
+                gzclose(f);
+                return st_fail(ST_ERR_NOMEM, "out of memory reading %s", path);
+            }
+            buf = bigger;
+            cap = grown;
+        }
+        size_t want = cap - used;
+        if (want > (1u << 30)) want = 1u << 30;
+        int n = gzread(f, buf + used, (unsigned)want);
+        if (n < 0) {
+            st_status s = st_data_gzip_failure(f, path);
+            free(buf);
+            gzclose(f);
+            return s;
+        }
+        if (n == 0) break;
+        used += (size_t)n;
+    }
+    /* gzread reports a truncated stream only through gzerror at the end. */
+    int code = Z_OK;
+    gzerror(f, &code);
+    if (code != Z_OK) {
+        st_status s = st_data_gzip_failure(f, path);
+        free(buf);
+        gzclose(f);
+        return s;
+    }
+    gzclose(f);
+    *out = buf;
+    *size = used;
+    return ST_OK;
+}

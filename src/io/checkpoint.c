@@ -1,0 +1,271 @@
+/* Model + optimiser <-> safetensors checkpoint (see checkpoint.h). */
+#include "io/checkpoint.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+typedef struct entry_list {
+    st_tensor_entry *items;
+    char **names;
+    int n, cap;
+    int failed;
+} entry_list;
+
+static void add_entry(entry_list *l, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data) {
+    if (l->failed) return;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        st_tensor_entry *items = realloc(l->items, sizeof *items * (size_t)cap);
+        char **names = realloc(l->names, sizeof *names * (size_t)cap);
+        if (items) l->items = items;
+        if (names) l->names = names;
+        if (!items || !names) {
+            l->failed = 1;
+            return;
+        }
+        l->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) {
+        l->failed = 1;
+        return;
+    }
+    st_tensor_entry *e = &l->items[l->n];
+    memset(e, 0, sizeof *e);
+    e->name = copy;
+    e->dtype = dtype;
+    e->ndim = ndim;
+    for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
+    e->data = data;
+    l->names[l->n++] = copy;
+}
+
+static void free_entries(entry_list *l) {
+    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->items);
+    free(l->names);
+}
+
+st_status st_checkpoint_save(const char *path, const st_model *m, const st_optimizer *opt, float *const *best_values,
+                             const int64_t *best_num_batches_tracked, const st_checkpoint_info *info) {
+    entry_list l = {0};
+    char name[ST_NAME_MAX + 64];
+    static const int64_t scalar_shape[1] = {0};
+    /* num_batches_tracked values must outlive the write: take them from the ops. */
+    for (int i = 0; i < m->n_params; i++) {
+        const st_param *p = &m->params[i];
+        add_entry(&l, p->name, ST_DTYPE_F32, p->ndim, p->shape, p->value);
+    }
+    int bn_index = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        if (op->kind != ST_OP_BATCHNORM) continue;
+        snprintf(name, sizeof name, "%s.num_batches_tracked", op->bn_name);
+        add_entry(&l, name, ST_DTYPE_I64, 0, scalar_shape, &op->num_batches_tracked);
+        if (best_values && best_num_batches_tracked) {
+            snprintf(name, sizeof name, "best.%s.num_batches_tracked", op->bn_name);
+            add_entry(&l, name, ST_DTYPE_I64, 0, scalar_shape, &best_num_batches_tracked[bn_index]);
+        }
+        bn_index++;
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        const st_param *p = &m->params[i];
+        if (p->sparse && p->sparse->mask) {
+            snprintf(name, sizeof name, "mask.%s", p->name);
+            add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, p->sparse->mask);
+        }
+        if (best_values) {
+            snprintf(name, sizeof name, "best.%s", p->name);
+            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, best_values[i]);
+        }
+        for (int which = 0; opt && which < 2; which++) {
+            float *state = which == 0 ? opt->state1[i] : opt->state2[i];
+            if (!state) continue;
+            snprintf(name, sizeof name, "optim.%s.%s", p->name, st_optimizer_state_name(opt, which));
+            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, state);
+        }
+    }
+    if (l.failed) {
+        free_entries(&l);
+        return st_fail(ST_ERR_NOMEM, "out of memory preparing checkpoint %s", path);
+    }
+    char classes[32], channels[32], height[32], width[32], epoch[32], step[32], seed[32], best[64], best_epoch[32], best_test[64];
+    char batch_in_epoch[32], loss_sum[64], correct[32], seen[32];
+    snprintf(batch_in_epoch, sizeof batch_in_epoch, "%" PRId64, info->batch_in_epoch);
+    snprintf(loss_sum, sizeof loss_sum, "%.17g", info->epoch_loss_sum);
+    snprintf(correct, sizeof correct, "%" PRId64, info->epoch_correct);
+    snprintf(seen, sizeof seen, "%" PRId64, info->epoch_seen);
+    snprintf(classes, sizeof classes, "%d", m->num_classes);
+    snprintf(channels, sizeof channels, "%d", m->in_channels);
+    snprintf(height, sizeof height, "%d", m->in_height);
+    snprintf(width, sizeof width, "%d", m->in_width);
+    snprintf(epoch, sizeof epoch, "%d", info->epoch);
+    snprintf(step, sizeof step, "%" PRId64, info->step);
+    snprintf(seed, sizeof seed, "%" PRIu64, info->seed);
+    snprintf(best, sizeof best, "%.17g", info->best_val_acc);
+    snprintf(best_epoch, sizeof best_epoch, "%d", info->best_epoch);
+    snprintf(best_test, sizeof best_test, "%.17g", info->best_test_acc);
+    st_meta_entry meta[] = {
+        {"format", ST_CHECKPOINT_FORMAT},
+        {"model", m->name},
+        {"num_classes", classes},
+        {"in_channels", channels},
+        {"in_height", height},
+        {"in_width", width},
+        {"epoch", epoch},
+        {"step", step},
+        {"seed", seed},
+        {"best_val_acc", best},
+        {"best_epoch", best_epoch},
+        {"best_test_acc", best_test},
+        {"optimizer", opt ? (opt->kind == ST_OPTIMIZER_SGD ? "sgd" : "adam") : "none"},
+        {"data", info->data ? info->data : ""},
+        {"batch_in_epoch", batch_in_epoch},
+        {"epoch_loss_sum", loss_sum},
+        {"epoch_correct", correct},
+        {"epoch_seen", seen},
+        {"args", info->args_json ? info->args_json : "{}"},
+    };
+    st_status s = st_safetensors_write(path, l.items, l.n, meta, (int)(sizeof meta / sizeof meta[0]));
+    free_entries(&l);
+    return s;
+}
+
+static st_status meta_int(const st_safetensors *f, const char *path, const char *key, int *out) {
+    const char *v = st_safetensors_meta(f, key);
+    char *end = NULL;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || !*v || *end || x <= 0 || x > 1000000)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or invalid", path, key);
+    *out = (int)x;
+    return ST_OK;
+}
+
+st_status st_checkpoint_describe(const st_safetensors *f, const char *path, char *model, size_t model_size,
+                                 int *num_classes, int *in_channels, int *in_height, int *in_width) {
+    const char *format = st_safetensors_meta(f, "format");
+    if (!format || strcmp(format, ST_CHECKPOINT_FORMAT) != 0)
+        return st_fail(ST_ERR_FORMAT, "%s: not a sparsetrain checkpoint (metadata 'format' is %s)", path,
+                       format ? format : "missing");
+    const char *name = st_safetensors_meta(f, "model");
+    if (!name || !*name || strlen(name) >= model_size)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata 'model' is missing or invalid", path);
+    snprintf(model, model_size, "%s", name);
+    ST_TRY(meta_int(f, path, "num_classes", num_classes));
+    ST_TRY(meta_int(f, path, "in_channels", in_channels));
+    ST_TRY(meta_int(f, path, "in_height", in_height));
+    return meta_int(f, path, "in_width", in_width);
+}
+
+static st_status find_tensor(const st_safetensors *f, const char *path, const char *name, st_dtype dtype, int ndim,
+                             const int64_t *shape, const st_tensor_entry **out) {
+    const st_tensor_entry *t = st_safetensors_find(f, name);
+    if (!t) return st_fail(ST_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+    int ok = t->dtype == dtype && t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) return st_fail(ST_ERR_FORMAT, "%s: tensor '%s' has the wrong dtype or shape", path, name);
+    *out = t;
+    return ST_OK;
+}
+
+st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st_model *m, const char *prefix) {
+    char name[ST_NAME_MAX + 64];
+    const st_tensor_entry *t;
+    static const int64_t no_shape[1] = {0};
+    for (int i = 0; i < m->n_params; i++) {
+        st_param *p = &m->params[i];
+        snprintf(name, sizeof name, "%s%s", prefix, p->name);
+        ST_TRY(find_tensor(f, path, name, ST_DTYPE_F32, p->ndim, p->shape, &t));
+        memcpy(p->value, t->data, (size_t)p->numel * sizeof(float));
+        if (!p->sparse) continue;
+        snprintf(name, sizeof name, "mask.%s", p->name);
+        if (st_safetensors_find(f, name)) {
+            st_dtype dt = st_safetensors_find(f, name)->dtype == ST_DTYPE_BOOL ? ST_DTYPE_BOOL : ST_DTYPE_U8;
+            ST_TRY(find_tensor(f, path, name, dt, p->ndim, p->shape, &t));
+            const uint8_t *mask = t->data;
+            for (int64_t k = 0; k < p->numel; k++)
+                if (mask[k] > 1) return st_fail(ST_ERR_FORMAT, "%s: mask '%s' holds values other than 0/1", path, name);
+            ST_TRY(st_sparse_weight_set_mask(p->sparse, mask));
+        }
+    }
+    for (int i = 0; i < m->n_ops; i++) {
+        st_op *op = &m->ops[i];
+        if (op->kind != ST_OP_BATCHNORM) continue;
+        snprintf(name, sizeof name, "%s%s.num_batches_tracked", prefix, op->bn_name);
+        ST_TRY(find_tensor(f, path, name, ST_DTYPE_I64, 0, no_shape, &t));
+        memcpy(&op->num_batches_tracked, t->data, sizeof(int64_t));
+    }
+    return ST_OK;
+}
+
+st_status st_checkpoint_load_optimizer(const st_safetensors *f, const char *path, const st_model *m,
+                                       st_optimizer *opt) {
+    const char *kind = st_safetensors_meta(f, "optimizer");
+    const char *want = opt->kind == ST_OPTIMIZER_SGD ? "sgd" : "adam";
+    if (!kind || strcmp(kind, want) != 0)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint optimizer is %s, not %s", path, kind ? kind : "missing", want);
+    const char *step = st_safetensors_meta(f, "step");
+    char *end = NULL;
+    long long steps = step ? strtoll(step, &end, 10) : -1;
+    if (!step || !*step || *end || steps < 0)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata 'step' is missing or invalid", path);
+    opt->steps = steps;
+    char name[ST_NAME_MAX + 64];
+    const st_tensor_entry *t;
+    for (int i = 0; i < m->n_params; i++) {
+        const st_param *p = &m->params[i];
+        for (int which = 0; which < 2; which++) {
+            float *state = which == 0 ? opt->state1[i] : opt->state2[i];
+            if (!state) continue;
+            snprintf(name, sizeof name, "optim.%s.%s", p->name, st_optimizer_state_name(opt, which));
+            ST_TRY(find_tensor(f, path, name, ST_DTYPE_F32, p->ndim, p->shape, &t));
+            memcpy(state, t->data, (size_t)p->numel * sizeof(float));
+            if (p->sparse) st_sparse_weight_apply_mask(p->sparse, state);
+        }
+    }
+    return ST_OK;
+}
+
+static st_status meta_number(const st_safetensors *f, const char *path, const char *key, double *out) {
+    const char *v = st_safetensors_meta(f, key);
+    char *end = NULL;
+    double x = v ? strtod(v, &end) : 0;
+    if (!v || !*v || *end) return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or invalid", path, key);
+    *out = x;
+    return ST_OK;
+}
+
+st_status st_checkpoint_read_info(const st_safetensors *f, const char *path, st_checkpoint_info *info) {
+    memset(info, 0, sizeof *info);
+    double epoch, step, seed, best, best_epoch, best_test, batch, loss_sum, correct, seen;
+    ST_TRY(meta_number(f, path, "epoch", &epoch));
+    ST_TRY(meta_number(f, path, "step", &step));
+    ST_TRY(meta_number(f, path, "seed", &seed));
+    ST_TRY(meta_number(f, path, "best_val_acc", &best));
+    ST_TRY(meta_number(f, path, "best_epoch", &best_epoch));
+    ST_TRY(meta_number(f, path, "best_test_acc", &best_test));
+    ST_TRY(meta_number(f, path, "batch_in_epoch", &batch));
+    ST_TRY(meta_number(f, path, "epoch_loss_sum", &loss_sum));
+    ST_TRY(meta_number(f, path, "epoch_correct", &correct));
+    ST_TRY(meta_number(f, path, "epoch_seen", &seen));
+    if (epoch < 0 || step < 0 || batch < 0 || seen < 0)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint progress counters are negative", path);
+    const char *seed_text = st_safetensors_meta(f, "seed");
+    info->epoch = (int)epoch;
+    info->step = (int64_t)step;
+    info->seed = strtoull(seed_text, NULL, 10);
+    info->best_val_acc = best;
+    info->best_epoch = (int)best_epoch;
+    info->best_test_acc = best_test;
+    info->batch_in_epoch = (int64_t)batch;
+    info->epoch_loss_sum = loss_sum;
+    info->epoch_correct = (int64_t)correct;
+    info->epoch_seen = (int64_t)seen;
+    info->args_json = st_safetensors_meta(f, "args");
+    info->data = st_safetensors_meta(f, "data");
+    return ST_OK;
+}

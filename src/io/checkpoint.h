@@ -1,0 +1,53 @@
+/* Checkpoints: a safetensors file holding the model's state_dict under its
+ * PyTorch names, the masks ("mask.<weight>", U8, 1 = kept), the optimiser
+ * state ("optim.<param>.<state>"), optionally the best-on-validation weights
+ * ("best.<name>"), and metadata (format, model, shapes, epoch, step, seed,
+ * the run's arguments as JSON). See docs/FORMATS.md. */
+#ifndef ST_IO_CHECKPOINT_H
+#define ST_IO_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "io/safetensors.h"
+#include "models/model.h"
+#include "optim/optimizer.h"
+
+#define ST_CHECKPOINT_FORMAT "sparsetrain-checkpoint-1"
+
+typedef struct st_checkpoint_info {
+    int epoch;                /* completed epochs */
+    int64_t step;             /* optimiser steps taken */
+    double best_val_acc;      /* -1 when there is no validation split */
+    double best_test_acc;     /* test accuracy of the best-on-validation epoch */
+    int best_epoch;
+    const char *args_json;    /* the run's arguments (written as metadata "args") */
+    const char *data;         /* data set name */
+    uint64_t seed;
+    int64_t batch_in_epoch;   /* batches of epoch `epoch` already done (interrupted mid-epoch) */
+    double epoch_loss_sum;    /* partial-epoch accumulators, restored on resume */
+    int64_t epoch_correct, epoch_seen;
+} st_checkpoint_info;
+
+/* Reads the st_checkpoint_info numbers back from metadata (args_json and
+ * data point into `f`). */
+st_status st_checkpoint_read_info(const st_safetensors *f, const char *path, st_checkpoint_info *info);
+
+/* Writes model (+ optimizer if not NULL, + best copy if best_values not NULL:
+ * one float array per param, same order as m->params) atomically to path. */
+st_status st_checkpoint_save(const char *path, const st_model *m, const st_optimizer *opt, float *const *best_values,
+                             const int64_t *best_num_batches_tracked, const st_checkpoint_info *info);
+
+/* Opens and validates that `f` is a sparsetrain checkpoint; fills the model
+ * description from its metadata. */
+st_status st_checkpoint_describe(const st_safetensors *f, const char *path, char *model, size_t model_size,
+                                 int *num_classes, int *in_channels, int *in_height, int *in_width);
+
+/* Loads weights, buffers and masks of a model built to the checkpoint's
+ * description; every tensor must be present with the right shape. With
+ * prefix "best." loads the best-on-validation copy instead (if present). */
+st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st_model *m, const char *prefix);
+/* Loads optimiser state and step count. */
+st_status st_checkpoint_load_optimizer(const st_safetensors *f, const char *path, const st_model *m,
+                                       st_optimizer *opt);
+
+#endif

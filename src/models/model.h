@@ -1,0 +1,110 @@
+/* st_model: a network as a list of operations over numbered activations,
+ * with PyTorch state_dict names for every parameter and buffer.
+ * Model builders (cifar_resnet.c, vgg.c, lenet.c) append operations with the
+ * st_model_add_* functions; forward/backward walk the list. */
+#ifndef ST_MODELS_MODEL_H
+#define ST_MODELS_MODEL_H
+
+#include <stdint.h>
+
+#include "nn/layers.h"
+#include "sparse/sparse_weight.h"
+#include "sparsetrain.h"
+
+#define ST_NAME_MAX 96
+
+/* A named tensor of the state_dict: a trainable parameter or a buffer. */
+typedef struct st_param {
+    char name[ST_NAME_MAX];
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    float *value;              /* numel floats (for a prunable weight: its sparse weight's values) */
+    float *grad;               /* numel floats; NULL for buffers */
+    st_sparse_weight *sparse;  /* non-NULL for prunable weights (every conv/linear weight) */
+    int is_buffer;             /* running_mean / running_var: saved, never trained */
+    double fan_in, fan_out;    /* for initialisation (weights only) */
+} st_param;
+
+typedef enum st_op_kind {
+    ST_OP_CONV,
+    ST_OP_LINEAR,
+    ST_OP_BATCHNORM,
+    ST_OP_RELU,
+    ST_OP_MAXPOOL,
+    ST_OP_AVGPOOL,
+    ST_OP_GLOBAL_AVGPOOL,
+    ST_OP_ADD,
+    ST_OP_FLATTEN
+} st_op_kind;
+
+typedef struct st_op {
+    st_op_kind kind;
+    int in, in2, out;          /* activation ids (in2 for ADD, else -1) */
+    int weight, bias;          /* param ids or -1 */
+    int running_mean, running_var; /* param ids of BN buffers */
+    int64_t num_batches_tracked;   /* BN: counts training batches, as PyTorch */
+    char bn_name[ST_NAME_MAX];     /* BN: prefix for num_batches_tracked */
+    int kernel, stride, padding;
+    float *save_mean, *save_invstd; /* BN (channels) */
+    int32_t *argmax;           /* MAXPOOL (capacity * out size) */
+} st_op;
+
+typedef struct st_activation {
+    int channels, height, width; /* one image; linear features: channels = features, h = w = 1 */
+    float *value;                /* capacity * size */
+    float *grad;                 /* capacity * size */
+} st_activation;
+
+typedef struct st_model {
+    char name[64];
+    int num_classes, in_channels, in_height, in_width;
+    st_op *ops;
+    int n_ops, cap_ops;
+    st_param *params;
+    int n_params, cap_params;
+    st_activation *acts;
+    int n_acts, cap_acts;
+    int capacity;                /* batch size the activation buffers hold */
+    int training;                /* 1: batch statistics; 0: running statistics */
+    float *workspace;            /* conv scratch, sized for capacity */
+    size_t workspace_floats;
+    float *log_probs;            /* capacity * classes */
+} st_model;
+
+/* Builds a model by name (SPEC section 2): cifar_resnet_N[_W], vgg11/13/16/19,
+ * lenet5, lenet300-100. Parameters are allocated but not initialised. */
+st_status st_model_create(const char *name, int num_classes, int in_channels, int in_height, int in_width,
+                          st_model **out);
+void st_model_free(st_model *m);
+
+/* Builder API used by the model files. Each returns the new activation id
+ * (or -1 after recording an error on the model, see st_model_build_error). */
+int st_model_add_input(st_model *m, int channels, int height, int width);
+int st_model_add_conv(st_model *m, int in, const char *name, int out_channels, int kernel, int stride, int padding,
+                      int bias);
+int st_model_add_linear(st_model *m, int in, const char *name, int out_features, int bias);
+int st_model_add_batchnorm(st_model *m, int in, const char *name);
+int st_model_add_relu(st_model *m, int in);
+int st_model_add_maxpool(st_model *m, int in, int kernel, int stride);
+int st_model_add_avgpool(st_model *m, int in, int kernel, int stride);
+int st_model_add_global_avgpool(st_model *m, int in);
+int st_model_add_add(st_model *m, int a, int b);
+int st_model_add_flatten(st_model *m, int in);
+
+/* Prepares activation buffers for batches of up to `capacity` images. */
+st_status st_model_reserve(st_model *m, int capacity);
+/* Forward pass; returns the logits activation (batch, classes) in *logits. */
+st_status st_model_forward(st_model *m, const float *images, int batch, const float **logits);
+/* Loss + backward after st_model_forward in training mode: fills every
+ * parameter gradient (overwriting) and returns the mean loss and #correct. */
+st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, double *loss, int *correct);
+/* Loss and top-1 correct count only (evaluation). */
+double st_model_loss(st_model *m, const int32_t *labels, int batch, int *correct);
+void st_model_zero_grad(st_model *m);
+
+/* Counting helpers. */
+int64_t st_model_parameter_count(const st_model *m);   /* trainable, excl. buffers */
+int st_model_find_param(const st_model *m, const char *name);
+
+#endif

@@ -1,0 +1,67 @@
+/* Model registry: parses a model name (SPEC section 2) and builds it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "models/builders.h"
+
+/* Parses a positive decimal integer that spans the whole of [s, end). */
+static int parse_positive(const char *s, size_t len, int *out) {
+    if (len == 0 || len > 6) return 0;
+    int v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v <= 0) return 0;
+    *out = v;
+    return 1;
+}
+
+static st_status build_by_name(st_model *m, const char *name) {
+    const char *prefix = "cifar_resnet_";
+    if (strncmp(name, prefix, strlen(prefix)) == 0) {
+        const char *rest = name + strlen(prefix);
+        const char *sep = strchr(rest, '_');
+        int depth = 0, width = 16;
+        if (!parse_positive(rest, sep ? (size_t)(sep - rest) : strlen(rest), &depth) ||
+            (sep && !parse_positive(sep + 1, strlen(sep + 1), &width)))
+            return st_fail(ST_ERR_ARGUMENT, "unknown model '%s' (expected cifar_resnet_N or cifar_resnet_N_W)", name);
+        return st_build_cifar_resnet(m, depth, width);
+    }
+    if (strcmp(name, "vgg11") == 0) return st_build_vgg(m, 11);
+    if (strcmp(name, "vgg13") == 0) return st_build_vgg(m, 13);
+    if (strcmp(name, "vgg16") == 0) return st_build_vgg(m, 16);
+    if (strcmp(name, "vgg19") == 0) return st_build_vgg(m, 19);
+    if (strcmp(name, "lenet5") == 0) return st_build_lenet5(m);
+    if (strcmp(name, "lenet300-100") == 0) return st_build_lenet300_100(m);
+    return st_fail(ST_ERR_ARGUMENT,
+                   "unknown model '%s' (known: cifar_resnet_N[_W] with N = 6D+2, vgg11, vgg13, vgg16, vgg19, "
+                   "lenet5, lenet300-100)",
+                   name);
+}
+
+st_status st_model_create(const char *name, int num_classes, int in_channels, int in_height, int in_width,
+                          st_model **out) {
+    *out = NULL;
+    if (num_classes <= 0 || in_channels <= 0 || in_height <= 0 || in_width <= 0)
+        return st_fail(ST_ERR_ARGUMENT, "model %s: invalid input shape %dx%dx%d or class count %d", name, in_channels,
+                       in_height, in_width, num_classes);
+    st_model *m = st_calloc(1, sizeof *m, "model");
+    if (!m) return ST_ERR_NOMEM;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->num_classes = num_classes;
+    m->in_channels = in_channels;
+    m->in_height = in_height;
+    m->in_width = in_width;
+    m->training = 1;
+    st_model_add_input(m, in_channels, in_height, in_width);
+    st_status s = build_by_name(m, name);
+    if (s != ST_OK) {
+        st_model_free(m);
+        return s;
+    }
+    *out = m;
+    return ST_OK;
+}

@@ -1,0 +1,84 @@
+/* Forward and backward passes of every layer, llm.c style:
+ *   x_forward(shape, inputs..., params..., outputs...)
+ *   x_backward(shape, saved..., dout, dinp (+=), dparams (+=))
+ * Activations are NCHW float32 (PyTorch layout). Backward passes ADD into
+ * input and parameter gradients so that fan-out (residual) sums naturally.
+ * Parallelism is OpenMP inside each function (thread count = omp setting). */
+#ifndef ST_NN_LAYERS_H
+#define ST_NN_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sparse/sparse_weight.h"
+
+/* ---- conv2d (square kernel, stride, zero padding, optional bias) ---- */
+typedef struct st_conv2d_shape {
+    int batch, in_channels, in_h, in_w;
+    int out_channels, kernel, stride, padding;
+    int out_h, out_w; /* derived by st_conv2d_shape_init */
+} st_conv2d_shape;
+void st_conv2d_shape_init(st_conv2d_shape *s, int batch, int in_channels, int in_h, int in_w, int out_channels,
+                          int kernel, int stride, int padding);
+/* Scratch floats needed by forward/backward when run with `threads` threads.
+ * Forward/backward run a team of omp_get_max_threads() threads (one image
+ * block each, results bit-identical for a given team size), so size the
+ * workspace with at least that count. Called from inside a parallel region
+ * they run in the caller's thread alone. */
+size_t st_conv2d_workspace_floats(const st_conv2d_shape *s, int threads);
+/* y (batch, out, oh, ow) = conv(x (batch, in, h, w), w (out, in*k*k)) + bias (may be NULL). */
+void st_conv2d_forward(const st_conv2d_shape *s, const float *x, const st_sparse_weight *w, const float *bias,
+                       float *y, float *workspace);
+/* dx += dL/dx (dx may be NULL), dw += dL/dw (kept positions only), dbias += (may be NULL). */
+void st_conv2d_backward(const st_conv2d_shape *s, const float *x, const st_sparse_weight *w, const float *dy,
+                        float *dx, float *dw, float *dbias, float *workspace);
+
+/* ---- linear: y (batch, out) = x (batch, in) W^T + bias ---- */
+void st_linear_forward(int batch, const float *x, const st_sparse_weight *w, const float *bias, float *y);
+void st_linear_backward(int batch, const float *x, const st_sparse_weight *w, const float *dy, float *dx, float *dw,
+                        float *dbias);
+
+/* ---- batch norm 2d (also 1d with spatial = 1), PyTorch semantics ----
+ * Training: normalise with batch mean and biased variance; running stats
+ * updated with momentum and the UNBIASED variance. Eval: running stats. */
+typedef struct st_batchnorm_shape {
+    int batch, channels, spatial; /* spatial = H*W */
+    float momentum, eps;          /* 0.1, 1e-5 */
+} st_batchnorm_shape;
+void st_batchnorm_forward_train(const st_batchnorm_shape *s, const float *x, const float *gamma, const float *beta,
+                                float *y, float *save_mean, float *save_invstd, float *running_mean,
+                                float *running_var);
+void st_batchnorm_forward_eval(const st_batchnorm_shape *s, const float *x, const float *gamma, const float *beta,
+                               const float *running_mean, const float *running_var, float *y);
+void st_batchnorm_backward(const st_batchnorm_shape *s, const float *x, const float *gamma, const float *save_mean,
+                           const float *save_invstd, const float *dy, float *dx, float *dgamma, float *dbeta);
+
+/* ---- elementwise ---- */
+void st_relu_forward(int64_t n, const float *x, float *y);
+void st_relu_backward(int64_t n, const float *y, const float *dy, float *dx); /* dx += dy * (y > 0) */
+void st_add_forward(int64_t n, const float *a, const float *b, float *y);
+
+/* ---- pooling (kernel k, stride s, no padding; out = (in - k) / s + 1) ---- */
+typedef struct st_pool_shape {
+    int batch, channels, in_h, in_w, kernel, stride;
+    int out_h, out_w; /* derived */
+} st_pool_shape;
+void st_pool_shape_init(st_pool_shape *s, int batch, int channels, int in_h, int in_w, int kernel, int stride);
+void st_maxpool_forward(const st_pool_shape *s, const float *x, float *y, int32_t *argmax);
+void st_maxpool_backward(const st_pool_shape *s, const int32_t *argmax, const float *dy, float *dx);
+void st_avgpool_forward(const st_pool_shape *s, const float *x, float *y);
+void st_avgpool_backward(const st_pool_shape *s, const float *dy, float *dx);
+/* global average pool: (batch, channels, spatial) -> (batch, channels) */
+void st_global_avgpool_forward(int batch, int channels, int spatial, const float *x, float *y);
+void st_global_avgpool_backward(int batch, int channels, int spatial, const float *dy, float *dx);
+
+/* ---- loss: log-softmax + NLL, mean over the batch ----
+ * Writes log-probabilities (batch, classes); returns the mean loss in double
+ * precision and the number of correct top-1 predictions in *correct. */
+double st_log_softmax_nll_forward(int batch, int classes, const float *logits, const int32_t *labels,
+                                  float *log_probs, int *correct);
+/* dlogits = (softmax - onehot) / batch (overwrites). */
+void st_log_softmax_nll_backward(int batch, int classes, const float *log_probs, const int32_t *labels,
+                                 float *dlogits);
+
+#endif

@@ -1,0 +1,84 @@
+/* Dense-with-mask implementation of st_sparse_weight, on OpenBLAS sgemm.
+ * Gradients are masked right after each product so that masked weights,
+ * their gradients and their optimiser state all stay exactly 0. */
+#include "sparse/sparse_weight.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+st_status st_sparse_weight_init(st_sparse_weight *w, int rows, int64_t cols) {
+    memset(w, 0, sizeof *w);
+    if (rows <= 0 || cols <= 0) return st_fail(ST_ERR_ARGUMENT, "weight shape (%d, %lld) is empty", rows, (long long)cols);
+    w->rows = rows;
+    w->cols = cols;
+    w->values = st_calloc((size_t)rows * (size_t)cols, sizeof(float), "weight values");
+    if (!w->values) return ST_ERR_NOMEM;
+    w->kept = (int64_t)rows * cols;
+    return ST_OK;
+}
+
+void st_sparse_weight_release(st_sparse_weight *w) {
+    if (!w) return;
+    free(w->values);
+    free(w->mask);
+    memset(w, 0, sizeof *w);
+}
+
+st_status st_sparse_weight_set_mask(st_sparse_weight *w, const uint8_t *mask) {
+    int64_t n = st_sparse_weight_numel(w);
+    if (!w->mask) {
+        w->mask = st_malloc((size_t)n, "weight mask");
+        if (!w->mask) return ST_ERR_NOMEM;
+    }
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        w->mask[i] = mask[i] ? 1 : 0;
+        kept += w->mask[i];
+    }
+    w->kept = kept;
+    st_sparse_weight_apply_mask(w, w->values);
+    return ST_OK;
+}
+
+void st_sparse_weight_apply_mask(const st_sparse_weight *w, float *array) {
+    if (!w->mask || !array) return;
+    int64_t n = st_sparse_weight_numel(w);
+    for (int64_t i = 0; i < n; i++)
+        if (!w->mask[i]) array[i] = 0.0f;
+}
+
+void st_sparse_weight_matmul(const st_sparse_weight *w, const float *x, int64_t n, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, w->rows, (int)n, (int)w->cols, 1.0f, w->values,
+                (int)w->cols, x, (int)n, 0.0f, y, (int)n);
+}
+
+void st_sparse_weight_matmul_transposed(const st_sparse_weight *w, const float *dy, int64_t n, float *dx) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)w->cols, (int)n, w->rows, 1.0f, w->values,
+                (int)w->cols, dy, (int)n, 0.0f, dx, (int)n);
+}
+
+void st_sparse_weight_accumulate_grad(const st_sparse_weight *w, const float *dy, const float *x, int64_t n, float *dw) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, w->rows, (int)w->cols, (int)n, 1.0f, dy, (int)n, x, (int)n,
+                1.0f, dw, (int)w->cols);
+    st_sparse_weight_apply_mask(w, dw);
+}
+
+void st_sparse_weight_matmul_rows(const st_sparse_weight *w, const float *x, int64_t n, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, w->rows, (int)w->cols, 1.0f, x, (int)w->cols,
+                w->values, (int)w->cols, 0.0f, y, w->rows);
+}
+
+void st_sparse_weight_accumulate_input_grad_rows(const st_sparse_weight *w, const float *dy, int64_t n, float *dx) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)w->cols, w->rows, 1.0f, dy, w->rows,
+                w->values, (int)w->cols, 1.0f, dx, (int)w->cols);
+}
+
+void st_sparse_weight_accumulate_grad_rows(const st_sparse_weight *w, const float *dy, const float *x, int64_t n,
+                                           float *dw) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, w->rows, (int)w->cols, (int)n, 1.0f, dy, w->rows, x,
+                (int)w->cols, 1.0f, dw, (int)w->cols);
+    st_sparse_weight_apply_mask(w, dw);
+}

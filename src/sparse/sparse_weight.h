@@ -1,0 +1,49 @@
+/* st_sparse_weight: the only way layers reach a prunable weight.
+ * It owns the values and the mask, and performs the three products a layer
+ * needs (forward, input gradient, weight gradient at kept positions).
+ * Today it stores dense values with masked entries held at exactly 0.0; a
+ * compressed representation can replace the internals without touching layers. */
+#ifndef ST_SPARSE_WEIGHT_H
+#define ST_SPARSE_WEIGHT_H
+
+#include <stdint.h>
+
+#include "sparsetrain.h"
+
+typedef struct st_sparse_weight {
+    int rows;          /* output channels / output features */
+    int64_t cols;      /* in_channels*kh*kw / input features */
+    float *values;     /* (rows, cols) row-major; masked entries are exactly 0 */
+    uint8_t *mask;     /* (rows, cols), 1 = kept; NULL while the weight is dense */
+    int64_t kept;      /* number of kept entries (rows*cols when dense) */
+} st_sparse_weight;
+
+st_status st_sparse_weight_init(st_sparse_weight *w, int rows, int64_t cols);
+void st_sparse_weight_release(st_sparse_weight *w);
+static inline int64_t st_sparse_weight_numel(const st_sparse_weight *w) { return (int64_t)w->rows * w->cols; }
+static inline int st_sparse_weight_is_masked(const st_sparse_weight *w) { return w->mask != 0; }
+
+/* Installs a copy of `mask` (1 = kept) and zeroes the masked values. */
+st_status st_sparse_weight_set_mask(st_sparse_weight *w, const uint8_t *mask);
+/* Zeroes the masked positions of an array shaped like the weight (values,
+ * gradient, optimiser state). No-op for a dense weight. */
+void st_sparse_weight_apply_mask(const st_sparse_weight *w, float *array);
+
+/* Column form (convolutions: activations as (cols, n) / (rows, n) matrices,
+ * row-major with leading dimension n). Single-threaded; callers parallelise
+ * over independent images.
+ *   y  = W x           x: (cols, n)  y: (rows, n)   (overwrites y)
+ *   dx = W^T dy        dy: (rows, n) dx: (cols, n)  (overwrites dx)
+ *   dw += dy x^T       at kept positions only       */
+void st_sparse_weight_matmul(const st_sparse_weight *w, const float *x, int64_t n, float *y);
+void st_sparse_weight_matmul_transposed(const st_sparse_weight *w, const float *dy, int64_t n, float *dx);
+void st_sparse_weight_accumulate_grad(const st_sparse_weight *w, const float *dy, const float *x, int64_t n, float *dw);
+
+/* Row form (linear layers: activations as (n, cols) / (n, rows)); may use
+ * several threads internally.
+ *   y  = x W^T  (overwrites)    dx += dy W    dw += dy^T x (kept positions) */
+void st_sparse_weight_matmul_rows(const st_sparse_weight *w, const float *x, int64_t n, float *y);
+void st_sparse_weight_accumulate_input_grad_rows(const st_sparse_weight *w, const float *dy, int64_t n, float *dx);
+void st_sparse_weight_accumulate_grad_rows(const st_sparse_weight *w, const float *dy, const float *x, int64_t n, float *dw);
+
+#endif

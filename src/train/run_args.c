@@ -1,0 +1,97 @@
+/* The run's identity as JSON (stored in every checkpoint as metadata "args")
+ * and back, so that --resume continues with exactly the arguments of the run. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "io/json.h"
+#include "train/run_args.h"
+
+st_status st_train_config_to_json(const st_train_config *c, char **json) {
+    st_json_builder b;
+    st_json_builder_init(&b);
+#define KEY(k) st_json_append_text(&b, first ? "{\"" k "\": " : ", \"" k "\": "), first = 0
+    int first = 1;
+    KEY("model"); st_json_append_string(&b, c->model);
+    KEY("data"); st_json_append_string(&b, c->data);
+    KEY("datadir"); st_json_append_string(&b, c->datadir);
+    KEY("batch_size"); st_json_append_int(&b, c->batch_size);
+    KEY("test_batch_size"); st_json_append_int(&b, c->test_batch_size);
+    KEY("epochs"); st_json_append_int(&b, c->epochs);
+    KEY("lr"); st_json_append_double(&b, c->lr);
+    KEY("momentum"); st_json_append_double(&b, c->momentum);
+    KEY("l2"); st_json_append_double(&b, c->l2);
+    KEY("optimizer"); st_json_append_string(&b, c->optimizer);
+    KEY("lr_schedule"); st_json_append_string(&b, c->lr_schedule);
+    KEY("seed"); st_json_append_int(&b, (int64_t)c->seed);
+    KEY("valid_split"); st_json_append_double(&b, c->valid_split);
+    KEY("sparse"); st_json_append_int(&b, c->sparse);
+    KEY("fix"); st_json_append_int(&b, c->fix);
+    KEY("sparse_init"); st_json_append_string(&b, c->sparse_init);
+    KEY("density"); st_json_append_double(&b, c->density);
+    KEY("fc_density"); st_json_append_double(&b, c->fc_density);
+    KEY("mask_sampling"); st_json_append_string(&b, c->mask_sampling);
+    KEY("scaled"); st_json_append_int(&b, c->scaled);
+    KEY("augment"); st_json_append_int(&b, c->augment);
+    KEY("max_batches"); st_json_append_int(&b, c->max_batches);
+#undef KEY
+    st_json_append_text(&b, "}");
+    size_t len;
+    return st_json_builder_finish(&b, json, &len);
+}
+
+static st_status get_string(const st_json_value *root, const char *key, char *dst, size_t size) {
+    const st_json_value *v = st_json_object_get(root, key);
+    if (!v || v->type != ST_JSON_STRING || v->string_length >= size)
+        return st_fail(ST_ERR_FORMAT, "argument '%s' is missing or invalid", key);
+    snprintf(dst, size, "%s", v->string);
+    return ST_OK;
+}
+
+static st_status get_number(const st_json_value *root, const char *key, double *out) {
+    const st_json_value *v = st_json_object_get(root, key);
+    if (!v || v->type != ST_JSON_NUMBER) return st_fail(ST_ERR_FORMAT, "argument '%s' is missing or invalid", key);
+    *out = v->number;
+    return ST_OK;
+}
+
+static st_status get_int(const st_json_value *root, const char *key, int *out) {
+    double x = 0;
+    ST_TRY(get_number(root, key, &x));
+    *out = (int)x;
+    return ST_OK;
+}
+
+st_status st_train_config_from_json(const char *json, const char *source, st_train_config *c) {
+    st_json_document *doc;
+    ST_TRY(st_json_parse(json, strlen(json), source, NULL, &doc));
+    const st_json_value *r = st_json_root(doc);
+    double seed = 0;
+    st_status s = r->type == ST_JSON_OBJECT ? ST_OK : st_fail(ST_ERR_FORMAT, "arguments are not a JSON object");
+    if (s == ST_OK) s = get_string(r, "model", c->model, sizeof c->model);
+    if (s == ST_OK) s = get_string(r, "data", c->data, sizeof c->data);
+    if (s == ST_OK) s = get_string(r, "datadir", c->datadir, sizeof c->datadir);
+    if (s == ST_OK) s = get_int(r, "batch_size", &c->batch_size);
+    if (s == ST_OK) s = get_int(r, "test_batch_size", &c->test_batch_size);
+    if (s == ST_OK) s = get_int(r, "epochs", &c->epochs);
+    if (s == ST_OK) s = get_number(r, "lr", &c->lr);
+    if (s == ST_OK) s = get_number(r, "momentum", &c->momentum);
+    if (s == ST_OK) s = get_number(r, "l2", &c->l2);
+    if (s == ST_OK) s = get_string(r, "optimizer", c->optimizer, sizeof c->optimizer);
+    if (s == ST_OK) s = get_string(r, "lr_schedule", c->lr_schedule, sizeof c->lr_schedule);
+    if (s == ST_OK) s = get_number(r, "seed", &seed);
+    if (s == ST_OK) s = get_number(r, "valid_split", &c->valid_split);
+    if (s == ST_OK) s = get_int(r, "sparse", &c->sparse);
+    if (s == ST_OK) s = get_int(r, "fix", &c->fix);
+    if (s == ST_OK) s = get_string(r, "sparse_init", c->sparse_init, sizeof c->sparse_init);
+    if (s == ST_OK) s = get_number(r, "density", &c->density);
+    if (s == ST_OK) s = get_number(r, "fc_density", &c->fc_density);
+    if (s == ST_OK) s = get_string(r, "mask_sampling", c->mask_sampling, sizeof c->mask_sampling);
+    if (s == ST_OK) s = get_int(r, "scaled", &c->scaled);
+    if (s == ST_OK) s = get_int(r, "augment", &c->augment);
+    if (s == ST_OK) s = get_int(r, "max_batches", &c->max_batches);
+    c->seed = (uint64_t)seed;
+    st_json_free(doc);
+    if (s != ST_OK) return st_fail_context(s, "%s", source);
+    return ST_OK;
+}

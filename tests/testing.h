@@ -1,0 +1,49 @@
+/* Minimal assertion helpers shared by the C unit tests (run under CTest). */
+#ifndef ST_TESTING_H
+#define ST_TESTING_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int st_test_failures = 0;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
+            st_test_failures++;                                                       \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                         \
+    do {                                                                              \
+        double st_a_ = (a), st_b_ = (b);                                              \
+        if (!(fabs(st_a_ - st_b_) <= (tol))) {                                        \
+            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.9g vs %s = %.9g (tol %g)\n", \
+                    __FILE__, __LINE__, #a, st_a_, #b, st_b_, (double)(tol));         \
+            st_test_failures++;                                                       \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_OK(expr)                                                                \
+    do {                                                                              \
+        st_status st_s_ = (expr);                                                     \
+        if (st_s_ != ST_OK) {                                                         \
+            fprintf(stderr, "%s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #expr, \
+                    st_status_name(st_s_), st_last_error());                          \
+            st_test_failures++;                                                       \
+        }                                                                             \
+    } while (0)
+
+#define TEST_MAIN_END()                                                               \
+    do {                                                                              \
+        if (st_test_failures) {                                                       \
+            fprintf(stderr, "%d check(s) failed\n", st_test_failures);                \
+            return 1;                                                                 \
+        }                                                                             \
+        printf("all checks passed\n");                                                \
+        return 0;                                                                     \
+    } while (0)
+
+#endif
