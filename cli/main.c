@@ -8,6 +8,7 @@
 
 #include "flags.h"
 #include "sparsetrain.h"
+#include "train/bench.h"
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -129,12 +130,59 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+static int cmd_bench(int argc, char **argv) {
+    st_bench_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.model, sizeof c.model, "cifar_resnet_20");
+    snprintf(c.sparse_init, sizeof c.sparse_init, "dense");
+    c.density = 0.05;
+    c.batch_size = 128;
+    c.channels = 3;
+    c.height = c.width = 32;
+    c.classes = 10;
+    c.warmup = 2;
+    c.steps = 5;
+    c.seed = 17;
+    int json = 0;
+    st_flag flags[] = {
+        {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name (cifar_resnet_20)"},
+        {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "dense, uniform, ERK, ... (dense)"},
+        {"density", ST_FLAG_DOUBLE, &c.density, 0, 0, "overall density (0.05)"},
+        {"batch-size", ST_FLAG_INT, &c.batch_size, 0, 0, "batch size (128)"},
+        {"threads", ST_FLAG_INT, &c.threads, 0, 0, "threads (default: all cores)"},
+        {"channels", ST_FLAG_INT, &c.channels, 0, 0, "input channels (3)"},
+        {"size", ST_FLAG_INT, &c.height, 0, 0, "input height = width (32)"},
+        {"classes", ST_FLAG_INT, &c.classes, 0, 0, "classes (10)"},
+        {"warmup", ST_FLAG_INT, &c.warmup, 0, 0, "untimed warm-up steps (2)"},
+        {"steps", ST_FLAG_INT, &c.steps, 0, 0, "timed steps (5)"},
+        {"json", ST_FLAG_SWITCH, &json, 0, 1, "print one JSON object"},
+    };
+    int r = st_flags_parse("bench", "usage: sparsetrain bench [options]\n\nTimes training steps on synthetic data.",
+                           flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
+    if (r != 0) return r > 0 ? 0 : 2;
+    c.width = c.height;
+    st_bench_result res;
+    st_status s = st_bench_run(&c, &res);
+    if (s != ST_OK) return report("bench", s);
+    if (json)
+        printf("{\"model\": \"%s\", \"sparse_init\": \"%s\", \"density\": %g, \"batch_size\": %d, "
+               "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"train_step\": {\"ms\": %.4f, \"images_per_s\": %.3f}, "
+               "\"kept\": %lld, \"prunable\": %lld}\n",
+               c.model, c.sparse_init, c.density, c.batch_size, res.forward_ms, res.backward_ms, res.step_ms,
+               res.images_per_s, (long long)res.kept, (long long)res.total);
+    else
+        printf("%s %s density %g batch %d: forward %.2f ms, backward %.2f ms, step %.2f ms, %.1f images/s\n", c.model,
+               c.sparse_init, c.density, c.batch_size, res.forward_ms, res.backward_ms, res.step_ms, res.images_per_s);
+    return 0;
+}
+
 static void usage(FILE *out) {
     fprintf(out,
             "usage: sparsetrain <command> [options]\n\n"
             "Commands:\n"
             "  train   train a dense or randomly pruned sparse network\n"
-            "  eval    evaluate a checkpoint on a test set\n\n"
+            "  eval    evaluate a checkpoint on a test set\n"
+            "  bench   time training steps on synthetic data\n\n"
             "Run 'sparsetrain <command> --help' for the options of a command.\n");
 }
 
@@ -149,6 +197,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
     if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
     fprintf(stderr, "sparsetrain: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

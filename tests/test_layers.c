@@ -4,6 +4,7 @@
  *   test_layers --parity DIR   run one layer on DIR/spec.txt + DIR/<name>.bin
  *                              inputs and write outputs (layers_parity_test.py)
  *   test_layers --bench        time conv2d forward+backward on two shapes */
+#include <cblas.h> /* openblas_get_corename: the bench names the GEMM kernel in use */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -920,6 +921,7 @@ static void bench_conv(int batch, int cin, int cout, int hw) {
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--parity")) return run_parity(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--bench")) {
+        printf("OpenBLAS core: %s (override with OPENBLAS_CORETYPE)\n", openblas_get_corename());
         bench_conv(128, 16, 16, 32);
         bench_conv(128, 64, 64, 8);
         return 0;

@@ -24,7 +24,7 @@ void st_conv2d_shape_init(st_conv2d_shape *s, int batch, int in_channels, int in
  * Forward/backward run a team of omp_get_max_threads() threads (one image
  * block each, results bit-identical for a given team size), so size the
  * workspace with at least that count. Called from inside a parallel region
- * they run in the caller's thread alone. */
+ * (nesting disabled, the default) they run in the calling thread alone. */
 size_t st_conv2d_workspace_floats(const st_conv2d_shape *s, int threads);
 /* y (batch, out, oh, ow) = conv(x (batch, in, h, w), w (out, in*k*k)) + bias (may be NULL). */
 void st_conv2d_forward(const st_conv2d_shape *s, const float *x, const st_sparse_weight *w, const float *bias,

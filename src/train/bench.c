@@ -1,0 +1,101 @@
+/* Times forward, backward and a full SGD training step of a model on random
+ * data after warm-up, reporting medians (the machines are noisy). */
+#include "train/bench.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/rng.h"
+#include "core/status.h"
+#include "models/init.h"
+#include "models/model.h"
+#include "optim/optimizer.h"
+#include "sparse/masks.h"
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, compare_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
+    memset(r, 0, sizeof *r);
+    if (c->batch_size <= 0 || c->steps <= 0 || c->warmup < 0)
+        return st_fail(ST_ERR_ARGUMENT, "bench: batch size and steps must be positive");
+    if (c->threads > 0) omp_set_num_threads(c->threads);
+    st_model *m;
+    ST_TRY(st_model_create(c->model, c->classes, c->channels, c->height, c->width, &m));
+    st_layer_shape *shapes;
+    int *ids, n;
+    st_status s = st_model_prunable_layers(m, &shapes, &ids, &n);
+    if (s != ST_OK) {
+        st_model_free(m);
+        return s;
+    }
+    double *dens = calloc((size_t)n + 1, sizeof *dens);
+    size_t image = (size_t)c->channels * c->height * c->width;
+    float *images = malloc(sizeof(float) * image * (size_t)c->batch_size);
+    int32_t *labels = malloc(sizeof(int32_t) * (size_t)c->batch_size);
+    double *fwd = malloc(sizeof(double) * (size_t)c->steps), *bwd = malloc(sizeof(double) * (size_t)c->steps);
+    double *step = malloc(sizeof(double) * (size_t)c->steps);
+    st_optimizer opt;
+    memset(&opt, 0, sizeof opt);
+    if (!dens || !images || !labels || !fwd || !bwd || !step) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
+    if (s == ST_OK) s = st_layer_densities(c->sparse_init, c->density, 1.0, shapes, n, dens);
+    if (s == ST_OK && strcmp(c->sparse_init, "dense") != 0)
+        s = st_model_sample_masks(m, dens, ST_MASK_BERNOULLI, c->seed);
+    if (s == ST_OK) {
+        st_model_init_weights(m, c->seed, ST_INIT_PLAIN, c->density, NULL);
+        st_rng rng;
+        st_rng_seed(&rng, c->seed, 99);
+        for (size_t i = 0; i < image * (size_t)c->batch_size; i++) images[i] = (float)st_rng_normal(&rng);
+        for (int i = 0; i < c->batch_size; i++) labels[i] = (int32_t)st_rng_below(&rng, (uint64_t)c->classes);
+        s = st_optimizer_create(&opt, m, ST_OPTIMIZER_SGD, 0.9, 1, 5e-4);
+    }
+    for (int it = 0; s == ST_OK && it < c->warmup + c->steps; it++) {
+        const float *logits;
+        double loss, t0 = now_ms();
+        int ok;
+        s = st_model_forward(m, images, c->batch_size, &logits);
+        double t1 = now_ms();
+        if (s == ST_OK) s = st_model_loss_backward(m, labels, c->batch_size, &loss, &ok);
+        double t2 = now_ms();
+        if (s == ST_OK) st_optimizer_step(&opt, m, 0.01);
+        double t3 = now_ms();
+        if (it >= c->warmup) {
+            fwd[it - c->warmup] = t1 - t0;
+            bwd[it - c->warmup] = t2 - t1;
+            step[it - c->warmup] = t3 - t0;
+        }
+    }
+    if (s == ST_OK) {
+        r->forward_ms = median(fwd, c->steps);
+        r->backward_ms = median(bwd, c->steps);
+        r->step_ms = median(step, c->steps);
+        r->images_per_s = 1e3 * c->batch_size / r->step_ms;
+        st_model_prunable_counts(m, &r->kept, &r->total);
+    }
+    st_optimizer_free(&opt);
+    free(shapes);
+    free(ids);
+    free(dens);
+    free(images);
+    free(labels);
+    free(fwd);
+    free(bwd);
+    free(step);
+    st_model_free(m);
+    return s;
+}
