@@ -28,9 +28,9 @@ static int basic_block(st_model *m, int x, int index, int in_channels, int out_c
 
 st_status st_build_cifar_resnet(st_model *m, int depth, int width) {
     if (depth < 8 || (depth - 2) % 6 != 0)
-        return st_fail(ST_ERR_ARGUMENT, "cifar_resnet depth %d is invalid: it must be 6*D+2 (20, 32, 44, 56, 110, ...)",
-                       depth);
-    if (width <= 0) return st_fail(ST_ERR_ARGUMENT, "cifar_resnet width must be positive");
+        return st_fail(ST_ERR_ARGUMENT, "model %s: depth %d is invalid: it must be 6*D+2 (20, 32, 44, 56, 110, ...)",
+                       m->name, depth);
+    if (width <= 0) return st_fail(ST_ERR_ARGUMENT, "model %s: width must be positive", m->name);
     int blocks_per_stage = (depth - 2) / 6;
     int x = st_model_add_conv(m, 0, "conv", width, 3, 1, 1, 0);
     x = st_model_add_relu(m, st_model_add_batchnorm(m, x, "bn"));

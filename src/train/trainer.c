@@ -403,6 +403,19 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
         st_safetensors_free(resume_file);
         return s;
     }
+    if (c->save[0]) { /* fail now, not after the first epoch */
+        char dir[ST_PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", c->save);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            slash[slash == dir ? 1 : 0] = 0;
+        else
+            snprintf(dir, sizeof dir, ".");
+        if (access(dir, W_OK) != 0) {
+            st_safetensors_free(resume_file);
+            return st_fail(ST_ERR_IO, "cannot write checkpoint %s: folder %s is missing or not writable", c->save, dir);
+        }
+    }
     if (c->threads > 0) omp_set_num_threads(c->threads);
     if (c->progress < 0) c->progress = isatty(fileno(stderr)) ? 1 : 0;
     run r;
