@@ -118,8 +118,8 @@ st_status st_layer_densities(const char *name, double density, double fc_density
                 return st_fail(ST_ERR_ARGUMENT, "ERK_plus: density %g is unreachable with --fc_density %g", density,
                                fc_density);
             }
-            st_layer_shape *others = malloc(sizeof *others * (size_t)n);
-            double *sub = malloc(sizeof *sub * (size_t)n);
+            st_layer_shape *others = calloc((size_t)n + 1, sizeof *others);
+            double *sub = calloc((size_t)n + 1, sizeof *sub);
             if (!others || !sub) {
                 free(others);
                 free(sub);
