@@ -39,7 +39,16 @@ st_status st_fail_context(st_status code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    snprintf(st_error_message, sizeof st_error_message, "%s: %s", prefix, old);
+    /* prefix + ": " + old message, truncated to the buffer */
+    size_t cap = sizeof st_error_message - 1, n = strlen(prefix);
+    if (n > cap) n = cap;
+    memcpy(st_error_message, prefix, n);
+    const char *sep = ": ";
+    for (int i = 0; i < 2 && n < cap; i++) st_error_message[n++] = sep[i];
+    size_t m = strlen(old);
+    if (m > cap - n) m = cap - n;
+    memcpy(st_error_message + n, old, m);
+    st_error_message[n + m] = 0;
     return code;
 }
 

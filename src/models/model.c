@@ -252,6 +252,7 @@ void st_model_free(st_model *m) {
         free(m->ops[i].save_mean);
         free(m->ops[i].save_invstd);
         free(m->ops[i].argmax);
+        st_conv2d_plan_free(m->ops[i].conv_plan);
     }
     for (int i = 0; i < m->n_acts; i++) {
         free(m->acts[i].value);
@@ -315,6 +316,28 @@ st_status st_model_reserve(st_model *m, int capacity) {
 
 /* ---------- forward / backward ---------- */
 
+/* The convolution plan of `op` for `batch` images, (re)built when the batch
+ * size changes; grows the shared workspace if the new plan needs more. */
+static st_status conv_plan(st_model *m, st_op *op, int batch, st_conv2d_plan **out) {
+    if (!op->conv_plan || st_conv2d_plan_shape(op->conv_plan)->batch != batch) {
+        st_conv2d_plan_free(op->conv_plan);
+        op->conv_plan = NULL;
+        st_conv2d_shape s;
+        conv_shape(m, op, batch, &s);
+        ST_TRY(st_conv2d_plan_create(&s, op->bias >= 0, ST_CONV2D_AUTO, &op->conv_plan));
+        size_t need = st_conv2d_plan_workspace_floats(op->conv_plan, omp_get_max_threads());
+        if (need > m->workspace_floats) {
+            float *ws = st_malloc(need * sizeof(float), "convolution workspace");
+            if (!ws) return ST_ERR_NOMEM;
+            free(m->workspace);
+            m->workspace = ws;
+            m->workspace_floats = need;
+        }
+    }
+    *out = op->conv_plan;
+    return ST_OK;
+}
+
 st_status st_model_forward(st_model *m, const float *images, int batch, const float **logits) {
     ST_TRY(st_model_reserve(m, batch));
     memcpy(m->acts[0].value, images, (size_t)batch * (size_t)act_size(&m->acts[0]) * sizeof(float));
@@ -325,10 +348,10 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
         int64_t n_out = (int64_t)batch * act_size(out);
         switch (op->kind) {
         case ST_OP_CONV: {
-            st_conv2d_shape s;
-            conv_shape(m, op, batch, &s);
-            st_conv2d_forward(&s, in->value, m->params[op->weight].sparse,
-                              op->bias >= 0 ? m->params[op->bias].value : NULL, out->value, m->workspace);
+            st_conv2d_plan *plan;
+            ST_TRY(conv_plan(m, op, batch, &plan));
+            st_conv2d_plan_forward(plan, in->value, m->params[op->weight].sparse,
+                                   op->bias >= 0 ? m->params[op->bias].value : NULL, out->value, m->workspace);
             break;
         }
         case ST_OP_LINEAR:
@@ -390,10 +413,11 @@ static void backward_op(st_model *m, st_op *op, int batch) {
     float *dx = op->in == 0 ? NULL : in->grad; /* no gradient w.r.t. the images */
     switch (op->kind) {
     case ST_OP_CONV: {
-        st_conv2d_shape s;
-        conv_shape(m, op, batch, &s);
-        st_conv2d_backward(&s, in->value, m->params[op->weight].sparse, out->grad, dx, m->params[op->weight].grad,
-                           op->bias >= 0 ? m->params[op->bias].grad : NULL, m->workspace);
+        /* forward built the plan for this batch size */
+        ST_ASSERT(op->conv_plan && st_conv2d_plan_shape(op->conv_plan)->batch == batch);
+        st_conv2d_plan_backward(op->conv_plan, in->value, m->params[op->weight].sparse, out->grad, dx,
+                                m->params[op->weight].grad, op->bias >= 0 ? m->params[op->bias].grad : NULL,
+                                m->workspace);
         break;
     }
     case ST_OP_LINEAR:

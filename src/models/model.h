@@ -48,6 +48,7 @@ typedef struct st_op {
     int kernel, stride, padding;
     float *save_mean, *save_invstd; /* BN (channels) */
     int32_t *argmax;           /* MAXPOOL (capacity * out size) */
+    st_conv2d_plan *conv_plan; /* CONV: backend prepared for the last batch size seen */
 } st_op;
 
 typedef struct st_activation {

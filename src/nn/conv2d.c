@@ -1,11 +1,16 @@
-/* 2-D convolution (square kernel, stride, zero padding) as im2col + matrix
- * product through st_sparse_weight, one image at a time, images split
- * statically over OpenMP threads. Weight gradients go to per-thread
- * accumulators reduced in fixed thread order, so a given thread count always
- * gives bit-identical results. */
+/* 2-D convolution (square kernel, stride, zero padding).
+ * Reference path (st_conv2d_forward/backward): im2col + matrix product
+ * through st_sparse_weight, one image at a time, images split statically over
+ * OpenMP threads; weight gradients go to per-thread accumulators reduced in
+ * fixed thread order, so a given thread count gives bit-identical results.
+ * Plans (st_conv2d_plan_*): the same operation with a backend chosen once per
+ * shape, today oneDNN for dense execution (see kernels/conv_onednn.h). */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/status.h"
+#include "kernels/conv_onednn.h"
 #include "kernels/im2col.h"
 #include "nn/layers.h"
 
@@ -56,6 +61,25 @@ size_t st_conv2d_workspace_floats(const st_conv2d_shape *s, int threads) {
 static void image_block(int batch, int tid, int nt, int *begin, int *end) {
     *begin = (int)((int64_t)batch * tid / nt);
     *end = (int)((int64_t)batch * (tid + 1) / nt);
+}
+
+/* dbias += per-channel sums of dy, in double, images in fixed order.
+ * Work-shares over channels when called inside a parallel region. */
+static void conv_bias_grad(const st_conv2d_shape *s, const float *dy, float *dbias) {
+    const size_t pixels = (size_t)s->out_h * s->out_w;
+    const size_t out_size = (size_t)s->out_channels * pixels;
+#pragma omp for schedule(static)
+    for (int o = 0; o < s->out_channels; o++) {
+        double sum = 0.0;
+        for (int n = 0; n < s->batch; n++) {
+            const float *row = dy + (size_t)n * out_size + (size_t)o * pixels;
+            float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+            for (size_t p = 0; p < pixels; p++) part += row[p];
+            sum += part;
+        }
+        dbias[o] += (float)sum;
+    }
 }
 
 void st_conv2d_forward(const st_conv2d_shape *s, const float *x, const st_sparse_weight *w, const float *bias,
@@ -149,19 +173,97 @@ void st_conv2d_backward(const st_conv2d_shape *s, const float *x, const st_spars
 #pragma omp simd
             for (size_t j = j0; j < j1; j++) dw[j] += grad0[j];
         }
-        if (dbias) {
-#pragma omp for schedule(static)
-            for (int o = 0; o < s->out_channels; o++) {
-                double sum = 0.0;
-                for (int n = 0; n < s->batch; n++) {
-                    const float *row = dy + (size_t)n * out_size + (size_t)o * pixels;
-                    float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-                    for (size_t p = 0; p < pixels; p++) part += row[p];
-                    sum += part;
-                }
-                dbias[o] += (float)sum;
-            }
+        if (dbias) conv_bias_grad(s, dy, dbias);
+    }
+}
+
+/* ------------------------------------------------------------------ plans */
+
+struct st_conv2d_plan {
+    st_conv2d_shape shape;
+    int has_bias;
+    st_conv2d_backend backend; /* REFERENCE or ONEDNN, never AUTO */
+    st_onednn_conv *onednn;
+};
+
+static st_conv2d_backend backend_from_environment(void) {
+    const char *v = getenv("ST_CONV2D_BACKEND");
+    if (v && strcmp(v, "reference") == 0) return ST_CONV2D_REFERENCE;
+    if (v && strcmp(v, "onednn") == 0) return ST_CONV2D_ONEDNN;
+    return ST_CONV2D_AUTO;
+}
+
+st_status st_conv2d_plan_create(const st_conv2d_shape *s, int has_bias, st_conv2d_backend backend,
+                                st_conv2d_plan **out) {
+    *out = NULL;
+    st_conv2d_plan *p = st_calloc(1, sizeof *p, "convolution plan");
+    if (!p) return ST_ERR_NOMEM;
+    p->shape = *s;
+    p->has_bias = has_bias;
+    if (backend == ST_CONV2D_AUTO) backend = backend_from_environment();
+    p->backend = ST_CONV2D_REFERENCE;
+    if (backend != ST_CONV2D_REFERENCE) {
+        st_status status = st_onednn_conv_create(s->batch, s->in_channels, s->in_h, s->in_w, s->out_channels,
+                                                 s->kernel, s->stride, s->padding, has_bias, &p->onednn);
+        if (status == ST_OK) {
+            p->backend = ST_CONV2D_ONEDNN;
+        } else if (backend == ST_CONV2D_ONEDNN || status == ST_ERR_NOMEM) {
+            free(p); /* asked for explicitly: report why it is unavailable */
+            return status;
         }
+    }
+    *out = p;
+    return ST_OK;
+}
+
+void st_conv2d_plan_free(st_conv2d_plan *p) {
+    if (!p) return;
+    st_onednn_conv_free(p->onednn);
+    free(p);
+}
+
+const st_conv2d_shape *st_conv2d_plan_shape(const st_conv2d_plan *p) { return &p->shape; }
+st_conv2d_backend st_conv2d_plan_backend(const st_conv2d_plan *p) { return p->backend; }
+
+const char *st_conv2d_plan_implementation(const st_conv2d_plan *p, int which) {
+    return p->backend == ST_CONV2D_ONEDNN ? st_onednn_conv_implementation(p->onednn, which) : "reference";
+}
+
+/* ONEDNN workspace: [dense weight gradient | oneDNN's blocked copies and scratchpads]. */
+static size_t dense_grad_floats(const st_conv2d_shape *s) {
+    return round_up16((size_t)s->out_channels * s->in_channels * s->kernel * s->kernel);
+}
+
+size_t st_conv2d_plan_workspace_floats(const st_conv2d_plan *p, int threads) {
+    if (p->backend == ST_CONV2D_ONEDNN) return dense_grad_floats(&p->shape) + st_onednn_conv_workspace_floats(p->onednn);
+    return st_conv2d_workspace_floats(&p->shape, threads);
+}
+
+void st_conv2d_plan_forward(st_conv2d_plan *p, const float *x, const st_sparse_weight *w, const float *bias, float *y,
+                            float *workspace) {
+    if (p->backend != ST_CONV2D_ONEDNN) {
+        st_conv2d_forward(&p->shape, x, w, bias, y, workspace);
+        return;
+    }
+    ST_ASSERT(!bias == !p->has_bias);
+    st_status s = st_onednn_conv_forward(p->onednn, x, st_sparse_weight_dense_values(w), bias, y,
+                                         workspace + dense_grad_floats(&p->shape));
+    ST_ASSERT(s == ST_OK);
+}
+
+void st_conv2d_plan_backward(st_conv2d_plan *p, const float *x, const st_sparse_weight *w, const float *dy, float *dx,
+                             float *dw, float *dbias, float *workspace) {
+    if (p->backend != ST_CONV2D_ONEDNN) {
+        st_conv2d_backward(&p->shape, x, w, dy, dx, dw, dbias, workspace);
+        return;
+    }
+    float *grad = workspace; /* the dense gradient, masked on its way into dw */
+    st_status s = st_onednn_conv_backward(p->onednn, x, st_sparse_weight_dense_values(w), dy, dx, dw ? grad : NULL,
+                                          workspace + dense_grad_floats(&p->shape));
+    ST_ASSERT(s == ST_OK);
+    if (dw) st_sparse_weight_accumulate_dense_grad(w, grad, dw);
+    if (dbias) {
+#pragma omp parallel
+        conv_bias_grad(&p->shape, dy, dbias);
     }
 }

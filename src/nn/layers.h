@@ -33,6 +33,31 @@ void st_conv2d_forward(const st_conv2d_shape *s, const float *x, const st_sparse
 void st_conv2d_backward(const st_conv2d_shape *s, const float *x, const st_sparse_weight *w, const float *dy,
                         float *dx, float *dw, float *dbias, float *workspace);
 
+/* ---- conv2d plan: one convolution shape (batch included) with its backend
+ * prepared once and reused every step. ONEDNN runs the dense weight values
+ * (masked entries are 0) through oneDNN's convolution primitives, picked from
+ * cpuid at run time; REFERENCE is st_conv2d_forward/backward above (im2col +
+ * GEMM). AUTO takes oneDNN when the build has it and it accepts the shape;
+ * the environment variable ST_CONV2D_BACKEND=reference|onednn overrides AUTO.
+ * Same contract as st_conv2d_forward/backward: backward adds into dx, dw
+ * (kept positions only) and dbias; one thread count gives bit-identical
+ * results run to run. ---- */
+typedef enum st_conv2d_backend { ST_CONV2D_AUTO = 0, ST_CONV2D_REFERENCE, ST_CONV2D_ONEDNN } st_conv2d_backend;
+typedef struct st_conv2d_plan st_conv2d_plan;
+st_status st_conv2d_plan_create(const st_conv2d_shape *s, int has_bias, st_conv2d_backend backend,
+                                st_conv2d_plan **out);
+void st_conv2d_plan_free(st_conv2d_plan *p);
+const st_conv2d_shape *st_conv2d_plan_shape(const st_conv2d_plan *p);
+st_conv2d_backend st_conv2d_plan_backend(const st_conv2d_plan *p);
+/* "reference" or oneDNN's implementation names, e.g. "jit:avx512_core" (0 fwd, 1 bwd data, 2 bwd weights). */
+const char *st_conv2d_plan_implementation(const st_conv2d_plan *p, int which);
+/* Scratch floats for forward/backward run with `threads` threads (>= omp_get_max_threads()). */
+size_t st_conv2d_plan_workspace_floats(const st_conv2d_plan *p, int threads);
+void st_conv2d_plan_forward(st_conv2d_plan *p, const float *x, const st_sparse_weight *w, const float *bias, float *y,
+                            float *workspace);
+void st_conv2d_plan_backward(st_conv2d_plan *p, const float *x, const st_sparse_weight *w, const float *dy, float *dx,
+                             float *dw, float *dbias, float *workspace);
+
 /* ---- linear: y (batch, out) = x (batch, in) W^T + bias ---- */
 void st_linear_forward(int batch, const float *x, const st_sparse_weight *w, const float *bias, float *y);
 void st_linear_backward(int batch, const float *x, const st_sparse_weight *w, const float *dy, float *dx, float *dw,

@@ -50,6 +50,16 @@ void st_sparse_weight_apply_mask(const st_sparse_weight *w, float *array) {
         if (!w->mask[i]) array[i] = 0.0f;
 }
 
+void st_sparse_weight_accumulate_dense_grad(const st_sparse_weight *w, const float *grad, float *dw) {
+    const int64_t n = st_sparse_weight_numel(w);
+    if (w->mask) {
+        const uint8_t *restrict mask = w->mask;
+        for (int64_t i = 0; i < n; i++) dw[i] += mask[i] ? grad[i] : 0.0f;
+    } else {
+        for (int64_t i = 0; i < n; i++) dw[i] += grad[i];
+    }
+}
+
 void st_sparse_weight_matmul(const st_sparse_weight *w, const float *x, int64_t n, float *y) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, w->rows, (int)n, (int)w->cols, 1.0f, w->values,
                 (int)w->cols, x, (int)n, 0.0f, y, (int)n);

@@ -29,6 +29,13 @@ st_status st_sparse_weight_set_mask(st_sparse_weight *w, const uint8_t *mask);
  * gradient, optimiser state). No-op for a dense weight. */
 void st_sparse_weight_apply_mask(const st_sparse_weight *w, float *array);
 
+/* Dense execution, for layers that hand the weight to a dense backend
+ * (oneDNN): the values as a dense (rows, cols) row-major array whose masked
+ * entries are exactly 0, and dw += grad restricted to the kept positions for
+ * a dense gradient `grad` computed by such a backend. */
+static inline const float *st_sparse_weight_dense_values(const st_sparse_weight *w) { return w->values; }
+void st_sparse_weight_accumulate_dense_grad(const st_sparse_weight *w, const float *grad, float *dw);
+
 /* Column form (convolutions: activations as (cols, n) / (rows, n) matrices,
  * row-major with leading dimension n). Single-threaded; callers parallelise
  * over independent images.
