@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "flags.h"
+#include "inspect.h"
+#include "sparse/distributions.h"
 #include "sparsetrain.h"
 #include "train/bench.h"
 #include "train/trainer.h"
@@ -53,10 +55,10 @@ static int cmd_train(int argc, char **argv) {
         {"valid_split", ST_FLAG_DOUBLE, &c.valid_split, 0, 0, "fraction of the training set held out for model selection (0.1)"},
         {"sparse", ST_FLAG_SWITCH, &c.sparse, 0, 1, "train a sparse network"},
         {"fix", ST_FLAG_SWITCH, &c.fix, 0, 1, "keep the sparse connectivity fixed (static sparse training)"},
-        {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "layer-wise densities: uniform, uniform_plus, ER, ERK, ERK_plus, dense (ERK)"},
+        {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "layer-wise densities: " ST_SPARSE_INIT_NAMES " (ERK)"},
         {"density", ST_FLAG_DOUBLE, &c.density, 0, 0, "overall density of the prunable weights (0.05)"},
         {"fc_density", ST_FLAG_DOUBLE, &c.fc_density, 0, 0, "classifier density for ERK_plus (1.0)"},
-        {"mask-sampling", ST_FLAG_STRING, c.mask_sampling, sizeof c.mask_sampling, 0, "bernoulli (as the reference) or exact (bernoulli)"},
+        {"mask-sampling", ST_FLAG_STRING, c.mask_sampling, sizeof c.mask_sampling, 0, "exact (round(d_l*n_l) kept per layer) or bernoulli (as the reference) (exact)"},
         {"scaled", ST_FLAG_SWITCH, &c.scaled, 0, 1, "scale the init std by 1/sqrt(density), as the reference"},
         {"scaled-per-layer", ST_FLAG_SWITCH, &c.scaled, 0, 2, "scale the init std by each layer's own density"},
         {"augment", ST_FLAG_SWITCH, &c.augment, 0, 1, "force crop+flip augmentation (default: CIFAR only)"},
@@ -164,15 +166,21 @@ static int cmd_bench(int argc, char **argv) {
     st_bench_result res;
     st_status s = st_bench_run(&c, &res);
     if (s != ST_OK) return report("bench", s);
-    if (json)
+    if (json) {
         printf("{\"model\": \"%s\", \"sparse_init\": \"%s\", \"density\": %g, \"batch_size\": %d, "
+               "\"threads\": %d, \"conv_implementation\": \"%s\", "
                "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"train_step\": {\"ms\": %.4f, \"images_per_s\": %.3f}, "
-               "\"kept\": %lld, \"prunable\": %lld}\n",
-               c.model, c.sparse_init, c.density, c.batch_size, res.forward_ms, res.backward_ms, res.step_ms,
-               res.images_per_s, (long long)res.kept, (long long)res.total);
-    else
+               "\"kept\": %lld, \"prunable\": %lld, \"layers\": [",
+               c.model, c.sparse_init, c.density, c.batch_size, res.threads, res.conv_implementation, res.forward_ms,
+               res.backward_ms, res.step_ms, res.images_per_s, (long long)res.kept, (long long)res.total);
+        for (int l = 0; l < res.n_layers; l++)
+            printf("%s{\"name\": \"%s\", \"kept\": %lld, \"numel\": %lld}", l ? ", " : "", res.layers[l].name,
+                   (long long)res.layers[l].kept, (long long)res.layers[l].numel);
+        printf("]}\n");
+    } else
         printf("%s %s density %g batch %d: forward %.2f ms, backward %.2f ms, step %.2f ms, %.1f images/s\n", c.model,
                c.sparse_init, c.density, c.batch_size, res.forward_ms, res.backward_ms, res.step_ms, res.images_per_s);
+    st_bench_result_release(&res);
     return 0;
 }
 
@@ -182,6 +190,7 @@ static void usage(FILE *out) {
             "Commands:\n"
             "  train   train a dense or randomly pruned sparse network\n"
             "  eval    evaluate a checkpoint on a test set\n"
+            "  inspect show the layer-wise densities, kept weights and FLOPs of a sparse model\n"
             "  bench   time training steps on synthetic data\n\n"
             "Run 'sparsetrain <command> --help' for the options of a command.\n");
 }
@@ -198,6 +207,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
     if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(argv[1], "inspect") == 0) return st_cli_inspect(argc, argv);
     fprintf(stderr, "sparsetrain: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

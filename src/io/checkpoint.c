@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "io/json.h"
 
 typedef struct entry_list {
     st_tensor_entry *items;
@@ -129,8 +130,39 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
         {"epoch_correct", correct},
         {"epoch_seen", seen},
         {"args", info->args_json ? info->args_json : "{}"},
+        {"layer_densities", NULL},
     };
-    st_status s = st_safetensors_write(path, l.items, l.n, meta, (int)(sizeof meta / sizeof meta[0]));
+    int n_meta = (int)(sizeof meta / sizeof meta[0]) - 1;
+    char *densities = NULL;
+    st_status s = ST_OK;
+    if (info->n_layer_densities > 0) {
+        /* {"conv.weight": 1, "blocks.0.conv1.weight": 0.0123, ...} in parameter order */
+        st_json_builder b;
+        st_json_builder_init(&b);
+        int k = 0;
+        for (int i = 0; i < m->n_params; i++) {
+            if (!m->params[i].sparse) continue;
+            if (k < info->n_layer_densities) {
+                st_json_append_text(&b, k ? ", " : "{");
+                st_json_append_string(&b, m->params[i].name);
+                st_json_append_text(&b, ": ");
+                st_json_append_double(&b, info->layer_densities[k]);
+            }
+            k++;
+        }
+        st_json_append_text(&b, "}");
+        size_t len;
+        if (k != info->n_layer_densities) {
+            st_json_builder_free(&b);
+            s = st_fail(ST_ERR_ARGUMENT, "checkpoint %s: %d layer densities for %d prunable layers of %s", path,
+                        info->n_layer_densities, k, m->name);
+        } else {
+            s = st_json_builder_finish(&b, &densities, &len);
+            meta[n_meta++].value = densities;
+        }
+    }
+    if (s == ST_OK) s = st_safetensors_write(path, l.items, l.n, meta, n_meta);
+    free(densities);
     free_entries(&l);
     return s;
 }
@@ -267,5 +299,24 @@ st_status st_checkpoint_read_info(const st_safetensors *f, const char *path, st_
     info->epoch_seen = (int64_t)seen;
     info->args_json = st_safetensors_meta(f, "args");
     info->data = st_safetensors_meta(f, "data");
-    return ST_OK;
+    const char *densities = st_safetensors_meta(f, "layer_densities");
+    if (!densities) return ST_OK; /* written since layer densities were recorded; optional */
+    char source[1100];
+    snprintf(source, sizeof source, "metadata 'layer_densities' of %s", path);
+    st_json_document *doc;
+    ST_TRY(st_json_parse(densities, strlen(densities), source, NULL, &doc));
+    const st_json_value *root = st_json_root(doc);
+    st_status s = root->type == ST_JSON_OBJECT && root->count <= ST_CHECKPOINT_MAX_LAYERS
+                      ? ST_OK
+                      : st_fail(ST_ERR_FORMAT, "%s: not an object of at most %d layers", source, ST_CHECKPOINT_MAX_LAYERS);
+    int n = 0;
+    for (const st_json_value *v = root->first_child; s == ST_OK && v; v = v->next) {
+        if (v->type != ST_JSON_NUMBER || !(v->number >= 0 && v->number <= 1))
+            s = st_fail(ST_ERR_FORMAT, "%s: density of '%s' is not a number in [0, 1]", source, v->key);
+        else
+            info->layer_densities[n++] = v->number;
+    }
+    if (s == ST_OK) info->n_layer_densities = n;
+    st_json_free(doc);
+    return s;
 }

@@ -13,6 +13,7 @@
 #include "optim/optimizer.h"
 
 #define ST_CHECKPOINT_FORMAT "sparsetrain-checkpoint-1"
+#define ST_CHECKPOINT_MAX_LAYERS 1024 /* layer densities recorded for at most this many prunable layers */
 
 typedef struct st_checkpoint_info {
     int epoch;                /* completed epochs */
@@ -26,10 +27,17 @@ typedef struct st_checkpoint_info {
     int64_t batch_in_epoch;   /* batches of epoch `epoch` already done (interrupted mid-epoch) */
     double epoch_loss_sum;    /* partial-epoch accumulators, restored on resume */
     int64_t epoch_correct, epoch_seen;
+    /* Target density of every prunable layer (parameter order) as the run's
+     * --sparse_init chose it; written as metadata "layer_densities" =
+     * {"<weight name>": d, ...} when n_layer_densities > 0 (it must then equal
+     * the model's prunable layer count). Held inline so that the info stays a
+     * plain value with nothing to free. */
+    int n_layer_densities;
+    double layer_densities[ST_CHECKPOINT_MAX_LAYERS];
 } st_checkpoint_info;
 
 /* Reads the st_checkpoint_info numbers back from metadata (args_json and
- * data point into `f`). */
+ * data point into `f`); layer_densities when present (else n = 0). */
 st_status st_checkpoint_read_info(const st_safetensors *f, const char *path, st_checkpoint_info *info);
 
 /* Writes model (+ optimizer if not NULL, + best copy if best_values not NULL:

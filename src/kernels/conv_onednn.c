@@ -1,5 +1,5 @@
-/* oneDNN convolution plans (see conv_onednn.h). Every tensor that crosses
- * the API is plain (NCHW activations, OIHW weights); each primitive is
+/* oneDNN convolution plans (see conv_onednn.h). Weights cross the API as
+ * plain OIHW, activations in the layout the caller names; each primitive is
  * created with format "any" so oneDNN chooses its fastest layout, and a
  * reorder primitive bridges the two where they differ. All memory comes from
  * the caller's workspace (user scratchpad mode): no allocation per call. */
@@ -16,13 +16,16 @@
 
 int st_onednn_available(void) { return 0; }
 st_status st_onednn_conv_create(int batch, int in_c, int in_h, int in_w, int out_c, int kernel, int stride,
-                                int padding, int has_bias, st_onednn_conv **out) {
+                                int padding, int has_bias, int x_block, int y_block, st_onednn_conv **out) {
     (void)batch, (void)in_c, (void)in_h, (void)in_w, (void)out_c, (void)kernel, (void)stride, (void)padding;
-    (void)has_bias;
+    (void)has_bias, (void)x_block, (void)y_block;
     *out = NULL;
     return st_fail(ST_ERR_ARGUMENT, "built without oneDNN (install libdnnl-dev and reconfigure)");
 }
 void st_onednn_conv_free(st_onednn_conv *c) { (void)c; }
+int st_onednn_conv_output_block(const st_onednn_conv *c) { (void)c; return 1; }
+int st_onednn_conv_output_block(const st_onednn_conv *c) { return c->y_block; }
+
 size_t st_onednn_conv_workspace_floats(const st_onednn_conv *c) { (void)c; return 0; }
 const char *st_onednn_conv_implementation(const st_onednn_conv *c, int which) {
     (void)c, (void)which;
@@ -34,8 +37,8 @@ st_status st_onednn_conv_forward(st_onednn_conv *c, const float *x, const float 
     return st_fail(ST_ERR_ARGUMENT, "built without oneDNN");
 }
 st_status st_onednn_conv_backward(st_onednn_conv *c, const float *x, const float *w, const float *dy, float *dx,
-                                  float *dw, float *workspace) {
-    (void)c, (void)x, (void)w, (void)dy, (void)dx, (void)dw, (void)workspace;
+                                  int dx_accumulate, float *dw, float *workspace) {
+    (void)c, (void)x, (void)w, (void)dy, (void)dx, (void)dx_accumulate, (void)dw, (void)workspace;
     return st_fail(ST_ERR_ARGUMENT, "built without oneDNN");
 }
 
@@ -76,13 +79,14 @@ struct st_onednn_conv {
     size_t off_xf, off_wf, off_yf; /* byte offsets; SIZE_MAX = use the caller's array */
     /* backward data: dy -> dyd, w -> wd, conv -> dxd, dx += dxd */
     conv_primitive bwd_data;
-    reorder bd_dy, bd_w, bd_dx;
+    reorder bd_dy, bd_w, bd_dx_add, bd_dx_set; /* dx += / dx = the blocked result */
     size_t off_dyd, off_wd, off_dxd;
     /* backward weights: x -> xw, dy -> dyw, conv -> dww, dww -> dw */
     conv_primitive bwd_weights;
     reorder bw_x, bw_dy, bw_dw;
     size_t off_xw, off_dyw, off_dww;
     int shared_dy; /* backward weights reads backward data's copy of dy */
+    int y_block;   /* layout of y / dy: 1 = NCHW, B = nChwBc */
     size_t workspace_bytes;
 };
 
@@ -196,8 +200,30 @@ static size_t blocked_copy(const reorder *r, const dnnl_memory_desc_t *md, size_
 
 int st_onednn_available(void) { return 1; }
 
+/* Activation descriptor: NCHW (block 1) or nChw8c / nChw16c. */
+static st_status activation_md(dnnl_memory_desc_t *md, const dnnl_dims_t dims, int block) {
+    const dnnl_format_tag_t tag = block == 1 ? dnnl_nchw : block == 8 ? dnnl_nChw8c : block == 16 ? dnnl_nChw16c
+                                                                                                  : dnnl_format_tag_undef;
+    if (tag == dnnl_format_tag_undef || dims[1] % block != 0)
+        return st_fail(ST_ERR_ARGUMENT, "oneDNN: no activation layout with channel blocks of %d for %lld channels",
+                       block, (long long)dims[1]);
+    return dnnl_check(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, tag), "activation layout");
+}
+
+/* The block of `md` if it is one of activation_md's layouts for these dims, else 0. */
+static int block_of(const dnnl_memory_desc_t *md, const dnnl_dims_t dims) {
+    static const int blocks[] = {1, 8, 16};
+    for (int i = 0; i < 3; i++) {
+        dnnl_memory_desc_t candidate;
+        if (dims[1] % blocks[i] == 0 && activation_md(&candidate, dims, blocks[i]) == ST_OK &&
+            dnnl_memory_desc_equal(md, &candidate))
+            return blocks[i];
+    }
+    return 0;
+}
+
 static st_status create(st_onednn_conv *c, int batch, int in_c, int in_h, int in_w, int out_c, int kernel,
-                        int stride, int padding) {
+                        int stride, int padding, int x_block, int y_block) {
     const int out_h = (in_h + 2 * padding - kernel) / stride + 1;
     const int out_w = (in_w + 2 * padding - kernel) / stride + 1;
     dnnl_dims_t x_dims = {batch, in_c, in_h, in_w}, w_dims = {out_c, in_c, kernel, kernel};
@@ -206,9 +232,9 @@ static st_status create(st_onednn_conv *c, int batch, int in_c, int in_h, int in
     /* oneDNN wants the right/bottom padding that makes the output size exact */
     dnnl_dims_t pad_r = {(out_h - 1) * stride + kernel - in_h - padding, (out_w - 1) * stride + kernel - in_w - padding};
     dnnl_memory_desc_t x_md, w_md, y_md, b_md, x_any, w_any, y_any;
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_md, 4, x_dims, dnnl_f32, dnnl_nchw));
+    ST_TRY(activation_md(&x_md, x_dims, x_block));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_md, 4, w_dims, dnnl_f32, dnnl_oihw));
-    DNNL_TRY(dnnl_memory_desc_init_by_tag(&y_md, 4, y_dims, dnnl_f32, dnnl_nchw));
+    if (y_block > 0) ST_TRY(activation_md(&y_md, y_dims, y_block));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&b_md, 1, b_dims, dnnl_f32, dnnl_x));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&x_any, 4, x_dims, dnnl_f32, dnnl_format_tag_any));
     DNNL_TRY(dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any));
@@ -246,7 +272,13 @@ static st_status create(st_onednn_conv *c, int batch, int in_c, int in_h, int in
         const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(fpd, q[0], 0);
         const dnnl_memory_desc_t *wei = dnnl_primitive_desc_query_md(fpd, q[1], 0);
         const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(fpd, q[2], 0);
-        s = make_reorder(c, &x_md, src, 0, &c->fwd_x);
+        if (y_block <= 0) { /* the caller takes the primitive's choice if it is a plain or blocked layout */
+            y_block = block_of(dst, y_dims);
+            if (y_block == 0) y_block = 1;
+            s = activation_md(&y_md, y_dims, y_block);
+        }
+        c->y_block = y_block;
+        if (s == ST_OK) s = make_reorder(c, &x_md, src, 0, &c->fwd_x);
         if (s == ST_OK) s = make_reorder(c, &w_md, wei, 0, &c->fwd_w);
         if (s == ST_OK) s = make_reorder(c, dst, &y_md, 0, &c->fwd_y);
         c->off_xf = blocked_copy(&c->fwd_x, src, &fwd_end);
@@ -262,10 +294,11 @@ static st_status create(st_onednn_conv *c, int batch, int in_c, int in_h, int in
         const dnnl_memory_desc_t *dsrc = dnnl_primitive_desc_query_md(dpd, q[2], 0);
         s = make_reorder(c, &y_md, ddst, 0, &c->bd_dy);
         if (s == ST_OK) s = make_reorder(c, &w_md, wei, 0, &c->bd_w);
-        if (s == ST_OK) s = make_reorder(c, dsrc, &x_md, 1, &c->bd_dx);
+        if (s == ST_OK) s = make_reorder(c, dsrc, &x_md, 1, &c->bd_dx_add);
+        if (s == ST_OK) s = make_reorder(c, dsrc, &x_md, 0, &c->bd_dx_set);
         c->off_dyd = blocked_copy(&c->bd_dy, ddst, &bwd_end);
         c->off_wd = blocked_copy(&c->bd_w, wei, &bwd_end);
-        c->off_dxd = carve(&bwd_end, dnnl_memory_desc_get_size(dsrc)); /* always: dx accumulates */
+        c->off_dxd = carve(&bwd_end, dnnl_memory_desc_get_size(dsrc)); /* always: for dx += */
         if (s == ST_OK) s = make_conv(c, dpd, kinds, q, &bwd_end, &c->bwd_data);
     }
     if (s == ST_OK) {
@@ -295,12 +328,12 @@ static st_status create(st_onednn_conv *c, int batch, int in_c, int in_h, int in
 }
 
 st_status st_onednn_conv_create(int batch, int in_c, int in_h, int in_w, int out_c, int kernel, int stride,
-                                int padding, int has_bias, st_onednn_conv **out) {
+                                int padding, int has_bias, int x_block, int y_block, st_onednn_conv **out) {
     *out = NULL;
     st_onednn_conv *c = st_calloc(1, sizeof *c, "oneDNN convolution");
     if (!c) return ST_ERR_NOMEM;
     c->has_bias = has_bias;
-    st_status s = create(c, batch, in_c, in_h, in_w, out_c, kernel, stride, padding);
+    st_status s = create(c, batch, in_c, in_h, in_w, out_c, kernel, stride, padding, x_block, y_block);
     if (s != ST_OK) {
         st_onednn_conv_free(c);
         return st_fail_context(s, "convolution %dx%dx%dx%d -> %d k%d s%d p%d", batch, in_c, in_h, in_w, out_c,
@@ -315,13 +348,15 @@ void st_onednn_conv_free(st_onednn_conv *c) {
     free_conv(&c->fwd);
     free_conv(&c->bwd_data);
     free_conv(&c->bwd_weights);
-    reorder *r[] = {&c->fwd_x, &c->fwd_w, &c->fwd_y, &c->bd_dy, &c->bd_w, &c->bd_dx, &c->bw_x, &c->bw_dy, &c->bw_dw};
+    reorder *r[] = {&c->fwd_x, &c->fwd_w, &c->fwd_y, &c->bd_dy, &c->bd_w, &c->bd_dx_add, &c->bd_dx_set, &c->bw_x, &c->bw_dy, &c->bw_dw};
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) free_reorder(r[i]);
     if (c->bias) dnnl_memory_destroy(c->bias);
     if (c->stream) dnnl_stream_destroy(c->stream);
     if (c->engine) dnnl_engine_destroy(c->engine);
     free(c);
 }
+
+int st_onednn_conv_output_block(const st_onednn_conv *c) { return c->y_block; }
 
 size_t st_onednn_conv_workspace_floats(const st_onednn_conv *c) {
     return (c->workspace_bytes + sizeof(float) - 1) / sizeof(float);
@@ -354,15 +389,18 @@ st_status st_onednn_conv_forward(st_onednn_conv *c, const float *x, const float 
 }
 
 st_status st_onednn_conv_backward(st_onednn_conv *c, const float *x, const float *w, const float *dy, float *dx,
-                                  float *dw, float *workspace) {
+                                  int dx_accumulate, float *dw, float *workspace) {
     char *base = aligned_base(workspace);
     void *dyd = at(base, c->off_dyd, dy);
     if (dx || (dw && c->shared_dy)) ST_TRY(run_reorder(c, &c->bd_dy, dy, dyd));
     if (dx) {
-        void *wd = at(base, c->off_wd, w), *dxd = base + c->off_dxd;
+        void *wd = at(base, c->off_wd, w);
+        /* overwriting a plain dx: the primitive writes it directly */
+        const int direct = !dx_accumulate && !c->bd_dx_set.prim;
+        void *dxd = direct ? (void *)dx : base + c->off_dxd;
         ST_TRY(run_reorder(c, &c->bd_w, w, wd));
         ST_TRY(run_conv(c, &c->bwd_data, dyd, wd, dxd, base, NULL, 0));
-        ST_TRY(run_reorder(c, &c->bd_dx, dxd, dx));
+        if (!direct) ST_TRY(run_reorder(c, dx_accumulate ? &c->bd_dx_add : &c->bd_dx_set, dxd, dx));
     }
     if (dw) {
         void *xw = at(base, c->off_xw, x), *dww = at(base, c->off_dww, dw);

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "kernels/bn_act.h"
+#include "kernels/conv_onednn.h"
 
 /* ---------- growable arrays ---------- */
 
@@ -236,6 +238,8 @@ int st_model_add_flatten(st_model *m, int in) {
 
 /* ---------- lifetime ---------- */
 
+static void schedule_free(st_model_schedule *sc);
+
 void st_model_free(st_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_params; i++) {
@@ -258,6 +262,7 @@ void st_model_free(st_model *m) {
         free(m->acts[i].value);
         free(m->acts[i].grad);
     }
+    schedule_free(m->schedule);
     free(m->params);
     free(m->ops);
     free(m->acts);
@@ -298,6 +303,11 @@ st_status st_model_reserve(st_model *m, int capacity) {
             conv_shape(m, op, capacity, &s);
             size_t need = st_conv2d_workspace_floats(&s, threads);
             if (need > ws) ws = need;
+        } else if (op->kind == ST_OP_BATCHNORM) {
+            const st_activation *a = &m->acts[op->in];
+            st_bn_act_shape s = {capacity, a->channels, a->height * a->width, 1};
+            size_t need = 2 * st_bn_act_scratch_doubles(&s, threads); /* doubles, counted in floats */
+            if (need > ws) ws = need;
         } else if (op->kind == ST_OP_MAXPOOL) {
             free(op->argmax);
             op->argmax = st_malloc((size_t)capacity * (size_t)act_size(&m->acts[op->out]) * sizeof(int32_t), "argmax");
@@ -316,35 +326,272 @@ st_status st_model_reserve(st_model *m, int capacity) {
 
 /* ---------- forward / backward ---------- */
 
+/* ---------- fused schedule ----------
+ * The walk runs "steps" rather than single ops so that batch norm, the
+ * residual add and ReLU are done in one pass each way (kernels/bn_act.h):
+ *   BN -> ReLU            one step at the BN's place
+ *   BN -> add(., r) -> ReLU   one step at the add's place (r may be computed
+ *                         after the BN, e.g. a shortcut convolution)
+ *   add -> ReLU, lone BN, lone ReLU, lone add
+ * An op is folded into a step only when its output has no other reader, so
+ * the skipped intermediate activations are never read. Backward visits the
+ * steps in reverse and tracks which activation gradients have been written
+ * this step: the first writer overwrites, later ones add, so no gradient
+ * buffer is cleared in advance. */
+
+typedef enum step_kind { STEP_OP, STEP_BN_ACT, STEP_ADD_ACT } step_kind;
+
+typedef struct model_step {
+    step_kind kind;
+    int op;          /* STEP_OP: the op; STEP_BN_ACT: the BN op */
+    int add, relu;   /* folded ADD / RELU ops, or -1 */
+    int x, residual; /* input activation (BN's or add's first), other add input or -1 */
+    int out;         /* activation the step writes */
+} model_step;
+
+/* Activation layouts. Convolutions on oneDNN run fastest on channel-blocked
+ * activations (nChw16c: (N, C/16, H, W, 16)), and the fused steps and global
+ * average pooling handle that layout too; only the other layers need NCHW.
+ * Activations joined by fused steps (a step's input, residual and output)
+ * form a group with one layout; a group is blocked when its activations are
+ * written only by convolutions and fused steps and read only by
+ * convolutions, fused steps and global average pooling. Its block is the one
+ * the first convolution writing it prefers (decided when that plan is made),
+ * so no reorder is needed between layers. ST_ACTIVATION_LAYOUT=nchw keeps
+ * every activation NCHW (for comparisons). */
+struct st_model_schedule {
+    model_step *steps;
+    int n_steps;
+    uint8_t *grad_written; /* per activation, during backward */
+    int *group;            /* per activation: its layout group */
+    uint8_t *may_block;    /* per group: 1 if it may use a blocked layout */
+    int *block;            /* per group: 0 = undecided, 1 = NCHW, B = blocks of B channels */
+};
+
+static void schedule_free(st_model_schedule *sc) {
+    if (!sc) return;
+    free(sc->steps);
+    free(sc->grad_written);
+    free(sc->group);
+    free(sc->may_block);
+    free(sc->block);
+    free(sc);
+}
+
+static int group_root(int *parent, int a) {
+    while (parent[a] != a) a = parent[a] = parent[parent[a]];
+    return a;
+}
+
+static void group_join(int *parent, int a, int b) {
+    if (a < 0 || b < 0) return;
+    a = group_root(parent, a), b = group_root(parent, b);
+    if (a != b) parent[a] = b;
+}
+
+/* Layout groups and whether each may be blocked (see the comment above). */
+static st_status plan_layouts(st_model *m, st_model_schedule *sc) {
+    const int n_acts = m->n_acts;
+    sc->group = st_malloc(sizeof(int) * (size_t)n_acts, "model schedule");
+    sc->may_block = st_calloc((size_t)n_acts, 1, "model schedule");
+    sc->block = st_calloc((size_t)n_acts, sizeof(int), "model schedule");
+    if (!sc->group || !sc->may_block || !sc->block) return ST_ERR_NOMEM;
+    for (int a = 0; a < n_acts; a++) sc->group[a] = a;
+    for (int k = 0; k < sc->n_steps; k++) {
+        const model_step *st = &sc->steps[k];
+        if (st->kind == STEP_OP) continue;
+        group_join(sc->group, st->x, st->out);
+        group_join(sc->group, st->residual, st->out);
+    }
+    for (int a = 0; a < n_acts; a++) sc->group[a] = group_root(sc->group, a);
+    const char *env_backend = getenv("ST_CONV2D_BACKEND"), *env_layout = getenv("ST_ACTIVATION_LAYOUT");
+    const int allowed = st_onednn_available() && !(env_backend && strcmp(env_backend, "reference") == 0) &&
+                        !(env_layout && strcmp(env_layout, "nchw") == 0);
+    for (int a = 0; a < n_acts; a++) sc->may_block[sc->group[a]] = (uint8_t)allowed;
+    /* vetoes: the images, the logits, and any other writer or reader */
+    sc->may_block[sc->group[0]] = 0;
+    sc->may_block[sc->group[n_acts - 1]] = 0;
+    for (int k = 0; k < sc->n_steps; k++) {
+        const model_step *st = &sc->steps[k];
+        if (st->kind != STEP_OP) continue;
+        const st_op *op = &m->ops[st->op];
+        if (op->kind != ST_OP_CONV) sc->may_block[sc->group[st->out]] = 0;
+        if (op->kind != ST_OP_CONV && op->kind != ST_OP_GLOBAL_AVGPOOL) {
+            sc->may_block[sc->group[op->in]] = 0;
+            if (op->in2 >= 0) sc->may_block[sc->group[op->in2]] = 0;
+        }
+    }
+    return ST_OK;
+}
+
+/* Layout of activation `a`: 1 = NCHW, B = channel blocks of B. */
+static int act_block(const st_model *m, int a) {
+    const int b = m->schedule->block[m->schedule->group[a]];
+    return b > 0 ? b : 1;
+}
+
 /* The convolution plan of `op` for `batch` images, (re)built when the batch
- * size changes; grows the shared workspace if the new plan needs more. */
+ * size changes; grows the shared workspace if the new plan needs more. The
+ * first plan writing a blockable group fixes the group's layout. */
 static st_status conv_plan(st_model *m, st_op *op, int batch, st_conv2d_plan **out) {
+    st_model_schedule *sc = m->schedule;
     if (!op->conv_plan || st_conv2d_plan_shape(op->conv_plan)->batch != batch) {
         st_conv2d_plan_free(op->conv_plan);
         op->conv_plan = NULL;
         st_conv2d_shape s;
         conv_shape(m, op, batch, &s);
-        ST_TRY(st_conv2d_plan_create(&s, op->bias >= 0, ST_CONV2D_AUTO, &op->conv_plan));
-        size_t need = st_conv2d_plan_workspace_floats(op->conv_plan, omp_get_max_threads());
-        if (need > m->workspace_floats) {
-            float *ws = st_malloc(need * sizeof(float), "convolution workspace");
-            if (!ws) return ST_ERR_NOMEM;
-            free(m->workspace);
-            m->workspace = ws;
-            m->workspace_floats = need;
-        }
+        const int g = sc->group[op->out];
+        const int y_block = sc->may_block[g] ? sc->block[g] : 1; /* 0: the backend's preference */
+        ST_TRY(st_conv2d_plan_create_blocked(&s, op->bias >= 0, ST_CONV2D_AUTO, act_block(m, op->in), y_block,
+                                             &op->conv_plan));
+        if (!sc->block[g]) sc->block[g] = st_conv2d_plan_output_block(op->conv_plan);
+    }
+    /* checked every time: st_model_reserve may have replaced the workspace */
+    size_t need = st_conv2d_plan_workspace_floats(op->conv_plan, omp_get_max_threads());
+    if (need > m->workspace_floats) {
+        float *ws = st_malloc(need * sizeof(float), "convolution workspace");
+        if (!ws) return ST_ERR_NOMEM;
+        free(m->workspace);
+        m->workspace = ws;
+        m->workspace_floats = need;
     }
     *out = op->conv_plan;
     return ST_OK;
 }
 
+/* The only op reading activation `a`, or -1 when none or several do. */
+static int single_reader(const int *readers, const int *reader_op, int a) {
+    return readers[a] == 1 ? reader_op[a] : -1;
+}
+
+static st_status build_schedule(st_model *m) {
+    const int n_ops = m->n_ops, n_acts = m->n_acts;
+    st_model_schedule *sc = st_calloc(1, sizeof *sc, "model schedule");
+    int *readers = st_calloc((size_t)n_acts, sizeof(int), "model schedule");
+    int *reader_op = st_calloc((size_t)n_acts, sizeof(int), "model schedule");
+    int *folded = st_calloc((size_t)n_ops, sizeof(int), "model schedule");    /* op runs inside another step */
+    int *relu_of = st_calloc((size_t)n_ops, sizeof(int), "model schedule");   /* BN/ADD -> folded RELU + 1 */
+    int *bn_of_add = st_calloc((size_t)n_ops, sizeof(int), "model schedule"); /* ADD -> folded BN + 1 */
+    if (sc) {
+        sc->steps = st_calloc((size_t)n_ops, sizeof(model_step), "model schedule");
+        sc->grad_written = st_calloc((size_t)n_acts, 1, "model schedule");
+    }
+    if (!sc || !readers || !reader_op || !folded || !relu_of || !bn_of_add || !sc->steps || !sc->grad_written) {
+        schedule_free(sc);
+        free(readers), free(reader_op), free(folded), free(relu_of), free(bn_of_add);
+        return ST_ERR_NOMEM;
+    }
+    for (int i = 0; i < n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        readers[op->in]++;
+        reader_op[op->in] = i;
+        if (op->in2 >= 0) {
+            readers[op->in2]++;
+            reader_op[op->in2] = i;
+        }
+    }
+    /* the logits are read by the loss */
+    readers[m->n_acts - 1]++;
+    reader_op[m->n_acts - 1] = -1;
+    for (int i = 0; i < n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        if (op->kind != ST_OP_BATCHNORM && op->kind != ST_OP_ADD) continue;
+        int next = single_reader(readers, reader_op, op->out);
+        if (next < 0) continue;
+        const st_op *n = &m->ops[next];
+        if (n->kind == ST_OP_RELU) {
+            relu_of[i] = next + 1;
+            folded[next] = 1;
+        } else if (op->kind == ST_OP_BATCHNORM && n->kind == ST_OP_ADD && !bn_of_add[next] && n->in != n->in2) {
+            const int other = n->in == op->out ? n->in2 : n->in;
+            if (other != op->in) { /* dx and dresidual must be different buffers */
+                bn_of_add[next] = i + 1;
+                folded[i] = 1;
+            }
+        }
+    }
+    int k = 0;
+    for (int i = 0; i < n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        if (folded[i]) continue;
+        model_step *st = &sc->steps[k++];
+        st->op = i;
+        st->add = st->relu = st->residual = -1;
+        st->x = op->in;
+        st->out = op->out;
+        if (op->kind == ST_OP_BATCHNORM) {
+            st->kind = STEP_BN_ACT;
+            st->relu = relu_of[i] - 1;
+        } else if (op->kind == ST_OP_ADD && bn_of_add[i]) {
+            const int bn = bn_of_add[i] - 1;
+            st->kind = STEP_BN_ACT;
+            st->op = bn;
+            st->add = i;
+            st->relu = relu_of[i] - 1;
+            st->x = m->ops[bn].in;
+            st->residual = op->in == m->ops[bn].out ? op->in2 : op->in;
+        } else if (op->kind == ST_OP_ADD) {
+            st->kind = STEP_ADD_ACT;
+            st->add = i;
+            st->relu = relu_of[i] - 1;
+            st->residual = op->in2;
+        } else if (op->kind == ST_OP_RELU) {
+            st->kind = STEP_ADD_ACT;
+            st->relu = i;
+        } else {
+            st->kind = STEP_OP;
+        }
+        if (st->relu >= 0) st->out = m->ops[st->relu].out;
+        else if (st->add >= 0) st->out = m->ops[st->add].out;
+    }
+    sc->n_steps = k;
+    free(readers), free(reader_op), free(folded), free(relu_of), free(bn_of_add);
+    st_status s = plan_layouts(m, sc);
+    if (s != ST_OK) {
+        schedule_free(sc);
+        return s;
+    }
+    m->schedule = sc;
+    return ST_OK;
+}
+
+static st_bn_act_shape bn_act_shape(const st_model *m, const model_step *st, int batch) {
+    const st_activation *a = &m->acts[st->x];
+    st_bn_act_shape s = {batch, a->channels, a->height * a->width, act_block(m, st->x)};
+    return s;
+}
+
 st_status st_model_forward(st_model *m, const float *images, int batch, const float **logits) {
     ST_TRY(st_model_reserve(m, batch));
+    if (!m->schedule) ST_TRY(build_schedule(m));
     memcpy(m->acts[0].value, images, (size_t)batch * (size_t)act_size(&m->acts[0]) * sizeof(float));
-    for (int i = 0; i < m->n_ops; i++) {
-        st_op *op = &m->ops[i];
+    const st_model_schedule *sc = m->schedule;
+    for (int k = 0; k < sc->n_steps; k++) {
+        const model_step *st = &sc->steps[k];
+        st_activation *out = &m->acts[st->out];
+        if (st->kind == STEP_BN_ACT) {
+            st_op *op = &m->ops[st->op];
+            st_bn_act_shape s = bn_act_shape(m, st, batch);
+            const float *x = m->acts[st->x].value, *res = st->residual >= 0 ? m->acts[st->residual].value : NULL;
+            const float *gamma = m->params[op->weight].value, *beta = m->params[op->bias].value;
+            if (m->training) {
+                st_bn_act_forward_train(&s, x, gamma, beta, res, st->relu >= 0, 0.1f, 1e-5f, out->value,
+                                        op->save_mean, op->save_invstd, m->params[op->running_mean].value,
+                                        m->params[op->running_var].value, (double *)m->workspace);
+                op->num_batches_tracked++;
+            } else {
+                st_bn_act_forward_eval(&s, x, gamma, beta, m->params[op->running_mean].value,
+                                       m->params[op->running_var].value, 1e-5f, res, st->relu >= 0, out->value);
+            }
+            continue;
+        }
+        if (st->kind == STEP_ADD_ACT) {
+            const float *b = st->residual >= 0 ? m->acts[st->residual].value : NULL;
+            st_add_act_forward((int64_t)batch * act_size(out), m->acts[st->x].value, b, st->relu >= 0, out->value);
+            continue;
+        }
+        st_op *op = &m->ops[st->op];
         const st_activation *in = &m->acts[op->in];
-        st_activation *out = &m->acts[op->out];
         int64_t n_out = (int64_t)batch * act_size(out);
         switch (op->kind) {
         case ST_OP_CONV: {
@@ -358,21 +605,6 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
             st_linear_forward(batch, in->value, m->params[op->weight].sparse,
                               op->bias >= 0 ? m->params[op->bias].value : NULL, out->value);
             break;
-        case ST_OP_BATCHNORM: {
-            st_batchnorm_shape s = {batch, in->channels, in->height * in->width, 0.1f, 1e-5f};
-            if (m->training) {
-                st_batchnorm_forward_train(&s, in->value, m->params[op->weight].value, m->params[op->bias].value,
-                                           out->value, op->save_mean, op->save_invstd,
-                                           m->params[op->running_mean].value, m->params[op->running_var].value);
-                op->num_batches_tracked++;
-            } else {
-                st_batchnorm_forward_eval(&s, in->value, m->params[op->weight].value, m->params[op->bias].value,
-                                          m->params[op->running_mean].value, m->params[op->running_var].value,
-                                          out->value);
-            }
-            break;
-        }
-        case ST_OP_RELU: st_relu_forward(n_out, in->value, out->value); break;
         case ST_OP_MAXPOOL: {
             st_pool_shape s;
             pool_shape(m, op, batch, &s);
@@ -385,11 +617,15 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
             st_avgpool_forward(&s, in->value, out->value);
             break;
         }
-        case ST_OP_GLOBAL_AVGPOOL:
-            st_global_avgpool_forward(batch, in->channels, in->height * in->width, in->value, out->value);
+        case ST_OP_GLOBAL_AVGPOOL: {
+            st_bn_act_shape s = {batch, in->channels, in->height * in->width, act_block(m, op->in)};
+            st_bn_act_global_avgpool_forward(&s, in->value, out->value);
             break;
-        case ST_OP_ADD: st_add_forward(n_out, in->value, m->acts[op->in2].value, out->value); break;
+        }
         case ST_OP_FLATTEN: memcpy(out->value, in->value, (size_t)n_out * sizeof(float)); break;
+        case ST_OP_BATCHNORM:
+        case ST_OP_RELU:
+        case ST_OP_ADD: ST_ASSERT(!"scheduled as fused steps"); break;
         }
     }
     *logits = m->acts[m->n_acts - 1].value;
@@ -406,72 +642,121 @@ void st_model_zero_grad(st_model *m) {
         if (m->params[i].grad) memset(m->params[i].grad, 0, (size_t)m->params[i].numel * sizeof(float));
 }
 
-static void backward_op(st_model *m, st_op *op, int batch) {
-    st_activation *in = &m->acts[op->in];
-    st_activation *out = &m->acts[op->out];
+/* Gradient buffer of activation `a` for a writer that can overwrite:
+ * *accumulate says whether an earlier writer got there first. NULL for the
+ * images (no gradient wanted). */
+static float *grad_for_write(st_model *m, int a, int *accumulate) {
+    if (a == 0) return NULL;
+    *accumulate = m->schedule->grad_written[a];
+    m->schedule->grad_written[a] = 1;
+    return m->acts[a].grad;
+}
+
+/* Gradient buffer for a layer function that always adds: zeroed on first use. */
+static float *grad_for_add(st_model *m, int a, int batch) {
+    int accumulate;
+    float *g = grad_for_write(m, a, &accumulate);
+    if (g && !accumulate) memset(g, 0, (size_t)batch * (size_t)act_size(&m->acts[a]) * sizeof(float));
+    return g;
+}
+
+/* Gradient of a step's output, read by its backward: zeros if nobody wrote it. */
+static const float *grad_for_read(st_model *m, int a, int batch) {
+    if (!m->schedule->grad_written[a]) {
+        memset(m->acts[a].grad, 0, (size_t)batch * (size_t)act_size(&m->acts[a]) * sizeof(float));
+        m->schedule->grad_written[a] = 1;
+    }
+    return m->acts[a].grad;
+}
+
+static void backward_step(st_model *m, const model_step *st, int batch) {
+    const float *dy = grad_for_read(m, st->out, batch);
+    const st_activation *out = &m->acts[st->out];
     int64_t n_out = (int64_t)batch * act_size(out);
-    float *dx = op->in == 0 ? NULL : in->grad; /* no gradient w.r.t. the images */
+    if (st->kind == STEP_BN_ACT) {
+        st_op *op = &m->ops[st->op];
+        st_bn_act_shape s = bn_act_shape(m, st, batch);
+        int dx_acc = 0, dres_acc = 0;
+        float *dx = grad_for_write(m, st->x, &dx_acc);
+        float *dres = st->residual >= 0 ? grad_for_write(m, st->residual, &dres_acc) : NULL;
+        st_bn_act_backward(&s, m->acts[st->x].value, out->value, st->relu >= 0, dy, m->params[op->weight].value,
+                           op->save_mean, op->save_invstd, dx, dx_acc, dres, dres_acc, m->params[op->weight].grad,
+                           m->params[op->bias].grad, (double *)m->workspace);
+        return;
+    }
+    if (st->kind == STEP_ADD_ACT) {
+        int da_acc = 0, db_acc = 0;
+        float *da = grad_for_write(m, st->x, &da_acc);
+        if (st->residual == st->x) { /* y = x + x: two contributions to one buffer */
+            st_add_act_backward(n_out, out->value, st->relu >= 0, dy, da, da_acc, NULL, 0);
+            if (da) st_add_act_backward(n_out, out->value, st->relu >= 0, dy, da, 1, NULL, 0);
+            return;
+        }
+        float *db = st->residual >= 0 ? grad_for_write(m, st->residual, &db_acc) : NULL;
+        st_add_act_backward(n_out, out->value, st->relu >= 0, dy, da, da_acc, db, db_acc);
+        return;
+    }
+    st_op *op = &m->ops[st->op];
+    st_activation *in = &m->acts[op->in];
     switch (op->kind) {
     case ST_OP_CONV: {
         /* forward built the plan for this batch size */
         ST_ASSERT(op->conv_plan && st_conv2d_plan_shape(op->conv_plan)->batch == batch);
-        st_conv2d_plan_backward(op->conv_plan, in->value, m->params[op->weight].sparse, out->grad, dx,
+        int dx_acc = 0;
+        float *dx = grad_for_write(m, op->in, &dx_acc);
+        st_conv2d_plan_backward(op->conv_plan, in->value, m->params[op->weight].sparse, dy, dx, dx_acc,
                                 m->params[op->weight].grad, op->bias >= 0 ? m->params[op->bias].grad : NULL,
                                 m->workspace);
         break;
     }
     case ST_OP_LINEAR:
-        st_linear_backward(batch, in->value, m->params[op->weight].sparse, out->grad, dx, m->params[op->weight].grad,
-                           op->bias >= 0 ? m->params[op->bias].grad : NULL);
-        break;
-    case ST_OP_BATCHNORM: {
-        st_batchnorm_shape s = {batch, in->channels, in->height * in->width, 0.1f, 1e-5f};
-        if (dx)
-            st_batchnorm_backward(&s, in->value, m->params[op->weight].value, op->save_mean, op->save_invstd,
-                                  out->grad, dx, m->params[op->weight].grad, m->params[op->bias].grad);
-        break;
-    }
-    case ST_OP_RELU:
-        if (dx) st_relu_backward(n_out, out->value, out->grad, dx);
+        st_linear_backward(batch, in->value, m->params[op->weight].sparse, dy, grad_for_add(m, op->in, batch),
+                           m->params[op->weight].grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
         break;
     case ST_OP_MAXPOOL: {
         st_pool_shape s;
         pool_shape(m, op, batch, &s);
-        if (dx) st_maxpool_backward(&s, op->argmax, out->grad, dx);
+        float *dx = grad_for_add(m, op->in, batch);
+        if (dx) st_maxpool_backward(&s, op->argmax, dy, dx);
         break;
     }
     case ST_OP_AVGPOOL: {
         st_pool_shape s;
         pool_shape(m, op, batch, &s);
-        if (dx) st_avgpool_backward(&s, out->grad, dx);
+        float *dx = grad_for_add(m, op->in, batch);
+        if (dx) st_avgpool_backward(&s, dy, dx);
         break;
     }
-    case ST_OP_GLOBAL_AVGPOOL:
-        if (dx) st_global_avgpool_backward(batch, in->channels, in->height * in->width, out->grad, dx);
-        break;
-    case ST_OP_ADD: {
-        float *db = m->acts[op->in2].grad;
-        for (int64_t i = 0; i < n_out; i++) {
-            if (dx) dx[i] += out->grad[i];
-            db[i] += out->grad[i];
-        }
+    case ST_OP_GLOBAL_AVGPOOL: {
+        int acc = 0;
+        float *dx = grad_for_write(m, op->in, &acc);
+        st_bn_act_shape s = {batch, in->channels, in->height * in->width, act_block(m, op->in)};
+        if (dx) st_bn_act_global_avgpool_backward(&s, dy, dx, acc);
         break;
     }
-    case ST_OP_FLATTEN:
-        if (dx)
-            for (int64_t i = 0; i < n_out; i++) dx[i] += out->grad[i];
+    case ST_OP_FLATTEN: {
+        int acc = 0;
+        float *dx = grad_for_write(m, op->in, &acc);
+        if (dx) st_add_act_backward(n_out, NULL, 0, dy, dx, acc, NULL, 0);
         break;
+    }
+    case ST_OP_BATCHNORM:
+    case ST_OP_RELU:
+    case ST_OP_ADD: ST_ASSERT(!"scheduled as fused steps"); break;
     }
 }
 
 st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, double *loss, int *correct) {
+    ST_ASSERT(m->schedule); /* built by st_model_forward */
     double l = st_model_loss(m, labels, batch, correct);
     *loss = l;
-    for (int i = 1; i < m->n_acts; i++)
-        memset(m->acts[i].grad, 0, (size_t)batch * (size_t)act_size(&m->acts[i]) * sizeof(float));
-    st_log_softmax_nll_backward(batch, m->num_classes, m->log_probs, labels, m->acts[m->n_acts - 1].grad);
+    st_model_schedule *sc = m->schedule;
+    memset(sc->grad_written, 0, (size_t)m->n_acts);
+    int logits = m->n_acts - 1;
+    st_log_softmax_nll_backward(batch, m->num_classes, m->log_probs, labels, m->acts[logits].grad);
+    sc->grad_written[logits] = 1;
     st_model_zero_grad(m);
-    for (int i = m->n_ops - 1; i >= 0; i--) backward_op(m, &m->ops[i], batch);
+    for (int k = sc->n_steps - 1; k >= 0; k--) backward_step(m, &sc->steps[k], batch);
     return ST_OK;
 }
 

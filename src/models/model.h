@@ -57,6 +57,8 @@ typedef struct st_activation {
     float *grad;                 /* capacity * size */
 } st_activation;
 
+typedef struct st_model_schedule st_model_schedule; /* fused execution order (model.c) */
+
 typedef struct st_model {
     char name[64];
     int num_classes, in_channels, in_height, in_width;
@@ -71,6 +73,7 @@ typedef struct st_model {
     float *workspace;            /* conv scratch, sized for capacity */
     size_t workspace_floats;
     float *log_probs;            /* capacity * classes */
+    st_model_schedule *schedule; /* built on the first forward pass */
 } st_model;
 
 /* Builds a model by name (SPEC section 2): cifar_resnet_N[_W], vgg11/13/16/19,

@@ -183,6 +183,7 @@ struct st_conv2d_plan {
     st_conv2d_shape shape;
     int has_bias;
     st_conv2d_backend backend; /* REFERENCE or ONEDNN, never AUTO */
+    int output_block;          /* layout of y: 1 = NCHW, B = channel blocks of B */
     st_onednn_conv *onednn;
 };
 
@@ -195,6 +196,11 @@ static st_conv2d_backend backend_from_environment(void) {
 
 st_status st_conv2d_plan_create(const st_conv2d_shape *s, int has_bias, st_conv2d_backend backend,
                                 st_conv2d_plan **out) {
+    return st_conv2d_plan_create_blocked(s, has_bias, backend, 1, 1, out);
+}
+
+st_status st_conv2d_plan_create_blocked(const st_conv2d_shape *s, int has_bias, st_conv2d_backend backend,
+                                        int x_block, int y_block, st_conv2d_plan **out) {
     *out = NULL;
     st_conv2d_plan *p = st_calloc(1, sizeof *p, "convolution plan");
     if (!p) return ST_ERR_NOMEM;
@@ -202,15 +208,22 @@ st_status st_conv2d_plan_create(const st_conv2d_shape *s, int has_bias, st_conv2
     p->has_bias = has_bias;
     if (backend == ST_CONV2D_AUTO) backend = backend_from_environment();
     p->backend = ST_CONV2D_REFERENCE;
+    p->output_block = 1;
+    const int plain = x_block == 1 && y_block == 1;
     if (backend != ST_CONV2D_REFERENCE) {
         st_status status = st_onednn_conv_create(s->batch, s->in_channels, s->in_h, s->in_w, s->out_channels,
-                                                 s->kernel, s->stride, s->padding, has_bias, &p->onednn);
+                                                 s->kernel, s->stride, s->padding, has_bias, x_block, y_block,
+                                                 &p->onednn);
         if (status == ST_OK) {
             p->backend = ST_CONV2D_ONEDNN;
-        } else if (backend == ST_CONV2D_ONEDNN || status == ST_ERR_NOMEM) {
-            free(p); /* asked for explicitly: report why it is unavailable */
+            p->output_block = st_onednn_conv_output_block(p->onednn);
+        } else if (backend == ST_CONV2D_ONEDNN || status == ST_ERR_NOMEM || !plain) {
+            free(p); /* asked for explicitly, or a layout only oneDNN has: report why it failed */
             return status;
         }
+    } else if (!plain) {
+        free(p);
+        return st_fail(ST_ERR_ARGUMENT, "convolution: the reference backend works on NCHW activations only");
     }
     *out = p;
     return ST_OK;
@@ -224,6 +237,7 @@ void st_conv2d_plan_free(st_conv2d_plan *p) {
 
 const st_conv2d_shape *st_conv2d_plan_shape(const st_conv2d_plan *p) { return &p->shape; }
 st_conv2d_backend st_conv2d_plan_backend(const st_conv2d_plan *p) { return p->backend; }
+int st_conv2d_plan_output_block(const st_conv2d_plan *p) { return p->output_block; }
 
 const char *st_conv2d_plan_implementation(const st_conv2d_plan *p, int which) {
     return p->backend == ST_CONV2D_ONEDNN ? st_onednn_conv_implementation(p->onednn, which) : "reference";
@@ -252,14 +266,18 @@ void st_conv2d_plan_forward(st_conv2d_plan *p, const float *x, const st_sparse_w
 }
 
 void st_conv2d_plan_backward(st_conv2d_plan *p, const float *x, const st_sparse_weight *w, const float *dy, float *dx,
-                             float *dw, float *dbias, float *workspace) {
+                             int dx_accumulate, float *dw, float *dbias, float *workspace) {
     if (p->backend != ST_CONV2D_ONEDNN) {
+        if (dx && !dx_accumulate) {
+            const st_conv2d_shape *s = &p->shape;
+            memset(dx, 0, sizeof(float) * (size_t)s->batch * s->in_channels * s->in_h * s->in_w);
+        }
         st_conv2d_backward(&p->shape, x, w, dy, dx, dw, dbias, workspace);
         return;
     }
     float *grad = workspace; /* the dense gradient, masked on its way into dw */
-    st_status s = st_onednn_conv_backward(p->onednn, x, st_sparse_weight_dense_values(w), dy, dx, dw ? grad : NULL,
-                                          workspace + dense_grad_floats(&p->shape));
+    st_status s = st_onednn_conv_backward(p->onednn, x, st_sparse_weight_dense_values(w), dy, dx, dx_accumulate,
+                                          dw ? grad : NULL, workspace + dense_grad_floats(&p->shape));
     ST_ASSERT(s == ST_OK);
     if (dw) st_sparse_weight_accumulate_dense_grad(w, grad, dw);
     if (dbias) {

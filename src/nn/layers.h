@@ -46,6 +46,13 @@ typedef enum st_conv2d_backend { ST_CONV2D_AUTO = 0, ST_CONV2D_REFERENCE, ST_CON
 typedef struct st_conv2d_plan st_conv2d_plan;
 st_status st_conv2d_plan_create(const st_conv2d_shape *s, int has_bias, st_conv2d_backend backend,
                                 st_conv2d_plan **out);
+/* As st_conv2d_plan_create with activation layouts other than NCHW (ONEDNN
+ * only): x/dx in `x_block`, y/dy in `y_block`, where 1 = NCHW and B = 8 or 16
+ * = (N, C/B, H, W, B) as oneDNN's nChw16c (channels a multiple of B);
+ * y_block 0 = the backend's preference, read back with st_conv2d_plan_output_block. */
+st_status st_conv2d_plan_create_blocked(const st_conv2d_shape *s, int has_bias, st_conv2d_backend backend,
+                                        int x_block, int y_block, st_conv2d_plan **out);
+int st_conv2d_plan_output_block(const st_conv2d_plan *p);
 void st_conv2d_plan_free(st_conv2d_plan *p);
 const st_conv2d_shape *st_conv2d_plan_shape(const st_conv2d_plan *p);
 st_conv2d_backend st_conv2d_plan_backend(const st_conv2d_plan *p);
@@ -55,8 +62,9 @@ const char *st_conv2d_plan_implementation(const st_conv2d_plan *p, int which);
 size_t st_conv2d_plan_workspace_floats(const st_conv2d_plan *p, int threads);
 void st_conv2d_plan_forward(st_conv2d_plan *p, const float *x, const st_sparse_weight *w, const float *bias, float *y,
                             float *workspace);
+/* As st_conv2d_backward, except that dx is overwritten when dx_accumulate is 0. */
 void st_conv2d_plan_backward(st_conv2d_plan *p, const float *x, const st_sparse_weight *w, const float *dy, float *dx,
-                             float *dw, float *dbias, float *workspace);
+                             int dx_accumulate, float *dw, float *dbias, float *workspace);
 
 /* ---- linear: y (batch, out) = x (batch, in) W^T + bias ---- */
 void st_linear_forward(int batch, const float *x, const st_sparse_weight *w, const float *bias, float *y);

@@ -9,6 +9,19 @@
 
 #include "core/status.h"
 
+int st_sparse_init_needs_data(const char *name) { return strcmp(name, "snip") == 0 || strcmp(name, "GraSP") == 0; }
+
+int st_sparse_init_needs_weights(const char *name) {
+    return st_sparse_init_needs_data(name) || strcmp(name, "global_magnitude") == 0;
+}
+
+int st_sparse_init_is_known(const char *name) {
+    static const char *const pure[] = {"dense", "uniform", "uniform_plus", "ER", "ERK", "ERK_plus"};
+    for (size_t i = 0; i < sizeof pure / sizeof pure[0]; i++)
+        if (strcmp(name, pure[i]) == 0) return 1;
+    return st_sparse_init_needs_weights(name);
+}
+
 int64_t st_layer_numel(const st_layer_shape *l) {
     int64_t n = 1;
     for (int i = 0; i < l->ndim; i++) n *= l->dims[i];
@@ -69,6 +82,11 @@ static st_status erk_solve(double density, const st_layer_shape *layers, int n, 
 
 st_status st_layer_densities(const char *name, double density, double fc_density, const st_layer_shape *layers,
                              int n, double *out) {
+    if (!st_sparse_init_is_known(name))
+        return st_fail(ST_ERR_ARGUMENT, "unknown --sparse_init '%s' (known: %s)", name, ST_SPARSE_INIT_NAMES);
+    if (st_sparse_init_needs_weights(name))
+        return st_fail(ST_ERR_ARGUMENT, "--sparse_init %s depends on the weights%s: use st_model_layer_densities", name,
+                       st_sparse_init_needs_data(name) ? " and training data" : "");
     if (!(density > 0.0 && density <= 1.0))
         return st_fail(ST_ERR_ARGUMENT, "--density %g is outside (0, 1]", density);
     if (strcmp(name, "dense") == 0 || density == 1.0) {
@@ -141,6 +159,5 @@ st_status st_layer_densities(const char *name, double density, double fc_density
         free(dense);
         return s;
     }
-    return st_fail(ST_ERR_ARGUMENT,
-                   "unknown --sparse_init '%s' (known: dense, uniform, uniform_plus, ER, ERK, ERK_plus)", name);
+    return st_fail(ST_ERR_ARGUMENT, "unknown --sparse_init '%s' (known: %s)", name, ST_SPARSE_INIT_NAMES);
 }

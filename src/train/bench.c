@@ -3,6 +3,7 @@
 #include "train/bench.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -86,6 +87,23 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         r->step_ms = median(step, c->steps);
         r->images_per_s = 1e3 * c->batch_size / r->step_ms;
         st_model_prunable_counts(m, &r->kept, &r->total);
+        r->threads = omp_get_max_threads();
+        snprintf(r->conv_implementation, sizeof r->conv_implementation, "none");
+        for (int i = 0; i < m->n_ops; i++)
+            if (m->ops[i].kind == ST_OP_CONV && m->ops[i].conv_plan) {
+                snprintf(r->conv_implementation, sizeof r->conv_implementation, "%s",
+                         st_conv2d_plan_implementation(m->ops[i].conv_plan, 0));
+                break;
+            }
+        r->layers = calloc((size_t)n, sizeof *r->layers);
+        if (!r->layers) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
+        for (int l = 0; s == ST_OK && l < n; l++) {
+            const st_param *p = &m->params[ids[l]];
+            snprintf(r->layers[l].name, sizeof r->layers[l].name, "%s", p->name);
+            r->layers[l].numel = p->numel;
+            r->layers[l].kept = p->sparse ? p->sparse->kept : p->numel;
+        }
+        if (s == ST_OK) r->n_layers = n;
     }
     st_optimizer_free(&opt);
     free(shapes);
@@ -98,4 +116,11 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     free(step);
     st_model_free(m);
     return s;
+}
+
+void st_bench_result_release(st_bench_result *r) {
+    if (!r) return;
+    free(r->layers);
+    r->layers = NULL;
+    r->n_layers = 0;
 }

@@ -19,6 +19,7 @@
 #include "optim/optimizer.h"
 #include "sparse/distributions.h"
 #include "sparse/masks.h"
+#include "sparse/saliency.h"
 #include "train/run_args.h"
 
 void st_train_config_defaults(st_train_config *c) {
@@ -38,7 +39,9 @@ void st_train_config_defaults(st_train_config *c) {
     snprintf(c->sparse_init, sizeof c->sparse_init, "ERK");
     c->density = 0.05;
     c->fc_density = 1.0;
-    snprintf(c->mask_sampling, sizeof c->mask_sampling, "bernoulli");
+    /* exact: each layer keeps exactly round(d_l n_l) weights, so layer-wise
+     * ratios and the overall density are what was asked (docs/DISTRIBUTIONS.md) */
+    snprintf(c->mask_sampling, sizeof c->mask_sampling, "exact");
     c->augment = -1;
     c->progress = -1;
 }
@@ -174,8 +177,23 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
     double *densities = st_calloc((size_t)n, sizeof(double), "densities");
     double *by_param = st_calloc((size_t)m->n_params, sizeof(double), "densities");
     st_status s = densities && by_param ? ST_OK : ST_ERR_NOMEM;
-    if (s == ST_OK) s = st_layer_densities(c->sparse ? c->sparse_init : "dense", c->density, c->fc_density, shapes, n,
-                                           densities);
+    const char *init = c->sparse ? c->sparse_init : "dense";
+    st_saliency_batch batch = {0};
+    if (s == ST_OK && st_sparse_init_needs_weights(init)) {
+        /* snip, GraSP and global_magnitude score the initialised dense network
+         * (with --scaled-per-layer, scaled by the overall density: the layer
+         * densities are what is being computed). */
+        st_model_init_weights(m, c->seed, c->scaled ? ST_INIT_SCALED : ST_INIT_PLAIN, c->density, NULL);
+        if (st_sparse_init_needs_data(init))
+            s = st_saliency_collect(init, r->train_loader, r->train.num_classes, r->train.channels, r->train.height,
+                                    r->train.width, ST_GRASP_SAMPLES_PER_CLASS, &batch);
+    }
+    if (s == ST_OK) s = st_model_layer_densities(m, init, c->density, c->fc_density, &batch, c->seed, densities);
+    st_saliency_batch_free(&batch);
+    if (s == ST_OK && n <= ST_CHECKPOINT_MAX_LAYERS) { /* recorded in every checkpoint as "layer_densities" */
+        r->info.n_layer_densities = n;
+        memcpy(r->info.layer_densities, densities, sizeof(double) * (size_t)n);
+    }
     if (s == ST_OK && c->sparse)
         s = st_model_sample_masks(m, densities, strcmp(c->mask_sampling, "exact") == 0 ? ST_MASK_EXACT : ST_MASK_BERNOULLI,
                                   c->seed);

@@ -1,0 +1,329 @@
+/* `sparsetrain inspect`: builds the model, computes the layer-wise densities
+ * exactly as `sparsetrain train` would (same seed, same masks), and reports per
+ * prunable layer and in total the weights kept and the FLOPs (sparse/flops.h). */
+#include "inspect.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "data/dataset.h"
+#include "flags.h"
+#include "io/json.h"
+#include "models/init.h"
+#include "models/model.h"
+#include "sparse/distributions.h"
+#include "sparse/flops.h"
+#include "sparse/masks.h"
+#include "sparse/saliency.h"
+#include "train/trainer.h"
+
+typedef struct inspect_options {
+    char model[64], data[32], datadir[ST_PATH_MAX], input[32];
+    char sparse_init[32], mask_sampling[16];
+    double density, fc_density, valid_split;
+    int classes, batch_size, threads, scaled, json;
+    uint64_t seed;
+} inspect_options;
+
+/* Image shape and classes of each data set, so that no file is read unless
+ * the distribution looks at data. */
+static int data_shape(const char *data, int *c, int *h, int *w, int *classes) {
+    static const struct {
+        const char *name;
+        int c, h, w, classes;
+    } known[] = {{"mnist", 1, 28, 28, 10}, {"fashion-mnist", 1, 28, 28, 10}, {"cifar10", 3, 32, 32, 10},
+                 {"cifar100", 3, 32, 32, 100}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(data, known[i].name) == 0) {
+            *c = known[i].c, *h = known[i].h, *w = known[i].w, *classes = known[i].classes;
+            return 1;
+        }
+    return 0;
+}
+
+/* The training batch(es) snip / GraSP score on: the training split and loader
+ * of `sparsetrain train` with the same flags, so the densities match the run's. */
+static st_status collect_training_images(const inspect_options *o, const st_model *m, st_saliency_batch *batch) {
+    const char *dir = o->datadir[0] ? o->datadir : st_dataset_default_dir(o->data);
+    st_dataset full, train;
+    memset(&full, 0, sizeof full);
+    memset(&train, 0, sizeof train);
+    ST_TRY(st_dataset_load(o->data, dir, 1, &full));
+    int64_t n_train = o->valid_split > 0 ? (int64_t)((1.0 - o->valid_split) * (double)full.count) : full.count;
+    st_status s = ST_OK;
+    if (full.channels != m->in_channels || full.height != m->in_height || full.width != m->in_width ||
+        full.num_classes != m->num_classes)
+        s = st_fail(ST_ERR_ARGUMENT, "--input %dx%dx%d with %d classes does not match %s (%dx%dx%d, %d classes)",
+                    m->in_channels, m->in_height, m->in_width, m->num_classes, o->data, full.channels, full.height,
+                    full.width, full.num_classes);
+    if (s == ST_OK && (n_train <= 0 || n_train > full.count))
+        s = st_fail(ST_ERR_ARGUMENT, "--valid_split %g leaves no training data", o->valid_split);
+    if (s == ST_OK) s = st_dataset_slice(&full, 0, n_train, &train);
+    st_dataset_free(&full);
+    int is_cifar = strncmp(o->data, "cifar", 5) == 0;
+    st_loader_options lo = {.batch_size = o->batch_size,
+                            .shuffle = 1,
+                            .augment = is_cifar,
+                            .reflect_pad = strcmp(o->data, "cifar10") == 0,
+                            .seed = o->seed};
+    st_loader *loader = NULL;
+    if (s == ST_OK) s = st_loader_create(&train, &lo, &loader);
+    if (s == ST_OK)
+        s = st_saliency_collect(o->sparse_init, loader, train.num_classes, train.channels, train.height, train.width,
+                                ST_GRASP_SAMPLES_PER_CLASS, batch);
+    st_loader_free(loader);
+    st_dataset_free(&train);
+    return s;
+}
+
+typedef struct layer_row {
+    const st_param *p;
+    double density, achieved, dense, sparse;
+    int64_t kept;
+} layer_row;
+
+static void shape_text(const st_param *p, char *buf, size_t size) {
+    int at = 0;
+    for (int d = 0; d < p->ndim && at < (int)size; d++)
+        at += snprintf(buf + at, size - (size_t)at, d ? "x%lld" : "%lld", (long long)p->shape[d]);
+}
+
+static st_status print_json(const inspect_options *o, const st_model *m, const layer_row *rows, int n, int64_t total,
+                            int64_t kept, double expected, double layer_dense, double layer_sparse, double other) {
+    st_json_builder b;
+    st_json_builder_init(&b);
+    double dense = layer_dense + other, sparse = layer_sparse + other;
+    st_json_append_text(&b, "{\"model\": ");
+    st_json_append_string(&b, m->name);
+    st_json_append_text(&b, ", \"sparse_init\": ");
+    st_json_append_string(&b, o->sparse_init);
+    st_json_append_text(&b, ", \"mask_sampling\": ");
+    st_json_append_string(&b, o->mask_sampling);
+    st_json_append_text(&b, ", \"seed\": ");
+    st_json_append_int(&b, (int64_t)o->seed);
+    char input[96];
+    snprintf(input, sizeof input, ", \"input\": [%d, %d, %d], \"num_classes\": %d, \"layers\": [", m->in_channels,
+             m->in_height, m->in_width, m->num_classes);
+    st_json_append_text(&b, input);
+    for (int l = 0; l < n; l++) {
+        const layer_row *r = &rows[l];
+        st_json_append_text(&b, l ? ", {\"name\": " : "{\"name\": ");
+        st_json_append_string(&b, r->p->name);
+        st_json_append_text(&b, ", \"shape\": [");
+        for (int d = 0; d < r->p->ndim; d++) {
+            if (d) st_json_append_text(&b, ", ");
+            st_json_append_int(&b, r->p->shape[d]);
+        }
+        st_json_append_text(&b, "], \"numel\": ");
+        st_json_append_int(&b, r->p->numel);
+        st_json_append_text(&b, ", \"density\": ");
+        st_json_append_double(&b, r->density);
+        st_json_append_text(&b, ", \"kept\": ");
+        st_json_append_int(&b, r->kept);
+        st_json_append_text(&b, ", \"achieved_density\": ");
+        st_json_append_double(&b, r->achieved);
+        st_json_append_text(&b, ", \"flops_dense\": ");
+        st_json_append_double(&b, r->dense);
+        st_json_append_text(&b, ", \"flops_sparse\": ");
+        st_json_append_double(&b, r->sparse);
+        st_json_append_text(&b, ", \"flops_share\": ");
+        st_json_append_double(&b, r->dense / dense);
+        st_json_append_text(&b, ", \"flops_share_sparse\": ");
+        st_json_append_double(&b, r->sparse / sparse);
+        st_json_append_text(&b, "}");
+    }
+    st_json_append_text(&b, "], \"total_prunable\": ");
+    st_json_append_int(&b, total);
+    st_json_append_text(&b, ", \"total_kept\": ");
+    st_json_append_int(&b, kept);
+    st_json_append_text(&b, ", \"target_density\": ");
+    st_json_append_double(&b, o->density);
+    st_json_append_text(&b, ", \"expected_density\": ");
+    st_json_append_double(&b, expected);
+    st_json_append_text(&b, ", \"overall_density\": ");
+    st_json_append_double(&b, (double)kept / (double)total);
+    const struct {
+        const char *key;
+        double value;
+    } totals[] = {{"flops_dense", dense},
+                  {"flops_sparse", sparse},
+                  {"flops_prunable_dense", layer_dense},
+                  {"flops_prunable_sparse", layer_sparse},
+                  {"flops_other", other},
+                  {"train_flops_dense", ST_TRAIN_STEP_FORWARDS * dense},
+                  {"train_flops_sparse", ST_TRAIN_STEP_FORWARDS * sparse}};
+    for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++) {
+        st_json_append_text(&b, ", \"");
+        st_json_append_text(&b, totals[i].key);
+        st_json_append_text(&b, "\": ");
+        st_json_append_double(&b, totals[i].value);
+    }
+    st_json_append_text(&b, ", \"flops_unit\": \"multiply-accumulates per example\"}");
+    char *text;
+    size_t len;
+    ST_TRY(st_json_builder_finish(&b, &text, &len));
+    printf("%s\n", text);
+    free(text);
+    return ST_OK;
+}
+
+static void print_table(const inspect_options *o, const st_model *m, const layer_row *rows, int n, int64_t total,
+                        int64_t kept, double expected, double layer_dense, double layer_sparse, double other) {
+    double dense = layer_dense + other, sparse = layer_sparse + other;
+    printf("%s, input %dx%dx%d, %d classes: --sparse_init %s --density %g", m->name, m->in_channels, m->in_height,
+           m->in_width, m->num_classes, o->sparse_init, o->density);
+    if (strcmp(o->sparse_init, "ERK_plus") == 0) printf(" --fc_density %g", o->fc_density);
+    printf(" (%s masks, seed %llu)\n\n", o->mask_sampling, (unsigned long long)o->seed);
+    printf("%-30s %-14s %10s %8s %10s %10s %10s %7s %7s\n", "layer", "shape", "weights", "density", "kept",
+           "MFLOPs", "sparse", "share", "sparse");
+    for (int l = 0; l < n; l++) {
+        const layer_row *r = &rows[l];
+        char shape[64];
+        shape_text(r->p, shape, sizeof shape);
+        printf("%-30s %-14s %10lld %8.4f %10lld %10.3f %10.3f %6.2f%% %6.2f%%\n", r->p->name, shape,
+               (long long)r->p->numel, r->density, (long long)r->kept, r->dense / 1e6, r->sparse / 1e6,
+               100 * r->dense / dense, 100 * r->sparse / sparse);
+    }
+    printf("%-30s %-14s %10lld %8.4f %10lld %10.3f %10.3f %6.2f%% %6.2f%%\n\n", "prunable layers", "",
+           (long long)total, expected, (long long)kept, layer_dense / 1e6, layer_sparse / 1e6, 100 * layer_dense / dense,
+           100 * layer_sparse / sparse);
+    printf("prunable weights: %lld, kept %lld: overall density %.5f (target %g, expected from the layer densities "
+           "%.5f)\n",
+           (long long)total, (long long)kept, (double)kept / (double)total, o->density, expected);
+    printf("forward FLOPs per example: dense %.4g M, sparse %.4g M (%.2f%% of dense; conv/linear %.4g M -> %.4g M, "
+           "other ops %.4g M)\n",
+           dense / 1e6, sparse / 1e6, 100 * sparse / dense, layer_dense / 1e6, layer_sparse / 1e6, other / 1e6);
+    printf("training step FLOPs per example (forward + backward = %gx forward): dense %.4g M, sparse %.4g M\n",
+           ST_TRAIN_STEP_FORWARDS, ST_TRAIN_STEP_FORWARDS * dense / 1e6, ST_TRAIN_STEP_FORWARDS * sparse / 1e6);
+    printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
+}
+
+static st_status run_inspect(const inspect_options *o, st_model *m) {
+    st_layer_shape *shapes;
+    int *ids, n;
+    ST_TRY(st_model_prunable_layers(m, &shapes, &ids, &n));
+    free(shapes);
+    double *densities = st_calloc((size_t)n + 1, sizeof(double), "densities");
+    double *macs = st_calloc((size_t)n + 1, sizeof(double), "FLOPs");
+    layer_row *rows = st_calloc((size_t)n + 1, sizeof(layer_row), "layer table");
+    st_saliency_batch batch = {0};
+    st_status s = densities && macs && rows ? ST_OK : ST_ERR_NOMEM;
+    /* The weights as `train` initialises them: global_magnitude and GraSP read them. */
+    if (s == ST_OK) st_model_init_weights(m, o->seed, o->scaled ? ST_INIT_SCALED : ST_INIT_PLAIN, o->density, NULL);
+    if (s == ST_OK && st_sparse_init_needs_data(o->sparse_init)) s = collect_training_images(o, m, &batch);
+    if (s == ST_OK)
+        s = st_model_layer_densities(m, o->sparse_init, o->density, o->fc_density, &batch, o->seed, densities);
+    st_saliency_batch_free(&batch);
+    if (s == ST_OK)
+        s = st_model_sample_masks(m, densities, strcmp(o->mask_sampling, "exact") == 0 ? ST_MASK_EXACT : ST_MASK_BERNOULLI,
+                                  o->seed);
+    double other = 0;
+    if (s == ST_OK) s = st_model_forward_flops(m, macs, &other);
+    if (s == ST_OK) {
+        int64_t total = 0, kept = 0;
+        double expected = 0, layer_dense = 0, layer_sparse = 0;
+        for (int l = 0; l < n; l++) {
+            layer_row *r = &rows[l];
+            r->p = &m->params[ids[l]];
+            r->density = densities[l];
+            r->kept = r->p->sparse->kept;
+            r->achieved = (double)r->kept / (double)r->p->numel;
+            r->dense = macs[l];
+            r->sparse = st_sparse_macs(macs[l], r->achieved);
+            total += r->p->numel;
+            kept += r->kept;
+            expected += r->density * (double)r->p->numel;
+            layer_dense += r->dense;
+            layer_sparse += r->sparse;
+        }
+        expected /= (double)total;
+        if (o->json)
+            s = print_json(o, m, rows, n, total, kept, expected, layer_dense, layer_sparse, other);
+        else
+            print_table(o, m, rows, n, total, kept, expected, layer_dense, layer_sparse, other);
+    }
+    free(densities);
+    free(macs);
+    free(rows);
+    free(ids);
+    return s;
+}
+
+int st_cli_inspect(int argc, char **argv) {
+    inspect_options o;
+    memset(&o, 0, sizeof o);
+    st_train_config defaults; /* the same defaults as `sparsetrain train` */
+    st_train_config_defaults(&defaults);
+    snprintf(o.model, sizeof o.model, "%s", defaults.model);
+    snprintf(o.sparse_init, sizeof o.sparse_init, "%s", defaults.sparse_init);
+    snprintf(o.mask_sampling, sizeof o.mask_sampling, "%s", defaults.mask_sampling);
+    o.density = defaults.density;
+    o.fc_density = defaults.fc_density;
+    o.valid_split = defaults.valid_split;
+    o.batch_size = defaults.batch_size;
+    o.seed = defaults.seed;
+    st_flag flags[] = {
+        {"model", ST_FLAG_STRING, o.model, sizeof o.model, 0, "model name (cifar_resnet_20)"},
+        {"data", ST_FLAG_STRING, o.data, sizeof o.data, 0, "data set whose image shape and classes to use (mnist, fashion-mnist, cifar10, cifar100); required by snip and GraSP"},
+        {"datadir", ST_FLAG_STRING, o.datadir, sizeof o.datadir, 0, "folder holding the data set files (snip, GraSP)"},
+        {"input", ST_FLAG_STRING, o.input, sizeof o.input, 0, "input shape CxHxW (default: from --data, else 1x28x28 for LeNets and 3x32x32 otherwise)"},
+        {"classes", ST_FLAG_INT, &o.classes, 0, 0, "number of classes (default: from --data, else 10)"},
+        {"sparse_init", ST_FLAG_STRING, o.sparse_init, sizeof o.sparse_init, 0, "layer-wise densities: " ST_SPARSE_INIT_NAMES " (ERK)"},
+        {"density", ST_FLAG_DOUBLE, &o.density, 0, 0, "overall density of the prunable weights (0.05)"},
+        {"fc_density", ST_FLAG_DOUBLE, &o.fc_density, 0, 0, "classifier density for ERK_plus (1.0)"},
+        {"mask-sampling", ST_FLAG_STRING, o.mask_sampling, sizeof o.mask_sampling, 0, "bernoulli or exact (as train)"},
+        {"seed", ST_FLAG_U64, &o.seed, 0, 0, "random seed of masks and weights (17)"},
+        {"scaled", ST_FLAG_SWITCH, &o.scaled, 0, 1, "initialise as train --scaled (global_magnitude and GraSP read the weights)"},
+        {"batch-size", ST_FLAG_INT, &o.batch_size, 0, 0, "training batch size; snip scores one batch (128)"},
+        {"valid_split", ST_FLAG_DOUBLE, &o.valid_split, 0, 0, "held-out fraction, as train (0.1)"},
+        {"threads", ST_FLAG_INT, &o.threads, 0, 0, "worker threads (default: all cores)"},
+        {"json", ST_FLAG_SWITCH, &o.json, 0, 1, "print one JSON object"},
+    };
+    int r = st_flags_parse("inspect",
+                           "usage: sparsetrain inspect --model M [--data D] --sparse_init X --density d [--fc_density f] "
+                           "[--json]\n\nShows the layer-wise densities, kept weights and FLOPs that a distribution gives "
+                           "a model (the same masks as `sparsetrain train` with the same flags and seed).",
+                           flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
+    if (r != 0) return r > 0 ? 0 : 2;
+    int c = 0, h = 0, w = 0, classes = 0;
+    const char *problem = NULL;
+    if (o.data[0] && !data_shape(o.data, &c, &h, &w, &classes))
+        problem = "--data must be mnist, fashion-mnist, cifar10 or cifar100";
+    else if (!o.data[0]) {
+        int lenet = strncmp(o.model, "lenet", 5) == 0;
+        c = lenet ? 1 : 3;
+        h = w = lenet ? 28 : 32;
+        classes = 10;
+    }
+    if (!problem && o.input[0]) {
+        char tail;
+        if (sscanf(o.input, "%dx%dx%d%c", &c, &h, &w, &tail) != 3 || c <= 0 || h <= 0 || w <= 0)
+            problem = "--input must look like 3x32x32 (channels x height x width)";
+    }
+    if (o.classes) classes = o.classes;
+    if (!problem && classes <= 0) problem = "--classes must be positive";
+    if (!problem && !st_sparse_init_is_known(o.sparse_init)) problem = "--sparse_init is unknown (known: " ST_SPARSE_INIT_NAMES ")";
+    if (!problem && st_sparse_init_needs_data(o.sparse_init) && !o.data[0])
+        problem = "--sparse_init snip and GraSP score training data: give --data";
+    if (!problem && strcmp(o.mask_sampling, "bernoulli") != 0 && strcmp(o.mask_sampling, "exact") != 0)
+        problem = "--mask-sampling must be bernoulli or exact";
+    if (!problem && (o.batch_size <= 0 || o.threads < 0)) problem = "--batch-size must be positive and --threads >= 0";
+    if (!problem && !(o.valid_split >= 0 && o.valid_split < 1)) problem = "--valid_split must be in [0, 1)";
+    if (problem) {
+        fprintf(stderr, "sparsetrain inspect: %s\n", problem);
+        return 2;
+    }
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+    st_model *m = NULL;
+    st_status s = st_model_create(o.model, classes, c, h, w, &m);
+    if (s == ST_OK) s = run_inspect(&o, m);
+    st_model_free(m);
+    if (s != ST_OK) {
+        fprintf(stderr, "sparsetrain inspect: error: %s\n", st_last_error());
+        return s == ST_ERR_ARGUMENT ? 2 : 1;
+    }
+    return 0;
+}

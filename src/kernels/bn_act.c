@@ -1,0 +1,379 @@
+/* Fused batch norm / residual add / ReLU (see bn_act.h): threading and
+ * per-channel arithmetic here, the streaming loops in bn_act_rows.inc,
+ * compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked once from
+ * cpuid (ST_ISA=generic|avx2|avx512 caps the choice, for tests). */
+#include "kernels/bn_act.h"
+
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+#define ST_BN_MAX_BLOCK 64
+/* Below this many elements a parallel region costs more than it saves. */
+#define PARALLEL_MIN_ELEMENTS 32768
+
+typedef struct bn_act_rows {
+    void (*plane_stats)(const float *x, int n, float shift, double *s1, double *s2);
+    void (*tile_stats)(const float *x, int len, int B, const float *shift, double *s1, double *s2);
+    void (*plane_norm)(const float *x, const float *res, int n, float mean, float scale, float shift, int relu,
+                       float *y);
+    void (*tile_norm)(const float *x, const float *res, int len, int B, const float *mean, const float *scale,
+                      const float *shift, int relu, float *y);
+    void (*plane_bwd_sums)(const float *x, const float *y, const float *dy, int n, float mean, int relu, double *sg,
+                           double *sgx);
+    void (*tile_bwd_sums)(const float *x, const float *y, const float *dy, int len, int B, const float *mean,
+                          int relu, double *sg, double *sgx);
+    void (*plane_bwd_dx)(const float *x, const float *y, const float *dy, int n, float mean, float k, float b,
+                         float c0, int relu, float *dx, int dx_acc, float *dres, int dres_acc);
+    void (*tile_bwd_dx)(const float *x, const float *y, const float *dy, int len, int B, const float *mean,
+                        const float *k, const float *b, const float *c0, int relu, float *dx, int dx_acc,
+                        float *dres, int dres_acc);
+    void (*add_act)(int64_t n, const float *a, const float *b, int relu, float *y);
+    void (*add_act_bwd)(int64_t n, const float *y, int relu, const float *dy, float *da, int da_acc, float *db,
+                        int db_acc);
+} bn_act_rows;
+
+#define ISA(name) name##_generic
+#include "kernels/bn_act_rows.inc"
+#undef ISA
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ST_BN_HAVE_X86 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define ISA(name) name##_avx2
+#include "kernels/bn_act_rows.inc"
+#undef ISA
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#define ISA(name) name##_avx512
+#include "kernels/bn_act_rows.inc"
+#undef ISA
+#pragma GCC pop_options
+#endif
+
+/* The dispatch table: written once, read-only afterwards. */
+static const bn_act_rows *selected_rows;
+static pthread_once_t select_once = PTHREAD_ONCE_INIT;
+
+static void select_rows(void) {
+    selected_rows = &rows_generic;
+#ifdef ST_BN_HAVE_X86
+    const char *cap = getenv("ST_ISA");
+    const int allow_avx512 = !cap || strcmp(cap, "avx512") == 0;
+    const int allow_avx2 = allow_avx512 || (cap && strcmp(cap, "avx2") == 0);
+    __builtin_cpu_init();
+    if (allow_avx512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        selected_rows = &rows_avx512;
+    else if (allow_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        selected_rows = &rows_avx2;
+#endif
+}
+
+static const bn_act_rows *rows(void) {
+    pthread_once(&select_once, select_rows);
+    return selected_rows;
+}
+
+size_t st_bn_act_scratch_doubles(const st_bn_act_shape *s, int threads) {
+    if (threads < 1) threads = 1;
+    /* per-thread partial sums (2 x C each), then 4 x C floats of per-channel parameters */
+    return 2 * (size_t)s->channels * (size_t)threads + 2 * (size_t)s->channels + 8;
+}
+
+/* Images [*begin, *end) of thread tid of nt: a fixed contiguous block. */
+static void image_block(int batch, int tid, int nt, int *begin, int *end) {
+    *begin = (int)((int64_t)batch * tid / nt);
+    *end = (int)((int64_t)batch * (tid + 1) / nt);
+}
+
+static int team_size(const st_bn_act_shape *s) {
+    const int64_t total = (int64_t)s->batch * s->channels * s->spatial;
+    if (total < PARALLEL_MIN_ELEMENTS || omp_in_parallel()) return 1;
+    const int t = omp_get_max_threads();
+    return t < s->batch ? t : (s->batch > 0 ? s->batch : 1);
+}
+
+/* Offset of element (n, c, 0). */
+static size_t plane_offset(const st_bn_act_shape *s, int n, int c) {
+    const int B = s->block;
+    return ((size_t)n * (size_t)(s->channels / B) + (size_t)(c / B)) * (size_t)s->spatial * (size_t)B + (size_t)(c % B);
+}
+
+/* Per-channel float parameters carved from the scratch after the partial sums. */
+typedef struct channel_params {
+    double *part1, *part2; /* nt x C */
+    float *p0, *p1, *p2, *p3;
+} channel_params;
+
+static channel_params carve_params(const st_bn_act_shape *s, int nt, double *scratch) {
+    const size_t C = (size_t)s->channels;
+    channel_params p;
+    p.part1 = scratch;
+    p.part2 = scratch + C * (size_t)nt;
+    float *f = (float *)(scratch + 2 * C * (size_t)nt);
+    p.p0 = f;
+    p.p1 = f + C;
+    p.p2 = f + 2 * C;
+    p.p3 = f + 3 * C;
+    return p;
+}
+
+/* For each of this thread's images, part1/part2[c] += plane or tile reductions. */
+static void stats_pass(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *shift,
+                       double *s1, double *s2, int n0, int n1) {
+    const int C = s->channels, S = s->spatial, B = s->block;
+    for (int n = n0; n < n1; n++) {
+        if (B == 1) {
+            for (int c = 0; c < C; c++) r->plane_stats(x + plane_offset(s, n, c), S, shift[c], &s1[c], &s2[c]);
+        } else {
+            for (int c = 0; c < C; c += B) r->tile_stats(x + plane_offset(s, n, c), S, B, shift + c, s1 + c, s2 + c);
+        }
+    }
+}
+
+void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                             const float *residual, int relu, float momentum, float eps, float *y, float *save_mean,
+                             float *save_invstd, float *running_mean, float *running_var, double *scratch) {
+    const bn_act_rows *r = rows();
+    const int C = s->channels, S = s->spatial, B = s->block;
+    ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
+    const int64_t count = (int64_t)s->batch * S;
+    const int team = team_size(s);
+    channel_params p = carve_params(s, team, scratch);
+    float *shift = p.p0, *mean = p.p1, *scale = p.p2, *bias = p.p3;
+    /* shifting by one sample of the channel keeps the sums small when |mean| >> std */
+    for (int c = 0; c < C; c++) shift[c] = x[plane_offset(s, 0, c)];
+#pragma omp parallel num_threads(team)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        int n0, n1;
+        image_block(s->batch, tid, nt, &n0, &n1);
+        double *s1 = p.part1 + (size_t)tid * C, *s2 = p.part2 + (size_t)tid * C;
+        memset(s1, 0, sizeof(double) * (size_t)C);
+        memset(s2, 0, sizeof(double) * (size_t)C);
+        stats_pass(r, s, x, shift, s1, s2, n0, n1);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            double sum = 0.0, sumsq = 0.0;
+            for (int t = 0; t < nt; t++) { /* fixed thread order: deterministic */
+                sum += p.part1[(size_t)t * C + c];
+                sumsq += p.part2[(size_t)t * C + c];
+            }
+            const double m1 = sum / (double)count;
+            double var = sumsq / (double)count - m1 * m1;
+            if (var < 0.0) var = 0.0;
+            const double mu = (double)shift[c] + m1;
+            const double invstd = 1.0 / sqrt(var + (double)eps);
+            if (save_mean) save_mean[c] = (float)mu;
+            if (save_invstd) save_invstd[c] = (float)invstd;
+            if (running_mean && running_var) {
+                const double unbiased = count > 1 ? var * (double)count / (double)(count - 1) : var;
+                running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+                running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+            }
+            mean[c] = (float)mu;
+            scale[c] = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
+            bias[c] = beta ? beta[c] : 0.0f;
+        }
+        for (int n = n0; n < n1; n++) {
+            for (int c = 0; c < C; c += B) {
+                const size_t o = plane_offset(s, n, c);
+                if (B == 1)
+                    r->plane_norm(x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o);
+                else
+                    r->tile_norm(x + o, residual ? residual + o : NULL, S, B, mean + c, scale + c, bias + c, relu,
+                                 y + o);
+            }
+        }
+    }
+}
+
+void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, float eps, const float *residual,
+                            int relu, float *y) {
+    const bn_act_rows *r = rows();
+    const int C = s->channels, S = s->spatial, B = s->block;
+    ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
+    float *params = malloc(sizeof(float) * 3 * (size_t)C); /* evaluation only: not in the training loop */
+    ST_ASSERT(params != NULL);
+    float *mean = params, *scale = params + C, *bias = params + 2 * C;
+    for (int c = 0; c < C; c++) {
+        const double invstd = 1.0 / sqrt((double)running_var[c] + (double)eps);
+        mean[c] = running_mean[c];
+        scale[c] = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
+        bias[c] = beta ? beta[c] : 0.0f;
+    }
+    const int team = team_size(s);
+#pragma omp parallel num_threads(team)
+    {
+        int n0, n1;
+        image_block(s->batch, omp_get_thread_num(), omp_get_num_threads(), &n0, &n1);
+        for (int n = n0; n < n1; n++) {
+            for (int c = 0; c < C; c += B) {
+                const size_t o = plane_offset(s, n, c);
+                if (B == 1)
+                    r->plane_norm(x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o);
+                else
+                    r->tile_norm(x + o, residual ? residual + o : NULL, S, B, mean + c, scale + c, bias + c, relu,
+                                 y + o);
+            }
+        }
+    }
+    free(params);
+}
+
+void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y, int relu, const float *dy,
+                        const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                        int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma, float *dbeta,
+                        double *scratch) {
+    const bn_act_rows *r = rows();
+    const int C = s->channels, S = s->spatial, B = s->block;
+    ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
+    const int64_t count = (int64_t)s->batch * S;
+    const int team = team_size(s);
+    channel_params p = carve_params(s, team, scratch);
+    float *k = p.p0, *b = p.p1, *c0 = p.p2, *mean = p.p3;
+    for (int c = 0; c < C; c++) mean[c] = save_mean[c];
+#pragma omp parallel num_threads(team)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        int n0, n1;
+        image_block(s->batch, tid, nt, &n0, &n1);
+        double *sg = p.part1 + (size_t)tid * C, *sgx = p.part2 + (size_t)tid * C;
+        memset(sg, 0, sizeof(double) * (size_t)C);
+        memset(sgx, 0, sizeof(double) * (size_t)C);
+        for (int n = n0; n < n1; n++) {
+            for (int c = 0; c < C; c += B) {
+                const size_t o = plane_offset(s, n, c);
+                if (B == 1)
+                    r->plane_bwd_sums(x + o, relu ? y + o : NULL, dy + o, S, mean[c], relu, &sg[c], &sgx[c]);
+                else
+                    r->tile_bwd_sums(x + o, relu ? y + o : NULL, dy + o, S, B, mean + c, relu, sg + c, sgx + c);
+            }
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            double sum_dy = 0.0, sum_dy_xmu = 0.0;
+            for (int t = 0; t < nt; t++) {
+                sum_dy += p.part1[(size_t)t * C + c];
+                sum_dy_xmu += p.part2[(size_t)t * C + c];
+            }
+            const double invstd = save_invstd[c];
+            if (dbeta) dbeta[c] += (float)sum_dy;
+            if (dgamma) dgamma[c] += (float)(sum_dy_xmu * invstd);
+            const double kk = (gamma ? (double)gamma[c] : 1.0) * invstd;
+            k[c] = (float)kk;
+            b[c] = (float)(kk * invstd * invstd * sum_dy_xmu / (double)count);
+            c0[c] = (float)(-kk * sum_dy / (double)count);
+        }
+        if (dx) {
+            for (int n = n0; n < n1; n++) {
+                for (int c = 0; c < C; c += B) {
+                    const size_t o = plane_offset(s, n, c);
+                    const float *yo = relu ? y + o : NULL;
+                    float *ro = dresidual ? dresidual + o : NULL;
+                    if (B == 1)
+                        r->plane_bwd_dx(x + o, yo, dy + o, S, mean[c], k[c], b[c], c0[c], relu, dx + o, dx_accumulate,
+                                        ro, dresidual_accumulate);
+                    else
+                        r->tile_bwd_dx(x + o, yo, dy + o, S, B, mean + c, k + c, b + c, c0 + c, relu, dx + o,
+                                       dx_accumulate, ro, dresidual_accumulate);
+                }
+            }
+        } else if (dresidual) {
+            for (int n = n0; n < n1; n++) {
+                const size_t o = plane_offset(s, n, 0), len = (size_t)C * S;
+                r->add_act_bwd((int64_t)len, relu ? y + o : NULL, relu, dy + o, dresidual + o, dresidual_accumulate,
+                               NULL, 0);
+            }
+        }
+    }
+}
+
+/* Element ranges for add/relu: static blocks of whole 64-byte lines. */
+static void element_block(int64_t n, int tid, int nt, int64_t *begin, int64_t *end) {
+    const int64_t lines = (n + 15) / 16;
+    *begin = lines * tid / nt * 16;
+    *end = lines * (tid + 1) / nt * 16;
+    if (*begin > n) *begin = n;
+    if (*end > n) *end = n;
+}
+
+static int elementwise_team(int64_t n) {
+    if (n < PARALLEL_MIN_ELEMENTS || omp_in_parallel()) return 1;
+    return omp_get_max_threads();
+}
+
+void st_add_act_forward(int64_t n, const float *a, const float *b, int relu, float *y) {
+    const bn_act_rows *r = rows();
+#pragma omp parallel num_threads(elementwise_team(n))
+    {
+        int64_t i0, i1;
+        element_block(n, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+        if (i1 > i0) r->add_act(i1 - i0, a + i0, b ? b + i0 : NULL, relu, y + i0);
+    }
+}
+
+void st_add_act_backward(int64_t n, const float *y, int relu, const float *dy, float *da, int da_accumulate, float *db,
+                         int db_accumulate) {
+    const bn_act_rows *r = rows();
+    if (!da) { /* the kernel writes its first output unconditionally */
+        da = db;
+        da_accumulate = db_accumulate;
+        db = NULL;
+    }
+    if (!da) return;
+#pragma omp parallel num_threads(elementwise_team(n))
+    {
+        int64_t i0, i1;
+        element_block(n, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
+        if (i1 > i0)
+            r->add_act_bwd(i1 - i0, relu ? y + i0 : NULL, relu, dy + i0, da + i0, da_accumulate, db ? db + i0 : NULL,
+                           db_accumulate);
+    }
+}
+
+void st_bn_act_global_avgpool_forward(const st_bn_act_shape *s, const float *x, float *y) {
+    const int C = s->channels, S = s->spatial, B = s->block;
+    ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
+    const double inv = 1.0 / (double)S;
+#pragma omp parallel for schedule(static) num_threads(team_size(s))
+    for (int n = 0; n < s->batch; n++) {
+        for (int c0 = 0; c0 < C; c0 += B) {
+            const float *t = x + plane_offset(s, n, c0);
+            double sum[ST_BN_MAX_BLOCK] = {0};
+            for (int p = 0; p < S; p++)
+                for (int l = 0; l < B; l++) sum[l] += t[(size_t)p * B + l];
+            for (int l = 0; l < B; l++) y[(size_t)n * C + c0 + l] = (float)(sum[l] * inv);
+        }
+    }
+}
+
+void st_bn_act_global_avgpool_backward(const st_bn_act_shape *s, const float *dy, float *dx, int dx_accumulate) {
+    const int C = s->channels, S = s->spatial, B = s->block;
+    ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
+    const float inv = 1.0f / (float)S;
+#pragma omp parallel for schedule(static) num_threads(team_size(s))
+    for (int n = 0; n < s->batch; n++) {
+        for (int c0 = 0; c0 < C; c0 += B) {
+            float *restrict t = dx + plane_offset(s, n, c0);
+            float g[ST_BN_MAX_BLOCK];
+            for (int l = 0; l < B; l++) g[l] = dy[(size_t)n * C + c0 + l] * inv;
+            for (int p = 0; p < S; p++)
+                for (int l = 0; l < B; l++) {
+                    float *d = &t[(size_t)p * B + l];
+                    *d = dx_accumulate ? *d + g[l] : g[l];
+                }
+        }
+    }
+}

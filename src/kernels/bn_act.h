@@ -1,0 +1,61 @@
+/* Fused batch norm + residual add + ReLU passes for the training walk.
+ * A ResNet block runs conv -> BN -> ReLU and conv -> BN -> add -> ReLU; done
+ * one layer at a time that streams every activation through memory 3-5 times
+ * and materialises tensors nobody else reads. These kernels do each group in
+ * two passes (statistics, then normalise-add-clamp) and its backward in two
+ * passes, with the semantics of the separate layers in nn/ (PyTorch's):
+ *   forward  y = relu?( (x - mean) * invstd * gamma + beta [+ residual] )
+ *   backward g = dy * (y > 0 | no relu);  dresidual (+)= g;
+ *            dx (+)= BN backward of g;  dgamma += sum g * xhat;  dbeta += sum g.
+ * "(+)=" is a flag per output: accumulate, or overwrite (the first gradient
+ * written to an activation in a step needs no zeroed buffer).
+ * Statistics: per-plane float partial sums (shifted by one sample of the
+ * channel, so |mean| >> std keeps its digits) gathered in double, images split
+ * statically over threads and the partials reduced in thread order: one thread
+ * count gives bit-identical results. Layout: NCHW (block = 1) or blocked
+ * (N, C/B, H*W, B) as oneDNN's nChw16c (block = B, C % B == 0). */
+#ifndef ST_KERNELS_BN_ACT_H
+#define ST_KERNELS_BN_ACT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct st_bn_act_shape {
+    int batch, channels, spatial; /* spatial = H*W */
+    int block;                    /* 1 = NCHW; B > 1 = channel blocks of B */
+} st_bn_act_shape;
+
+/* Doubles of scratch the functions below need with `threads` threads. */
+size_t st_bn_act_scratch_doubles(const st_bn_act_shape *s, int threads);
+
+/* Training forward: batch statistics (biased variance to normalise, the
+ * unbiased one into the running estimate with `momentum`), then y.
+ * gamma/beta, residual, running stats and save_* may be NULL. */
+void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                             const float *residual, int relu, float momentum, float eps, float *y, float *save_mean,
+                             float *save_invstd, float *running_mean, float *running_var, double *scratch);
+
+/* Evaluation forward with the running statistics. */
+void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                            const float *running_mean, const float *running_var, float eps, const float *residual,
+                            int relu, float *y);
+
+/* Backward of st_bn_act_forward_train. y (the forward output) is read only
+ * when relu is set. dx, dresidual, dgamma, dbeta may each be NULL. */
+void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y, int relu, const float *dy,
+                        const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                        int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma, float *dbeta,
+                        double *scratch);
+
+/* y = relu?(a + b) (b may be NULL: y = relu?(a)). */
+void st_add_act_forward(int64_t n, const float *a, const float *b, int relu, float *y);
+/* g = dy * (y > 0 | no relu); da (+)= g; db (+)= g (either may be NULL). */
+void st_add_act_backward(int64_t n, const float *y, int relu, const float *dy, float *da, int da_accumulate, float *db,
+                         int db_accumulate);
+
+/* Global average pooling of x (layout of s) into y (batch, channels), as
+ * st_global_avgpool_forward (sums in double); backward dx (+)= dy / spatial. */
+void st_bn_act_global_avgpool_forward(const st_bn_act_shape *s, const float *x, float *y);
+void st_bn_act_global_avgpool_backward(const st_bn_act_shape *s, const float *dy, float *dx, int dx_accumulate);
+
+#endif
