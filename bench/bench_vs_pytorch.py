@@ -6,7 +6,8 @@ Runs `build/sparsetrain bench --json` and the same training step in PyTorch
 random data, torch.set_num_threads(T)) alternately in one session, each in its
 own process, `--repeats` times; prints every run, the medians and the ratio
 (ours / PyTorch, > 1 means sparsetrain is faster). The order alternates so that
-drifting machine load hurts both sides alike.
+drifting machine load hurts both sides alike, and both sides get the same
+OpenMP environment (see openmp_environment).
 
 A sparse run (--sparse_init ERK --density 0.05) trains PyTorch the reference
 code's way: dense weights multiplied by a Bernoulli mask after every step, with
@@ -108,12 +109,23 @@ def torch_worker(config):
 
 # ---------------------------------------------------------------- driver
 
+def openmp_environment():
+    """The OpenMP settings both sides run with. `sparsetrain` bounds libgomp's
+    barrier spinning itself (GOMP_SPINCOUNT=10000 unless the user set
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT); PyTorch uses the same libgomp, so it
+    gets the same setting: the comparison is of the code, not of the runtime's
+    knobs. Set either variable yourself to compare under other settings."""
+    env = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+    return env or {"GOMP_SPINCOUNT": "10000"}
+
+
 def run_ours(a):
     cmd = [a.binary, "bench", "--json", "--model", a.model, "--batch-size", str(a.batch_size),
            "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup),
            "--classes", str(a.classes), "--channels", str(a.channels), "--size", str(a.size),
            "--sparse_init", a.sparse_init, "--density", repr(a.density)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, **openmp_environment())
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -121,7 +133,7 @@ def run_torch(a, densities):
     config = {"model": a.model, "batch_size": a.batch_size, "threads": a.threads, "steps": a.steps,
               "warmup": a.warmup, "classes": a.classes, "channels": a.channels, "size": a.size,
               "densities": densities}
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), **openmp_environment())
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--torch-worker", json.dumps(config)],
                          check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -147,7 +159,8 @@ def main(argv):
         sys.exit(f"bench_vs_pytorch: {a.binary} not found (build first: cmake --build build)")
     print(f"# {a.model}, batch {a.batch_size}, {a.threads} threads, sparse_init {a.sparse_init}"
           + (f" density {a.density}" if a.sparse_init != "dense" else "")
-          + f", {a.repeats} repeats x ({a.warmup} warm-up + {a.steps} timed steps); CPU: {cpu_model()}")
+          + f", {a.repeats} repeats x ({a.warmup} warm-up + {a.steps} timed steps); CPU: {cpu_model()}; "
+          + "OpenMP: " + " ".join(f"{k}={v}" for k, v in openmp_environment().items()) + " (both sides)")
     ours, theirs, densities = [], [], None
     for r in range(a.repeats):
         order = ("ours", "torch") if r % 2 == 0 else ("torch", "ours")
@@ -173,6 +186,7 @@ def main(argv):
     summary = {
         "model": a.model, "batch_size": a.batch_size, "threads": a.threads, "sparse_init": a.sparse_init,
         "density": a.density if a.sparse_init != "dense" else 1.0, "repeats": a.repeats, "cpu": cpu_model(),
+        "openmp_environment": openmp_environment(),
         "conv_implementation": ours[-1].get("conv_implementation"), "torch": theirs[-1].get("torch"),
         "ours_images_per_s": ours_ips, "torch_images_per_s": torch_ips, "ratio": ours_ips / torch_ips,
         "ours_forward_ms": med(ours, "forward_ms"), "ours_backward_ms": med(ours, "backward_ms"),

@@ -3,6 +3,7 @@
  * numerical fault), 2 usage error, 130 interrupted (checkpoint saved). */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -195,7 +196,20 @@ static void usage(FILE *out) {
             "Run 'sparsetrain <command> --help' for the options of a command.\n");
 }
 
+/* libgomp spins up to 300000 `pause` iterations at every barrier before
+ * sleeping; on a busy 2-core machine (a test run, a second job) a spinning
+ * thread waits for a descheduled partner and a step becomes ~10x slower.
+ * libgomp reads its settings when it loads, before main, so when the user has
+ * set neither variable we set a short spin and run ourselves again. */
+static void bound_openmp_spinning(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("GOMP_SPINCOUNT", "10000", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with libgomp's defaults */
+}
+
 int main(int argc, char **argv) {
+    bound_openmp_spinning(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

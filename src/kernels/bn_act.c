@@ -199,13 +199,12 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
 
 void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, float eps, const float *residual,
-                            int relu, float *y) {
+                            int relu, float *y, double *scratch) {
     const bn_act_rows *r = rows();
     const int C = s->channels, S = s->spatial, B = s->block;
     ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
-    float *params = malloc(sizeof(float) * 3 * (size_t)C); /* evaluation only: not in the training loop */
-    ST_ASSERT(params != NULL);
-    float *mean = params, *scale = params + C, *bias = params + 2 * C;
+    channel_params p = carve_params(s, 1, scratch);
+    float *mean = p.p0, *scale = p.p1, *bias = p.p2;
     for (int c = 0; c < C; c++) {
         const double invstd = 1.0 / sqrt((double)running_var[c] + (double)eps);
         mean[c] = running_mean[c];
@@ -228,7 +227,6 @@ void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const floa
             }
         }
     }
-    free(params);
 }
 
 void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y, int relu, const float *dy,

@@ -9,10 +9,10 @@
  *            dx (+)= BN backward of g;  dgamma += sum g * xhat;  dbeta += sum g.
  * "(+)=" is a flag per output: accumulate, or overwrite (the first gradient
  * written to an activation in a step needs no zeroed buffer).
- * Statistics: per-plane float partial sums (shifted by one sample of the
- * channel, so |mean| >> std keeps its digits) gathered in double, images split
- * statically over threads and the partials reduced in thread order: one thread
- * count gives bit-identical results. Layout: NCHW (block = 1) or blocked
+ * Statistics: sums in double (shifted by one sample of the channel, so
+ * |mean| >> std keeps its digits), images split statically over threads and
+ * the partial sums reduced in thread order: one thread count gives
+ * bit-identical results. Layout: NCHW (block = 1) or blocked
  * (N, C/B, H*W, B) as oneDNN's nChw16c (block = B, C % B == 0). */
 #ifndef ST_KERNELS_BN_ACT_H
 #define ST_KERNELS_BN_ACT_H
@@ -38,7 +38,7 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
 /* Evaluation forward with the running statistics. */
 void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, float eps, const float *residual,
-                            int relu, float *y);
+                            int relu, float *y, double *scratch);
 
 /* Backward of st_bn_act_forward_train. y (the forward output) is read only
  * when relu is set. dx, dresidual, dgamma, dbeta may each be NULL. */

@@ -303,11 +303,6 @@ st_status st_model_reserve(st_model *m, int capacity) {
             conv_shape(m, op, capacity, &s);
             size_t need = st_conv2d_workspace_floats(&s, threads);
             if (need > ws) ws = need;
-        } else if (op->kind == ST_OP_BATCHNORM) {
-            const st_activation *a = &m->acts[op->in];
-            st_bn_act_shape s = {capacity, a->channels, a->height * a->width, 1};
-            size_t need = 2 * st_bn_act_scratch_doubles(&s, threads); /* doubles, counted in floats */
-            if (need > ws) ws = need;
         } else if (op->kind == ST_OP_MAXPOOL) {
             free(op->argmax);
             op->argmax = st_malloc((size_t)capacity * (size_t)act_size(&m->acts[op->out]) * sizeof(int32_t), "argmax");
@@ -366,6 +361,7 @@ struct st_model_schedule {
     int *group;            /* per activation: its layout group */
     uint8_t *may_block;    /* per group: 1 if it may use a blocked layout */
     int *block;            /* per group: 0 = undecided, 1 = NCHW, B = blocks of B channels */
+    int max_bn_channels;   /* widest batch norm: sizes its scratch in the workspace */
 };
 
 static void schedule_free(st_model_schedule *sc) {
@@ -424,6 +420,17 @@ static st_status plan_layouts(st_model *m, st_model_schedule *sc) {
     return ST_OK;
 }
 
+/* Grows the shared workspace to at least `floats`. */
+static st_status ensure_workspace(st_model *m, size_t floats) {
+    if (floats <= m->workspace_floats) return ST_OK;
+    float *ws = st_malloc(floats * sizeof(float), "model workspace");
+    if (!ws) return ST_ERR_NOMEM;
+    free(m->workspace);
+    m->workspace = ws;
+    m->workspace_floats = floats;
+    return ST_OK;
+}
+
 /* Layout of activation `a`: 1 = NCHW, B = channel blocks of B. */
 static int act_block(const st_model *m, int a) {
     const int b = m->schedule->block[m->schedule->group[a]];
@@ -447,14 +454,7 @@ static st_status conv_plan(st_model *m, st_op *op, int batch, st_conv2d_plan **o
         if (!sc->block[g]) sc->block[g] = st_conv2d_plan_output_block(op->conv_plan);
     }
     /* checked every time: st_model_reserve may have replaced the workspace */
-    size_t need = st_conv2d_plan_workspace_floats(op->conv_plan, omp_get_max_threads());
-    if (need > m->workspace_floats) {
-        float *ws = st_malloc(need * sizeof(float), "convolution workspace");
-        if (!ws) return ST_ERR_NOMEM;
-        free(m->workspace);
-        m->workspace = ws;
-        m->workspace_floats = need;
-    }
+    ST_TRY(ensure_workspace(m, st_conv2d_plan_workspace_floats(op->conv_plan, omp_get_max_threads())));
     *out = op->conv_plan;
     return ST_OK;
 }
@@ -521,9 +521,11 @@ static st_status build_schedule(st_model *m) {
         st->out = op->out;
         if (op->kind == ST_OP_BATCHNORM) {
             st->kind = STEP_BN_ACT;
+            if (m->acts[op->in].channels > sc->max_bn_channels) sc->max_bn_channels = m->acts[op->in].channels;
             st->relu = relu_of[i] - 1;
         } else if (op->kind == ST_OP_ADD && bn_of_add[i]) {
             const int bn = bn_of_add[i] - 1;
+            if (m->acts[m->ops[bn].in].channels > sc->max_bn_channels) sc->max_bn_channels = m->acts[m->ops[bn].in].channels;
             st->kind = STEP_BN_ACT;
             st->op = bn;
             st->add = i;
@@ -564,6 +566,9 @@ static st_bn_act_shape bn_act_shape(const st_model *m, const model_step *st, int
 st_status st_model_forward(st_model *m, const float *images, int batch, const float **logits) {
     ST_TRY(st_model_reserve(m, batch));
     if (!m->schedule) ST_TRY(build_schedule(m));
+    /* batch-norm scratch for the current thread count (it may have grown since st_model_reserve) */
+    st_bn_act_shape widest = {batch, m->schedule->max_bn_channels, 1, 1};
+    ST_TRY(ensure_workspace(m, 2 * st_bn_act_scratch_doubles(&widest, omp_get_max_threads())));
     memcpy(m->acts[0].value, images, (size_t)batch * (size_t)act_size(&m->acts[0]) * sizeof(float));
     const st_model_schedule *sc = m->schedule;
     for (int k = 0; k < sc->n_steps; k++) {
@@ -581,7 +586,8 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
                 op->num_batches_tracked++;
             } else {
                 st_bn_act_forward_eval(&s, x, gamma, beta, m->params[op->running_mean].value,
-                                       m->params[op->running_var].value, 1e-5f, res, st->relu >= 0, out->value);
+                                       m->params[op->running_var].value, 1e-5f, res, st->relu >= 0, out->value,
+                                       (double *)m->workspace);
             }
             continue;
         }
@@ -748,6 +754,8 @@ static void backward_step(st_model *m, const model_step *st, int batch) {
 
 st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, double *loss, int *correct) {
     ST_ASSERT(m->schedule); /* built by st_model_forward */
+    st_bn_act_shape widest = {batch, m->schedule->max_bn_channels, 1, 1};
+    ST_TRY(ensure_workspace(m, 2 * st_bn_act_scratch_doubles(&widest, omp_get_max_threads())));
     double l = st_model_loss(m, labels, batch, correct);
     *loss = l;
     st_model_schedule *sc = m->schedule;

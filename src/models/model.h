@@ -51,6 +51,10 @@ typedef struct st_op {
     st_conv2d_plan *conv_plan; /* CONV: backend prepared for the last batch size seen */
 } st_op;
 
+/* Activation buffers belong to the forward/backward walk: between convolutions
+ * they may be held channel-blocked rather than NCHW, and the intermediate
+ * results of fused steps (e.g. a BN output that only a ReLU reads) are never
+ * written (model.c). The input and the logits are always plain. */
 typedef struct st_activation {
     int channels, height, width; /* one image; linear features: channels = features, h = w = 1 */
     float *value;                /* capacity * size */

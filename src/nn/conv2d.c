@@ -179,6 +179,22 @@ void st_conv2d_backward(const st_conv2d_shape *s, const float *x, const st_spars
 
 /* ------------------------------------------------------------------ plans */
 
+/* conv_bias_grad for dy in channel blocks of B: (N, C/B, H*W, B). */
+static void conv_bias_grad_blocked(const st_conv2d_shape *s, int B, const float *dy, float *dbias) {
+    const size_t pixels = (size_t)s->out_h * s->out_w, blocks = (size_t)(s->out_channels / B);
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < s->out_channels; o++) {
+        double sum = 0.0;
+        for (int n = 0; n < s->batch; n++) {
+            const float *t = dy + (((size_t)n * blocks + (size_t)(o / B)) * pixels) * (size_t)B + (size_t)(o % B);
+            float part = 0.0f;
+            for (size_t p = 0; p < pixels; p++) part += t[p * (size_t)B];
+            sum += part;
+        }
+        dbias[o] += (float)sum;
+    }
+}
+
 struct st_conv2d_plan {
     st_conv2d_shape shape;
     int has_bias;
@@ -280,8 +296,10 @@ void st_conv2d_plan_backward(st_conv2d_plan *p, const float *x, const st_sparse_
                                           dw ? grad : NULL, workspace + dense_grad_floats(&p->shape));
     ST_ASSERT(s == ST_OK);
     if (dw) st_sparse_weight_accumulate_dense_grad(w, grad, dw);
-    if (dbias) {
+    if (dbias && p->output_block == 1) {
 #pragma omp parallel
         conv_bias_grad(&p->shape, dy, dbias);
+    } else if (dbias) {
+        conv_bias_grad_blocked(&p->shape, p->output_block, dy, dbias);
     }
 }
