@@ -21,19 +21,11 @@ import time
 
 import numpy as np
 
-SRC = os.environ.get("ST_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.environ.get("ST_BUILD_DIR", os.path.join(SRC, "build"))
-BIN = os.path.join(BUILD, "sparsetrain")
-sys.path.insert(0, os.path.join(SRC, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, SRC, check, finish  # noqa: E402
 import load_checkpoint as lc  # noqa: E402
 
-failures = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
-    if not ok:
-        failures.append(name)
+BIN = os.path.join(BUILD, "sparsetrain")
 
 
 def write_idx(path, array, gz):
@@ -188,7 +180,4 @@ ro = os.path.join(tmp, "no-such-dir", "x.safetensors")
 expect_error("unwritable checkpoint path", common + ["--epochs", "1", "--save", ro], "no-such-dir")
 expect_error("NaN loss", common + ["--epochs", "1", "--lr", "1e30"], "NaN")
 
-if failures:
-    print(f"FAILED: {len(failures)} check(s)")
-    sys.exit(1)
-print("PASS")
+finish()

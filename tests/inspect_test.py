@@ -13,18 +13,10 @@ import sys
 
 import numpy as np
 
-SRC = os.environ.get("ST_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.environ.get("ST_BUILD_DIR", os.path.join(SRC, "build"))
-sys.path.insert(0, os.path.join(SRC, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, SRC, check, finish  # noqa: E402
 import torch_models  # noqa: E402
 
-failures = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
-    if not ok:
-        failures.append(name)
 
 
 def command():
@@ -189,7 +181,4 @@ for args, needle in [(["--sparse_init", "snip"], "--data"), (["--sparse_init", "
     r = inspect(*args, expect=2)
     check(f"error {' '.join(args)}", r.returncode == 2 and needle in r.stderr, r.stderr.strip())
 
-if failures:
-    print(f"FAILED: {len(failures)} check(s)")
-    sys.exit(1)
-print("PASS")
+finish()

@@ -13,18 +13,10 @@ import tempfile
 
 import numpy as np
 
-SRC = os.environ.get("ST_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.environ.get("ST_BUILD_DIR", os.path.join(SRC, "build"))
-sys.path.insert(0, os.path.join(SRC, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, SRC, check, finish  # noqa: E402
 import load_checkpoint as lc  # noqa: E402
 
-failures = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
-    if not ok:
-        failures.append(name)
 
 
 if not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"):
@@ -74,7 +66,4 @@ with tempfile.TemporaryDirectory() as tmp:
               all(np.array_equal(tensors["mask." + n], tensors2["mask." + n]) for n in recorded
                   if "mask." + n in tensors))
 
-if failures:
-    print(f"FAILED: {len(failures)} check(s)")
-    sys.exit(1)
-print("PASS")
+finish()
