@@ -19,15 +19,7 @@ import torch_models  # noqa: E402
 
 
 
-def command():
-    cli = os.path.join(BUILD, "sparsetrain")
-    probe = subprocess.run([cli, "inspect", "--help"], capture_output=True, text=True)
-    if probe.returncode == 0 and "inspect" in probe.stdout:
-        return [cli, "inspect"]
-    return [os.path.join(BUILD, "tests", "test_saliency_inspect_driver"), "inspect"]
-
-
-CMD = command()
+CMD = [os.path.join(BUILD, "sparsetrain"), "inspect"]
 print("using", " ".join(CMD))
 
 

@@ -24,9 +24,7 @@ if not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte
     sys.exit(0)
 
 CLI = os.path.join(BUILD, "sparsetrain")
-probe = subprocess.run([CLI, "inspect", "--help"], capture_output=True, text=True)
-INSPECT = [CLI, "inspect"] if probe.returncode == 0 and "inspect" in probe.stdout else \
-    [os.path.join(BUILD, "tests", "test_saliency_inspect_driver"), "inspect"]
+INSPECT = [CLI, "inspect"]
 
 with tempfile.TemporaryDirectory() as tmp:
     for init in ["snip", "GraSP", "global_magnitude"]:
