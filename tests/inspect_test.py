@@ -1,9 +1,6 @@
 """`sparsetrain inspect`: the JSON's keys and internal consistency, densities
 against an independent transcription of the reference code's ERK/ER loop, the
 table, data-dependent distributions, and usage errors.
-
-Until cli/main.c dispatches `inspect`, the command is taken from the stand-in
-tests/test_saliency_inspect_driver (same code, cli/inspect.c).
 """
 import json
 import math
