@@ -30,36 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SRC = os.environ.get("ST_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.environ.get("ST_BUILD_DIR", os.path.join(SRC, "build"))
-sys.path.insert(0, os.path.join(SRC, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, check, check_against, finish, rel  # noqa: E402
 import load_checkpoint as lc  # noqa: E402
 import torch_models  # noqa: E402
 
 torch.set_num_threads(2)
-failures = []
-
-
-def rel(a, b):
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
-
-
-def check(name, ok, detail):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
-    if not ok:
-        failures.append(name)
-
-
-def check_against(name, ours_vs_32, ours_vs_64, torch32_vs_64, tol):
-    """Plain tolerance where PyTorch float32 is accurate, else 'as accurate as PyTorch'."""
-    if torch32_vs_64 <= tol / 10:
-        ok = ours_vs_32 <= tol
-    else:
-        ok = ours_vs_64 <= max(tol, 3 * torch32_vs_64)
-    check(name, ok, f"C vs torch32 {ours_vs_32:.2e}, C vs torch64 {ours_vs_64:.2e}, "
-                    f"torch32 vs torch64 {torch32_vs_64:.2e} (tolerance {tol:g})")
 
 
 def torch_run(model, masks, images, labels, optimizer, lr, dtype):
@@ -141,7 +117,4 @@ run_case("lenet5", 1, 28, steps=10, batch=16, density=0.2, optimizer="adam", lr=
 run_case("vgg11", 3, 32, steps=3, batch=8, density=0.3, optimizer="sgd", lr=0.01, seed=6)
 run_case("lenet300-100", 1, 28, steps=10, batch=16, density=0.1, optimizer="sgd", lr=0.05, seed=7)
 
-if failures:
-    print(f"FAILED: {len(failures)} check(s)")
-    sys.exit(1)
-print("PASS")
+finish()

@@ -31,40 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SRC = os.environ.get("ST_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.environ.get("ST_BUILD_DIR", os.path.join(SRC, "build"))
-sys.path.insert(0, os.path.join(SRC, "tools"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, check, check_against, finish, rel  # noqa: E402
 import load_checkpoint as lc  # noqa: E402
 import torch_models  # noqa: E402
 
 torch.set_num_threads(2)
-failures = []
 T = 200.0
-
-
-def check(name, ok, detail):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
-    if not ok:
-        failures.append(name)
-
-
-def rel(a, b):
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
-
-
-def check_against(name, ours_vs_32, ours_vs_64, torch32_vs_64, tol):
-    """As tests/model_parity_test.py: the plain tolerance against PyTorch
-    float32 where that is itself accurate; else at least as accurate as
-    PyTorch float32 (a ResNet with batch norm at initialisation amplifies
-    float32 rounding to ~1e-3 in some gradients, in PyTorch as in C)."""
-    if torch32_vs_64 <= tol / 10:
-        ok = ours_vs_32 <= tol
-    else:
-        ok = ours_vs_64 <= max(tol, 3 * torch32_vs_64)
-    check(name, ok, f"C vs torch32 {ours_vs_32:.2e}, C vs torch64 {ours_vs_64:.2e}, "
-                    f"torch32 vs torch64 {torch32_vs_64:.2e} (tolerance {tol:g})")
 
 
 def weights_of(model, names):
@@ -199,7 +172,4 @@ run_case("GraSP", "cifar_resnet_14_8", 3, 12, 0.1, seed=4)
 run_case("GraSP", "lenet5", 1, 28, 0.05, seed=5)
 run_case("GraSP", "lenet300-100", 1, 28, 0.2, seed=6)
 
-if failures:
-    print(f"FAILED: {len(failures)} check(s)")
-    sys.exit(1)
-print("PASS")
+finish()

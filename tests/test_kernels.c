@@ -24,15 +24,6 @@
 #include "sparse/masks.h"
 #include "testing.h"
 
-static float *new_floats(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory (%zu floats)\n", n);
-        exit(2);
-    }
-    return p;
-}
-
 static void fill_normal(st_rng *rng, float *a, size_t n, double scale, double offset) {
     for (size_t i = 0; i < n; i++) a[i] = (float)(offset + scale * st_rng_normal(rng));
 }

@@ -18,24 +18,6 @@
 
 /* ------------------------------------------------------------------ helpers */
 
-static float *new_floats(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory (%zu floats)\n", n);
-        exit(2);
-    }
-    return p;
-}
-
-static void *new_bytes(size_t n) {
-    void *p = calloc(n ? n : 1, 1);
-    if (!p) {
-        fprintf(stderr, "out of memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
-}
-
 static float *copy_floats(const float *src, size_t n) {
     float *p = new_floats(n);
     memcpy(p, src, n * sizeof(float));

@@ -15,6 +15,7 @@
 #include "models/model.h"
 #include "optim/optimizer.h"
 #include "sparse/masks.h"
+#include "parity_input.h"
 #include "testing.h"
 
 static double meta_double(const st_safetensors *f, const char *key, double fallback) {
@@ -24,29 +25,18 @@ static double meta_double(const st_safetensors *f, const char *key, double fallb
 
 static int parity(const char *in_path, const char *out_path) {
     st_safetensors *f;
-    if (st_safetensors_read(in_path, &f) != ST_OK) {
-        fprintf(stderr, "%s\n", st_last_error());
-        return 1;
-    }
-    char name[64];
-    int classes, channels, height, width;
-    st_model *m = NULL;
-    st_status s = st_checkpoint_describe(f, in_path, name, sizeof name, &classes, &channels, &height, &width);
-    if (s == ST_OK) s = st_model_create(name, classes, channels, height, width, &m);
-    if (s == ST_OK) s = st_checkpoint_load_model(f, in_path, m, "");
-    const st_tensor_entry *images = st_safetensors_find(f, "batch.images");
-    const st_tensor_entry *labels64 = st_safetensors_find(f, "batch.labels");
-    if (s != ST_OK || !images || !labels64 || images->dtype != ST_DTYPE_F32 || labels64->dtype != ST_DTYPE_I64) {
-        fprintf(stderr, "parity input invalid: %s\n", st_last_error());
-        return 1;
-    }
+    st_model *m;
+    const st_tensor_entry *images, *labels64;
+    if (read_parity_input(in_path, &f, &m, &images, &labels64)) return 1;
+    int classes = m->num_classes;
+    size_t image_size = (size_t)m->in_channels * m->in_height * m->in_width;
+    st_status s;
     int steps = (int)images->shape[0], batch = (int)images->shape[1];
     int adam = meta_double(f, "adam", 0) != 0;
     st_optimizer opt;
     st_optimizer_create(&opt, m, adam ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, meta_double(f, "momentum", 0.9),
                         !adam, meta_double(f, "weight_decay", 5e-4));
     double lr = meta_double(f, "lr", 0.1);
-    size_t image_size = (size_t)channels * height * width;
     double *losses = calloc((size_t)steps, sizeof(double));
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)batch);
     float *logits0 = malloc(sizeof(float) * (size_t)batch * classes);

@@ -17,6 +17,7 @@
 #include "sparse/hvp.h"
 #include "sparse/masks.h"
 #include "sparse/saliency.h"
+#include "parity_input.h"
 #include "testing.h"
 
 static double **alloc_scores(const st_model *m, const int *ids, int n, int64_t *numel) {
@@ -35,23 +36,15 @@ static void free_scores(double **s, int n) {
 
 static int parity(const char *in_path, const char *out_path) {
     st_safetensors *f;
-    if (st_safetensors_read(in_path, &f) != ST_OK) {
-        fprintf(stderr, "%s\n", st_last_error());
-        return 1;
-    }
-    char name[64];
-    int classes, channels, height, width;
-    st_model *m = NULL;
-    st_status s = st_checkpoint_describe(f, in_path, name, sizeof name, &classes, &channels, &height, &width);
-    if (s == ST_OK) s = st_model_create(name, classes, channels, height, width, &m);
-    if (s == ST_OK) s = st_checkpoint_load_model(f, in_path, m, "");
-    const st_tensor_entry *images = st_safetensors_find(f, "batch.images");
-    const st_tensor_entry *labels64 = st_safetensors_find(f, "batch.labels");
+    st_model *m;
+    const st_tensor_entry *images, *labels64;
+    if (read_parity_input(in_path, &f, &m, &images, &labels64)) return 1;
     const char *method = st_safetensors_meta(f, "method");
     const char *density_text = st_safetensors_meta(f, "density");
-    if (s != ST_OK || !images || !labels64 || !method || !density_text || images->dtype != ST_DTYPE_F32 ||
-        labels64->dtype != ST_DTYPE_I64) {
-        fprintf(stderr, "parity input invalid: %s\n", st_last_error());
+    if (!method || !density_text) {
+        fprintf(stderr, "parity input invalid: metadata 'method' or 'density' missing\n");
+        st_model_free(m);
+        st_safetensors_free(f);
         return 1;
     }
     st_saliency_batch batch = {(float *)images->data, malloc(sizeof(int32_t) * (size_t)labels64->shape[0]),
@@ -63,7 +56,7 @@ static int parity(const char *in_path, const char *out_path) {
     int64_t *numel = calloc((size_t)n, sizeof(int64_t));
     double **scores = alloc_scores(m, ids, n, numel);
     double *densities = calloc((size_t)n, sizeof(double));
-    s = st_saliency_scores(method, m, &batch, scores);
+    st_status s = st_saliency_scores(method, m, &batch, scores);
     if (s == ST_OK)
         s = st_densities_from_scores(scores, numel, n, atof(density_text), strcmp(method, "GraSP") != 0, densities);
     if (s == ST_OK) {

@@ -36,6 +36,18 @@ static int st_test_failures = 0;
         }                                                                             \
     } while (0)
 
+/* Zeroed test buffers; a test that cannot allocate stops at once. */
+static inline void *new_bytes(size_t n) {
+    void *p = calloc(n ? n : 1, 1);
+    if (!p) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+static inline float *new_floats(size_t n) { return (float *)new_bytes(n * sizeof(float)); }
+
 #define TEST_MAIN_END()                                                               \
     do {                                                                              \
         if (st_test_failures) {                                                       \

@@ -16,6 +16,27 @@ def check(name, ok, detail=""):
         failures.append(name)
 
 
+def rel(a, b):
+    """Relative error ||a - b|| / ||b|| in float64 (any shapes, flattened)."""
+    import numpy as np
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def check_against(name, ours_vs_32, ours_vs_64, torch32_vs_64, tol):
+    """Parity with PyTorch when float32 rounding is amplified: the plain
+    tolerance against PyTorch float32 where PyTorch float32 is itself accurate
+    (within tol/10 of float64); else at least as accurate as PyTorch float32
+    (our error against float64 <= max(tol, 3 x PyTorch float32's))."""
+    if torch32_vs_64 <= tol / 10:
+        ok = ours_vs_32 <= tol
+    else:
+        ok = ours_vs_64 <= max(tol, 3 * torch32_vs_64)
+    check(name, ok, f"C vs torch32 {ours_vs_32:.2e}, C vs torch64 {ours_vs_64:.2e}, "
+                    f"torch32 vs torch64 {torch32_vs_64:.2e} (tolerance {tol:g})")
+
+
 def finish():
     """Exits non-zero if any check failed, printing the summary."""
     if failures:
