@@ -1,16 +1,15 @@
 /* Fused batch norm / residual add / ReLU (see bn_act.h): threading and
  * per-channel arithmetic here, the streaming loops in bn_act_rows.inc,
- * compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked once from
- * cpuid (ST_ISA=generic|avx2|avx512 caps the choice, for tests). */
+ * compiled for AVX-512, AVX2+FMA and baseline x86-64; kernels/isa.c picks one. */
 #include "kernels/bn_act.h"
 
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
+#include "kernels/isa.h"
 
 #define ST_BN_MAX_BLOCK 64
 /* Below this many elements a parallel region costs more than it saves. */
@@ -72,28 +71,16 @@ typedef struct bn_act_rows {
 #endif
 #endif
 
-/* The dispatch table: written once, read-only afterwards. */
-static const bn_act_rows *selected_rows;
-static pthread_once_t select_once = PTHREAD_ONCE_INIT;
-
-static void select_rows(void) {
-    selected_rows = &rows_generic;
-#ifdef ST_BN_HAVE_X86
-    const char *cap = getenv("ST_ISA");
-    const int allow_avx512 = !cap || strcmp(cap, "avx512") == 0;
-    const int allow_avx2 = allow_avx512 || (cap && strcmp(cap, "avx2") == 0);
-    __builtin_cpu_init();
-    if (allow_avx512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-        selected_rows = &rows_avx512;
-    else if (allow_avx2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        selected_rows = &rows_avx2;
-#endif
-}
-
+/* The variant for the ISA chosen in kernels/isa.c. */
 static const bn_act_rows *rows(void) {
-    pthread_once(&select_once, select_rows);
-    return selected_rows;
+#ifdef ST_BN_HAVE_X86
+    switch (st_isa_current()) {
+    case ST_ISA_AVX512: return &rows_avx512;
+    case ST_ISA_AVX2: return &rows_avx2;
+    default: break;
+    }
+#endif
+    return &rows_generic;
 }
 
 size_t st_bn_act_scratch_doubles(const st_bn_act_shape *s, int threads) {

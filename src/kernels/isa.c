@@ -1,0 +1,62 @@
+/* cpuid-based ISA choice shared by all kernel families (see isa.h). */
+#include "kernels/isa.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+
+static int parse_isa(const char *name, st_isa *out) {
+    if (strcmp(name, "generic") == 0) *out = ST_ISA_GENERIC;
+    else if (strcmp(name, "avx2") == 0) *out = ST_ISA_AVX2;
+    else if (strcmp(name, "avx512") == 0 || strcmp(name, "auto") == 0) *out = ST_ISA_AVX512;
+    else return 0;
+    return 1;
+}
+
+st_isa st_isa_best_supported(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+        return ST_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ST_ISA_AVX2;
+#endif
+    return ST_ISA_GENERIC;
+}
+
+/* -1: not chosen yet. Written before kernels run (first use or st_isa_force). */
+static int chosen = -1;
+
+static st_isa capped(st_isa cap) {
+    st_isa best = st_isa_best_supported();
+    return cap < best ? cap : best;
+}
+
+st_isa st_isa_current(void) {
+    int c = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (c >= 0) return (st_isa)c;
+    st_isa cap = ST_ISA_AVX512;
+    const char *env = getenv("ST_ISA");
+    if (env && !parse_isa(env, &cap)) cap = ST_ISA_GENERIC; /* unknown: the safe choice */
+    c = (int)capped(cap);
+    __atomic_store_n(&chosen, c, __ATOMIC_RELEASE);
+    return (st_isa)c;
+}
+
+st_status st_isa_force(const char *name) {
+    st_isa cap;
+    if (!name || !parse_isa(name, &cap))
+        return st_fail(ST_ERR_ARGUMENT, "--isa: unknown instruction set '%s' (expected auto, avx512, avx2 or generic)",
+                       name ? name : "");
+    __atomic_store_n(&chosen, (int)capped(cap), __ATOMIC_RELEASE);
+    return ST_OK;
+}
+
+const char *st_isa_name(st_isa isa) {
+    switch (isa) {
+    case ST_ISA_AVX512: return "avx512";
+    case ST_ISA_AVX2: return "avx2";
+    default: return "generic";
+    }
+}

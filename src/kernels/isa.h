@@ -1,0 +1,22 @@
+/* Run-time instruction-set selection, in one place for every kernel family
+ * (fused BN/add/ReLU, sparse convolutions). The best ISA the CPU supports is
+ * picked from cpuid on first use; ST_ISA=generic|avx2|avx512 in the
+ * environment, or st_isa_force() (the CLI's --isa), caps the choice. */
+#ifndef ST_KERNELS_ISA_H
+#define ST_KERNELS_ISA_H
+
+#include "sparsetrain.h"
+
+typedef enum st_isa { ST_ISA_GENERIC = 0, ST_ISA_AVX2 = 1, ST_ISA_AVX512 = 2 } st_isa;
+
+/* The ISA kernels use now. */
+st_isa st_isa_current(void);
+/* The best ISA this CPU supports (ignoring caps). */
+st_isa st_isa_best_supported(void);
+/* Caps the ISA by name ("generic", "avx2", "avx512", "auto"); an ISA above
+ * what the CPU supports falls back to the best supported one. Fails on an
+ * unknown name. Call before running kernels (not thread-safe with them). */
+st_status st_isa_force(const char *name);
+const char *st_isa_name(st_isa isa);
+
+#endif

@@ -1,0 +1,463 @@
+/* Direct sparse convolution (see sparse_conv.h): plan building, the three
+ * passes' loops over pixels with border handling, the generic primitives,
+ * the scalar references and the CHWN layout changes. */
+#include "kernels/sparse_conv.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "kernels/isa.h"
+#include "kernels/sparse_conv_prims.h"
+
+/* ---------------- generic primitives ---------------- */
+
+static void gather_generic(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                           int accumulate, float *out) {
+    if (!accumulate)
+        for (int j = 0; j < n; j++) out[j] = bias;
+    for (int e = 0; e < cnt; e++) {
+        const float we = w[e];
+        const float *s = src + off[e];
+        for (int j = 0; j < n; j++) out[j] += we * s[j];
+    }
+}
+
+static void axpy_generic(int n, float a, const float *src, float *dst) {
+    for (int j = 0; j < n; j++) dst[j] += a * src[j];
+}
+
+static void sddmm_generic(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
+                          float *acc) {
+    for (int e = 0; e < cnt; e++) {
+        const float *s = src + off[e];
+        float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+        for (int j = 0; j < n; j++) a[j % ST_SPCONV_LANES] += dy[j] * s[j];
+    }
+}
+
+const st_spconv_prims st_spconv_prims_generic = {gather_generic, axpy_generic, sddmm_generic};
+
+static const st_spconv_prims *prims(void) {
+#ifdef ST_SPCONV_HAVE_X86
+    switch (st_isa_current()) {
+    case ST_ISA_AVX512: return &st_spconv_prims_avx512;
+    case ST_ISA_AVX2: return &st_spconv_prims_avx2;
+    default: break;
+    }
+#endif
+    return &st_spconv_prims_generic;
+}
+
+/* ---------------- plan ---------------- */
+
+void st_spconv_geom_init(st_spconv_geom *g, int batch, int in_c, int in_h, int in_w, int out_c, int kernel,
+                         int stride, int pad) {
+    g->batch = batch;
+    g->in_c = in_c, g->in_h = in_h, g->in_w = in_w;
+    g->out_c = out_c;
+    g->kernel = kernel, g->stride = stride, g->pad = pad;
+    g->out_h = (in_h + 2 * pad - kernel) / stride + 1;
+    g->out_w = (in_w + 2 * pad - kernel) / stride + 1;
+}
+
+struct st_spconv_plan {
+    st_spconv_geom g;
+    int64_t nnz;
+    int64_t *row_ptr;  /* out_c + 1 */
+    int32_t *col;      /* nnz, CSR order */
+    uint8_t *kh, *kw;  /* nnz, CSR order */
+    int64_t *fwd_off;  /* nnz: ((i * H + kh) * W + kw) * N */
+    int64_t *t_ptr;    /* in_c + 1: CSC (by input channel) */
+    int64_t *t_idx;    /* nnz: CSR position of each CSC entry */
+    int32_t *t_o;      /* nnz: output channel of each CSC entry */
+    uint8_t *t_kh, *t_kw;
+    int64_t *bwd_off;  /* nnz, CSC order: (o * OH * OW - kh * OW - kw) * N */
+    float *t_w;        /* nnz: values in CSC order (refreshed per backward) */
+    int max_row, max_col;
+    int threads;
+    /* per-thread scratch: filtered entry lists and SDDMM accumulators */
+    size_t scratch_bytes;
+    char *scratch;
+};
+
+const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p) { return &p->g; }
+
+void st_spconv_plan_free(st_spconv_plan *p) {
+    if (!p) return;
+    free(p->row_ptr), free(p->col), free(p->kh), free(p->kw), free(p->fwd_off);
+    free(p->t_ptr), free(p->t_idx), free(p->t_o), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
+    free(p->scratch);
+    free(p);
+}
+
+st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
+                                st_spconv_plan **out) {
+    *out = NULL;
+    const int K = g->kernel, KK = K * K;
+    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || K <= 0 || g->stride <= 0)
+        return st_fail(ST_ERR_ARGUMENT, "sparse convolution: invalid geometry");
+    st_spconv_plan *p = st_calloc(1, sizeof *p, "sparse convolution plan");
+    if (!p) return ST_ERR_NOMEM;
+    p->g = *g;
+    const int64_t nnz = row_ptr[g->out_c];
+    const size_t n1 = (size_t)(nnz > 0 ? nnz : 1);
+    p->nnz = nnz;
+    p->row_ptr = st_malloc(sizeof(int64_t) * (size_t)(g->out_c + 1), "sparse convolution plan");
+    p->col = st_malloc(sizeof(int32_t) * n1, "sparse convolution plan");
+    p->kh = st_malloc(n1, "sparse convolution plan");
+    p->kw = st_malloc(n1, "sparse convolution plan");
+    p->fwd_off = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
+    p->t_ptr = st_calloc((size_t)g->in_c + 1, sizeof(int64_t), "sparse convolution plan");
+    p->t_idx = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
+    p->t_o = st_malloc(sizeof(int32_t) * n1, "sparse convolution plan");
+    p->t_kh = st_malloc(n1, "sparse convolution plan");
+    p->t_kw = st_malloc(n1, "sparse convolution plan");
+    p->bwd_off = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
+    p->t_w = st_malloc(sizeof(float) * n1, "sparse convolution plan");
+    if (!p->row_ptr || !p->col || !p->kh || !p->kw || !p->fwd_off || !p->t_ptr || !p->t_idx || !p->t_o || !p->t_kh ||
+        !p->t_kw || !p->bwd_off || !p->t_w) {
+        st_spconv_plan_free(p);
+        return ST_ERR_NOMEM;
+    }
+    memcpy(p->row_ptr, row_ptr, sizeof(int64_t) * (size_t)(g->out_c + 1));
+    if (nnz > 0) memcpy(p->col, col, sizeof(int32_t) * (size_t)nnz);
+    const int64_t N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w;
+    for (int o = 0; o < g->out_c; o++) {
+        const int64_t len = row_ptr[o + 1] - row_ptr[o];
+        if (len > p->max_row) p->max_row = (int)len;
+        for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
+            const int c = col[e], i = c / KK, kh = (c % KK) / K, kw = c % K;
+            if (c < 0 || i >= g->in_c || (e > row_ptr[o] && col[e - 1] >= c)) {
+                st_spconv_plan_free(p);
+                return st_fail(ST_ERR_ARGUMENT, "sparse convolution: column indices of row %d are not increasing "
+                               "in [0, %d)", o, g->in_c * KK);
+            }
+            p->kh[e] = (uint8_t)kh, p->kw[e] = (uint8_t)kw;
+            p->fwd_off[e] = ((i * H + kh) * W + kw) * N;
+            p->t_ptr[i + 1]++;
+        }
+    }
+    for (int i = 0; i < g->in_c; i++) {
+        if (p->t_ptr[i + 1] > p->max_col) p->max_col = (int)p->t_ptr[i + 1];
+        p->t_ptr[i + 1] += p->t_ptr[i];
+    }
+    /* CSC in (o, kh, kw) order within each input channel: filled row by row */
+    int64_t *fill = st_malloc(sizeof(int64_t) * (size_t)(g->in_c + 1), "sparse convolution plan");
+    if (!fill) {
+        st_spconv_plan_free(p);
+        return ST_ERR_NOMEM;
+    }
+    memcpy(fill, p->t_ptr, sizeof(int64_t) * (size_t)(g->in_c + 1));
+    for (int o = 0; o < g->out_c; o++) {
+        for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
+            const int i = col[e] / KK;
+            const int64_t t = fill[i]++;
+            p->t_idx[t] = e;
+            p->t_o[t] = o;
+            p->t_kh[t] = p->kh[e], p->t_kw[t] = p->kw[e];
+            p->bwd_off[t] = ((int64_t)o * OH * OW - (int64_t)p->kh[e] * OW - p->kw[e]) * N;
+        }
+    }
+    free(fill);
+    p->threads = omp_get_max_threads();
+    const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
+    const size_t per_thread = (size_t)longest * (sizeof(float) + sizeof(int64_t) + sizeof(int32_t)) +
+                              (size_t)p->max_row * ST_SPCONV_LANES * sizeof(float) + 64;
+    p->scratch_bytes = (per_thread + 63) / 64 * 64;
+    p->scratch = st_malloc(p->scratch_bytes * (size_t)p->threads + 64, "sparse convolution scratch");
+    if (!p->scratch) {
+        st_spconv_plan_free(p);
+        return ST_ERR_NOMEM;
+    }
+    *out = p;
+    return ST_OK;
+}
+
+/* Per-thread scratch: lists of up to `longest` entries plus accumulators. */
+typedef struct thread_scratch {
+    float *w;
+    int64_t *off;
+    int32_t *slot;
+    float *acc;
+} thread_scratch;
+
+static thread_scratch scratch_of(const st_spconv_plan *p, int tid) {
+    const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
+    char *base = p->scratch + p->scratch_bytes * (size_t)tid;
+    base = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    thread_scratch s;
+    s.acc = (float *)base;
+    s.off = (int64_t *)(base + (size_t)p->max_row * ST_SPCONV_LANES * sizeof(float));
+    s.w = (float *)(s.off + longest);
+    s.slot = (int32_t *)(s.w + longest);
+    return s;
+}
+
+static int team(const st_spconv_plan *p) {
+    if (omp_in_parallel()) return 1;
+    const int t = omp_get_max_threads();
+    return t < p->threads ? t : p->threads;
+}
+
+/* ---------------- forward ---------------- */
+
+void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y) {
+    const st_spconv_prims *pr = prims();
+    const st_spconv_geom *g = &p->g;
+    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
+              P = g->pad;
+    const int rows = OH * g->out_c;
+#pragma omp parallel num_threads(team(p))
+    {
+        thread_scratch ts = scratch_of(p, omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            const int oh = r / g->out_c, o = r % g->out_c;
+            const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
+            const float b = bias ? bias[o] : 0.0f;
+            const int ih0 = oh * S - P;
+            const int rows_inside = ih0 >= 0 && ih0 + K <= H;
+            float *yo = y + ((int64_t)o * OH + oh) * OW * N;
+            for (int ow = 0; ow < OW; ow++) {
+                const int iw0 = ow * S - P;
+                const int64_t base = ((int64_t)ih0 * W + iw0) * N;
+                if (rows_inside && iw0 >= 0 && iw0 + K <= W) {
+                    pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yo + (int64_t)ow * N);
+                    continue;
+                }
+                int m = 0;
+                for (int64_t e = e0; e < e0 + cnt; e++) {
+                    const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                    ts.w[m] = w[e];
+                    ts.off[m++] = base + p->fwd_off[e];
+                }
+                pr->gather(N, m, ts.w, ts.off, x, b, 0, yo + (int64_t)ow * N);
+            }
+        }
+    }
+}
+
+/* ---------------- backward: input gradient ---------------- */
+
+static void refresh_transposed_values(st_spconv_plan *p, const float *w) {
+    for (int64_t t = 0; t < p->nnz; t++) p->t_w[t] = w[p->t_idx[t]];
+}
+
+/* Stride 1: each input pixel gathers from the output pixels it fed. */
+static void backward_data_gather(st_spconv_plan *p, const st_spconv_prims *pr, const float *dy, float *dx,
+                                 int accumulate) {
+    const st_spconv_geom *g = &p->g;
+    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, P = g->pad;
+    const int rows = H * g->in_c;
+#pragma omp parallel num_threads(team(p))
+    {
+        thread_scratch ts = scratch_of(p, omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            const int ih = r / g->in_c, i = r % g->in_c;
+            const int64_t t0 = p->t_ptr[i], cnt = p->t_ptr[i + 1] - t0;
+            const int oh0 = ih + P; /* output row for kh = 0 */
+            const int rows_inside = oh0 - (K - 1) >= 0 && oh0 < OH;
+            float *dxi = dx + ((int64_t)i * H + ih) * W * N;
+            for (int iw = 0; iw < W; iw++) {
+                const int ow0 = iw + P;
+                const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
+                if (rows_inside && ow0 - (K - 1) >= 0 && ow0 < OW) {
+                    pr->gather(N, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, 0.0f, accumulate,
+                               dxi + (int64_t)iw * N);
+                    continue;
+                }
+                int m = 0;
+                for (int64_t t = t0; t < t0 + cnt; t++) {
+                    const int oh = oh0 - p->t_kh[t], ow = ow0 - p->t_kw[t];
+                    if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                    ts.w[m] = p->t_w[t];
+                    ts.off[m++] = base + p->bwd_off[t];
+                }
+                pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxi + (int64_t)iw * N);
+            }
+        }
+    }
+}
+
+/* Any stride: each input channel's plane receives the scattered products of
+ * the output pixels (one thread per input channel, so no write conflicts). */
+static void backward_data_scatter(st_spconv_plan *p, const st_spconv_prims *pr, const float *dy, float *dx,
+                                  int accumulate) {
+    const st_spconv_geom *g = &p->g;
+    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, S = g->stride, P = g->pad;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team(p))
+    for (int i = 0; i < g->in_c; i++) {
+        float *dxi = dx + (int64_t)i * H * W * N;
+        if (!accumulate) memset(dxi, 0, sizeof(float) * (size_t)H * W * N);
+        for (int64_t t = p->t_ptr[i]; t < p->t_ptr[i + 1]; t++) {
+            const int o = p->t_o[t], kh = p->t_kh[t], kw = p->t_kw[t];
+            const float wt = p->t_w[t];
+            for (int oh = 0; oh < OH; oh++) {
+                const int ih = oh * S - P + kh;
+                if (ih < 0 || ih >= H) continue;
+                const float *dyr = dy + ((int64_t)o * OH + oh) * OW * N;
+                float *dxr = dxi + (int64_t)ih * W * N;
+                for (int ow = 0; ow < OW; ow++) {
+                    const int iw = ow * S - P + kw;
+                    if (iw < 0 || iw >= W) continue;
+                    pr->axpy(N, wt, dyr + (int64_t)ow * N, dxr + (int64_t)iw * N);
+                }
+            }
+        }
+    }
+}
+
+void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate) {
+    const st_spconv_prims *pr = prims();
+    refresh_transposed_values(p, w);
+    if (p->g.stride == 1) backward_data_gather(p, pr, dy, dx, accumulate);
+    else backward_data_scatter(p, pr, dy, dx, accumulate);
+}
+
+/* ---------------- backward: weight gradient at kept positions ---------------- */
+
+void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *dy, float *dw, float *dbias) {
+    const st_spconv_prims *pr = prims();
+    const st_spconv_geom *g = &p->g;
+    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
+              P = g->pad;
+#pragma omp parallel num_threads(team(p))
+    {
+        thread_scratch ts = scratch_of(p, omp_get_thread_num());
+#pragma omp for schedule(dynamic, 1)
+        for (int o = 0; o < g->out_c; o++) {
+            const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
+            const float *dyo = dy + (int64_t)o * OH * OW * N;
+            if (dbias) {
+                double s = 0.0;
+                for (int64_t j = 0; j < (int64_t)OH * OW * N; j++) s += dyo[j];
+                dbias[o] += (float)s;
+            }
+            if (cnt == 0 || !dw) continue;
+            memset(ts.acc, 0, sizeof(float) * (size_t)cnt * ST_SPCONV_LANES);
+            for (int oh = 0; oh < OH; oh++) {
+                const int ih0 = oh * S - P;
+                const int rows_inside = ih0 >= 0 && ih0 + K <= H;
+                for (int ow = 0; ow < OW; ow++) {
+                    const int iw0 = ow * S - P;
+                    const int64_t base = ((int64_t)ih0 * W + iw0) * N;
+                    const float *d = dyo + ((int64_t)oh * OW + ow) * N;
+                    if (rows_inside && iw0 >= 0 && iw0 + K <= W) {
+                        pr->sddmm(N, (int)cnt, p->fwd_off + e0, NULL, d, x + base, ts.acc);
+                        continue;
+                    }
+                    int m = 0;
+                    for (int64_t e = e0; e < e0 + cnt; e++) {
+                        const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        ts.slot[m] = (int32_t)(e - e0);
+                        ts.off[m++] = base + p->fwd_off[e];
+                    }
+                    pr->sddmm(N, m, ts.off, ts.slot, d, x, ts.acc);
+                }
+            }
+            for (int64_t e = 0; e < cnt; e++) {
+                const float *a = ts.acc + (size_t)e * ST_SPCONV_LANES;
+                float s = 0.0f;
+                for (int l = 0; l < ST_SPCONV_LANES; l++) s += a[l];
+                dw[e0 + e] += s;
+            }
+        }
+    }
+}
+
+/* ---------------- scalar references ---------------- */
+
+static int64_t chwn(const st_spconv_geom *g, int c, int h, int w, int H, int W) {
+    return (((int64_t)c * H + h) * W + w) * g->batch;
+}
+
+void st_spconv_forward_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col, const float *x,
+                                 const float *w, const float *bias, float *y) {
+    const int K = g->kernel, KK = K * K;
+    for (int o = 0; o < g->out_c; o++)
+        for (int oh = 0; oh < g->out_h; oh++)
+            for (int ow = 0; ow < g->out_w; ow++)
+                for (int n = 0; n < g->batch; n++) {
+                    double s = bias ? bias[o] : 0.0;
+                    for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
+                        const int i = col[e] / KK, kh = (col[e] % KK) / K, kw = col[e] % K;
+                        const int ih = oh * g->stride - g->pad + kh, iw = ow * g->stride - g->pad + kw;
+                        if (ih < 0 || ih >= g->in_h || iw < 0 || iw >= g->in_w) continue;
+                        s += (double)w[e] * x[chwn(g, i, ih, iw, g->in_h, g->in_w) + n];
+                    }
+                    y[chwn(g, o, oh, ow, g->out_h, g->out_w) + n] = (float)s;
+                }
+}
+
+void st_spconv_backward_data_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
+                                       const float *dy, const float *w, float *dx, int accumulate) {
+    const int K = g->kernel, KK = K * K;
+    const int64_t in_size = (int64_t)g->in_c * g->in_h * g->in_w * g->batch;
+    double *acc = calloc((size_t)in_size, sizeof(double));
+    if (!acc) return;
+    for (int o = 0; o < g->out_c; o++)
+        for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
+            const int i = col[e] / KK, kh = (col[e] % KK) / K, kw = col[e] % K;
+            for (int oh = 0; oh < g->out_h; oh++)
+                for (int ow = 0; ow < g->out_w; ow++) {
+                    const int ih = oh * g->stride - g->pad + kh, iw = ow * g->stride - g->pad + kw;
+                    if (ih < 0 || ih >= g->in_h || iw < 0 || iw >= g->in_w) continue;
+                    for (int n = 0; n < g->batch; n++)
+                        acc[chwn(g, i, ih, iw, g->in_h, g->in_w) + n] +=
+                            (double)w[e] * dy[chwn(g, o, oh, ow, g->out_h, g->out_w) + n];
+                }
+        }
+    for (int64_t j = 0; j < in_size; j++) dx[j] = (float)((accumulate ? dx[j] : 0.0) + acc[j]);
+    free(acc);
+}
+
+void st_spconv_backward_weight_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
+                                         const float *x, const float *dy, float *dw, float *dbias) {
+    const int K = g->kernel, KK = K * K;
+    for (int o = 0; o < g->out_c; o++) {
+        if (dbias) {
+            double s = 0.0;
+            for (int oh = 0; oh < g->out_h; oh++)
+                for (int ow = 0; ow < g->out_w; ow++)
+                    for (int n = 0; n < g->batch; n++) s += dy[chwn(g, o, oh, ow, g->out_h, g->out_w) + n];
+            dbias[o] += (float)s;
+        }
+        for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
+            const int i = col[e] / KK, kh = (col[e] % KK) / K, kw = col[e] % K;
+            double s = 0.0;
+            for (int oh = 0; oh < g->out_h; oh++)
+                for (int ow = 0; ow < g->out_w; ow++) {
+                    const int ih = oh * g->stride - g->pad + kh, iw = ow * g->stride - g->pad + kw;
+                    if (ih < 0 || ih >= g->in_h || iw < 0 || iw >= g->in_w) continue;
+                    for (int n = 0; n < g->batch; n++)
+                        s += (double)dy[chwn(g, o, oh, ow, g->out_h, g->out_w) + n] *
+                             x[chwn(g, i, ih, iw, g->in_h, g->in_w) + n];
+                }
+            dw[e] += (float)s;
+        }
+    }
+}
+
+/* ---------------- layout changes ---------------- */
+
+void st_nchw_to_chwn(const float *x, int batch, int channels, int spatial, float *y) {
+    const int64_t plane = (int64_t)channels * spatial;
+#pragma omp parallel for schedule(static) if (plane * batch > 65536)
+    for (int64_t cs = 0; cs < plane; cs++)
+        for (int n = 0; n < batch; n++) y[cs * batch + n] = x[(int64_t)n * plane + cs];
+}
+
+void st_chwn_to_nchw(const float *x, int batch, int channels, int spatial, float *y, int accumulate) {
+    const int64_t plane = (int64_t)channels * spatial;
+#pragma omp parallel for schedule(static) if (plane * batch > 65536)
+    for (int n = 0; n < batch; n++)
+        for (int64_t cs = 0; cs < plane; cs++) {
+            const float v = x[cs * batch + n];
+            y[(int64_t)n * plane + cs] = accumulate ? y[(int64_t)n * plane + cs] + v : v;
+        }
+}

@@ -1,0 +1,66 @@
+/* Direct sparse convolution on batch-innermost activations.
+ *
+ * Layout "CHWN": activation element (n, c, h, w) of a batch of N images lives
+ * at ((c * H + h) * W + w) * N + n, so the N values of one pixel of one
+ * channel are contiguous. A kept weight w[o, i, kh, kw] then contributes one
+ * broadcast-FMA over N contiguous floats: no im2col buffer, and the work is
+ * proportional to the number of kept weights.
+ *
+ * The weight is CSR over output channels: row o holds the kept columns
+ * col = (i * K + kh) * K + kw in increasing order, values in the same order.
+ * A linear layer is the special case K = 1, H = W = 1 (features as channels).
+ *
+ * Passes (each exact to float rounding against the scalar references below):
+ *   forward          y  = bias + W * x
+ *   backward_data    dx (+)= W^T * dy            (overwrite or accumulate)
+ *   backward_weight  dw += dy * x^T at kept positions only, dbias += sum dy
+ * Threads: OpenMP over output rows/channels; every output element is
+ * computed by one thread in a fixed order, so results do not depend on the
+ * thread count. Vector primitives exist for AVX-512, AVX2 and generic C,
+ * chosen by kernels/isa.h at each call. */
+#ifndef ST_KERNELS_SPARSE_CONV_H
+#define ST_KERNELS_SPARSE_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sparsetrain.h"
+
+typedef struct st_spconv_geom {
+    int batch;                     /* N */
+    int in_c, in_h, in_w;          /* input channels and size */
+    int out_c, out_h, out_w;       /* output channels and size */
+    int kernel, stride, pad;       /* square kernel */
+} st_spconv_geom;
+
+/* Fills out_h / out_w from the rest. */
+void st_spconv_geom_init(st_spconv_geom *g, int batch, int in_c, int in_h, int in_w, int out_c, int kernel,
+                         int stride, int pad);
+
+typedef struct st_spconv_plan st_spconv_plan;
+
+/* A plan for one geometry and one sparsity structure (row_ptr: out_c + 1
+ * entries, col: row_ptr[out_c] entries, both copied). */
+st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
+                                st_spconv_plan **out);
+void st_spconv_plan_free(st_spconv_plan *p);
+const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p);
+
+/* The passes. w / dw: kept values in CSR order; bias / dbias may be NULL. */
+void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y);
+void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate);
+void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *dy, float *dw, float *dbias);
+
+/* Scalar references (double sums, no threads), for tests. */
+void st_spconv_forward_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col, const float *x,
+                                 const float *w, const float *bias, float *y);
+void st_spconv_backward_data_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
+                                       const float *dy, const float *w, float *dx, int accumulate);
+void st_spconv_backward_weight_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
+                                         const float *x, const float *dy, float *dw, float *dbias);
+
+/* Layout changes: NCHW <-> CHWN for `batch` images of c x hw values. */
+void st_nchw_to_chwn(const float *x, int batch, int channels, int spatial, float *y);
+void st_chwn_to_nchw(const float *x, int batch, int channels, int spatial, float *y, int accumulate);
+
+#endif

@@ -1,0 +1,31 @@
+/* Vector primitives of the direct sparse convolution (internal to
+ * sparse_conv.c / sparse_conv_x86.c). Every primitive works on runs of n
+ * contiguous floats (one pixel of one channel across the batch). */
+#ifndef ST_KERNELS_SPARSE_CONV_PRIMS_H
+#define ST_KERNELS_SPARSE_CONV_PRIMS_H
+
+#include <stdint.h>
+
+/* Lanes of one SDDMM accumulator slot. */
+#define ST_SPCONV_LANES 16
+
+typedef struct st_spconv_prims {
+    /* out[j] = (accumulate ? out[j] : bias) + sum_e w[e] * src[off[e] + j],  j < n */
+    void (*gather)(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias, int accumulate,
+                   float *out);
+    /* dst[j] += a * src[j], j < n */
+    void (*axpy)(int n, float a, const float *src, float *dst);
+    /* acc[slot(e) * 16 + j % 16] += dy[j] * src[off[e] + j], j < n, where
+     * slot(e) = slot ? slot[e] : e */
+    void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
+                  float *acc);
+} st_spconv_prims;
+
+extern const st_spconv_prims st_spconv_prims_generic;
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ST_SPCONV_HAVE_X86 1
+extern const st_spconv_prims st_spconv_prims_avx2;
+extern const st_spconv_prims st_spconv_prims_avx512;
+#endif
+
+#endif

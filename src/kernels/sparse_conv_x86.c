@@ -1,0 +1,203 @@
+/* AVX-512 and AVX2 primitives of the direct sparse convolution (see
+ * sparse_conv_prims.h). The hot case is a run of 128 floats (batch 128):
+ * eight 16-float accumulators stay in registers while the kept weights
+ * stream past; shorter runs fall back to one-vector chunks and a masked or
+ * scalar tail. */
+#include "kernels/sparse_conv_prims.h"
+
+#ifdef ST_SPCONV_HAVE_X86
+#include <immintrin.h>
+
+/* ---------------- AVX-512 ---------------- */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
+#endif
+
+static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                          int accumulate, float *out) {
+    int j = 0;
+    for (; j + 128 <= n; j += 128) {
+        __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+        if (accumulate) {
+            a0 = _mm512_loadu_ps(out + j), a1 = _mm512_loadu_ps(out + j + 16);
+            a2 = _mm512_loadu_ps(out + j + 32), a3 = _mm512_loadu_ps(out + j + 48);
+            a4 = _mm512_loadu_ps(out + j + 64), a5 = _mm512_loadu_ps(out + j + 80);
+            a6 = _mm512_loadu_ps(out + j + 96), a7 = _mm512_loadu_ps(out + j + 112);
+        } else {
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm512_set1_ps(bias);
+        }
+        for (int e = 0; e < cnt; e++) {
+            const __m512 wv = _mm512_set1_ps(w[e]);
+            const float *s = src + off[e] + j;
+            a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
+            a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+            a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
+            a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 48), a3);
+            a4 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 64), a4);
+            a5 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 80), a5);
+            a6 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 96), a6);
+            a7 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 112), a7);
+        }
+        _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
+        _mm512_storeu_ps(out + j + 32, a2), _mm512_storeu_ps(out + j + 48, a3);
+        _mm512_storeu_ps(out + j + 64, a4), _mm512_storeu_ps(out + j + 80, a5);
+        _mm512_storeu_ps(out + j + 96, a6), _mm512_storeu_ps(out + j + 112, a7);
+    }
+    for (; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        __m512 a = accumulate ? _mm512_maskz_loadu_ps(k, out + j) : _mm512_set1_ps(bias);
+        __m512 b = _mm512_setzero_ps();
+        int e = 0;
+        for (; e + 2 <= cnt; e += 2) {
+            a = _mm512_fmadd_ps(_mm512_set1_ps(w[e]), _mm512_maskz_loadu_ps(k, src + off[e] + j), a);
+            b = _mm512_fmadd_ps(_mm512_set1_ps(w[e + 1]), _mm512_maskz_loadu_ps(k, src + off[e + 1] + j), b);
+        }
+        if (e < cnt) a = _mm512_fmadd_ps(_mm512_set1_ps(w[e]), _mm512_maskz_loadu_ps(k, src + off[e] + j), a);
+        _mm512_mask_storeu_ps(out + j, k, _mm512_add_ps(a, b));
+    }
+}
+
+static void axpy_avx512(int n, float a, const float *src, float *dst) {
+    const __m512 av = _mm512_set1_ps(a);
+    int j = 0;
+    for (; j + 64 <= n; j += 64) {
+        _mm512_storeu_ps(dst + j, _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j), _mm512_loadu_ps(dst + j)));
+        _mm512_storeu_ps(dst + j + 16,
+                         _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j + 16), _mm512_loadu_ps(dst + j + 16)));
+        _mm512_storeu_ps(dst + j + 32,
+                         _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j + 32), _mm512_loadu_ps(dst + j + 32)));
+        _mm512_storeu_ps(dst + j + 48,
+                         _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j + 48), _mm512_loadu_ps(dst + j + 48)));
+    }
+    for (; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        _mm512_mask_storeu_ps(dst + j, k,
+                              _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(k, src + j), _mm512_maskz_loadu_ps(k, dst + j)));
+    }
+}
+
+static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
+                         float *acc) {
+    int j = 0;
+    for (; j + 128 <= n; j += 128) {
+        const __m512 d0 = _mm512_loadu_ps(dy + j), d1 = _mm512_loadu_ps(dy + j + 16);
+        const __m512 d2 = _mm512_loadu_ps(dy + j + 32), d3 = _mm512_loadu_ps(dy + j + 48);
+        const __m512 d4 = _mm512_loadu_ps(dy + j + 64), d5 = _mm512_loadu_ps(dy + j + 80);
+        const __m512 d6 = _mm512_loadu_ps(dy + j + 96), d7 = _mm512_loadu_ps(dy + j + 112);
+        for (int e = 0; e < cnt; e++) {
+            const float *s = src + off[e] + j;
+            float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+            __m512 t0 = _mm512_mul_ps(d0, _mm512_loadu_ps(s));
+            __m512 t1 = _mm512_mul_ps(d1, _mm512_loadu_ps(s + 16));
+            t0 = _mm512_fmadd_ps(d2, _mm512_loadu_ps(s + 32), t0);
+            t1 = _mm512_fmadd_ps(d3, _mm512_loadu_ps(s + 48), t1);
+            t0 = _mm512_fmadd_ps(d4, _mm512_loadu_ps(s + 64), t0);
+            t1 = _mm512_fmadd_ps(d5, _mm512_loadu_ps(s + 80), t1);
+            t0 = _mm512_fmadd_ps(d6, _mm512_loadu_ps(s + 96), t0);
+            t1 = _mm512_fmadd_ps(d7, _mm512_loadu_ps(s + 112), t1);
+            _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), _mm512_add_ps(t0, t1)));
+        }
+    }
+    for (; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        const __m512 d = _mm512_maskz_loadu_ps(k, dy + j);
+        for (int e = 0; e < cnt; e++) {
+            float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+            _mm512_storeu_ps(a, _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(k, src + off[e] + j), _mm512_loadu_ps(a)));
+        }
+    }
+}
+
+const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, axpy_avx512, sddmm_avx512};
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+/* ---------------- AVX2 ---------------- */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+
+static void gather_avx2(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                        int accumulate, float *out) {
+    int j = 0;
+    for (; j + 64 <= n; j += 64) {
+        __m256 a[8];
+        for (int v = 0; v < 8; v++) a[v] = accumulate ? _mm256_loadu_ps(out + j + 8 * v) : _mm256_set1_ps(bias);
+        for (int e = 0; e < cnt; e++) {
+            const __m256 wv = _mm256_set1_ps(w[e]);
+            const float *s = src + off[e] + j;
+            for (int v = 0; v < 8; v++) a[v] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(s + 8 * v), a[v]);
+        }
+        for (int v = 0; v < 8; v++) _mm256_storeu_ps(out + j + 8 * v, a[v]);
+    }
+    for (; j + 8 <= n; j += 8) {
+        __m256 a = accumulate ? _mm256_loadu_ps(out + j) : _mm256_set1_ps(bias);
+        for (int e = 0; e < cnt; e++) a = _mm256_fmadd_ps(_mm256_set1_ps(w[e]), _mm256_loadu_ps(src + off[e] + j), a);
+        _mm256_storeu_ps(out + j, a);
+    }
+    for (; j < n; j++) {
+        float a = accumulate ? out[j] : bias;
+        for (int e = 0; e < cnt; e++) a += w[e] * src[off[e] + j];
+        out[j] = a;
+    }
+}
+
+static void axpy_avx2(int n, float a, const float *src, float *dst) {
+    const __m256 av = _mm256_set1_ps(a);
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(dst + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(src + j), _mm256_loadu_ps(dst + j)));
+    for (; j < n; j++) dst[j] += a * src[j];
+}
+
+static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
+                       float *acc) {
+    int j = 0;
+    for (; j + 64 <= n; j += 64) {
+        __m256 d[8];
+        for (int v = 0; v < 8; v++) d[v] = _mm256_loadu_ps(dy + j + 8 * v);
+        for (int e = 0; e < cnt; e++) {
+            const float *s = src + off[e] + j;
+            float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+            __m256 t0 = _mm256_mul_ps(d[0], _mm256_loadu_ps(s));
+            __m256 t1 = _mm256_mul_ps(d[1], _mm256_loadu_ps(s + 8));
+            t0 = _mm256_fmadd_ps(d[2], _mm256_loadu_ps(s + 16), t0);
+            t1 = _mm256_fmadd_ps(d[3], _mm256_loadu_ps(s + 24), t1);
+            t0 = _mm256_fmadd_ps(d[4], _mm256_loadu_ps(s + 32), t0);
+            t1 = _mm256_fmadd_ps(d[5], _mm256_loadu_ps(s + 40), t1);
+            t0 = _mm256_fmadd_ps(d[6], _mm256_loadu_ps(s + 48), t0);
+            t1 = _mm256_fmadd_ps(d[7], _mm256_loadu_ps(s + 56), t1);
+            _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a), _mm256_add_ps(t0, t1)));
+        }
+    }
+    for (; j + 8 <= n; j += 8) {
+        const __m256 d = _mm256_loadu_ps(dy + j);
+        for (int e = 0; e < cnt; e++) {
+            float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+            _mm256_storeu_ps(a, _mm256_fmadd_ps(d, _mm256_loadu_ps(src + off[e] + j), _mm256_loadu_ps(a)));
+        }
+    }
+    for (; j < n; j++)
+        for (int e = 0; e < cnt; e++) acc[(size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES + 8 + (j & 7)] +=
+            dy[j] * src[off[e] + j];
+}
+
+const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, axpy_avx2, sddmm_avx2};
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif /* ST_SPCONV_HAVE_X86 */
