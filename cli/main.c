@@ -11,6 +11,7 @@
 #include "inspect.h"
 #include "sparse/distributions.h"
 #include "sparsetrain.h"
+#include "kernels/isa.h"
 #include "train/bench.h"
 #include "train/trainer.h"
 
@@ -133,6 +134,54 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+static void print_bench_json(const st_bench_config *c, const st_bench_result *r) {
+    printf("{\"model\": \"%s\", \"sparse_init\": \"%s\", \"density\": %g, \"batch_size\": %d, \"threads\": %d, "
+           "\"execution\": \"%s\", \"isa\": \"%s\", \"conv_implementation\": \"%s\", "
+           "\"forward_ms\": %.4f, \"backward_ms\": %.4f, "
+           "\"train_step\": {\"ms\": %.4f, \"images_per_s\": %.3f, \"gflop\": %.4f, \"useful_gflops\": %.3f}, "
+           "\"memory\": {\"param_bytes\": %lld, \"dense_param_bytes\": %lld, \"peak_rss_bytes\": %lld}, "
+           "\"kept\": %lld, \"prunable\": %lld, \"layers\": [",
+           c->model, c->sparse_init, c->density, c->batch_size, r->threads, r->execution, r->isa, r->conv_implementation,
+           r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->train_gflop, r->useful_gflops,
+           (long long)r->param_bytes, (long long)r->dense_param_bytes, (long long)r->peak_rss_bytes, (long long)r->kept,
+           (long long)r->total);
+    for (int l = 0; l < r->n_layers; l++) {
+        const st_bench_layer *y = &r->layers[l];
+        printf("%s{\"kind\": \"%s\", \"name\": \"%s\", \"kept\": %lld, \"numel\": %lld, \"forward_ms\": %.4f, "
+               "\"backward_ms\": %.4f, \"gflops\": %.3f}",
+               l ? ", " : "", y->kind, y->name, (long long)y->kept, (long long)y->numel, y->forward_ms, y->backward_ms,
+               y->gflops);
+    }
+    printf("]}\n");
+}
+
+static void print_bench_text(const st_bench_config *c, const st_bench_result *r) {
+    printf("%s %s density %g, batch %d, %d threads, %s execution (%s kernels)\n", c->model, c->sparse_init, c->density,
+           c->batch_size, r->threads, r->execution, r->isa);
+    printf("  forward %.2f ms, backward %.2f ms, training step %.2f ms: %.1f images/s, %.1f useful GFLOP/s\n",
+           r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->useful_gflops);
+    printf("  weights + gradients + optimiser state: %.2f MiB (dense storage: %.2f MiB, %.1f%%); peak RSS %.1f MiB\n",
+           r->param_bytes / 1048576.0, r->dense_param_bytes / 1048576.0,
+           100.0 * (double)r->param_bytes / (double)(r->dense_param_bytes ? r->dense_param_bytes : 1),
+           r->peak_rss_bytes / 1048576.0);
+    printf("  %-14s %-30s %9s %9s %9s %8s\n", "step", "name", "density", "fwd ms", "bwd ms", "GFLOP/s");
+    for (int l = 0; l < r->n_layers; l++) {
+        const st_bench_layer *y = &r->layers[l];
+        char density[16] = "";
+        if (y->numel) snprintf(density, sizeof density, "%.4f", (double)y->kept / (double)y->numel);
+        char gf[16] = "";
+        if (y->numel) snprintf(gf, sizeof gf, "%.1f", y->gflops);
+        printf("  %-14s %-30s %9s %9.3f %9.3f %8s\n", y->kind, y->name, density, y->forward_ms, y->backward_ms, gf);
+    }
+}
+
+/* --isa: caps the kernels' instruction set for this process. */
+static int apply_isa(const char *command, const char *isa) {
+    if (!isa[0] || st_isa_force(isa) == ST_OK) return 0;
+    fprintf(stderr, "sparsetrain %s: %s\n", command, st_last_error());
+    return 2;
+}
+
 static int cmd_bench(int argc, char **argv) {
     st_bench_config c;
     memset(&c, 0, sizeof c);
@@ -147,6 +196,7 @@ static int cmd_bench(int argc, char **argv) {
     c.steps = 5;
     c.seed = 17;
     int json = 0;
+    char isa[16] = "";
     st_flag flags[] = {
         {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name (cifar_resnet_20)"},
         {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "dense, uniform, ERK, ... (dense)"},
@@ -158,29 +208,20 @@ static int cmd_bench(int argc, char **argv) {
         {"classes", ST_FLAG_INT, &c.classes, 0, 0, "classes (10)"},
         {"warmup", ST_FLAG_INT, &c.warmup, 0, 0, "untimed warm-up steps (2)"},
         {"steps", ST_FLAG_INT, &c.steps, 0, 0, "timed steps (5)"},
+        {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse or dense (auto)"},
+        {"isa", ST_FLAG_STRING, isa, sizeof isa, 0, "kernel instruction set: auto, avx512, avx2, generic (auto)"},
         {"json", ST_FLAG_SWITCH, &json, 0, 1, "print one JSON object"},
     };
     int r = st_flags_parse("bench", "usage: sparsetrain bench [options]\n\nTimes training steps on synthetic data.",
                            flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
     c.width = c.height;
+    if (apply_isa("bench", isa)) return 2;
     st_bench_result res;
     st_status s = st_bench_run(&c, &res);
     if (s != ST_OK) return report("bench", s);
-    if (json) {
-        printf("{\"model\": \"%s\", \"sparse_init\": \"%s\", \"density\": %g, \"batch_size\": %d, "
-               "\"threads\": %d, \"conv_implementation\": \"%s\", "
-               "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"train_step\": {\"ms\": %.4f, \"images_per_s\": %.3f}, "
-               "\"kept\": %lld, \"prunable\": %lld, \"layers\": [",
-               c.model, c.sparse_init, c.density, c.batch_size, res.threads, res.conv_implementation, res.forward_ms,
-               res.backward_ms, res.step_ms, res.images_per_s, (long long)res.kept, (long long)res.total);
-        for (int l = 0; l < res.n_layers; l++)
-            printf("%s{\"name\": \"%s\", \"kept\": %lld, \"numel\": %lld}", l ? ", " : "", res.layers[l].name,
-                   (long long)res.layers[l].kept, (long long)res.layers[l].numel);
-        printf("]}\n");
-    } else
-        printf("%s %s density %g batch %d: forward %.2f ms, backward %.2f ms, step %.2f ms, %.1f images/s\n", c.model,
-               c.sparse_init, c.density, c.batch_size, res.forward_ms, res.backward_ms, res.step_ms, res.images_per_s);
+    if (json) print_bench_json(&c, &res);
+    else print_bench_text(&c, &res);
     st_bench_result_release(&res);
     return 0;
 }

@@ -14,7 +14,50 @@ typedef struct entry_list {
     char **names;
     int n, cap;
     int failed;
+    void **owned; /* dense copies of packed arrays, freed with the list */
+    int n_owned, cap_owned;
 } entry_list;
+
+/* Takes ownership of `p` (freed by free_entries); NULL marks the list failed. */
+static void *own(entry_list *l, void *p) {
+    if (!p || l->failed) {
+        free(p);
+        l->failed = 1;
+        return NULL;
+    }
+    if (l->n_owned == l->cap_owned) {
+        int cap = l->cap_owned ? l->cap_owned * 2 : 64;
+        void **owned = realloc(l->owned, sizeof *owned * (size_t)cap);
+        if (!owned) {
+            free(p);
+            l->failed = 1;
+            return NULL;
+        }
+        l->owned = owned;
+        l->cap_owned = cap;
+    }
+    l->owned[l->n_owned++] = p;
+    return p;
+}
+
+/* A parameter-shaped array in the dense (PyTorch) form: `stored` itself, or
+ * for a packed weight a dense copy with zeros at the pruned positions. */
+static const float *dense_form(entry_list *l, const st_param *p, const float *stored) {
+    if (!p->sparse || !p->sparse->packed) return stored;
+    float *dense = own(l, malloc(sizeof(float) * (size_t)p->numel));
+    if (dense) st_sparse_weight_scatter(p->sparse, stored, dense);
+    return dense;
+}
+
+/* The mask to save, or NULL when the weight is dense. */
+static const uint8_t *mask_form(entry_list *l, const st_param *p) {
+    if (!p->sparse) return NULL;
+    if (!p->sparse->packed) return p->sparse->mask;
+    if (p->sparse->kept == p->numel) return NULL;
+    uint8_t *mask = own(l, malloc((size_t)p->numel));
+    if (mask) st_sparse_weight_mask_dense(p->sparse, mask);
+    return mask;
+}
 
 static void add_entry(entry_list *l, const char *name, st_dtype dtype, int ndim, const int64_t *shape, const void *data) {
     if (l->failed) return;
@@ -46,6 +89,8 @@ static void add_entry(entry_list *l, const char *name, st_dtype dtype, int ndim,
 }
 
 static void free_entries(entry_list *l) {
+    for (int i = 0; i < l->n_owned; i++) free(l->owned[i]);
+    free(l->owned);
     for (int i = 0; i < l->n; i++) free(l->names[i]);
     free(l->items);
     free(l->names);
@@ -59,7 +104,7 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
     /* num_batches_tracked values must outlive the write: take them from the ops. */
     for (int i = 0; i < m->n_params; i++) {
         const st_param *p = &m->params[i];
-        add_entry(&l, p->name, ST_DTYPE_F32, p->ndim, p->shape, p->value);
+        add_entry(&l, p->name, ST_DTYPE_F32, p->ndim, p->shape, dense_form(&l, p, p->value));
     }
     int bn_index = 0;
     for (int i = 0; i < m->n_ops; i++) {
@@ -75,19 +120,20 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
     }
     for (int i = 0; i < m->n_params; i++) {
         const st_param *p = &m->params[i];
-        if (p->sparse && p->sparse->mask) {
+        const uint8_t *mask = mask_form(&l, p);
+        if (mask) {
             snprintf(name, sizeof name, "mask.%s", p->name);
-            add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, p->sparse->mask);
+            add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, mask);
         }
         if (best_values) {
             snprintf(name, sizeof name, "best.%s", p->name);
-            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, best_values[i]);
+            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, dense_form(&l, p, best_values[i]));
         }
         for (int which = 0; opt && which < 2; which++) {
             float *state = which == 0 ? opt->state1[i] : opt->state2[i];
             if (!state) continue;
             snprintf(name, sizeof name, "optim.%s.%s", p->name, st_optimizer_state_name(opt, which));
-            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, state);
+            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, dense_form(&l, p, state));
         }
     }
     if (l.failed) {
@@ -212,6 +258,8 @@ st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st
         st_param *p = &m->params[i];
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
         ST_TRY(find_tensor(f, path, name, ST_DTYPE_F32, p->ndim, p->shape, &t));
+        if (p->sparse && p->sparse->packed)
+            return st_fail(ST_ERR_ARGUMENT, "%s: weights are loaded before the model switches to sparse execution", path);
         memcpy(p->value, t->data, (size_t)p->numel * sizeof(float));
         if (!p->sparse) continue;
         snprintf(name, sizeof name, "mask.%s", p->name);
@@ -255,6 +303,14 @@ st_status st_checkpoint_load_optimizer(const st_safetensors *f, const char *path
             if (!state) continue;
             snprintf(name, sizeof name, "optim.%s.%s", p->name, st_optimizer_state_name(opt, which));
             ST_TRY(find_tensor(f, path, name, ST_DTYPE_F32, p->ndim, p->shape, &t));
+            if (p->sparse && p->sparse->packed) { /* keep the kept positions (the file's data may be unaligned) */
+                float *dense = st_malloc(sizeof(float) * (size_t)p->numel, "optimizer state");
+                if (!dense) return ST_ERR_NOMEM;
+                memcpy(dense, t->data, (size_t)p->numel * sizeof(float));
+                st_sparse_weight_gather(p->sparse, dense, state);
+                free(dense);
+                continue;
+            }
             memcpy(state, t->data, (size_t)p->numel * sizeof(float));
             if (p->sparse) st_sparse_weight_apply_mask(p->sparse, state);
         }

@@ -140,10 +140,80 @@ static void stats_pass(const bn_act_rows *r, const st_bn_act_shape *s, const flo
     }
 }
 
+/* ---- channel-major layout (batch == 1, block == 1: each channel's values
+ * contiguous, e.g. the batch-innermost CHWN activations of sparse
+ * execution). One thread owns a channel: it sums the plane, then normalises
+ * it while the plane is still in cache, and the result does not depend on
+ * the thread count. */
+static int channel_major(const st_bn_act_shape *s) { return s->batch == 1 && s->block == 1 && s->channels > 1; }
+
+static int channel_team(const st_bn_act_shape *s) {
+    if ((int64_t)s->channels * s->spatial < PARALLEL_MIN_ELEMENTS || omp_in_parallel()) return 1;
+    const int t = omp_get_max_threads();
+    return t < s->channels ? t : s->channels;
+}
+
+static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *gamma,
+                                   const float *beta, const float *residual, int relu, float momentum, float eps,
+                                   float *y, float *save_mean, float *save_invstd, float *running_mean,
+                                   float *running_var) {
+    const int64_t S = s->spatial;
+#pragma omp parallel for schedule(static) num_threads(channel_team(s))
+    for (int c = 0; c < s->channels; c++) {
+        const float *xc = x + (size_t)c * (size_t)S;
+        double sum = 0.0, sumsq = 0.0;
+        r->plane_stats(xc, (int)S, xc[0], &sum, &sumsq);
+        const double m1 = sum / (double)S;
+        double var = sumsq / (double)S - m1 * m1;
+        if (var < 0.0) var = 0.0;
+        const double mu = (double)xc[0] + m1, invstd = 1.0 / sqrt(var + (double)eps);
+        if (save_mean) save_mean[c] = (float)mu;
+        if (save_invstd) save_invstd[c] = (float)invstd;
+        if (running_mean && running_var) {
+            const double unbiased = S > 1 ? var * (double)S / (double)(S - 1) : var;
+            running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mu);
+            running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
+        }
+        const float scale = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
+        r->plane_norm(xc, residual ? residual + (size_t)c * (size_t)S : NULL, (int)S, (float)mu, scale,
+                      beta ? beta[c] : 0.0f, relu, y + (size_t)c * (size_t)S);
+    }
+}
+
+static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *y, int relu,
+                              const float *dy, const float *gamma, const float *save_mean, const float *save_invstd,
+                              float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
+                              float *dbeta) {
+    const int64_t S = s->spatial;
+#pragma omp parallel for schedule(static) num_threads(channel_team(s))
+    for (int c = 0; c < s->channels; c++) {
+        const size_t o = (size_t)c * (size_t)S;
+        const float *yo = relu ? y + o : NULL;
+        float *ro = dresidual ? dresidual + o : NULL;
+        double sum_dy = 0.0, sum_dy_xmu = 0.0;
+        r->plane_bwd_sums(x + o, yo, dy + o, (int)S, save_mean[c], relu, &sum_dy, &sum_dy_xmu);
+        const double invstd = save_invstd[c];
+        if (dbeta) dbeta[c] += (float)sum_dy;
+        if (dgamma) dgamma[c] += (float)(sum_dy_xmu * invstd);
+        const double kk = (gamma ? (double)gamma[c] : 1.0) * invstd;
+        if (dx)
+            r->plane_bwd_dx(x + o, yo, dy + o, (int)S, save_mean[c], (float)kk,
+                            (float)(kk * invstd * invstd * sum_dy_xmu / (double)S), (float)(-kk * sum_dy / (double)S),
+                            relu, dx + o, dx_accumulate, ro, dresidual_accumulate);
+        else if (ro)
+            r->add_act_bwd(S, yo, relu, dy + o, ro, dresidual_accumulate, NULL, 0);
+    }
+}
+
 void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                              const float *residual, int relu, float momentum, float eps, float *y, float *save_mean,
                              float *save_invstd, float *running_mean, float *running_var, double *scratch) {
     const bn_act_rows *r = rows();
+    if (channel_major(s)) {
+        forward_train_channels(r, s, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
+                               running_mean, running_var);
+        return;
+    }
     const int C = s->channels, S = s->spatial, B = s->block;
     ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
     const int64_t count = (int64_t)s->batch * S;
@@ -212,7 +282,15 @@ void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const floa
         scale[c] = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
         bias[c] = beta ? beta[c] : 0.0f;
     }
-    const int team = team_size(s);
+    const int team = channel_major(s) ? 1 : team_size(s);
+    if (channel_major(s)) {
+#pragma omp parallel for schedule(static) num_threads(channel_team(s))
+        for (int c = 0; c < C; c++) {
+            const size_t o = (size_t)c * (size_t)S;
+            r->plane_norm(x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o);
+        }
+        return;
+    }
 #pragma omp parallel num_threads(team)
     {
         int n0, n1;
@@ -235,6 +313,11 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
                         int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma, float *dbeta,
                         double *scratch) {
     const bn_act_rows *r = rows();
+    if (channel_major(s)) {
+        backward_channels(r, s, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
+                          dresidual_accumulate, dgamma, dbeta);
+        return;
+    }
     const int C = s->channels, S = s->spatial, B = s->block;
     ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
     const int64_t count = (int64_t)s->batch * S;

@@ -52,6 +52,9 @@ static const st_spconv_prims *prims(void) {
 
 /* ---------------- plan ---------------- */
 
+/* Most kept weights per weight-gradient chunk (their accumulators: 256 KiB). */
+#define SDDMM_CHUNK_ENTRIES 4096
+
 void st_spconv_geom_init(st_spconv_geom *g, int batch, int in_c, int in_h, int in_w, int out_c, int kernel,
                          int stride, int pad) {
     g->batch = batch;
@@ -76,6 +79,9 @@ struct st_spconv_plan {
     int64_t *bwd_off;  /* nnz, CSC order: (o * OH * OW - kh * OW - kw) * N */
     float *t_w;        /* nnz: values in CSC order (refreshed per backward) */
     int max_row, max_col;
+    int n_chunks;       /* weight-gradient chunks of output channels */
+    int *chunk_start;   /* n_chunks + 1 */
+    int64_t max_chunk;  /* most entries in a chunk */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -88,6 +94,7 @@ void st_spconv_plan_free(st_spconv_plan *p) {
     if (!p) return;
     free(p->row_ptr), free(p->col), free(p->kh), free(p->kw), free(p->fwd_off);
     free(p->t_ptr), free(p->t_idx), free(p->t_o), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
+    free(p->chunk_start);
     free(p->scratch);
     free(p);
 }
@@ -161,10 +168,24 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
         }
     }
     free(fill);
+    p->chunk_start = st_malloc(sizeof(int) * (size_t)(g->out_c + 1), "sparse convolution plan");
+    if (!p->chunk_start) {
+        st_spconv_plan_free(p);
+        return ST_ERR_NOMEM;
+    }
+    p->n_chunks = 0;
+    for (int o = 0; o < g->out_c;) {
+        const int o0 = o;
+        do o++;
+        while (o < g->out_c && row_ptr[o + 1] - row_ptr[o0] <= SDDMM_CHUNK_ENTRIES);
+        p->chunk_start[p->n_chunks++] = o0;
+        if (row_ptr[o] - row_ptr[o0] > p->max_chunk) p->max_chunk = row_ptr[o] - row_ptr[o0];
+    }
+    p->chunk_start[p->n_chunks] = g->out_c;
     p->threads = omp_get_max_threads();
     const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
     const size_t per_thread = (size_t)longest * (sizeof(float) + sizeof(int64_t) + sizeof(int32_t)) +
-                              (size_t)p->max_row * ST_SPCONV_LANES * sizeof(float) + 64;
+                              (size_t)p->max_chunk * ST_SPCONV_LANES * sizeof(float) + 64;
     p->scratch_bytes = (per_thread + 63) / 64 * 64;
     p->scratch = st_malloc(p->scratch_bytes * (size_t)p->threads + 64, "sparse convolution scratch");
     if (!p->scratch) {
@@ -189,7 +210,7 @@ static thread_scratch scratch_of(const st_spconv_plan *p, int tid) {
     base = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
     thread_scratch s;
     s.acc = (float *)base;
-    s.off = (int64_t *)(base + (size_t)p->max_row * ST_SPCONV_LANES * sizeof(float));
+    s.off = (int64_t *)(base + (size_t)p->max_chunk * ST_SPCONV_LANES * sizeof(float));
     s.w = (float *)(s.off + longest);
     s.slot = (int32_t *)(s.w + longest);
     return s;
@@ -203,28 +224,41 @@ static int team(const st_spconv_plan *p) {
 
 /* ---------------- forward ---------------- */
 
+/* Work items are (output pixel, block of output channels): the channels of
+ * one pixel run back to back, so the pixel's input neighbourhood is read
+ * from cache by all of them. Channels are split into blocks only when there
+ * are too few pixels to keep every thread busy (linear layers). */
+static int channel_blocks(int pixels, int channels, int threads) {
+    int blocks = (4 * threads + pixels - 1) / pixels;
+    if (blocks < 1) blocks = 1;
+    if (blocks > channels) blocks = channels > 0 ? channels : 1;
+    return blocks;
+}
+
 void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
               P = g->pad;
-    const int rows = OH * g->out_c;
-#pragma omp parallel num_threads(team(p))
+    const int nt = team(p), pixels = OH * OW, blocks = channel_blocks(pixels, g->out_c, nt);
+    const int64_t plane = (int64_t)pixels * N;
+#pragma omp parallel num_threads(nt)
     {
         thread_scratch ts = scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int r = 0; r < rows; r++) {
-            const int oh = r / g->out_c, o = r % g->out_c;
-            const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
-            const float b = bias ? bias[o] : 0.0f;
-            const int ih0 = oh * S - P;
-            const int rows_inside = ih0 >= 0 && ih0 + K <= H;
-            float *yo = y + ((int64_t)o * OH + oh) * OW * N;
-            for (int ow = 0; ow < OW; ow++) {
-                const int iw0 = ow * S - P;
-                const int64_t base = ((int64_t)ih0 * W + iw0) * N;
-                if (rows_inside && iw0 >= 0 && iw0 + K <= W) {
-                    pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yo + (int64_t)ow * N);
+        for (int item = 0; item < pixels * blocks; item++) {
+            const int px = item / blocks, blk = item % blocks;
+            const int oh = px / OW, ow = px % OW;
+            const int o0 = (int)((int64_t)g->out_c * blk / blocks), o1 = (int)((int64_t)g->out_c * (blk + 1) / blocks);
+            const int ih0 = oh * S - P, iw0 = ow * S - P;
+            const int inside = ih0 >= 0 && ih0 + K <= H && iw0 >= 0 && iw0 + K <= W;
+            const int64_t base = ((int64_t)ih0 * W + iw0) * N;
+            float *yp = y + (int64_t)px * N;
+            for (int o = o0; o < o1; o++) {
+                const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
+                const float b = bias ? bias[o] : 0.0f;
+                if (inside) {
+                    pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
                     continue;
                 }
                 int m = 0;
@@ -234,7 +268,7 @@ void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const 
                     ts.w[m] = w[e];
                     ts.off[m++] = base + p->fwd_off[e];
                 }
-                pr->gather(N, m, ts.w, ts.off, x, b, 0, yo + (int64_t)ow * N);
+                pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
             }
         }
     }
@@ -246,28 +280,31 @@ static void refresh_transposed_values(st_spconv_plan *p, const float *w) {
     for (int64_t t = 0; t < p->nnz; t++) p->t_w[t] = w[p->t_idx[t]];
 }
 
-/* Stride 1: each input pixel gathers from the output pixels it fed. */
+/* Stride 1: each input pixel gathers from the output pixels it fed; work
+ * items are (input pixel, block of input channels) as in the forward pass. */
 static void backward_data_gather(st_spconv_plan *p, const st_spconv_prims *pr, const float *dy, float *dx,
                                  int accumulate) {
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, P = g->pad;
-    const int rows = H * g->in_c;
-#pragma omp parallel num_threads(team(p))
+    const int nt = team(p), pixels = H * W, blocks = channel_blocks(pixels, g->in_c, nt);
+    const int64_t plane = (int64_t)pixels * N;
+#pragma omp parallel num_threads(nt)
     {
         thread_scratch ts = scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int r = 0; r < rows; r++) {
-            const int ih = r / g->in_c, i = r % g->in_c;
-            const int64_t t0 = p->t_ptr[i], cnt = p->t_ptr[i + 1] - t0;
-            const int oh0 = ih + P; /* output row for kh = 0 */
-            const int rows_inside = oh0 - (K - 1) >= 0 && oh0 < OH;
-            float *dxi = dx + ((int64_t)i * H + ih) * W * N;
-            for (int iw = 0; iw < W; iw++) {
-                const int ow0 = iw + P;
-                const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
-                if (rows_inside && ow0 - (K - 1) >= 0 && ow0 < OW) {
+        for (int item = 0; item < pixels * blocks; item++) {
+            const int px = item / blocks, blk = item % blocks;
+            const int ih = px / W, iw = px % W;
+            const int i0 = (int)((int64_t)g->in_c * blk / blocks), i1 = (int)((int64_t)g->in_c * (blk + 1) / blocks);
+            const int oh0 = ih + P, ow0 = iw + P; /* output pixel for kh = kw = 0 */
+            const int inside = oh0 - (K - 1) >= 0 && oh0 < OH && ow0 - (K - 1) >= 0 && ow0 < OW;
+            const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
+            float *dxp = dx + (int64_t)px * N;
+            for (int i = i0; i < i1; i++) {
+                const int64_t t0 = p->t_ptr[i], cnt = p->t_ptr[i + 1] - t0;
+                if (inside) {
                     pr->gather(N, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, 0.0f, accumulate,
-                               dxi + (int64_t)iw * N);
+                               dxp + i * plane);
                     continue;
                 }
                 int m = 0;
@@ -277,7 +314,7 @@ static void backward_data_gather(st_spconv_plan *p, const st_spconv_prims *pr, c
                     ts.w[m] = p->t_w[t];
                     ts.off[m++] = base + p->bwd_off[t];
                 }
-                pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxi + (int64_t)iw * N);
+                pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxp + i * plane);
             }
         }
     }
@@ -320,51 +357,65 @@ void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w,
 
 /* ---------------- backward: weight gradient at kept positions ---------------- */
 
+/* Output channels are cut into chunks whose accumulators (16 floats per kept
+ * weight) fit in L2; a thread takes a chunk and sweeps the output pixels
+ * once, running every channel of the chunk at each pixel so the pixel's
+ * input neighbourhood is reused from cache. The chunks depend only on the
+ * structure, so results do not depend on the thread count. */
 void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *dy, float *dw, float *dbias) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
               P = g->pad;
+    const int64_t plane = (int64_t)OH * OW * N;
+    if (dbias) {
+#pragma omp parallel for schedule(static) num_threads(team(p))
+        for (int o = 0; o < g->out_c; o++) {
+            double s = 0.0;
+            for (int64_t j = 0; j < plane; j++) s += dy[o * plane + j];
+            dbias[o] += (float)s;
+        }
+    }
+    if (!dw || p->nnz == 0) return;
+    const int chunks = p->n_chunks;
 #pragma omp parallel num_threads(team(p))
     {
         thread_scratch ts = scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
-        for (int o = 0; o < g->out_c; o++) {
-            const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
-            const float *dyo = dy + (int64_t)o * OH * OW * N;
-            if (dbias) {
-                double s = 0.0;
-                for (int64_t j = 0; j < (int64_t)OH * OW * N; j++) s += dyo[j];
-                dbias[o] += (float)s;
-            }
-            if (cnt == 0 || !dw) continue;
-            memset(ts.acc, 0, sizeof(float) * (size_t)cnt * ST_SPCONV_LANES);
-            for (int oh = 0; oh < OH; oh++) {
-                const int ih0 = oh * S - P;
-                const int rows_inside = ih0 >= 0 && ih0 + K <= H;
+        for (int c = 0; c < chunks; c++) {
+            const int o0 = p->chunk_start[c], o1 = p->chunk_start[c + 1];
+            const int64_t c0 = p->row_ptr[o0], ccnt = p->row_ptr[o1] - c0;
+            if (ccnt == 0) continue;
+            memset(ts.acc, 0, sizeof(float) * (size_t)ccnt * ST_SPCONV_LANES);
+            for (int oh = 0; oh < OH; oh++)
                 for (int ow = 0; ow < OW; ow++) {
-                    const int iw0 = ow * S - P;
-                    const int64_t base = ((int64_t)ih0 * W + iw0) * N;
-                    const float *d = dyo + ((int64_t)oh * OW + ow) * N;
-                    if (rows_inside && iw0 >= 0 && iw0 + K <= W) {
-                        pr->sddmm(N, (int)cnt, p->fwd_off + e0, NULL, d, x + base, ts.acc);
-                        continue;
+                    const int ih0 = oh * S - P, iw0 = ow * S - P;
+                    const int inside = ih0 >= 0 && ih0 + K <= H && iw0 >= 0 && iw0 + K <= W;
+                    const int64_t base = ((int64_t)ih0 * W + iw0) * N, px = ((int64_t)oh * OW + ow) * N;
+                    for (int o = o0; o < o1; o++) {
+                        const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
+                        if (cnt == 0) continue;
+                        const float *d = dy + o * plane + px;
+                        float *acc = ts.acc + (size_t)(e0 - c0) * ST_SPCONV_LANES;
+                        if (inside) {
+                            pr->sddmm(N, (int)cnt, p->fwd_off + e0, NULL, d, x + base, acc);
+                            continue;
+                        }
+                        int m = 0;
+                        for (int64_t e = e0; e < e0 + cnt; e++) {
+                            const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            ts.slot[m] = (int32_t)(e - e0);
+                            ts.off[m++] = base + p->fwd_off[e];
+                        }
+                        pr->sddmm(N, m, ts.off, ts.slot, d, x, acc);
                     }
-                    int m = 0;
-                    for (int64_t e = e0; e < e0 + cnt; e++) {
-                        const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
-                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                        ts.slot[m] = (int32_t)(e - e0);
-                        ts.off[m++] = base + p->fwd_off[e];
-                    }
-                    pr->sddmm(N, m, ts.off, ts.slot, d, x, ts.acc);
                 }
-            }
-            for (int64_t e = 0; e < cnt; e++) {
+            for (int64_t e = 0; e < ccnt; e++) {
                 const float *a = ts.acc + (size_t)e * ST_SPCONV_LANES;
                 float s = 0.0f;
                 for (int l = 0; l < ST_SPCONV_LANES; l++) s += a[l];
-                dw[e0 + e] += s;
+                dw[c0 + e] += s;
             }
         }
     }

@@ -9,7 +9,9 @@
 
 #include "core/status.h"
 #include "kernels/bn_act.h"
+#include "kernels/chwn_ops.h"
 #include "kernels/conv_onednn.h"
+#include "kernels/sparse_conv.h"
 
 /* ---------- growable arrays ---------- */
 
@@ -257,7 +259,12 @@ void st_model_free(st_model *m) {
         free(m->ops[i].save_invstd);
         free(m->ops[i].argmax);
         st_conv2d_plan_free(m->ops[i].conv_plan);
+        st_spconv_plan_free(m->ops[i].sp_plan);
     }
+    free(m->chwn_input);
+    free(m->chwn_input_grad);
+    free(m->chwn_logits);
+    free(m->chwn_logits_grad);
     for (int i = 0; i < m->n_acts; i++) {
         free(m->acts[i].value);
         free(m->acts[i].grad);
@@ -280,6 +287,36 @@ static void conv_shape(const st_model *m, const st_op *op, int batch, st_conv2d_
 static void pool_shape(const st_model *m, const st_op *op, int batch, st_pool_shape *s) {
     const st_activation *a = &m->acts[op->in];
     st_pool_shape_init(s, batch, a->channels, a->height, a->width, op->kernel, op->stride);
+}
+
+/* CHWN copies of the images and logits (and their gradients) for sparse execution. */
+static st_status reserve_chwn_buffers(st_model *m) {
+    const size_t in = (size_t)m->capacity * (size_t)act_size(&m->acts[0]);
+    const size_t out = (size_t)m->capacity * (size_t)m->num_classes;
+    free(m->chwn_input), free(m->chwn_input_grad), free(m->chwn_logits), free(m->chwn_logits_grad);
+    m->chwn_input = st_malloc(in * sizeof(float), "sparse execution buffers");
+    m->chwn_input_grad = st_malloc(in * sizeof(float), "sparse execution buffers");
+    m->chwn_logits = st_malloc(out * sizeof(float), "sparse execution buffers");
+    m->chwn_logits_grad = st_malloc(out * sizeof(float), "sparse execution buffers");
+    if (!m->chwn_input || !m->chwn_input_grad || !m->chwn_logits || !m->chwn_logits_grad) return ST_ERR_NOMEM;
+    return ST_OK;
+}
+
+st_status st_model_use_sparse_execution(st_model *m) {
+    if (m->sparse_exec) return ST_OK;
+    for (int i = 0; i < m->n_params; i++) {
+        st_param *p = &m->params[i];
+        if (p->sparse) ST_TRY(st_sparse_weight_pack(p->sparse, &p->grad));
+        if (p->sparse) p->value = p->sparse->values;
+    }
+    for (int i = 0; i < m->n_ops; i++) { /* dense plans are no longer used */
+        st_conv2d_plan_free(m->ops[i].conv_plan);
+        m->ops[i].conv_plan = NULL;
+    }
+    schedule_free(m->schedule); /* rebuilt without blocked layouts */
+    m->schedule = NULL;
+    m->sparse_exec = 1;
+    return m->capacity > 0 ? reserve_chwn_buffers(m) : ST_OK;
 }
 
 st_status st_model_reserve(st_model *m, int capacity) {
@@ -316,7 +353,7 @@ st_status st_model_reserve(st_model *m, int capacity) {
     m->log_probs = st_malloc((size_t)capacity * (size_t)m->num_classes * sizeof(float), "log probabilities");
     if (!m->workspace || !m->log_probs) return ST_ERR_NOMEM;
     m->capacity = capacity;
-    return ST_OK;
+    return m->sparse_exec ? reserve_chwn_buffers(m) : ST_OK;
 }
 
 /* ---------- forward / backward ---------- */
@@ -337,6 +374,8 @@ st_status st_model_reserve(st_model *m, int capacity) {
 typedef enum step_kind { STEP_OP, STEP_BN_ACT, STEP_ADD_ACT } step_kind;
 
 typedef struct model_step {
+    double forward_s, backward_s; /* profiling (m->profile) */
+    int calls;
     step_kind kind;
     int op;          /* STEP_OP: the op; STEP_BN_ACT: the BN op */
     int add, relu;   /* folded ADD / RELU ops, or -1 */
@@ -401,7 +440,8 @@ static st_status plan_layouts(st_model *m, st_model_schedule *sc) {
     }
     for (int a = 0; a < n_acts; a++) sc->group[a] = group_root(sc->group, a);
     const char *env_backend = getenv("ST_CONV2D_BACKEND"), *env_layout = getenv("ST_ACTIVATION_LAYOUT");
-    const int allowed = st_onednn_available() && !(env_backend && strcmp(env_backend, "reference") == 0) &&
+    const int allowed = !m->sparse_exec && st_onednn_available() &&
+                        !(env_backend && strcmp(env_backend, "reference") == 0) &&
                         !(env_layout && strcmp(env_layout, "nchw") == 0);
     for (int a = 0; a < n_acts; a++) sc->may_block[sc->group[a]] = (uint8_t)allowed;
     /* vetoes: the images, the logits, and any other writer or reader */
@@ -557,46 +597,120 @@ static st_status build_schedule(st_model *m) {
     return ST_OK;
 }
 
-static st_bn_act_shape bn_act_shape(const st_model *m, const model_step *st, int batch) {
-    const st_activation *a = &m->acts[st->x];
-    st_bn_act_shape s = {batch, a->channels, a->height * a->width, act_block(m, st->x)};
+/* Shape of activation `a` for the bn_act kernels: CHWN under sparse
+ * execution is one "image" whose channel planes hold H*W*N values. */
+static st_bn_act_shape act_bn_shape(const st_model *m, int a, int batch) {
+    const st_activation *x = &m->acts[a];
+    if (m->sparse_exec) {
+        st_bn_act_shape s = {1, x->channels, x->height * x->width * batch, 1};
+        return s;
+    }
+    st_bn_act_shape s = {batch, x->channels, x->height * x->width, act_block(m, a)};
     return s;
 }
 
-st_status st_model_forward(st_model *m, const float *images, int batch, const float **logits) {
-    ST_TRY(st_model_reserve(m, batch));
-    if (!m->schedule) ST_TRY(build_schedule(m));
-    /* batch-norm scratch for the current thread count (it may have grown since st_model_reserve) */
-    st_bn_act_shape widest = {batch, m->schedule->max_bn_channels, 1, 1};
-    ST_TRY(ensure_workspace(m, 2 * st_bn_act_scratch_doubles(&widest, omp_get_max_threads())));
-    memcpy(m->acts[0].value, images, (size_t)batch * (size_t)act_size(&m->acts[0]) * sizeof(float));
-    const st_model_schedule *sc = m->schedule;
-    for (int k = 0; k < sc->n_steps; k++) {
-        const model_step *st = &sc->steps[k];
+static st_bn_act_shape bn_act_shape(const st_model *m, const model_step *st, int batch) {
+    return act_bn_shape(m, st->x, batch);
+}
+
+/* ---------- sparse execution (CHWN) ---------- */
+
+/* The value buffer an op reads or writes for activation `a`: under sparse
+ * execution the images and logits are used through their CHWN copies. */
+static float *act_value(st_model *m, int a) {
+    if (m->sparse_exec && a == 0) return m->chwn_input;
+    if (m->sparse_exec && a == m->n_acts - 1) return m->chwn_logits;
+    return m->acts[a].value;
+}
+
+static float *act_grad(st_model *m, int a) {
+    if (m->sparse_exec && a == 0) return m->chwn_input_grad;
+    if (m->sparse_exec && a == m->n_acts - 1) return m->chwn_logits_grad;
+    return m->acts[a].grad;
+}
+
+/* The sparse-kernel plan of a conv or linear op for `batch` images. */
+static st_status sparse_plan(st_model *m, st_op *op, int batch, st_spconv_plan **out) {
+    if (!op->sp_plan || st_spconv_plan_geom(op->sp_plan)->batch != batch) {
+        st_spconv_plan_free(op->sp_plan);
+        op->sp_plan = NULL;
+        const st_activation *a = &m->acts[op->in];
+        const st_sparse_weight *w = m->params[op->weight].sparse;
+        st_spconv_geom g;
+        if (op->kind == ST_OP_CONV)
+            st_spconv_geom_init(&g, batch, a->channels, a->height, a->width, m->acts[op->out].channels, op->kernel,
+                                op->stride, op->padding);
+        else
+            st_spconv_geom_init(&g, batch, (int)act_size(a), 1, 1, m->acts[op->out].channels, 1, 1, 0);
+        ST_TRY(st_spconv_plan_create(&g, w->row_ptr, w->col, &op->sp_plan));
+    }
+    *out = op->sp_plan;
+    return ST_OK;
+}
+
+static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
+    const st_activation *in = &m->acts[op->in];
+    st_activation *out = &m->acts[op->out];
+    const float *x = act_value(m, op->in);
+    float *y = act_value(m, op->out);
+    switch (op->kind) {
+    case ST_OP_CONV:
+    case ST_OP_LINEAR: {
+        st_spconv_plan *plan;
+        ST_TRY(sparse_plan(m, op, batch, &plan));
+        st_spconv_forward(plan, x, m->params[op->weight].value, op->bias >= 0 ? m->params[op->bias].value : NULL, y);
+        break;
+    }
+    case ST_OP_MAXPOOL:
+    case ST_OP_AVGPOOL: {
+        st_chwn_pool s;
+        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride);
+        if (op->kind == ST_OP_MAXPOOL) st_chwn_maxpool_forward(&s, x, y, op->argmax);
+        else st_chwn_avgpool_forward(&s, x, y);
+        break;
+    }
+    case ST_OP_GLOBAL_AVGPOOL: st_chwn_global_avgpool_forward(in->channels, in->height * in->width, batch, x, y); break;
+    case ST_OP_FLATTEN: /* CHWN flattens to (C*H*W, N) with PyTorch's feature order */
+        memcpy(y, x, (size_t)batch * (size_t)act_size(out) * sizeof(float));
+        break;
+    case ST_OP_BATCHNORM:
+    case ST_OP_RELU:
+    case ST_OP_ADD: ST_ASSERT(!"scheduled as fused steps"); break;
+    }
+    return ST_OK;
+}
+
+/* One step of the forward walk. */
+static st_status forward_step(st_model *m, const model_step *st, int batch) {
+    {
         st_activation *out = &m->acts[st->out];
         if (st->kind == STEP_BN_ACT) {
             st_op *op = &m->ops[st->op];
             st_bn_act_shape s = bn_act_shape(m, st, batch);
-            const float *x = m->acts[st->x].value, *res = st->residual >= 0 ? m->acts[st->residual].value : NULL;
+            const float *x = act_value(m, st->x), *res = st->residual >= 0 ? act_value(m, st->residual) : NULL;
             const float *gamma = m->params[op->weight].value, *beta = m->params[op->bias].value;
             if (m->training) {
-                st_bn_act_forward_train(&s, x, gamma, beta, res, st->relu >= 0, 0.1f, 1e-5f, out->value,
+                st_bn_act_forward_train(&s, x, gamma, beta, res, st->relu >= 0, 0.1f, 1e-5f, act_value(m, st->out),
                                         op->save_mean, op->save_invstd, m->params[op->running_mean].value,
                                         m->params[op->running_var].value, (double *)m->workspace);
                 op->num_batches_tracked++;
             } else {
                 st_bn_act_forward_eval(&s, x, gamma, beta, m->params[op->running_mean].value,
-                                       m->params[op->running_var].value, 1e-5f, res, st->relu >= 0, out->value,
-                                       (double *)m->workspace);
+                                       m->params[op->running_var].value, 1e-5f, res, st->relu >= 0,
+                                       act_value(m, st->out), (double *)m->workspace);
             }
-            continue;
+            return ST_OK;
         }
         if (st->kind == STEP_ADD_ACT) {
-            const float *b = st->residual >= 0 ? m->acts[st->residual].value : NULL;
-            st_add_act_forward((int64_t)batch * act_size(out), m->acts[st->x].value, b, st->relu >= 0, out->value);
-            continue;
+            const float *b = st->residual >= 0 ? act_value(m, st->residual) : NULL;
+            st_add_act_forward((int64_t)batch * act_size(out), act_value(m, st->x), b, st->relu >= 0,
+                               act_value(m, st->out));
+            return ST_OK;
         }
         st_op *op = &m->ops[st->op];
+        if (m->sparse_exec) {
+            return sparse_forward_op(m, op, batch);
+        }
         const st_activation *in = &m->acts[op->in];
         int64_t n_out = (int64_t)batch * act_size(out);
         switch (op->kind) {
@@ -634,6 +748,29 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
         case ST_OP_ADD: ST_ASSERT(!"scheduled as fused steps"); break;
         }
     }
+    return ST_OK;
+}
+
+st_status st_model_forward(st_model *m, const float *images, int batch, const float **logits) {
+    ST_TRY(st_model_reserve(m, batch));
+    if (!m->schedule) ST_TRY(build_schedule(m));
+    /* batch-norm scratch for the current thread count (it may have grown since st_model_reserve) */
+    st_bn_act_shape widest = {batch, m->schedule->max_bn_channels, 1, 1};
+    ST_TRY(ensure_workspace(m, 2 * st_bn_act_scratch_doubles(&widest, omp_get_max_threads())));
+    memcpy(m->acts[0].value, images, (size_t)batch * (size_t)act_size(&m->acts[0]) * sizeof(float));
+    if (m->sparse_exec)
+        st_nchw_to_chwn(images, batch, m->acts[0].channels, m->acts[0].height * m->acts[0].width, m->chwn_input);
+    const st_model_schedule *sc = m->schedule;
+    for (int k = 0; k < sc->n_steps; k++) {
+        const double t0 = m->profile ? omp_get_wtime() : 0.0;
+        ST_TRY(forward_step(m, &sc->steps[k], batch));
+        if (m->profile) {
+            sc->steps[k].forward_s += omp_get_wtime() - t0;
+            sc->steps[k].calls++;
+        }
+    }
+    if (m->sparse_exec)
+        st_chwn_to_nchw(m->chwn_logits, batch, m->num_classes, 1, m->acts[m->n_acts - 1].value, 0);
     *logits = m->acts[m->n_acts - 1].value;
     return ST_OK;
 }
@@ -645,7 +782,7 @@ double st_model_loss(st_model *m, const int32_t *labels, int batch, int *correct
 
 void st_model_zero_grad(st_model *m) {
     for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].grad) memset(m->params[i].grad, 0, (size_t)m->params[i].numel * sizeof(float));
+        if (m->params[i].grad) memset(m->params[i].grad, 0, (size_t)st_param_stored(&m->params[i]) * sizeof(float));
 }
 
 /* Gradient buffer of activation `a` for a writer that can overwrite:
@@ -655,7 +792,7 @@ static float *grad_for_write(st_model *m, int a, int *accumulate) {
     if (a == 0) return NULL;
     *accumulate = m->schedule->grad_written[a];
     m->schedule->grad_written[a] = 1;
-    return m->acts[a].grad;
+    return act_grad(m, a);
 }
 
 /* Gradient buffer for a layer function that always adds: zeroed on first use. */
@@ -669,10 +806,54 @@ static float *grad_for_add(st_model *m, int a, int batch) {
 /* Gradient of a step's output, read by its backward: zeros if nobody wrote it. */
 static const float *grad_for_read(st_model *m, int a, int batch) {
     if (!m->schedule->grad_written[a]) {
-        memset(m->acts[a].grad, 0, (size_t)batch * (size_t)act_size(&m->acts[a]) * sizeof(float));
+        memset(act_grad(m, a), 0, (size_t)batch * (size_t)act_size(&m->acts[a]) * sizeof(float));
         m->schedule->grad_written[a] = 1;
     }
-    return m->acts[a].grad;
+    return act_grad(m, a);
+}
+
+static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batch) {
+    const st_activation *in = &m->acts[op->in];
+    const float *x = act_value(m, op->in);
+    switch (op->kind) {
+    case ST_OP_CONV:
+    case ST_OP_LINEAR: {
+        /* forward built the plan for this batch size */
+        ST_ASSERT(op->sp_plan && st_spconv_plan_geom(op->sp_plan)->batch == batch);
+        st_param *w = &m->params[op->weight];
+        st_spconv_backward_weight(op->sp_plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+        int acc = 0;
+        float *dx = grad_for_write(m, op->in, &acc);
+        if (dx) st_spconv_backward_data(op->sp_plan, dy, w->value, dx, acc);
+        break;
+    }
+    case ST_OP_MAXPOOL:
+    case ST_OP_AVGPOOL: {
+        int acc = 0;
+        float *dx = grad_for_write(m, op->in, &acc);
+        if (!dx) break;
+        st_chwn_pool s;
+        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride);
+        if (op->kind == ST_OP_MAXPOOL) st_chwn_maxpool_backward(&s, op->argmax, dy, dx, acc);
+        else st_chwn_avgpool_backward(&s, dy, dx, acc);
+        break;
+    }
+    case ST_OP_GLOBAL_AVGPOOL: {
+        int acc = 0;
+        float *dx = grad_for_write(m, op->in, &acc);
+        if (dx) st_chwn_global_avgpool_backward(in->channels, in->height * in->width, batch, dy, dx, acc);
+        break;
+    }
+    case ST_OP_FLATTEN: {
+        int acc = 0;
+        float *dx = grad_for_write(m, op->in, &acc);
+        if (dx) st_add_act_backward((int64_t)batch * act_size(&m->acts[op->out]), NULL, 0, dy, dx, acc, NULL, 0);
+        break;
+    }
+    case ST_OP_BATCHNORM:
+    case ST_OP_RELU:
+    case ST_OP_ADD: ST_ASSERT(!"scheduled as fused steps"); break;
+    }
 }
 
 static void backward_step(st_model *m, const model_step *st, int batch) {
@@ -685,7 +866,7 @@ static void backward_step(st_model *m, const model_step *st, int batch) {
         int dx_acc = 0, dres_acc = 0;
         float *dx = grad_for_write(m, st->x, &dx_acc);
         float *dres = st->residual >= 0 ? grad_for_write(m, st->residual, &dres_acc) : NULL;
-        st_bn_act_backward(&s, m->acts[st->x].value, out->value, st->relu >= 0, dy, m->params[op->weight].value,
+        st_bn_act_backward(&s, act_value(m, st->x), act_value(m, st->out), st->relu >= 0, dy, m->params[op->weight].value,
                            op->save_mean, op->save_invstd, dx, dx_acc, dres, dres_acc, m->params[op->weight].grad,
                            m->params[op->bias].grad, (double *)m->workspace);
         return;
@@ -693,16 +874,21 @@ static void backward_step(st_model *m, const model_step *st, int batch) {
     if (st->kind == STEP_ADD_ACT) {
         int da_acc = 0, db_acc = 0;
         float *da = grad_for_write(m, st->x, &da_acc);
+        const float *y = act_value(m, st->out);
         if (st->residual == st->x) { /* y = x + x: two contributions to one buffer */
-            st_add_act_backward(n_out, out->value, st->relu >= 0, dy, da, da_acc, NULL, 0);
-            if (da) st_add_act_backward(n_out, out->value, st->relu >= 0, dy, da, 1, NULL, 0);
+            st_add_act_backward(n_out, y, st->relu >= 0, dy, da, da_acc, NULL, 0);
+            if (da) st_add_act_backward(n_out, y, st->relu >= 0, dy, da, 1, NULL, 0);
             return;
         }
         float *db = st->residual >= 0 ? grad_for_write(m, st->residual, &db_acc) : NULL;
-        st_add_act_backward(n_out, out->value, st->relu >= 0, dy, da, da_acc, db, db_acc);
+        st_add_act_backward(n_out, y, st->relu >= 0, dy, da, da_acc, db, db_acc);
         return;
     }
     st_op *op = &m->ops[st->op];
+    if (m->sparse_exec) {
+        sparse_backward_op(m, op, dy, batch);
+        return;
+    }
     st_activation *in = &m->acts[op->in];
     switch (op->kind) {
     case ST_OP_CONV: {
@@ -762,9 +948,17 @@ st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, 
     memset(sc->grad_written, 0, (size_t)m->n_acts);
     int logits = m->n_acts - 1;
     st_log_softmax_nll_backward(batch, m->num_classes, m->log_probs, labels, m->acts[logits].grad);
+    if (m->sparse_exec) st_nchw_to_chwn(m->acts[logits].grad, batch, m->num_classes, 1, m->chwn_logits_grad);
     sc->grad_written[logits] = 1;
     st_model_zero_grad(m);
-    for (int k = sc->n_steps - 1; k >= 0; k--) backward_step(m, &sc->steps[k], batch);
+    for (int k = sc->n_steps - 1; k >= 0; k--) {
+        const double t0 = m->profile ? omp_get_wtime() : 0.0;
+        backward_step(m, &sc->steps[k], batch);
+        if (m->profile) sc->steps[k].backward_s += omp_get_wtime() - t0;
+    }
+    if (m->sparse_exec && sc->grad_written[0]) /* the images' gradient, when one was asked for */
+        st_chwn_to_nchw(m->chwn_input_grad, batch, m->acts[0].channels, m->acts[0].height * m->acts[0].width,
+                        m->acts[0].grad, 0);
     return ST_OK;
 }
 
@@ -779,4 +973,55 @@ int st_model_find_param(const st_model *m, const char *name) {
     for (int i = 0; i < m->n_params; i++)
         if (strcmp(m->params[i].name, name) == 0) return i;
     return -1;
+}
+
+/* ---------- profiling ---------- */
+
+int st_model_step_count(const st_model *m) { return m->schedule ? m->schedule->n_steps : 0; }
+
+void st_model_profile_reset(st_model *m) {
+    for (int k = 0; k < st_model_step_count(m); k++) {
+        m->schedule->steps[k].forward_s = m->schedule->steps[k].backward_s = 0.0;
+        m->schedule->steps[k].calls = 0;
+    }
+}
+
+static const char *op_kind_name(st_op_kind kind) {
+    switch (kind) {
+    case ST_OP_CONV: return "conv";
+    case ST_OP_LINEAR: return "linear";
+    case ST_OP_BATCHNORM: return "bn";
+    case ST_OP_RELU: return "relu";
+    case ST_OP_MAXPOOL: return "maxpool";
+    case ST_OP_AVGPOOL: return "avgpool";
+    case ST_OP_GLOBAL_AVGPOOL: return "global_avgpool";
+    case ST_OP_ADD: return "add";
+    case ST_OP_FLATTEN: return "flatten";
+    }
+    return "?";
+}
+
+void st_model_step_profile(const st_model *m, int k, st_step_profile *out) {
+    memset(out, 0, sizeof *out);
+    const model_step *st = &m->schedule->steps[k];
+    const st_op *op = &m->ops[st->op];
+    out->forward_s = st->forward_s;
+    out->backward_s = st->backward_s;
+    out->calls = st->calls;
+    if (st->kind == STEP_OP) {
+        snprintf(out->kind, sizeof out->kind, "%s", op_kind_name(op->kind));
+        if (op->weight >= 0) {
+            const st_param *w = &m->params[op->weight];
+            const st_activation *y = &m->acts[op->out];
+            snprintf(out->name, sizeof out->name, "%s", w->name);
+            out->numel = w->numel;
+            out->kept = w->sparse ? w->sparse->kept : w->numel;
+            out->macs = (double)out->kept * y->height * y->width;
+        }
+        return;
+    }
+    snprintf(out->kind, sizeof out->kind, "%s%s%s", st->kind == STEP_BN_ACT ? "bn" : "",
+             st->add >= 0 ? (st->kind == STEP_BN_ACT ? "+add" : "add") : "",
+             st->relu >= 0 ? (st->kind == STEP_BN_ACT || st->add >= 0 ? "+relu" : "relu") : "");
+    if (st->kind == STEP_BN_ACT) snprintf(out->name, sizeof out->name, "%s", op->bn_name);
 }

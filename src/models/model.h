@@ -49,6 +49,7 @@ typedef struct st_op {
     float *save_mean, *save_invstd; /* BN (channels) */
     int32_t *argmax;           /* MAXPOOL (capacity * out size) */
     st_conv2d_plan *conv_plan; /* CONV: backend prepared for the last batch size seen */
+    struct st_spconv_plan *sp_plan; /* CONV/LINEAR under sparse execution, for the last batch size */
 } st_op;
 
 /* Activation buffers belong to the forward/backward walk: between convolutions
@@ -78,7 +79,37 @@ typedef struct st_model {
     size_t workspace_floats;
     float *log_probs;            /* capacity * classes */
     st_model_schedule *schedule; /* built on the first forward pass */
+    /* Sparse execution (st_model_use_sparse_execution): prunable weights are
+     * packed (CSR, kept values only) and every activation between the input
+     * and the logits is held batch-innermost (CHWN, kernels/sparse_conv.h).
+     * The images and the logits stay plain; these buffers hold their CHWN
+     * forms (capacity-sized). */
+    int sparse_exec;
+    float *chwn_input, *chwn_input_grad, *chwn_logits, *chwn_logits_grad;
+    int profile; /* 1: accumulate the time of every step of the walk (st_model_step_profile) */
 } st_model;
+
+/* Per-step timing of the forward / backward walk (with m->profile set).
+ * A step is one layer or one fused group (conv; bn+add+relu; ...). */
+typedef struct st_step_profile {
+    char kind[24];            /* "conv", "linear", "bn+relu", "bn+add+relu", "add+relu", "maxpool", ... */
+    char name[ST_NAME_MAX];   /* parameter or BN name when the step has one */
+    double forward_s, backward_s; /* accumulated since st_model_profile_reset */
+    int calls;                /* forward passes timed */
+    int64_t kept, numel;      /* conv / linear: weights kept / dense */
+    double macs;              /* conv / linear: kept multiply-adds per image (forward) */
+} st_step_profile;
+
+/* Number of steps (0 before the first forward pass). */
+int st_model_step_count(const st_model *m);
+void st_model_step_profile(const st_model *m, int step, st_step_profile *out);
+void st_model_profile_reset(st_model *m);
+
+/* Floats held in a parameter's value / grad / optimiser-state arrays: its
+ * kept count for a packed weight, else numel. */
+static inline int64_t st_param_stored(const st_param *p) {
+    return p->sparse ? st_sparse_weight_stored(p->sparse) : p->numel;
+}
 
 /* Builds a model by name (SPEC section 2): cifar_resnet_N[_W], vgg11/13/16/19,
  * lenet5, lenet300-100. Parameters are allocated but not initialised. */
@@ -99,6 +130,12 @@ int st_model_add_avgpool(st_model *m, int in, int kernel, int stride);
 int st_model_add_global_avgpool(st_model *m, int in);
 int st_model_add_add(st_model *m, int a, int b);
 int st_model_add_flatten(st_model *m, int in);
+
+/* Switches to sparse execution: packs every prunable weight (and its
+ * gradient) and runs convolutions and linear layers with the direct sparse
+ * kernels on CHWN activations. Call after masks and weights are final and
+ * before creating an optimiser; it cannot be undone. */
+st_status st_model_use_sparse_execution(st_model *m);
 
 /* Prepares activation buffers for batches of up to `capacity` images. */
 st_status st_model_reserve(st_model *m, int capacity);

@@ -32,11 +32,11 @@ st_status st_optimizer_create(st_optimizer *o, const st_model *m, st_optimizer_k
         const st_param *p = &m->params[i];
         if (p->is_buffer) continue;
         if (kind == ST_OPTIMIZER_ADAM || momentum != 0) {
-            o->state1[i] = st_calloc((size_t)p->numel, sizeof(float), "optimizer state");
+            o->state1[i] = st_calloc((size_t)st_param_stored(p), sizeof(float), "optimizer state");
             if (!o->state1[i]) return ST_ERR_NOMEM;
         }
         if (kind == ST_OPTIMIZER_ADAM) {
-            o->state2[i] = st_calloc((size_t)p->numel, sizeof(float), "optimizer state");
+            o->state2[i] = st_calloc((size_t)st_param_stored(p), sizeof(float), "optimizer state");
             if (!o->state2[i]) return ST_ERR_NOMEM;
         }
     }
@@ -95,10 +95,10 @@ void st_optimizer_step(st_optimizer *o, st_model *m, double lr) {
         st_param *p = &m->params[i];
         if (p->is_buffer) continue;
         if (o->kind == ST_OPTIMIZER_SGD)
-            sgd_update(p->numel, p->value, p->grad, o->state1[i], (float)lr, (float)o->weight_decay,
+            sgd_update(st_param_stored(p), p->value, p->grad, o->state1[i], (float)lr, (float)o->weight_decay,
                        (float)o->momentum, o->nesterov);
         else
-            adam_update(p->numel, p->value, p->grad, o->state1[i], o->state2[i], (float)o->weight_decay,
+            adam_update(st_param_stored(p), p->value, p->grad, o->state1[i], o->state2[i], (float)o->weight_decay,
                         (float)o->beta1, (float)o->beta2, (float)o->eps, lr / bc1, sqrt(bc2));
         if (p->sparse) {
             /* The gradient is already masked; re-applying the mask keeps the

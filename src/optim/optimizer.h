@@ -18,6 +18,8 @@ typedef struct st_optimizer {
     double beta1, beta2, eps; /* Adam: 0.9, 0.999, 1e-8 */
     int64_t steps;        /* optimiser steps taken */
     int n_params;
+    /* per param, in the parameter's stored form (st_param_stored floats: only
+     * the kept positions of a packed weight) */
     float **state1;       /* per param: SGD momentum_buffer / Adam exp_avg (NULL for buffers) */
     float **state2;       /* per param: Adam exp_avg_sq (NULL otherwise) */
 } st_optimizer;

@@ -4,6 +4,7 @@
 #include "sparse/sparse_weight.h"
 
 #include <cblas.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +25,84 @@ void st_sparse_weight_release(st_sparse_weight *w) {
     if (!w) return;
     free(w->values);
     free(w->mask);
+    free(w->row_ptr);
+    free(w->col);
     memset(w, 0, sizeof *w);
 }
 
+st_status st_sparse_weight_pack(st_sparse_weight *w, float **grad) {
+    if (w->packed) return ST_OK;
+    const int64_t n = st_sparse_weight_numel(w);
+    int64_t kept = 0;
+    for (int64_t k = 0; k < n; k++) kept += !w->mask || w->mask[k];
+    if (w->cols > INT32_MAX) return st_fail(ST_ERR_ARGUMENT, "weight rows of %lld columns are too long to pack", (long long)w->cols);
+    int64_t *row_ptr = st_malloc(sizeof(int64_t) * ((size_t)w->rows + 1), "packed weight");
+    int32_t *col = st_malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1), "packed weight");
+    float *values = st_malloc(sizeof(float) * (size_t)(kept ? kept : 1), "packed weight");
+    float *g = grad ? st_calloc((size_t)(kept ? kept : 1), sizeof(float), "packed weight gradient") : NULL;
+    if (!row_ptr || !col || !values || (grad && !g)) {
+        free(row_ptr), free(col), free(values), free(g);
+        return ST_ERR_NOMEM;
+    }
+    int64_t e = 0;
+    for (int r = 0; r < w->rows; r++) {
+        row_ptr[r] = e;
+        for (int64_t c = 0; c < w->cols; c++) {
+            const int64_t k = (int64_t)r * w->cols + c;
+            if (w->mask && !w->mask[k]) continue;
+            col[e] = (int32_t)c;
+            values[e++] = w->values[k];
+        }
+    }
+    row_ptr[w->rows] = e;
+    free(w->values);
+    free(w->mask);
+    w->values = values;
+    w->mask = NULL;
+    w->row_ptr = row_ptr;
+    w->col = col;
+    w->kept = kept;
+    w->packed = 1;
+    if (grad) {
+        free(*grad);
+        *grad = g;
+    }
+    return ST_OK;
+}
+
+void st_sparse_weight_scatter(const st_sparse_weight *w, const float *stored, float *dense) {
+    if (!w->packed) {
+        memcpy(dense, stored, sizeof(float) * (size_t)st_sparse_weight_numel(w));
+        return;
+    }
+    memset(dense, 0, sizeof(float) * (size_t)st_sparse_weight_numel(w));
+    for (int r = 0; r < w->rows; r++)
+        for (int64_t e = w->row_ptr[r]; e < w->row_ptr[r + 1]; e++) dense[(int64_t)r * w->cols + w->col[e]] = stored[e];
+}
+
+void st_sparse_weight_gather(const st_sparse_weight *w, const float *dense, float *stored) {
+    if (!w->packed) {
+        memcpy(stored, dense, sizeof(float) * (size_t)st_sparse_weight_numel(w));
+        st_sparse_weight_apply_mask(w, stored);
+        return;
+    }
+    for (int r = 0; r < w->rows; r++)
+        for (int64_t e = w->row_ptr[r]; e < w->row_ptr[r + 1]; e++) stored[e] = dense[(int64_t)r * w->cols + w->col[e]];
+}
+
+void st_sparse_weight_mask_dense(const st_sparse_weight *w, uint8_t *mask) {
+    const int64_t n = st_sparse_weight_numel(w);
+    if (!w->packed) {
+        for (int64_t k = 0; k < n; k++) mask[k] = w->mask ? w->mask[k] : 1;
+        return;
+    }
+    memset(mask, 0, (size_t)n);
+    for (int r = 0; r < w->rows; r++)
+        for (int64_t e = w->row_ptr[r]; e < w->row_ptr[r + 1]; e++) mask[(int64_t)r * w->cols + w->col[e]] = 1;
+}
+
 st_status st_sparse_weight_set_mask(st_sparse_weight *w, const uint8_t *mask) {
+    if (w->packed) return st_fail(ST_ERR_ARGUMENT, "cannot change the mask of a packed weight");
     int64_t n = st_sparse_weight_numel(w);
     if (!w->mask) {
         w->mask = st_malloc((size_t)n, "weight mask");

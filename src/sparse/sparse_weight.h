@@ -1,8 +1,13 @@
 /* st_sparse_weight: the only way layers reach a prunable weight.
- * It owns the values and the mask, and performs the three products a layer
- * needs (forward, input gradient, weight gradient at kept positions).
- * Today it stores dense values with masked entries held at exactly 0.0; a
- * compressed representation can replace the internals without touching layers. */
+ * It has two forms:
+ *  - dense: values (rows, cols) with a mask whose masked entries are held at
+ *    exactly 0.0 (initialisation, mask sampling, saliency, dense execution);
+ *  - packed: CSR over rows holding only the kept values (row_ptr, col,
+ *    values[kept]); no dense array exists. Sparse execution (model.c, the
+ *    direct sparse kernels) uses this form, and so do the parameter's
+ *    gradient and optimiser state, which are then `kept` floats long.
+ * st_sparse_weight_pack converts once; scatter / gather convert any array
+ * between the stored form and the dense (rows, cols) form (checkpoints). */
 #ifndef ST_SPARSE_WEIGHT_H
 #define ST_SPARSE_WEIGHT_H
 
@@ -16,6 +21,9 @@ typedef struct st_sparse_weight {
     float *values;     /* (rows, cols) row-major; masked entries are exactly 0 */
     uint8_t *mask;     /* (rows, cols), 1 = kept; NULL while the weight is dense */
     int64_t kept;      /* number of kept entries (rows*cols when dense) */
+    int packed;        /* 1: values hold the `kept` values in CSR order */
+    int64_t *row_ptr;  /* packed: rows + 1 */
+    int32_t *col;      /* packed: kept column indices, increasing within a row */
 } st_sparse_weight;
 
 st_status st_sparse_weight_init(st_sparse_weight *w, int rows, int64_t cols);
@@ -23,10 +31,24 @@ void st_sparse_weight_release(st_sparse_weight *w);
 static inline int64_t st_sparse_weight_numel(const st_sparse_weight *w) { return (int64_t)w->rows * w->cols; }
 static inline int st_sparse_weight_is_masked(const st_sparse_weight *w) { return w->mask != 0; }
 
+/* Floats in an array of the stored form (values, gradient, optimiser state). */
+static inline int64_t st_sparse_weight_stored(const st_sparse_weight *w) {
+    return w->packed ? w->kept : (int64_t)w->rows * w->cols;
+}
+/* Converts to the packed form; *grad (a dense gradient buffer of the weight,
+ * may be NULL) is replaced by a zeroed `kept`-float buffer. */
+st_status st_sparse_weight_pack(st_sparse_weight *w, float **grad);
+/* dense (rows, cols) <- stored form, zeros at masked positions */
+void st_sparse_weight_scatter(const st_sparse_weight *w, const float *stored, float *dense);
+/* stored form <- dense (rows, cols) (values at masked positions are dropped) */
+void st_sparse_weight_gather(const st_sparse_weight *w, const float *dense, float *stored);
+/* The mask as a dense (rows, cols) array of 0/1. */
+void st_sparse_weight_mask_dense(const st_sparse_weight *w, uint8_t *mask);
+
 /* Installs a copy of `mask` (1 = kept) and zeroes the masked values. */
 st_status st_sparse_weight_set_mask(st_sparse_weight *w, const uint8_t *mask);
 /* Zeroes the masked positions of an array shaped like the weight (values,
- * gradient, optimiser state). No-op for a dense weight. */
+ * gradient, optimiser state). No-op for a dense or packed weight. */
 void st_sparse_weight_apply_mask(const st_sparse_weight *w, float *array);
 
 /* Dense execution, for layers that hand the weight to a dense backend

@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "kernels/isa.h"
+#include "models/execution.h"
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -59,6 +62,11 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         s = st_model_sample_masks(m, dens, ST_MASK_BERNOULLI, c->seed);
     if (s == ST_OK) {
         st_model_init_weights(m, c->seed, ST_INIT_PLAIN, c->density, NULL);
+        st_exec_policy policy;
+        s = st_exec_policy_parse(c->execution[0] ? c->execution : "auto", &policy);
+        if (s == ST_OK) s = st_model_apply_execution(m, policy);
+    }
+    if (s == ST_OK) {
         st_rng rng;
         st_rng_seed(&rng, c->seed, 99);
         for (size_t i = 0; i < image * (size_t)c->batch_size; i++) images[i] = (float)st_rng_normal(&rng);
@@ -66,6 +74,10 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         s = st_optimizer_create(&opt, m, ST_OPTIMIZER_SGD, 0.9, 1, 5e-4);
     }
     for (int it = 0; s == ST_OK && it < c->warmup + c->steps; it++) {
+        if (it == c->warmup) { /* per-step timing over the timed steps only */
+            m->profile = 1;
+            st_model_profile_reset(m);
+        }
         const float *logits;
         double loss, t0 = now_ms();
         int ok;
@@ -95,15 +107,40 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
                          st_conv2d_plan_implementation(m->ops[i].conv_plan, 0));
                 break;
             }
-        r->layers = calloc((size_t)n, sizeof *r->layers);
+        const int n_steps = st_model_step_count(m);
+        r->layers = calloc((size_t)n_steps + 1, sizeof *r->layers);
         if (!r->layers) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
-        for (int l = 0; s == ST_OK && l < n; l++) {
-            const st_param *p = &m->params[ids[l]];
-            snprintf(r->layers[l].name, sizeof r->layers[l].name, "%s", p->name);
-            r->layers[l].numel = p->numel;
-            r->layers[l].kept = p->sparse ? p->sparse->kept : p->numel;
+        double macs = 0.0;
+        for (int k = 0; s == ST_OK && k < n_steps; k++) {
+            st_step_profile sp;
+            st_model_step_profile(m, k, &sp);
+            st_bench_layer *l = &r->layers[k];
+            snprintf(l->kind, sizeof l->kind, "%s", sp.kind);
+            snprintf(l->name, sizeof l->name, "%s", sp.name);
+            l->kept = sp.kept;
+            l->numel = sp.numel;
+            l->forward_ms = 1e3 * sp.forward_s / c->steps;
+            l->backward_ms = 1e3 * sp.backward_s / c->steps;
+            const double t = l->forward_ms + l->backward_ms;
+            l->gflops = t > 0 ? 3.0 * 2.0 * sp.macs * c->batch_size / (t * 1e6) : 0.0;
+            macs += sp.macs;
         }
-        if (s == ST_OK) r->n_layers = n;
+        if (s == ST_OK) r->n_layers = n_steps;
+        r->train_gflop = 3.0 * 2.0 * macs * c->batch_size / 1e9;
+        r->useful_gflops = r->train_gflop / (r->step_ms / 1e3);
+        for (int i = 0; i < m->n_params; i++) {
+            const st_param *p = &m->params[i];
+            const int64_t per = p->is_buffer ? 1 : 3; /* value, gradient, momentum */
+            r->param_bytes += per * st_param_stored(p) * (int64_t)sizeof(float);
+            r->dense_param_bytes += per * p->numel * (int64_t)sizeof(float);
+            if (p->sparse && p->sparse->packed) /* the index arrays */
+                r->param_bytes += (int64_t)sizeof(int32_t) * p->sparse->kept +
+                                  (int64_t)sizeof(int64_t) * (p->sparse->rows + 1);
+        }
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0) r->peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
+        snprintf(r->execution, sizeof r->execution, "%s", m->sparse_exec ? "sparse" : "dense");
+        snprintf(r->isa, sizeof r->isa, "%s", st_isa_name(st_isa_current()));
     }
     st_optimizer_free(&opt);
     free(shapes);

@@ -15,20 +15,32 @@ typedef struct st_bench_config {
     int channels, height, width, classes;
     int warmup, steps;     /* warm-up steps, timed steps */
     uint64_t seed;
+    char execution[16];    /* auto, sparse or dense (models/execution.h) */
 } st_bench_config;
 
+/* One step of the walk (a layer or a fused group), timed per training step. */
 typedef struct st_bench_layer {
-    char name[96];       /* PyTorch parameter name of the prunable weight */
-    int64_t kept, numel;
+    char kind[24];        /* conv, linear, bn+relu, bn+add+relu, ... */
+    char name[96];        /* parameter / BN name ("" for parameter-free steps) */
+    int64_t kept, numel;  /* conv / linear weights */
+    double forward_ms, backward_ms; /* mean per training step */
+    double gflops;        /* conv / linear: useful GFLOP/s of forward + backward (kept weights only) */
 } st_bench_layer;
 
 typedef struct st_bench_result {
     double forward_ms, backward_ms, step_ms; /* medians over the timed steps */
     double images_per_s;                     /* full training step */
     int64_t kept, total;                     /* prunable weights */
+    double useful_gflops;                    /* kept-weight FLOPs of a training step / step time */
+    double train_gflop;                      /* kept-weight GFLOP of one training step (fwd + bwd = 3x fwd) */
+    int64_t param_bytes;                     /* weights + gradients + optimiser state as stored */
+    int64_t dense_param_bytes;               /* the same for dense storage of every weight */
+    int64_t peak_rss_bytes;                  /* peak resident memory of the process */
+    char execution[16];                      /* "sparse" or "dense" */
+    char isa[16];                            /* kernels' instruction set */
     int threads;                             /* OpenMP threads used */
     char conv_implementation[64];            /* backend of the model's first convolution, e.g. "jit:avx512_core" */
-    st_bench_layer *layers;                  /* per prunable layer, parameter order (owned) */
+    st_bench_layer *layers;                  /* per step of the walk, forward order (owned) */
     int n_layers;
 } st_bench_result;
 

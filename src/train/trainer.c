@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "models/execution.h"
 #include "data/dataset.h"
 #include "io/checkpoint.h"
 #include "models/init.h"
@@ -42,6 +43,7 @@ void st_train_config_defaults(st_train_config *c) {
     /* exact: each layer keeps exactly round(d_l n_l) weights, so layer-wise
      * ratios and the overall density are what was asked (docs/DISTRIBUTIONS.md) */
     snprintf(c->mask_sampling, sizeof c->mask_sampling, "exact");
+    snprintf(c->execution, sizeof c->execution, "auto");
     c->augment = -1;
     c->progress = -1;
 }
@@ -218,6 +220,14 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
     free(densities);
     free(by_param);
     if (s != ST_OK) return s;
+    if (resume_file) ST_TRY(st_checkpoint_load_model(resume_file, c->resume, m, ""));
+    /* masks and weights are final: choose dense or sparse execution (packs the weights) */
+    st_exec_policy policy;
+    ST_TRY(st_exec_policy_parse(c->execution, &policy));
+    ST_TRY(st_model_apply_execution(m, policy));
+    if (!c->quiet && c->sparse)
+        printf("execution: %s (FLOP-weighted density %.4f; --execution %s)\n", m->sparse_exec ? "sparse" : "dense",
+               st_model_flop_density(m), c->execution);
     ST_TRY(st_optimizer_create(&r->opt, m, strcmp(c->optimizer, "adam") == 0 ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD,
                                c->momentum, strcmp(c->optimizer, "sgd") == 0, c->l2));
     for (int i = 0; i < m->n_ops; i++) r->n_bn += m->ops[i].kind == ST_OP_BATCHNORM;
@@ -226,26 +236,27 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
         r->best_tracked = st_calloc((size_t)r->n_bn + 1, sizeof(int64_t), "best weights");
         if (!r->best || !r->best_tracked) return ST_ERR_NOMEM;
         for (int i = 0; i < m->n_params; i++) {
-            r->best[i] = st_calloc((size_t)m->params[i].numel, sizeof(float), "best weights");
+            r->best[i] = st_calloc((size_t)st_param_stored(&m->params[i]), sizeof(float), "best weights");
             if (!r->best[i]) return ST_ERR_NOMEM;
         }
     }
     r->info.best_val_acc = -1;
     r->info.best_epoch = -1;
     if (resume_file) {
-        ST_TRY(st_checkpoint_load_model(resume_file, c->resume, m, ""));
         ST_TRY(st_checkpoint_load_optimizer(resume_file, c->resume, m, &r->opt));
         ST_TRY(st_checkpoint_read_info(resume_file, c->resume, &r->info));
         r->info.args_json = NULL;
         r->info.data = NULL;
         if (r->best && r->info.best_epoch >= 0) {
-            /* Load the best copy through the model, then put the current weights back. */
+            /* Load the best copy through a dense model, then keep it in the stored form. */
             st_model *tmp;
             ST_TRY(st_model_create(c->model, m->num_classes, m->in_channels, m->in_height, m->in_width, &tmp));
             st_status ls = st_checkpoint_load_model(resume_file, c->resume, tmp, "best.");
             if (ls == ST_OK) {
-                for (int i = 0; i < m->n_params; i++)
-                    memcpy(r->best[i], tmp->params[i].value, (size_t)m->params[i].numel * sizeof(float));
+                for (int i = 0; i < m->n_params; i++) {
+                    if (m->params[i].sparse) st_sparse_weight_gather(m->params[i].sparse, tmp->params[i].value, r->best[i]);
+                    else memcpy(r->best[i], tmp->params[i].value, (size_t)m->params[i].numel * sizeof(float));
+                }
                 for (int i = 0, k = 0; i < tmp->n_ops; i++)
                     if (tmp->ops[i].kind == ST_OP_BATCHNORM) r->best_tracked[k++] = tmp->ops[i].num_batches_tracked;
             }
@@ -259,7 +270,7 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
 static void remember_best(run *r) {
     st_model *m = r->model;
     for (int i = 0; i < m->n_params; i++)
-        memcpy(r->best[i], m->params[i].value, (size_t)m->params[i].numel * sizeof(float));
+        memcpy(r->best[i], m->params[i].value, (size_t)st_param_stored(&m->params[i]) * sizeof(float));
     for (int i = 0, k = 0; i < m->n_ops; i++)
         if (m->ops[i].kind == ST_OP_BATCHNORM) r->best_tracked[k++] = m->ops[i].num_batches_tracked;
 }

@@ -1,0 +1,39 @@
+/* Dense vs sparse execution choice (see execution.h). */
+#include "models/execution.h"
+
+#include <string.h>
+
+#include "core/status.h"
+
+st_status st_exec_policy_parse(const char *name, st_exec_policy *out) {
+    if (strcmp(name, "auto") == 0) *out = ST_EXEC_AUTO;
+    else if (strcmp(name, "sparse") == 0) *out = ST_EXEC_SPARSE;
+    else if (strcmp(name, "dense") == 0) *out = ST_EXEC_DENSE;
+    else return st_fail(ST_ERR_ARGUMENT, "--execution '%s' is unknown (" ST_EXEC_POLICY_NAMES ")", name);
+    return ST_OK;
+}
+
+double st_model_flop_density(const st_model *m) {
+    double kept = 0.0, dense = 0.0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        if ((op->kind != ST_OP_CONV && op->kind != ST_OP_LINEAR) || op->weight < 0) continue;
+        const st_activation *out = &m->acts[op->out];
+        const double pixels = (double)out->height * out->width;
+        const st_param *w = &m->params[op->weight];
+        dense += pixels * (double)w->numel;
+        kept += pixels * (double)(w->sparse ? w->sparse->kept : w->numel);
+    }
+    return dense > 0.0 ? kept / dense : 1.0;
+}
+
+int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy) {
+    if (policy == ST_EXEC_SPARSE) return 1;
+    if (policy == ST_EXEC_DENSE) return 0;
+    return st_model_flop_density(m) <= ST_SPARSE_EXEC_CROSSOVER;
+}
+
+st_status st_model_apply_execution(st_model *m, st_exec_policy policy) {
+    if (!st_model_wants_sparse_execution(m, policy)) return ST_OK;
+    return st_model_use_sparse_execution(m);
+}

@@ -1,0 +1,37 @@
+/* Choice between dense and sparse execution of a model (--execution).
+ *
+ * Dense execution keeps every weight as a dense array (masked entries at 0)
+ * and runs oneDNN convolutions on channel-blocked activations; its cost
+ * follows the dense FLOPs. Sparse execution packs the prunable weights and
+ * runs the direct sparse kernels on batch-innermost activations; its cost
+ * follows the kept weights (model.h, kernels/sparse_conv.h). `auto` picks
+ * sparse execution when the FLOP-weighted density of the model's
+ * convolutions and linear layers is at most the crossover measured in
+ * docs/PERFORMANCE.md, where both executions train equally fast. */
+#ifndef ST_MODELS_EXECUTION_H
+#define ST_MODELS_EXECUTION_H
+
+#include "models/model.h"
+
+typedef enum st_exec_policy { ST_EXEC_AUTO = 0, ST_EXEC_SPARSE = 1, ST_EXEC_DENSE = 2 } st_exec_policy;
+
+/* Measured crossover of the FLOP-weighted density (docs/PERFORMANCE.md). */
+#define ST_SPARSE_EXEC_CROSSOVER 0.3
+
+#define ST_EXEC_POLICY_NAMES "auto, sparse or dense"
+
+/* Parses --execution (auto, sparse, dense). */
+st_status st_exec_policy_parse(const char *name, st_exec_policy *out);
+
+/* Kept multiply-adds / dense multiply-adds over all convolutions and linear
+ * layers of one forward pass (1 for a dense model). */
+double st_model_flop_density(const st_model *m);
+
+/* Whether `policy` selects sparse execution for `m` as it is now. */
+int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy);
+
+/* Applies the policy: switches `m` to sparse execution when chosen (after
+ * masks and weights are final, before an optimiser is created). */
+st_status st_model_apply_execution(st_model *m, st_exec_policy policy);
+
+#endif
