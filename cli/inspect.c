@@ -17,12 +17,13 @@
 #include "sparse/distributions.h"
 #include "sparse/flops.h"
 #include "sparse/masks.h"
+#include "models/execution.h"
 #include "sparse/saliency.h"
 #include "train/trainer.h"
 
 typedef struct inspect_options {
     char model[64], data[32], datadir[ST_PATH_MAX], input[32];
-    char sparse_init[32], mask_sampling[16];
+    char sparse_init[32], mask_sampling[16], execution[16];
     double density, fc_density, valid_split;
     int classes, batch_size, threads, scaled, json;
     uint64_t seed;
@@ -91,6 +92,13 @@ static void shape_text(const st_param *p, char *buf, size_t size) {
         at += snprintf(buf + at, size - (size_t)at, d ? "x%lld" : "%lld", (long long)p->shape[d]);
 }
 
+/* "sparse" or "dense": what `train --execution` would run for this model. */
+static const char *execution_choice(const inspect_options *o, const st_model *m) {
+    st_exec_policy policy = ST_EXEC_AUTO;
+    if (st_exec_policy_parse(o->execution, &policy) != ST_OK) policy = ST_EXEC_AUTO;
+    return st_model_wants_sparse_execution(m, policy) ? "sparse" : "dense";
+}
+
 static st_status print_json(const inspect_options *o, const st_model *m, const layer_row *rows, int n, int64_t total,
                             int64_t kept, double expected, double layer_dense, double layer_sparse, double other) {
     st_json_builder b;
@@ -100,6 +108,10 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
     st_json_append_string(&b, m->name);
     st_json_append_text(&b, ", \"sparse_init\": ");
     st_json_append_string(&b, o->sparse_init);
+    st_json_append_text(&b, ", \"execution\": ");
+    st_json_append_string(&b, execution_choice(o, m));
+    st_json_append_text(&b, ", \"flop_density\": ");
+    st_json_append_double(&b, st_model_flop_density(m));
     st_json_append_text(&b, ", \"mask_sampling\": ");
     st_json_append_string(&b, o->mask_sampling);
     st_json_append_text(&b, ", \"seed\": ");
@@ -199,6 +211,11 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
     printf("training step FLOPs per example (forward + backward = %gx forward): dense %.4g M, sparse %.4g M\n",
            ST_TRAIN_STEP_FORWARDS, ST_TRAIN_STEP_FORWARDS * dense / 1e6, ST_TRAIN_STEP_FORWARDS * sparse / 1e6);
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
+    printf("execution (--execution %s): %s -- FLOP-weighted density %.4f, crossover %g; %s\n", o->execution,
+           execution_choice(o, m), st_model_flop_density(m), ST_SPARSE_EXEC_CROSSOVER,
+           strcmp(execution_choice(o, m), "sparse") == 0
+               ? "every convolution and linear layer runs the direct sparse kernels on packed weights"
+               : "dense kernels (oneDNN) on dense weights with masks");
 }
 
 static st_status run_inspect(const inspect_options *o, st_model *m) {
@@ -260,6 +277,7 @@ int st_cli_inspect(int argc, char **argv) {
     snprintf(o.model, sizeof o.model, "%s", defaults.model);
     snprintf(o.sparse_init, sizeof o.sparse_init, "%s", defaults.sparse_init);
     snprintf(o.mask_sampling, sizeof o.mask_sampling, "%s", defaults.mask_sampling);
+    snprintf(o.execution, sizeof o.execution, "auto");
     o.density = defaults.density;
     o.fc_density = defaults.fc_density;
     o.valid_split = defaults.valid_split;
@@ -280,6 +298,7 @@ int st_cli_inspect(int argc, char **argv) {
         {"batch-size", ST_FLAG_INT, &o.batch_size, 0, 0, "training batch size; snip scores one batch (128)"},
         {"valid_split", ST_FLAG_DOUBLE, &o.valid_split, 0, 0, "held-out fraction, as train (0.1)"},
         {"threads", ST_FLAG_INT, &o.threads, 0, 0, "worker threads (default: all cores)"},
+        {"execution", ST_FLAG_STRING, o.execution, sizeof o.execution, 0, "auto, sparse or dense: the execution shown (auto)"},
         {"json", ST_FLAG_SWITCH, &o.json, 0, 1, "print one JSON object"},
     };
     int r = st_flags_parse("inspect",
@@ -310,6 +329,8 @@ int st_cli_inspect(int argc, char **argv) {
         problem = "--sparse_init snip and GraSP score training data: give --data";
     if (!problem && strcmp(o.mask_sampling, "bernoulli") != 0 && strcmp(o.mask_sampling, "exact") != 0)
         problem = "--mask-sampling must be bernoulli or exact";
+    st_exec_policy policy;
+    if (!problem && st_exec_policy_parse(o.execution, &policy) != ST_OK) problem = "--execution must be auto, sparse or dense";
     if (!problem && (o.batch_size <= 0 || o.threads < 0)) problem = "--batch-size must be positive and --threads >= 0";
     if (!problem && !(o.valid_split >= 0 && o.valid_split < 1)) problem = "--valid_split must be in [0, 1)";
     if (problem) {

@@ -37,10 +37,18 @@ static int report(const char *command, st_status s) {
     return exit_code(s);
 }
 
+/* --isa: caps the kernels' instruction set for this process. */
+static int apply_isa(const char *command, const char *isa) {
+    if (!isa[0] || st_isa_force(isa) == ST_OK) return 0;
+    fprintf(stderr, "sparsetrain %s: %s\n", command, st_last_error());
+    return 2;
+}
+
 static int cmd_train(int argc, char **argv) {
     st_train_config c;
     st_train_config_defaults(&c);
     int plain = 0, bar = 0;
+    char isa[16] = "";
     st_flag flags[] = {
         {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name: cifar_resnet_N[_W], vgg11/13/16/19, lenet5, lenet300-100 (cifar_resnet_20)"},
         {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set: mnist, fashion-mnist, cifar10, cifar100 (fashion-mnist)"},
@@ -61,6 +69,8 @@ static int cmd_train(int argc, char **argv) {
         {"density", ST_FLAG_DOUBLE, &c.density, 0, 0, "overall density of the prunable weights (0.05)"},
         {"fc_density", ST_FLAG_DOUBLE, &c.fc_density, 0, 0, "classifier density for ERK_plus (1.0)"},
         {"mask-sampling", ST_FLAG_STRING, c.mask_sampling, sizeof c.mask_sampling, 0, "exact (round(d_l*n_l) kept per layer) or bernoulli (as the reference) (exact)"},
+        {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse (packed weights, sparse kernels) or dense (auto: by FLOP-weighted density)"},
+        {"isa", ST_FLAG_STRING, isa, sizeof isa, 0, "kernel instruction set: auto, avx512, avx2, generic (auto)"},
         {"scaled", ST_FLAG_SWITCH, &c.scaled, 0, 1, "scale the init std by 1/sqrt(density), as the reference"},
         {"scaled-per-layer", ST_FLAG_SWITCH, &c.scaled, 0, 2, "scale the init std by each layer's own density"},
         {"augment", ST_FLAG_SWITCH, &c.augment, 0, 1, "force crop+flip augmentation (default: CIFAR only)"},
@@ -81,6 +91,7 @@ static int cmd_train(int argc, char **argv) {
     if (r != 0) return r > 0 ? 0 : 2;
     if (plain) c.progress = 0;
     if (bar) c.progress = 1;
+    if (apply_isa("train", isa)) return 2;
     if (c.threads < 0) {
         fprintf(stderr, "sparsetrain train: --threads must be >= 0\n");
         return 2;
@@ -173,13 +184,6 @@ static void print_bench_text(const st_bench_config *c, const st_bench_result *r)
         if (y->numel) snprintf(gf, sizeof gf, "%.1f", y->gflops);
         printf("  %-14s %-30s %9s %9.3f %9.3f %8s\n", y->kind, y->name, density, y->forward_ms, y->backward_ms, gf);
     }
-}
-
-/* --isa: caps the kernels' instruction set for this process. */
-static int apply_isa(const char *command, const char *isa) {
-    if (!isa[0] || st_isa_force(isa) == ST_OK) return 0;
-    fprintf(stderr, "sparsetrain %s: %s\n", command, st_last_error());
-    return 2;
 }
 
 static int cmd_bench(int argc, char **argv) {

@@ -69,6 +69,8 @@ static st_status validate_config(const st_train_config *c) {
         return st_fail(ST_ERR_ARGUMENT, "--optimizer '%s' is unknown (sgd, adam)", c->optimizer);
     if (strcmp(c->lr_schedule, "multistep") != 0 && strcmp(c->lr_schedule, "cosine") != 0)
         return st_fail(ST_ERR_ARGUMENT, "--lr-schedule '%s' is unknown (multistep, cosine)", c->lr_schedule);
+    st_exec_policy policy;
+    ST_TRY(st_exec_policy_parse(c->execution, &policy));
     if (strcmp(c->mask_sampling, "bernoulli") != 0 && strcmp(c->mask_sampling, "exact") != 0)
         return st_fail(ST_ERR_ARGUMENT, "--mask-sampling '%s' is unknown (bernoulli, exact)", c->mask_sampling);
     if (c->sparse && !c->fix)
