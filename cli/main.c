@@ -16,11 +16,26 @@
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_requested = 0;
+/* The temporary file a checkpoint save writes (io/atomic_file.h naming),
+ * removed by a second signal; "" without --save. */
+static char pending_temp[ST_PATH_MAX + 32];
+
+static void say(const char *text) {
+    size_t n = strlen(text);
+    if (write(STDERR_FILENO, text, n) < 0) return; /* nothing else is safe in a handler */
+}
 
 static void on_signal(int sig) {
     (void)sig;
-    if (stop_requested) _exit(130); /* second signal: leave at once; the last checkpoint is intact */
+    if (stop_requested) {
+        /* Second signal: leave at once. A save in progress only ever wrote the
+         * temporary file, so the last complete checkpoint is intact. */
+        if (pending_temp[0]) unlink(pending_temp);
+        say("\nsparsetrain: second signal: exiting now; the last saved checkpoint is intact\n");
+        _exit(130);
+    }
     stop_requested = 1;
+    say("\nsparsetrain: stopping after the current step (signal again to exit at once)\n");
 }
 
 static int exit_code(st_status s) {
@@ -77,6 +92,8 @@ static int cmd_train(int argc, char **argv) {
         {"no-augment", ST_FLAG_SWITCH, &c.augment, 0, 0, "disable augmentation"},
         {"resume", ST_FLAG_STRING, c.resume, sizeof c.resume, 0, "continue the run saved in this checkpoint"},
         {"save", ST_FLAG_STRING, c.save, sizeof c.save, 0, "checkpoint file written after every epoch and on Ctrl-C"},
+        {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save overwrite a checkpoint of another run"},
+        {"detect-anomaly", ST_FLAG_SWITCH, &c.detect_anomaly, 0, 1, "check inputs, outputs, gradients, weights and optimiser state every step"},
         {"log", ST_FLAG_STRING, c.log, sizeof c.log, 0, "JSON-lines log, one object per epoch"},
         {"threads", ST_FLAG_INT, &c.threads, 0, 0, "worker threads (default: all cores)"},
         {"stop-after", ST_FLAG_INT, &c.stop_after, 0, 0, "leave after this many epochs (resume later with --resume)"},
@@ -97,6 +114,7 @@ static int cmd_train(int argc, char **argv) {
         return 2;
     }
     c.stop_flag = &stop_requested;
+    if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     st_train_result res;

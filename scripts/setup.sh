@@ -12,6 +12,7 @@ PACKAGES=(
   zlib1g-dev                         # .gz data files
   dataset-fashion-mnist              # the embedded default data set
   python3 python3-numpy python3-torch  # PyTorch parity tests and benchmarks
+  clang libclang-rt-dev libomp-dev valgrind  # CI only: libFuzzer, ThreadSanitizer, leak checks
 )
 
 missing=()

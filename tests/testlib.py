@@ -43,3 +43,28 @@ def finish():
         print(f"FAILED: {len(failures)} check(s)")
         sys.exit(1)
     print("PASS")
+
+
+def write_idx_dataset(folder, n_train=64, n_test=32, seed=0, gz=False):
+    """A small learnable MNIST-shaped data set in the IDX format (numpy only):
+    each class is a noisy fixed 28x28 pattern. Returns `folder`."""
+    import gzip
+    import struct
+    import numpy as np
+    rng = np.random.RandomState(seed)
+    protos = rng.randint(0, 256, size=(10, 28, 28))
+    os.makedirs(folder, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.randint(0, 10, size=n)
+        x = np.clip(protos[y] * 0.6 + rng.randint(0, 100, size=(n, 28, 28)), 0, 255)
+        for kind, array in (("images-idx3", x), ("labels-idx1", y)):
+            array = np.asarray(array, dtype=np.uint8)
+            data = struct.pack(">I", 0x800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+            path = os.path.join(folder, f"{split}-{kind}-ubyte")
+            if gz:
+                with gzip.open(path + ".gz", "wb") as f:
+                    f.write(data)
+            else:
+                with open(path, "wb") as f:
+                    f.write(data)
+    return folder

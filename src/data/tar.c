@@ -49,6 +49,40 @@ static st_status tar_skip(gzFile f, const char *path, uint64_t len, const char *
     return ST_OK;
 }
 
+/* Reads a member's `size` bytes into a new buffer (*out, malloc'd). The
+ * buffer grows as data arrives, so a header that declares a huge member in a
+ * tiny archive fails as truncated instead of allocating the declared size. */
+static st_status tar_read_member(gzFile f, const char *path, size_t size, const char *member, uint8_t **out) {
+    size_t cap = size < ((size_t)1 << 20) ? size : ((size_t)1 << 20);
+    uint8_t *data = st_malloc(cap ? cap : 1, member);
+    if (!data) return ST_ERR_NOMEM;
+    size_t used = 0;
+    while (used < size) {
+        if (used == cap) {
+            size_t grown = cap > size / 2 ? size : cap * 2;
+            uint8_t *bigger = realloc(data, grown);
+            if (!bigger) {
+                free(data);
+                return st_fail(ST_ERR_NOMEM, "out of memory reading member '%s' of %s", member, path);
+            }
+            data = bigger;
+            cap = grown;
+        }
+        size_t got;
+        st_status s = tar_read(f, path, data + used, cap - used, &got);
+        if (s == ST_OK && got < cap - used)
+            s = st_fail(ST_ERR_FORMAT, "%s: truncated tar archive (member '%s' ends after %zu of %zu bytes)", path,
+                        member, used + got, size);
+        if (s != ST_OK) {
+            free(data);
+            return s;
+        }
+        used += got;
+    }
+    *out = data;
+    return ST_OK;
+}
+
 /* Numeric header field: octal digits padded with spaces / NULs, or GNU
  * base-256 (high bit of the first byte set) for large sizes. */
 static int tar_number(const uint8_t *field, size_t len, uint64_t *value) {
@@ -189,9 +223,8 @@ static st_status tar_scan(gzFile f, const char *path, st_tar_member *members, in
         if (size > max_member_bytes)
             return st_fail(ST_ERR_FORMAT, "%s: member '%s' is %llu bytes, more than the %zu expected", path, name,
                            (unsigned long long)size, max_member_bytes);
-        uint8_t *data = st_malloc(size ? (size_t)size : 1, name);
-        if (!data) return ST_ERR_NOMEM;
-        st_status s = tar_read_exact(f, path, data, (size_t)size, name);
+        uint8_t *data = NULL;
+        st_status s = tar_read_member(f, path, (size_t)size, name, &data);
         if (s == ST_OK) s = tar_skip(f, path, padded - size, name);
         if (s != ST_OK) {
             free(data);

@@ -1,7 +1,10 @@
 /* Model + optimiser <-> safetensors checkpoint (see checkpoint.h). */
 #include "io/checkpoint.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,9 +179,11 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
         {"epoch_correct", correct},
         {"epoch_seen", seen},
         {"args", info->args_json ? info->args_json : "{}"},
-        {"layer_densities", NULL},
+        {NULL, NULL}, /* run_id */
+        {NULL, NULL}, /* layer_densities */
     };
-    int n_meta = (int)(sizeof meta / sizeof meta[0]) - 1;
+    int n_meta = (int)(sizeof meta / sizeof meta[0]) - 2;
+    if (info->run_id) meta[n_meta++] = (st_meta_entry){"run_id", info->run_id};
     char *densities = NULL;
     st_status s = ST_OK;
     if (info->n_layer_densities > 0) {
@@ -204,7 +209,7 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
                         info->n_layer_densities, k, m->name);
         } else {
             s = st_json_builder_finish(&b, &densities, &len);
-            meta[n_meta++].value = densities;
+            meta[n_meta++] = (st_meta_entry){"layer_densities", densities};
         }
     }
     if (s == ST_OK) s = st_safetensors_write(path, l.items, l.n, meta, n_meta);
@@ -322,39 +327,58 @@ static st_status meta_number(const st_safetensors *f, const char *path, const ch
     const char *v = st_safetensors_meta(f, key);
     char *end = NULL;
     double x = v ? strtod(v, &end) : 0;
-    if (!v || !*v || *end) return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or invalid", path, key);
+    if (!v || !*v || *end || !isfinite(x))
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or invalid", path, key);
     *out = x;
     return ST_OK;
 }
 
+/* A decimal integer in [lo, hi] (counters are written with %d / PRId64). */
+static st_status meta_integer(const st_safetensors *f, const char *path, const char *key, int64_t lo, int64_t hi,
+                              int64_t *out) {
+    const char *v = st_safetensors_meta(f, key);
+    char *end = NULL;
+    errno = 0;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    if (!v || !*v || *end || errno || x < lo || x > hi)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata '%s' is missing or not an integer in [%lld, %lld]",
+                       path, key, (long long)lo, (long long)hi);
+    *out = (int64_t)x;
+    return ST_OK;
+}
+
+/* The seed: a decimal uint64 (digits only). */
+static st_status meta_seed(const st_safetensors *f, const char *path, uint64_t *out) {
+    const char *v = st_safetensors_meta(f, "seed");
+    char *end = NULL;
+    errno = 0;
+    unsigned long long x = v && *v >= '0' && *v <= '9' ? strtoull(v, &end, 10) : 0;
+    if (!v || !end || *end || errno)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata 'seed' is missing or not an unsigned integer", path);
+    *out = (uint64_t)x;
+    return ST_OK;
+}
+
+#define COUNTER_MAX ((int64_t)1 << 53) /* far beyond any run, still exact in a double */
+
 st_status st_checkpoint_read_info(const st_safetensors *f, const char *path, st_checkpoint_info *info) {
     memset(info, 0, sizeof *info);
-    double epoch, step, seed, best, best_epoch, best_test, batch, loss_sum, correct, seen;
-    ST_TRY(meta_number(f, path, "epoch", &epoch));
-    ST_TRY(meta_number(f, path, "step", &step));
-    ST_TRY(meta_number(f, path, "seed", &seed));
-    ST_TRY(meta_number(f, path, "best_val_acc", &best));
-    ST_TRY(meta_number(f, path, "best_epoch", &best_epoch));
-    ST_TRY(meta_number(f, path, "best_test_acc", &best_test));
-    ST_TRY(meta_number(f, path, "batch_in_epoch", &batch));
-    ST_TRY(meta_number(f, path, "epoch_loss_sum", &loss_sum));
-    ST_TRY(meta_number(f, path, "epoch_correct", &correct));
-    ST_TRY(meta_number(f, path, "epoch_seen", &seen));
-    if (epoch < 0 || step < 0 || batch < 0 || seen < 0)
-        return st_fail(ST_ERR_FORMAT, "%s: checkpoint progress counters are negative", path);
-    const char *seed_text = st_safetensors_meta(f, "seed");
+    int64_t epoch, best_epoch;
+    ST_TRY(meta_integer(f, path, "epoch", 0, INT_MAX, &epoch));
+    ST_TRY(meta_integer(f, path, "step", 0, COUNTER_MAX, &info->step));
+    ST_TRY(meta_seed(f, path, &info->seed));
+    ST_TRY(meta_number(f, path, "best_val_acc", &info->best_val_acc));
+    ST_TRY(meta_integer(f, path, "best_epoch", -1, INT_MAX, &best_epoch));
+    ST_TRY(meta_number(f, path, "best_test_acc", &info->best_test_acc));
+    ST_TRY(meta_integer(f, path, "batch_in_epoch", 0, COUNTER_MAX, &info->batch_in_epoch));
+    ST_TRY(meta_number(f, path, "epoch_loss_sum", &info->epoch_loss_sum));
+    ST_TRY(meta_integer(f, path, "epoch_correct", 0, COUNTER_MAX, &info->epoch_correct));
+    ST_TRY(meta_integer(f, path, "epoch_seen", 0, COUNTER_MAX, &info->epoch_seen));
     info->epoch = (int)epoch;
-    info->step = (int64_t)step;
-    info->seed = strtoull(seed_text, NULL, 10);
-    info->best_val_acc = best;
     info->best_epoch = (int)best_epoch;
-    info->best_test_acc = best_test;
-    info->batch_in_epoch = (int64_t)batch;
-    info->epoch_loss_sum = loss_sum;
-    info->epoch_correct = (int64_t)correct;
-    info->epoch_seen = (int64_t)seen;
     info->args_json = st_safetensors_meta(f, "args");
     info->data = st_safetensors_meta(f, "data");
+    info->run_id = st_safetensors_meta(f, "run_id");
     const char *densities = st_safetensors_meta(f, "layer_densities");
     if (!densities) return ST_OK; /* written since layer densities were recorded; optional */
     char source[1100];

@@ -23,6 +23,7 @@ typedef struct st_checkpoint_info {
     int best_epoch;
     const char *args_json;    /* the run's arguments (written as metadata "args") */
     const char *data;         /* data set name */
+    const char *run_id;       /* the run this checkpoint belongs to (metadata "run_id"; NULL = none) */
     uint64_t seed;
     int64_t batch_in_epoch;   /* batches of epoch `epoch` already done (interrupted mid-epoch) */
     double epoch_loss_sum;    /* partial-epoch accumulators, restored on resume */

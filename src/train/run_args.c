@@ -1,5 +1,6 @@
 /* The run's identity as JSON (stored in every checkpoint as metadata "args")
  * and back, so that --resume continues with exactly the arguments of the run. */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,10 +56,22 @@ static st_status get_number(const st_json_value *root, const char *key, double *
     return ST_OK;
 }
 
+/* An integer argument: a JSON integer literal within int's range. */
 static st_status get_int(const st_json_value *root, const char *key, int *out) {
-    double x = 0;
-    ST_TRY(get_number(root, key, &x));
-    *out = (int)x;
+    const st_json_value *v = st_json_object_get(root, key);
+    if (!v || v->type != ST_JSON_NUMBER || !v->is_int64 || v->int64 < INT_MIN || v->int64 > INT_MAX)
+        return st_fail(ST_ERR_FORMAT, "argument '%s' is missing or not an integer", key);
+    *out = (int)v->int64;
+    return ST_OK;
+}
+
+/* The seed is written as the int64 with the same bits (st_json_append_int),
+ * so seeds above INT64_MAX come back negative and convert back exactly. */
+static st_status get_seed(const st_json_value *root, uint64_t *out) {
+    const st_json_value *v = st_json_object_get(root, "seed");
+    if (!v || v->type != ST_JSON_NUMBER || !v->is_int64)
+        return st_fail(ST_ERR_FORMAT, "argument 'seed' is missing or not an integer");
+    *out = (uint64_t)v->int64;
     return ST_OK;
 }
 
@@ -66,7 +79,6 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     st_json_document *doc;
     ST_TRY(st_json_parse(json, strlen(json), source, NULL, &doc));
     const st_json_value *r = st_json_root(doc);
-    double seed = 0;
     st_status s = r->type == ST_JSON_OBJECT ? ST_OK : st_fail(ST_ERR_FORMAT, "arguments are not a JSON object");
     if (s == ST_OK) s = get_string(r, "model", c->model, sizeof c->model);
     if (s == ST_OK) s = get_string(r, "data", c->data, sizeof c->data);
@@ -79,7 +91,7 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     if (s == ST_OK) s = get_number(r, "l2", &c->l2);
     if (s == ST_OK) s = get_string(r, "optimizer", c->optimizer, sizeof c->optimizer);
     if (s == ST_OK) s = get_string(r, "lr_schedule", c->lr_schedule, sizeof c->lr_schedule);
-    if (s == ST_OK) s = get_number(r, "seed", &seed);
+    if (s == ST_OK) s = get_seed(r, &c->seed);
     if (s == ST_OK) s = get_number(r, "valid_split", &c->valid_split);
     if (s == ST_OK) s = get_int(r, "sparse", &c->sparse);
     if (s == ST_OK) s = get_int(r, "fix", &c->fix);
@@ -90,7 +102,6 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     if (s == ST_OK) s = get_int(r, "scaled", &c->scaled);
     if (s == ST_OK) s = get_int(r, "augment", &c->augment);
     if (s == ST_OK) s = get_int(r, "max_batches", &c->max_batches);
-    c->seed = (uint64_t)seed;
     st_json_free(doc);
     if (s != ST_OK) return st_fail_context(s, "%s", source);
     return ST_OK;

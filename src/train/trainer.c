@@ -21,7 +21,9 @@
 #include "sparse/distributions.h"
 #include "sparse/masks.h"
 #include "sparse/saliency.h"
+#include "train/anomaly.h"
 #include "train/run_args.h"
+#include "train/run_guard.h"
 
 void st_train_config_defaults(st_train_config *c) {
     memset(c, 0, sizeof *c);
@@ -92,6 +94,7 @@ typedef struct run {
     char *args_json;
     FILE *log;
     st_checkpoint_info info;
+    int saved;                  /* --save holds a checkpoint of this run (written, or the one resumed) */
 } run;
 
 static void run_free(run *r) {
@@ -282,10 +285,13 @@ static st_status save_checkpoint(run *r) {
     r->info.args_json = r->args_json;
     r->info.data = r->c->data;
     r->info.seed = r->c->seed;
+    r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
     int have_best = r->best && r->info.best_epoch >= 0;
-    return st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? r->best : NULL,
-                              have_best ? r->best_tracked : NULL, &r->info);
+    ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? r->best : NULL,
+                              have_best ? r->best_tracked : NULL, &r->info));
+    r->saved = 1;
+    return ST_OK;
 }
 
 static void show_progress(const st_train_config *c, int epoch, int64_t done, int64_t total, double loss, double acc,
@@ -340,17 +346,20 @@ static st_status train_epochs(run *r, st_train_result *result) {
             st_batch b;
             ST_TRY(st_loader_next(r->train_loader, &b));
             if (b.count == 0) break;
+            st_anomaly_where where = {r->opt.steps + 1, epoch + 1, b_index + 1, lr, c->save, r->saved};
+            int64_t image_floats = (int64_t)b.count * r->train.channels * r->train.height * r->train.width;
+            if (c->detect_anomaly) ST_TRY(st_anomaly_check_input(b.images, image_floats, &where));
             const float *logits;
             ST_TRY(st_model_forward(m, b.images, b.count, &logits));
+            if (c->detect_anomaly) ST_TRY(st_anomaly_check_output(m, logits, b.count, &where));
             double loss;
             int ok;
             ST_TRY(st_model_loss_backward(m, b.labels, b.count, &loss, &ok));
-            if (!isfinite(loss))
-                return st_fail(ST_ERR_NUMERIC,
-                               "the training loss became %s at epoch %d, batch %lld (learning rate %g); the last good "
-                               "checkpoint is kept — try a lower --lr",
-                               isnan(loss) ? "NaN" : "infinite", epoch + 1, (long long)b_index + 1, lr);
+            /* Nothing of a bad step is applied or saved: the last good checkpoint stays. */
+            ST_TRY(st_anomaly_check_loss(m, loss, &where));
+            ST_TRY(st_anomaly_check_gradients(m, &where));
             st_optimizer_step(&r->opt, m, lr);
+            if (c->detect_anomaly) ST_TRY(st_anomaly_check_weights(m, &r->opt, &where));
             loss_sum += loss * b.count;
             correct += ok;
             seen += b.count;
@@ -429,7 +438,14 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
             return s;
         }
     }
+    /* The run id: carried over by --resume, new for a fresh run (run_guard.h). */
+    const char *resumed_id = resume_file ? st_safetensors_meta(resume_file, "run_id") : NULL;
+    if (resumed_id && st_run_id_valid(resumed_id))
+        snprintf(c->run_id, sizeof c->run_id, "%s", resumed_id);
+    else
+        st_run_id_new(c->run_id);
     st_status s = validate_config(c);
+    if (s == ST_OK) s = st_save_guard(c->save, c->run_id, c->resume, c->force);
     if (s != ST_OK) {
         st_safetensors_free(resume_file);
         return s;
@@ -452,6 +468,7 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     run r;
     memset(&r, 0, sizeof r);
     r.c = c;
+    r.saved = c->save[0] && c->resume[0] && strcmp(c->save, c->resume) == 0;
     s = st_train_config_to_json(c, &r.args_json);
     if (s == ST_OK) s = load_data(&r);
     if (s == ST_OK) s = setup_model(&r, resume_file);

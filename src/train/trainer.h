@@ -44,6 +44,9 @@ typedef struct st_train_config {
     int stop_after;            /* --stop-after K: leave after K epochs of this invocation (0 = no) */
     int max_batches;           /* --max-batches: cap batches per epoch (0 = all; smoke tests) */
     int quiet;
+    int force;                 /* --force: --save may overwrite a checkpoint of another run (run_guard.h) */
+    int detect_anomaly;        /* --detect-anomaly: check inputs, outputs, weights and optimiser state every step */
+    char run_id[40];           /* set by st_train_run: new, or carried over by --resume (run_guard.h) */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask the run to finish
      * its current step, save a checkpoint and return ST_ERR_INTERRUPTED. */
     const volatile sig_atomic_t *stop_flag;
