@@ -38,6 +38,19 @@ static void on_signal(int sig) {
     say("\nsparsetrain: stopping after the current step (signal again to exit at once)\n");
 }
 
+/* sigaction, not signal(): with strict C11 + POSIX feature macros glibc's
+ * signal() has System V semantics (the handler is reset after the first
+ * delivery), and the second signal would kill the process by default action. */
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 static int exit_code(st_status s) {
     switch (s) {
     case ST_OK: return 0;
@@ -115,8 +128,7 @@ static int cmd_train(int argc, char **argv) {
     }
     c.stop_flag = &stop_requested;
     if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    install_signal_handlers();
     st_train_result res;
     st_status s = st_train_run(&c, &res);
     if (s != ST_OK) {

@@ -74,7 +74,8 @@ for trial, (sig, delay) in enumerate([(signal.SIGINT, 0.0), (signal.SIGTERM, 0.0
     p.send_signal(sig)
     p.send_signal(sig)
     out, err = p.communicate(timeout=120)
-    check(f"double {sig.name} (trial {trial}): exit 130 at once", p.returncode == 130, err.strip()[-300:])
+    check(f"double {sig.name} (trial {trial}): exit 130 at once", p.returncode == 130,
+          f"exit {p.returncode}: {err.strip()[-300:]}")
     check(f"double {sig.name} (trial {trial}): the last checkpoint is a valid checkpoint, no temporary file",
           valid_checkpoint(ck) and not temp_files(tmp), str(temp_files(tmp)))
 r = run(["eval", "--checkpoint", os.path.join(tmp, "sig0.safetensors"), "--datadir", data])
