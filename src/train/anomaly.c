@@ -47,13 +47,13 @@ static void explain_forward(const st_model *m, char *out, size_t size) {
     const char *where = "?";
     for (int i = 0; i < m->n_params; i++) {
         const st_param *p = &m->params[i];
-        int64_t at = st_first_nonfinite(p->value, p->numel);
+        int64_t at = st_first_nonfinite(p->value, st_param_stored(p));
         if (at >= 0) {
             snprintf(out, size, "; the %s '%s' is already %s (element %lld)", p->is_buffer ? "buffer" : "weight",
                      p->name, value_name(p->value[at]), (long long)at);
             return;
         }
-        for (int64_t k = 0; k < p->numel; k++)
+        for (int64_t k = 0; k < st_param_stored(p); k++)
             if (fabs(p->value[k]) > largest) {
                 largest = fabs(p->value[k]);
                 where = p->name;
@@ -96,7 +96,7 @@ st_status st_anomaly_check_loss(const st_model *m, double loss, const st_anomaly
 st_status st_anomaly_check_gradients(const st_model *m, const st_anomaly_where *w) {
     for (int i = m->n_params - 1; i >= 0; i--) {
         const st_param *p = &m->params[i];
-        if (p->grad) ST_TRY(check_tensor(p->grad, p->numel, "the gradient of", p->name, "holds", w));
+        if (p->grad) ST_TRY(check_tensor(p->grad, st_param_stored(p), "the gradient of", p->name, "holds", w));
     }
     return ST_OK;
 }
@@ -114,7 +114,7 @@ st_status st_anomaly_check_output(const st_model *m, const float *logits, int ba
 st_status st_anomaly_check_weights(const st_model *m, const st_optimizer *opt, const st_anomaly_where *w) {
     for (int i = 0; i < m->n_params; i++) {
         const st_param *p = &m->params[i];
-        ST_TRY(check_tensor(p->value, p->numel, p->is_buffer ? "the buffer" : "the weight", p->name,
+        ST_TRY(check_tensor(p->value, st_param_stored(p), p->is_buffer ? "the buffer" : "the weight", p->name,
                             "became", w));
     }
     if (!opt) return ST_OK;
@@ -125,7 +125,7 @@ st_status st_anomaly_check_weights(const st_model *m, const st_optimizer *opt, c
             if (!state) continue;
             char name[ST_NAME_MAX + 64];
             snprintf(name, sizeof name, "optim.%s.%s", p->name, st_optimizer_state_name(opt, which));
-            ST_TRY(check_tensor(state, p->numel, "the optimiser state", name, "became", w));
+            ST_TRY(check_tensor(state, st_param_stored(p), "the optimiser state", name, "became", w));
         }
     }
     return ST_OK;
