@@ -17,7 +17,11 @@ count per prunable layer).
 Usage (Debian's interpreter, which has torch):
   /usr/bin/python3 bench/bench_vs_pytorch.py [--model cifar_resnet_20] [--batch-size 128]
       [--threads 2] [--repeats 5] [--steps 5] [--warmup 2] [--sparse_init ERK --density 0.05]
+      [--execution auto|sparse|dense] [--isa auto|avx512|avx2|generic]
       [--binary build/sparsetrain] [--json results.json]
+
+bench/sweep_vs_pytorch.py imports this module for a whole matrix of models,
+distributions and densities (run_ours, run_torch, weight_densities, ...).
 """
 
 import argparse
@@ -42,6 +46,8 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per run (default 2)")
     p.add_argument("--sparse_init", default="dense", help="dense, uniform, ER, ERK, ... (default dense)")
     p.add_argument("--density", type=float, default=0.05)
+    p.add_argument("--execution", default="auto", help="our side: auto, sparse or dense (default auto)")
+    p.add_argument("--isa", default="auto", help="our side's kernels: auto, avx512, avx2, generic (default auto)")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--size", type=int, default=32)
@@ -65,20 +71,22 @@ def torch_worker(config):
     torch.manual_seed(17)
     model = torch_models.build(config["model"], config["classes"], config["channels"])
     model.train()
-    masks = {}
+    params = dict(model.named_parameters())
+    prunable = torch_models.prunable_weight_names(model)
     densities = config.get("densities") or {}
-    if densities:
-        params = dict(model.named_parameters())
-        for name in torch_models.prunable_weight_names(model):
-            d = densities.get(name, 1.0)
-            if d < 1.0:
-                w = params[name]
-                masks[name] = (torch.rand_like(w) < d).float()
-                with torch.no_grad():
-                    w.mul_(masks[name])
-        mask_pairs = [(params[n], m) for n, m in masks.items()]
-    else:
-        mask_pairs = []
+    unknown = sorted(set(densities) - set(prunable))
+    if unknown:
+        sys.exit(f"bench_vs_pytorch: densities given for {', '.join(unknown)}, "
+                 f"which {config['model']} has no prunable weight of")
+    masks = {}
+    for name in prunable:
+        d = densities.get(name, 1.0)
+        if d < 1.0:
+            w = params[name]
+            masks[name] = (torch.rand_like(w) < d).float()
+            with torch.no_grad():
+                w.mul_(masks[name])
+    mask_pairs = [(params[n], m) for n, m in masks.items()]
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     b = config["batch_size"]
     x = torch.randn(b, config["channels"], config["size"], config["size"])
@@ -102,8 +110,10 @@ def torch_worker(config):
             bwd.append(1e3 * (t2 - t1))
             step.append(1e3 * (t3 - t0))
     ms = statistics.median(step)
+    kept = sum(int(masks[n].sum().item()) if n in masks else params[n].numel() for n in prunable)
     print(json.dumps({"forward_ms": statistics.median(fwd), "backward_ms": statistics.median(bwd),
                       "train_step": {"ms": ms, "images_per_s": 1e3 * b / ms},
+                      "masked_layers": len(masks), "kept": kept, "prunable": sum(params[n].numel() for n in prunable),
                       "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
@@ -119,24 +129,51 @@ def openmp_environment():
     return env or {"GOMP_SPINCOUNT": "10000"}
 
 
+def run_json(cmd, env):
+    """Runs cmd and returns the JSON object on the last line of its output;
+    a failing command raises RuntimeError with the end of its error output."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"{' '.join(cmd[:2])} ... exited with {proc.returncode}: {tail}")
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"{' '.join(cmd[:2])} ... printed nothing")
+    return json.loads(lines[-1])
+
+
+def weight_densities(layers):
+    """Per-weight densities {name: kept / numel} from the `layers` list of
+    `sparsetrain bench --json`. That list holds every step of the walk; only
+    the conv and linear steps are weights (numel > 0), the others (batch norm,
+    ReLU, residual adds, pooling) report numel 0 and are skipped."""
+    return {l["name"]: l["kept"] / l["numel"] for l in layers if l.get("numel", 0) > 0}
+
+
+def images_per_s(run):
+    """Training throughput of one run of either side."""
+    return run["train_step"]["images_per_s"]
+
+
 def run_ours(a):
+    """One `sparsetrain bench --json` run configured by the namespace `a`
+    (parse_args's fields); returns its JSON object."""
     cmd = [a.binary, "bench", "--json", "--model", a.model, "--batch-size", str(a.batch_size),
            "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup),
            "--classes", str(a.classes), "--channels", str(a.channels), "--size", str(a.size),
-           "--sparse_init", a.sparse_init, "--density", repr(a.density)]
-    env = dict(os.environ, **openmp_environment())
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
+           "--sparse_init", a.sparse_init, "--density", repr(a.density),
+           "--execution", a.execution, "--isa", a.isa]
+    return run_json(cmd, dict(os.environ, **openmp_environment()))
 
 
 def run_torch(a, densities):
+    """One PyTorch run in a fresh process (densities: {weight name: density}
+    from weight_densities, or None for the dense model); returns its JSON."""
     config = {"model": a.model, "batch_size": a.batch_size, "threads": a.threads, "steps": a.steps,
               "warmup": a.warmup, "classes": a.classes, "channels": a.channels, "size": a.size,
               "densities": densities}
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), **openmp_environment())
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--torch-worker", json.dumps(config)],
-                         check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return run_json([sys.executable, os.path.abspath(__file__), "--torch-worker", json.dumps(config)], env)
 
 
 def cpu_model():
@@ -171,7 +208,7 @@ def main(argv):
                 res = run_ours(a)
                 ours.append(res)
                 if densities is None and a.sparse_init != "dense":
-                    densities = {l["name"]: l["kept"] / l["numel"] for l in res["layers"]}
+                    densities = weight_densities(res["layers"])
             else:
                 res = run_torch(a, densities)
                 theirs.append(res)
@@ -180,19 +217,19 @@ def main(argv):
                   f"step {res['train_step']['ms']:7.1f} ms)", flush=True)
 
     def med(runs, key):
-        return statistics.median(x[key] if key != "ips" else x["train_step"]["images_per_s"] for x in runs)
+        return statistics.median(x[key] if key != "ips" else images_per_s(x) for x in runs)
 
     ours_ips, torch_ips = med(ours, "ips"), med(theirs, "ips")
     summary = {
         "model": a.model, "batch_size": a.batch_size, "threads": a.threads, "sparse_init": a.sparse_init,
         "density": a.density if a.sparse_init != "dense" else 1.0, "repeats": a.repeats, "cpu": cpu_model(),
         "openmp_environment": openmp_environment(),
+        "execution": ours[-1].get("execution"), "isa": ours[-1].get("isa"),
         "conv_implementation": ours[-1].get("conv_implementation"), "torch": theirs[-1].get("torch"),
         "ours_images_per_s": ours_ips, "torch_images_per_s": torch_ips, "ratio": ours_ips / torch_ips,
         "ours_forward_ms": med(ours, "forward_ms"), "ours_backward_ms": med(ours, "backward_ms"),
         "torch_forward_ms": med(theirs, "forward_ms"), "torch_backward_ms": med(theirs, "backward_ms"),
-        "ratios_per_repeat": [o["train_step"]["images_per_s"] / t["train_step"]["images_per_s"]
-                              for o, t in zip(ours, theirs)],
+        "ratios_per_repeat": [images_per_s(o) / images_per_s(t) for o, t in zip(ours, theirs)],
     }
     print(f"median sparsetrain: {ours_ips:8.1f} images/s  (forward {summary['ours_forward_ms']:.1f} ms, "
           f"backward {summary['ours_backward_ms']:.1f} ms; conv {summary['conv_implementation']})")
