@@ -162,14 +162,25 @@ def markdown_table(summary, meta):
                    f"| {cell(r['ours_images_per_s'], '.1f')} | {cell(r['torch_images_per_s'], '.1f')} "
                    f"| {cell(r['speedup_vs_torch'], '.2f', 'x')} | {cell(r['ours_dense_images_per_s'], '.1f')} "
                    f"| {cell(r['speedup_vs_our_dense'], '.2f', 'x')} | {cell(r['memory_ratio'], '.1%')} |")
+    dense = [d for d in summary.get("dense", []) if d.get("torch_dense_images_per_s") is not None]
+    if dense:  # --torch-dense: the unmasked models on both sides
+        out += ["", "| model (dense, no mask) | our dense images/s | PyTorch dense images/s | ours / PyTorch |",
+                "|---|---|---|---|"]
+        for d in dense:
+            out.append(f"| {d['model']} | {cell(d['ours_dense_images_per_s'], '.1f')} "
+                       f"| {cell(d['torch_dense_images_per_s'], '.1f')} "
+                       f"| {cell(d.get('ours_vs_torch_dense'), '.2f', 'x')} |")
     return "\n".join(out) + "\n"
 
 
 def main(argv):
     a = parse_args(argv)
-    with open(a.results) as f:
-        doc = json.load(f)
-    summary, meta = doc["summary"], doc.get("meta", {})
+    try:
+        with open(a.results) as f:
+            doc = json.load(f)
+        summary, meta = doc["summary"], doc.get("meta", {})
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        sys.exit(f"plot_speedup: cannot read {a.results} as a sweep_vs_pytorch.py result: {e!r}")
     if not summary.get("rows"):
         sys.exit(f"plot_speedup: {a.results} has no measured configuration")
     if a.svg:

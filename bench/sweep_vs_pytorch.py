@@ -34,7 +34,7 @@ Usage (Debian's interpreter, which has torch):
   /usr/bin/python3 bench/sweep_vs_pytorch.py [--models cifar_resnet_20,vgg16]
       [--inits ERK,uniform] [--densities 0.05,0.1,0.2,0.5] [--repeats 5]
       [--torch-repeats N] [--steps 5] [--warmup 2] [--batch-size 128]
-      [--threads 2] [--execution auto] [--torch-dense] [--out sweep.json]
+      [--threads 2] [--execution auto] [--torch-dense] [--out sweep.json] [--dry-run]
 """
 
 import argparse
@@ -96,6 +96,7 @@ def parse_args(argv):
                    help="also time PyTorch's dense model (no mask) once per model and round")
     p.add_argument("--binary", default=os.path.join(bvp.ROOT, "build", "sparsetrain"))
     p.add_argument("--out", default="sweep_vs_pytorch.json", help="JSON file of all runs + summary")
+    p.add_argument("--dry-run", action="store_true", help="list the scheduled runs and exit")
     a = p.parse_args(argv)
     if a.torch_repeats is None:
         a.torch_repeats = a.repeats
@@ -179,6 +180,8 @@ def summarise(records):
                         "ours_dense_images_per_s": median_of(ours_dense, ips),
                         "torch_dense_images_per_s": median_of(torch_dense, ips),
                         "dense_param_bytes": ours_dense[-1]["result"]["memory"]["param_bytes"] if ours_dense else None}
+        dense[model]["ours_vs_torch_dense"] = ratio(dense[model]["ours_dense_images_per_s"],
+                                                    dense[model]["torch_dense_images_per_s"])
     rows = []
     for (model, init, d, side), ours in groups.items():
         if side != "ours":
@@ -270,6 +273,12 @@ def main(argv):
     if not os.path.exists(a.binary):
         sys.exit(f"sweep_vs_pytorch: {a.binary} not found (build first: cmake --build build)")
     tasks = schedule(a)
+    if a.dry_run:
+        for k, t in enumerate(tasks):
+            what = "dense" if t["sparse_init"] == "dense" else f"{t['sparse_init']} {t['density']:g}"
+            print(f"{k + 1:4d} round {t['repeat'] + 1} {t['model']} {what} {t['side']}")
+        print(f"{len(tasks)} runs of {a.warmup} warm-up + {a.steps} timed steps")
+        return 0
     meta = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "cpu": bvp.cpu_model(), "commit": git_commit(), "openmp_environment": bvp.openmp_environment(),
             "models": a.models, "inits": a.inits, "densities": a.densities, "repeats": a.repeats,
