@@ -176,6 +176,25 @@ def check_schedule():
           == sorted((m, r) for m in "ab" for r in range(4)))
 
 
+def check_targets():
+    """The issue's targets: speed-ups only at batch 128 / 2 threads."""
+    import sweep_vs_pytorch as sweep
+    row = dict(sparse_init="ERK", density=0.05, speedup_vs_our_dense=0.9, memory_ratio=0.2)
+    rows = [dict(row, model="cifar_resnet_56", speedup_vs_torch=3.5),
+            dict(row, model="cifar_resnet_20_64", speedup_vs_torch=4.0, speedup_vs_our_dense=1.2, memory_ratio=0.1)]
+    got = {t["target"]: t["met"] for t in sweep.check_targets(rows, {"batch_size": 128, "threads": 2})}
+    want = {"cifar_resnet_56 ERK 0.05: ours / PyTorch >= 3.0": True,
+            "cifar_resnet_20_64 ERK 0.05: ours / PyTorch >= 5.0": False,
+            "cifar_resnet_56 ERK 0.05: ours / our dense >= 1": False,
+            "cifar_resnet_56 ERK 0.05: memory <= 15%": False,
+            "cifar_resnet_20_64 ERK 0.05: ours / our dense >= 1": True,
+            "cifar_resnet_20_64 ERK 0.05: memory <= 15%": True}
+    check("targets: met / missed at batch 128, 2 threads", got == want, str(got))
+    got = sweep.check_targets(rows, {"batch_size": 8, "threads": 2})
+    check("targets: no speed-up targets at another batch size",
+          len(got) == 4 and not any("PyTorch" in t["target"] for t in got), str(got))
+
+
 def check_errors(tmp):
     p = run([SWEEP, "--models", "no_such_model", "--inits", "uniform", "--densities", "0.1", "--repeats", "1",
              "--steps", "1", "--warmup", "0", "--batch-size", "2", "--binary", BIN,
@@ -204,6 +223,7 @@ def main():
             check_plot(tmp, out)
         check_plot_geometry(tmp)
         check_schedule()
+        check_targets()
         check_errors(tmp)
     finish()
 
