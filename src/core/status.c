@@ -63,6 +63,13 @@ void *st_malloc(size_t bytes, const char *what) {
     return p;
 }
 
+void *st_malloc_aligned(size_t bytes, const char *what) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) p = NULL;
+    if (!p) st_fail(ST_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
+    return p;
+}
+
 void *st_calloc(size_t count, size_t size, const char *what) {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p) st_fail(ST_ERR_NOMEM, "out of memory allocating %zu x %zu bytes for %s", count, size, what);

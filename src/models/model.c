@@ -294,10 +294,10 @@ static st_status reserve_chwn_buffers(st_model *m) {
     const size_t in = (size_t)m->capacity * (size_t)act_size(&m->acts[0]);
     const size_t out = (size_t)m->capacity * (size_t)m->num_classes;
     free(m->chwn_input), free(m->chwn_input_grad), free(m->chwn_logits), free(m->chwn_logits_grad);
-    m->chwn_input = st_malloc(in * sizeof(float), "sparse execution buffers");
-    m->chwn_input_grad = st_malloc(in * sizeof(float), "sparse execution buffers");
-    m->chwn_logits = st_malloc(out * sizeof(float), "sparse execution buffers");
-    m->chwn_logits_grad = st_malloc(out * sizeof(float), "sparse execution buffers");
+    m->chwn_input = st_malloc_aligned(in * sizeof(float), "sparse execution buffers");
+    m->chwn_input_grad = st_malloc_aligned(in * sizeof(float), "sparse execution buffers");
+    m->chwn_logits = st_malloc_aligned(out * sizeof(float), "sparse execution buffers");
+    m->chwn_logits_grad = st_malloc_aligned(out * sizeof(float), "sparse execution buffers");
     if (!m->chwn_input || !m->chwn_input_grad || !m->chwn_logits || !m->chwn_logits_grad) return ST_ERR_NOMEM;
     return ST_OK;
 }
@@ -327,8 +327,8 @@ st_status st_model_reserve(st_model *m, int capacity) {
         free(a->value);
         free(a->grad);
         size_t n = (size_t)capacity * (size_t)act_size(a);
-        a->value = st_malloc(n * sizeof(float), "activations");
-        a->grad = st_malloc(n * sizeof(float), "activation gradients");
+        a->value = st_malloc_aligned(n * sizeof(float), "activations");
+        a->grad = st_malloc_aligned(n * sizeof(float), "activation gradients");
         if (!a->value || !a->grad) return ST_ERR_NOMEM;
     }
     int threads = omp_get_max_threads();
