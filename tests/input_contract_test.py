@@ -1,0 +1,215 @@
+"""docs/INPUT-CONTRACT.md, row by row: every row of its "Bad input" table is
+run here (by its id) and must give the documented exit code, a one-line
+message containing the documented words, no crash (no exit >= 128 or signal)
+and no temporary file. A row without a case, or a case without a row, fails.
+"""
+import gzip
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import io
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, SRC, check, finish, write_idx_dataset  # noqa: E402
+import load_checkpoint as lc  # noqa: E402
+
+BIN = os.path.join(BUILD, "sparsetrain")
+tmp = tempfile.mkdtemp(prefix="sparsetrain-contract-")
+
+
+def contract_rows():
+    rows = {}
+    with open(os.path.join(SRC, "docs", "INPUT-CONTRACT.md")) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 5 and re.fullmatch(r"[a-z0-9-]+", cells[0]) and cells[3].isdigit():
+                rows[cells[0]] = (int(cells[3]), cells[4])
+    return rows
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+good = write_idx_dataset(os.path.join(tmp, "good"), n_train=64, n_test=32)
+
+
+def idx_variant(name, edit):
+    """A copy of the good data set with one file changed by edit(folder)."""
+    folder = os.path.join(tmp, name)
+    shutil.copytree(good, folder)
+    edit(folder)
+    return folder
+
+
+def truncate(folder):
+    path = os.path.join(folder, "t10k-images-idx3-ubyte")
+    with open(path, "r+b") as f:
+        f.truncate(1000)
+
+
+def bad_magic(folder):
+    with open(os.path.join(folder, "t10k-images-idx3-ubyte"), "r+b") as f:
+        f.write(b"\x00\x00\x09\x03")
+
+
+def fewer_labels(folder):
+    path = os.path.join(folder, "t10k-labels-idx1-ubyte")
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:4] + struct.pack(">I", 31) + data[8:-1])
+
+
+def label_range(folder):
+    path = os.path.join(folder, "t10k-labels-idx1-ubyte")
+    data = bytearray(open(path, "rb").read())
+    data[8 + 5] = 10
+    open(path, "wb").write(bytes(data))
+
+
+def corrupt_gzip(folder):
+    path = os.path.join(folder, "t10k-images-idx3-ubyte")
+    blob = gzip.compress(open(path, "rb").read(), mtime=0)
+    os.remove(path)
+    blob = blob[:40] + bytes(b ^ 0x5A for b in blob[40:80]) + blob[80:]
+    open(path + ".gz", "wb").write(blob)
+
+
+def cifar_folder(name, test_bytes, archive=None):
+    folder = os.path.join(tmp, name)
+    os.makedirs(folder)
+    rng = np.random.RandomState(1)
+    record = lambda n: b"".join(bytes([rng.randint(10)]) + rng.randint(0, 256, 3072).astype(np.uint8).tobytes()
+                                for _ in range(n))
+    files = {f"data_batch_{i}.bin": record(4) for i in range(1, 6)}
+    files["test_batch.bin"] = record(4)[:test_bytes] if test_bytes else record(4)
+    if archive:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+            for fname, data in files.items():
+                info = tarfile.TarInfo("cifar-10-batches-bin/" + fname)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        raw = bytearray(buf.getvalue())
+        raw[148] ^= 0x07  # damage the first header's checksum field
+        open(os.path.join(folder, "cifar-10-binary.tar.gz"), "wb").write(gzip.compress(bytes(raw), mtime=0))
+    else:
+        for fname, data in files.items():
+            open(os.path.join(folder, fname), "wb").write(data)
+    return folder
+
+
+common = ["train", "--data", "mnist", "--datadir", good, "--model", "lenet5", "--batch-size", "16", "--epochs", "1",
+          "--threads", "2", "--plain", "--quiet"]
+ck = os.path.join(tmp, "ck.safetensors")
+r = subprocess.run([BIN] + common + ["--save", ck], capture_output=True, text=True)
+check("a good checkpoint to damage", r.returncode == 0, r.stderr.strip())
+blob = open(ck, "rb").read()
+
+
+def write(name, data):
+    path = os.path.join(tmp, name)
+    open(path, "wb").write(data)
+    return path
+
+
+tensors, meta = lc.read_safetensors(ck)
+no_format = dict(meta)
+del no_format["format"]
+big_epoch = dict(meta, epoch="1e300")
+wrong_shape = dict(tensors)
+wrong_shape["fc4.weight"] = np.zeros((3, 3), dtype=np.float32)
+os.makedirs(os.path.join(tmp, "a-folder"))
+
+cases = {
+    "no-command": [],
+    "unknown-command": ["fly"],
+    "help": ["train", "--help"],
+    "unknown-flag": ["train", "--bogus", "1"],
+    "missing-value": ["train", "--lr"],
+    "not-a-number": ["train", "--lr", "fast"],
+    "not-finite": ["train", "--lr", "inf"],
+    "not-an-integer": ["train", "--epochs", "2.5"],
+    "int-overflow": ["train", "--batch-size", "99999999999"],
+    "negative-seed": ["train", "--seed", "-1"],
+    "positional": ["train", "lenet5"],
+    "switch-value": ["train", "--sparse=1"],
+    "too-long": ["train", "--model", "m" * 200],
+    "unknown-model": common + ["--model", "resnet_99"],
+    "bad-depth": common + ["--model", "cifar_resnet_21"],
+    "density-zero": common + ["--density", "0"],
+    "density-above-one": common + ["--density", "1.5"],
+    "batch-size-zero": common + ["--batch-size", "0"],
+    "epochs-zero": common + ["--epochs", "0"],
+    "lr-negative": common + ["--lr=-1"],
+    "momentum-one": common + ["--momentum", "1"],
+    "valid-split-one": common + ["--valid_split", "1"],
+    "unknown-optimizer": common + ["--optimizer", "rmsprop"],
+    "unknown-schedule": common + ["--lr-schedule", "step"],
+    "unknown-sparse-init": common + ["--sparse", "--fix", "--sparse_init", "magic"],
+    "unknown-mask-sampling": common + ["--mask-sampling", "some"],
+    "sparse-without-fix": common + ["--sparse"],
+    "negative-threads": common + ["--threads=-1"],
+    "unknown-data": common + ["--data", "imagenet2"],
+    "missing-datadir": common + ["--datadir", os.path.join(tmp, "nope")],
+    "truncated-idx": common + ["--datadir", idx_variant("truncated", truncate)],
+    "bad-idx-magic": common + ["--datadir", idx_variant("magic", bad_magic)],
+    "idx-count-mismatch": common + ["--datadir", idx_variant("count", fewer_labels)],
+    "idx-label-range": common + ["--datadir", idx_variant("range", label_range)],
+    "idx-corrupt-gzip": common + ["--datadir", idx_variant("gzip", corrupt_gzip)],
+    "cifar-partial-record": common + ["--data", "cifar10", "--datadir", cifar_folder("cifar-part", 3073 * 2 + 100),
+                                      "--model", "cifar_resnet_8_1"],
+    "cifar-tar-bad-checksum": common + ["--data", "cifar10", "--datadir", cifar_folder("cifar-tar", 0, archive=True),
+                                        "--model", "cifar_resnet_8_1"],
+    "resume-missing": ["train", "--resume", os.path.join(tmp, "none.safetensors")],
+    "resume-truncated": ["train", "--resume", write("trunc.safetensors", blob[: len(blob) // 2])],
+    "resume-not-checkpoint": ["train", "--resume", write("plain.safetensors",
+                                                         lc.serialize_safetensors(tensors, no_format))],
+    "resume-bad-counter": ["train", "--resume", write("counter.safetensors",
+                                                      lc.serialize_safetensors(tensors, big_epoch))],
+    "save-no-folder": common + ["--save", os.path.join(tmp, "no-such-dir", "x.safetensors")],
+    "save-other-run": common + ["--save", ck],
+    "save-not-checkpoint": common + ["--save", write("notes.txt", b"notes\n")],
+    "save-folder": common + ["--save", os.path.join(tmp, "a-folder")],
+    "nan-loss": common + ["--lr", "1e30"],
+    "eval-no-checkpoint": ["eval"],
+    "eval-missing": ["eval", "--checkpoint", os.path.join(tmp, "none.safetensors")],
+    "eval-corrupt-header": ["eval", "--datadir", good, "--checkpoint",
+                            write("corrupt.safetensors", blob[:8] + b"#" * 40 + blob[48:])],
+    "eval-wrong-shape": ["eval", "--last", "--datadir", good, "--checkpoint",
+                         write("shape.safetensors", lc.serialize_safetensors(wrong_shape, meta))],
+    "eval-shape-mismatch": ["eval", "--checkpoint", ck, "--data", "cifar10", "--datadir",
+                            cifar_folder("cifar-good", 0)],
+    "eval-unknown-data": ["eval", "--checkpoint", ck, "--data", "imagenet2"],
+    "inspect-unknown-model": ["inspect", "--model", "resnet_99"],
+    "inspect-bad-input": ["inspect", "--model", "lenet5", "--input", "3x32"],
+    "inspect-snip-no-data": ["inspect", "--model", "lenet5", "--sparse_init", "snip"],
+    "bench-zero-steps": ["bench", "--steps", "0"],
+}
+
+rows = contract_rows()
+check("the contract table has rows", len(rows) > 40, str(len(rows)))
+check("every row has a case", not set(rows) - set(cases), str(sorted(set(rows) - set(cases))))
+check("every case has a row", not set(cases) - set(rows), str(sorted(set(cases) - set(rows))))
+for rid, (code, words) in rows.items():
+    if rid not in cases:
+        continue
+    before = set(os.listdir(tmp))
+    r = subprocess.run([BIN] + cases[rid], capture_output=True, text=True, timeout=300)
+    leftovers = [f for f in set(os.listdir(tmp)) - before if ".tmp." in f]
+    msg = r.stderr.strip()
+    if code == 0:
+        ok = r.returncode == 0 and "usage:" in r.stdout
+    else:
+        needles = [w.strip() for w in words.split(",")] if rid != "no-command" else [words]
+        lines = msg.splitlines()
+        ok = (r.returncode == code and (len(lines) == 1 or rid in ("no-command", "unknown-command")) and
+              all(n.lower() in msg.lower() for n in needles))
+    check(f"{rid}: exit {code}", ok and not leftovers, f"exit {r.returncode}: {msg[:300]}")
+
+shutil.rmtree(tmp, ignore_errors=True)
+finish()
