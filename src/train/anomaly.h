@@ -9,7 +9,9 @@
  * of models/model.c does not write every intermediate result (and holds some
  * channel-blocked), so only what it always writes is checked. Gradients are
  * scanned in backward order (output layer first), so the parameter named is
- * the one closest to the output whose gradient went bad. */
+ * the one closest to the output whose gradient went bad. Packed sparse
+ * weights (sparse execution) are checked in their stored form (kept entries
+ * only, CSR order), so "element" counts stored entries there. */
 #ifndef ST_TRAIN_ANOMALY_H
 #define ST_TRAIN_ANOMALY_H
 

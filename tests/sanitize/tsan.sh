@@ -14,10 +14,13 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:-$root/build-tsan}"
 CC=clang cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DST_TSAN=ON >/dev/null
 cmake --build "$build" -j"$(nproc)" --target sparsetrain test_data_loader test_sparse_conv test_kernels test_layers
-archer="$(clang -print-file-name=libarcher.so)"
+archer=""
+for dir in "$(clang -print-resource-dir)/../.." /usr/lib/llvm-*/lib; do
+  [ -f "$dir/libarcher.so" ] && { archer="$(cd "$dir" && pwd)/libarcher.so"; break; }
+done
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1"
 export OMP_NUM_THREADS=2 GOMP_SPINCOUNT=10000
-if [ -f "$archer" ]; then
+if [ -n "$archer" ]; then
   export OMP_TOOL_LIBRARIES="$archer"
 else
   echo "tsan: libarcher.so not found: OpenMP kernels run with 1 thread (only the loader thread is checked)"
