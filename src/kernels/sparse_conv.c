@@ -24,10 +24,6 @@ static void gather_generic(int n, int cnt, const float *w, const int64_t *off, c
     }
 }
 
-static void axpy_generic(int n, float a, const float *src, float *dst) {
-    for (int j = 0; j < n; j++) dst[j] += a * src[j];
-}
-
 static void sddmm_generic(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
                           float *acc) {
     for (int e = 0; e < cnt; e++) {
@@ -37,7 +33,7 @@ static void sddmm_generic(int n, int cnt, const int64_t *off, const int32_t *slo
     }
 }
 
-const st_spconv_prims st_spconv_prims_generic = {gather_generic, axpy_generic, sddmm_generic};
+const st_spconv_prims st_spconv_prims_generic = {gather_generic, sddmm_generic};
 
 static const st_spconv_prims *prims(void) {
 #ifdef ST_SPCONV_HAVE_X86
@@ -76,7 +72,9 @@ struct st_spconv_plan {
     int64_t *t_idx;    /* nnz: CSR position of each CSC entry */
     int32_t *t_o;      /* nnz: output channel of each CSC entry */
     uint8_t *t_kh, *t_kw;
-    int64_t *bwd_off;  /* nnz, CSC order: (o * OH * OW - kh * OW - kw) * N */
+    int64_t *t_cls;    /* in_c * S * S + 1: CSC entries of input channel i and stride phase
+                          (kh % S, kw % S) are [t_cls[i * S * S + phase], next) */
+    int64_t *bwd_off;  /* nnz, CSC order: (o * OH * OW - (kh / S) * OW - kw / S) * N */
     float *t_w;        /* nnz: values in CSC order (refreshed per backward) */
     int max_row, max_col;
     int n_chunks;       /* weight-gradient chunks of output channels */
@@ -94,6 +92,7 @@ void st_spconv_plan_free(st_spconv_plan *p) {
     if (!p) return;
     free(p->row_ptr), free(p->col), free(p->kh), free(p->kw), free(p->fwd_off);
     free(p->t_ptr), free(p->t_idx), free(p->t_o), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
+    free(p->t_cls);
     free(p->chunk_start);
     free(p->scratch);
     free(p);
@@ -150,21 +149,31 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
         if (p->t_ptr[i + 1] > p->max_col) p->max_col = (int)p->t_ptr[i + 1];
         p->t_ptr[i + 1] += p->t_ptr[i];
     }
-    /* CSC in (o, kh, kw) order within each input channel: filled row by row */
-    int64_t *fill = st_malloc(sizeof(int64_t) * (size_t)(g->in_c + 1), "sparse convolution plan");
-    if (!fill) {
+    /* CSC grouped by stride phase within each input channel: the input pixels
+     * of one phase (ih + P, iw + P mod S) receive exactly the kept weights
+     * with kh, kw of that phase; (o, kh, kw) order within a group. */
+    const int S = g->stride, SS = S * S;
+    p->t_cls = st_calloc((size_t)g->in_c * SS + 1, sizeof(int64_t), "sparse convolution plan");
+    int64_t *fill = st_malloc(sizeof(int64_t) * ((size_t)g->in_c * SS + 1), "sparse convolution plan");
+    if (!fill || !p->t_cls) {
+        free(fill);
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
-    memcpy(fill, p->t_ptr, sizeof(int64_t) * (size_t)(g->in_c + 1));
+    for (int64_t e = 0; e < nnz; e++) {
+        const int i = col[e] / KK;
+        p->t_cls[(int64_t)i * SS + (p->kh[e] % S) * S + p->kw[e] % S + 1]++;
+    }
+    for (int64_t k = 0; k < (int64_t)g->in_c * SS; k++) p->t_cls[k + 1] += p->t_cls[k];
+    memcpy(fill, p->t_cls, sizeof(int64_t) * ((size_t)g->in_c * SS + 1));
     for (int o = 0; o < g->out_c; o++) {
         for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
-            const int i = col[e] / KK;
-            const int64_t t = fill[i]++;
+            const int i = col[e] / KK, kh = p->kh[e], kw = p->kw[e];
+            const int64_t t = fill[(int64_t)i * SS + (kh % S) * S + kw % S]++;
             p->t_idx[t] = e;
             p->t_o[t] = o;
-            p->t_kh[t] = p->kh[e], p->t_kw[t] = p->kw[e];
-            p->bwd_off[t] = ((int64_t)o * OH * OW - (int64_t)p->kh[e] * OW - p->kw[e]) * N;
+            p->t_kh[t] = (uint8_t)kh, p->t_kw[t] = (uint8_t)kw;
+            p->bwd_off[t] = ((int64_t)o * OH * OW - (int64_t)(kh / S) * OW - kw / S) * N;
         }
     }
     free(fill);
@@ -276,16 +285,17 @@ void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const 
 
 /* ---------------- backward: input gradient ---------------- */
 
-static void refresh_transposed_values(st_spconv_plan *p, const float *w) {
+/* Each input pixel gathers from the output pixels it fed: for stride S the
+ * pixel (ih, iw) receives the kept weights of its phase ((ih + P) % S,
+ * (iw + P) % S) from output (oh0 - kh / S, ow0 - kw / S), oh0 = (ih + P) / S.
+ * Work items are (input pixel, block of input channels) as in the forward
+ * pass; border pixels drop the weights whose output pixel is outside. */
+void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate) {
+    const st_spconv_prims *pr = prims();
     for (int64_t t = 0; t < p->nnz; t++) p->t_w[t] = w[p->t_idx[t]];
-}
-
-/* Stride 1: each input pixel gathers from the output pixels it fed; work
- * items are (input pixel, block of input channels) as in the forward pass. */
-static void backward_data_gather(st_spconv_plan *p, const st_spconv_prims *pr, const float *dy, float *dx,
-                                 int accumulate) {
     const st_spconv_geom *g = &p->g;
-    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, P = g->pad;
+    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
+              P = g->pad, SS = S * S;
     const int nt = team(p), pixels = H * W, blocks = channel_blocks(pixels, g->in_c, nt);
     const int64_t plane = (int64_t)pixels * N;
 #pragma omp parallel num_threads(nt)
@@ -296,12 +306,14 @@ static void backward_data_gather(st_spconv_plan *p, const st_spconv_prims *pr, c
             const int px = item / blocks, blk = item % blocks;
             const int ih = px / W, iw = px % W;
             const int i0 = (int)((int64_t)g->in_c * blk / blocks), i1 = (int)((int64_t)g->in_c * (blk + 1) / blocks);
-            const int oh0 = ih + P, ow0 = iw + P; /* output pixel for kh = kw = 0 */
-            const int inside = oh0 - (K - 1) >= 0 && oh0 < OH && ow0 - (K - 1) >= 0 && ow0 < OW;
+            const int ph = (ih + P) % S, pw = (iw + P) % S, phase = ph * S + pw;
+            const int oh0 = (ih + P) / S, ow0 = (iw + P) / S; /* output pixel of kh = ph, kw = pw */
+            const int dh_max = ph < K ? (K - 1 - ph) / S : 0, dw_max = pw < K ? (K - 1 - pw) / S : 0;
+            const int inside = oh0 - dh_max >= 0 && oh0 < OH && ow0 - dw_max >= 0 && ow0 < OW;
             const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
             float *dxp = dx + (int64_t)px * N;
             for (int i = i0; i < i1; i++) {
-                const int64_t t0 = p->t_ptr[i], cnt = p->t_ptr[i + 1] - t0;
+                const int64_t t0 = p->t_cls[(int64_t)i * SS + phase], cnt = p->t_cls[(int64_t)i * SS + phase + 1] - t0;
                 if (inside) {
                     pr->gather(N, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, 0.0f, accumulate,
                                dxp + i * plane);
@@ -309,7 +321,7 @@ static void backward_data_gather(st_spconv_plan *p, const st_spconv_prims *pr, c
                 }
                 int m = 0;
                 for (int64_t t = t0; t < t0 + cnt; t++) {
-                    const int oh = oh0 - p->t_kh[t], ow = ow0 - p->t_kw[t];
+                    const int oh = oh0 - p->t_kh[t] / S, ow = ow0 - p->t_kw[t] / S;
                     if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
                     ts.w[m] = p->t_w[t];
                     ts.off[m++] = base + p->bwd_off[t];
@@ -318,41 +330,6 @@ static void backward_data_gather(st_spconv_plan *p, const st_spconv_prims *pr, c
             }
         }
     }
-}
-
-/* Any stride: each input channel's plane receives the scattered products of
- * the output pixels (one thread per input channel, so no write conflicts). */
-static void backward_data_scatter(st_spconv_plan *p, const st_spconv_prims *pr, const float *dy, float *dx,
-                                  int accumulate) {
-    const st_spconv_geom *g = &p->g;
-    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, S = g->stride, P = g->pad;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(team(p))
-    for (int i = 0; i < g->in_c; i++) {
-        float *dxi = dx + (int64_t)i * H * W * N;
-        if (!accumulate) memset(dxi, 0, sizeof(float) * (size_t)H * W * N);
-        for (int64_t t = p->t_ptr[i]; t < p->t_ptr[i + 1]; t++) {
-            const int o = p->t_o[t], kh = p->t_kh[t], kw = p->t_kw[t];
-            const float wt = p->t_w[t];
-            for (int oh = 0; oh < OH; oh++) {
-                const int ih = oh * S - P + kh;
-                if (ih < 0 || ih >= H) continue;
-                const float *dyr = dy + ((int64_t)o * OH + oh) * OW * N;
-                float *dxr = dxi + (int64_t)ih * W * N;
-                for (int ow = 0; ow < OW; ow++) {
-                    const int iw = ow * S - P + kw;
-                    if (iw < 0 || iw >= W) continue;
-                    pr->axpy(N, wt, dyr + (int64_t)ow * N, dxr + (int64_t)iw * N);
-                }
-            }
-        }
-    }
-}
-
-void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate) {
-    const st_spconv_prims *pr = prims();
-    refresh_transposed_values(p, w);
-    if (p->g.stride == 1) backward_data_gather(p, pr, dy, dx, accumulate);
-    else backward_data_scatter(p, pr, dy, dx, accumulate);
 }
 
 /* ---------------- backward: weight gradient at kept positions ---------------- */

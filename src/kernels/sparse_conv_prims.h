@@ -13,8 +13,6 @@ typedef struct st_spconv_prims {
     /* out[j] = (accumulate ? out[j] : bias) + sum_e w[e] * src[off[e] + j],  j < n */
     void (*gather)(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias, int accumulate,
                    float *out);
-    /* dst[j] += a * src[j], j < n */
-    void (*axpy)(int n, float a, const float *src, float *dst);
     /* acc[slot(e) * 16 + j % 16] += dy[j] * src[off[e] + j], j < n, where
      * slot(e) = slot ? slot[e] : e */
     void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,

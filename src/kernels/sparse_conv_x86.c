@@ -60,25 +60,6 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
     }
 }
 
-static void axpy_avx512(int n, float a, const float *src, float *dst) {
-    const __m512 av = _mm512_set1_ps(a);
-    int j = 0;
-    for (; j + 64 <= n; j += 64) {
-        _mm512_storeu_ps(dst + j, _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j), _mm512_loadu_ps(dst + j)));
-        _mm512_storeu_ps(dst + j + 16,
-                         _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j + 16), _mm512_loadu_ps(dst + j + 16)));
-        _mm512_storeu_ps(dst + j + 32,
-                         _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j + 32), _mm512_loadu_ps(dst + j + 32)));
-        _mm512_storeu_ps(dst + j + 48,
-                         _mm512_fmadd_ps(av, _mm512_loadu_ps(src + j + 48), _mm512_loadu_ps(dst + j + 48)));
-    }
-    for (; j < n; j += 16) {
-        const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
-        _mm512_mask_storeu_ps(dst + j, k,
-                              _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(k, src + j), _mm512_maskz_loadu_ps(k, dst + j)));
-    }
-}
-
 static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
                          float *acc) {
     int j = 0;
@@ -111,7 +92,7 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
     }
 }
 
-const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, axpy_avx512, sddmm_avx512};
+const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512};
 
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -152,14 +133,6 @@ static void gather_avx2(int n, int cnt, const float *w, const int64_t *off, cons
     }
 }
 
-static void axpy_avx2(int n, float a, const float *src, float *dst) {
-    const __m256 av = _mm256_set1_ps(a);
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        _mm256_storeu_ps(dst + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(src + j), _mm256_loadu_ps(dst + j)));
-    for (; j < n; j++) dst[j] += a * src[j];
-}
-
 static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
                        float *acc) {
     int j = 0;
@@ -192,7 +165,7 @@ static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, 
             dy[j] * src[off[e] + j];
 }
 
-const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, axpy_avx2, sddmm_avx2};
+const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2};
 
 #if defined(__clang__)
 #pragma clang attribute pop
