@@ -101,6 +101,9 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         st_model_prunable_counts(m, &r->kept, &r->total);
         r->threads = omp_get_max_threads();
         snprintf(r->conv_implementation, sizeof r->conv_implementation, "none");
+        if (m->sparse_exec)
+            snprintf(r->conv_implementation, sizeof r->conv_implementation, "sparse-direct:%s",
+                     st_isa_name(st_isa_current()));
         for (int i = 0; i < m->n_ops; i++)
             if (m->ops[i].kind == ST_OP_CONV && m->ops[i].conv_plan) {
                 snprintf(r->conv_implementation, sizeof r->conv_implementation, "%s",
