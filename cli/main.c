@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "eval_cli.h"
 #include "flags.h"
 #include "inspect.h"
 #include "sparse/distributions.h"
@@ -147,34 +148,6 @@ static int cmd_train(int argc, char **argv) {
     return 0;
 }
 
-static int cmd_eval(int argc, char **argv) {
-    st_eval_config c;
-    memset(&c, 0, sizeof c);
-    c.batch_size = 100;
-    int last = 0;
-    st_flag flags[] = {
-        {"checkpoint", ST_FLAG_STRING, c.checkpoint, sizeof c.checkpoint, 0, "checkpoint file (.safetensors) to evaluate"},
-        {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set (default: the one the checkpoint was trained on)"},
-        {"datadir", ST_FLAG_STRING, c.datadir, sizeof c.datadir, 0, "folder holding the data set files"},
-        {"test-batch-size", ST_FLAG_INT, &c.batch_size, 0, 0, "evaluation batch size (100)"},
-        {"threads", ST_FLAG_INT, &c.threads, 0, 0, "worker threads (default: all cores)"},
-        {"last", ST_FLAG_SWITCH, &last, 0, 1, "evaluate the last epoch's weights instead of the best-on-validation ones"},
-    };
-    int r = st_flags_parse("eval", "usage: sparsetrain eval --checkpoint FILE [--data D] [options]\n\nReports test accuracy and loss of a checkpoint.",
-                           flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
-    if (r != 0) return r > 0 ? 0 : 2;
-    if (!c.checkpoint[0]) {
-        fprintf(stderr, "sparsetrain eval: --checkpoint is required\n");
-        return 2;
-    }
-    c.use_best = !last;
-    st_eval_result res;
-    st_status s = st_eval_run(&c, &res);
-    if (s != ST_OK) return report("eval", s);
-    printf("test accuracy: %.2f%%  loss: %.4f  (%lld images)\n", 100 * res.accuracy, res.loss, (long long)res.count);
-    return 0;
-}
-
 static void print_bench_json(const st_bench_config *c, const st_bench_result *r) {
     printf("{\"model\": \"%s\", \"sparse_init\": \"%s\", \"density\": %g, \"batch_size\": %d, \"threads\": %d, "
            "\"execution\": \"%s\", \"isa\": \"%s\", \"conv_implementation\": \"%s\", "
@@ -265,7 +238,7 @@ static void usage(FILE *out) {
             "usage: sparsetrain <command> [options]\n\n"
             "Commands:\n"
             "  train   train a dense or randomly pruned sparse network\n"
-            "  eval    evaluate a checkpoint on a test set\n"
+            "  eval    evaluate a checkpoint: accuracy, calibration, OOD detection, attacks\n"
             "  inspect show the layer-wise densities, kept weights and FLOPs of a sparse model\n"
             "  bench   time training steps on synthetic data\n\n"
             "Run 'sparsetrain <command> --help' for the options of a command.\n");
@@ -294,7 +267,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(argv[1], "train") == 0) return cmd_train(argc, argv);
-    if (strcmp(argv[1], "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(argv[1], "eval") == 0) return st_cli_eval(argc, argv);
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(argv[1], "inspect") == 0) return st_cli_inspect(argc, argv);
     fprintf(stderr, "sparsetrain: unknown command '%s'\n", argv[1]);

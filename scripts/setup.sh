@@ -13,6 +13,8 @@ PACKAGES=(
   dataset-fashion-mnist              # the embedded default data set
   python3 python3-numpy python3-torch  # PyTorch parity tests and benchmarks
   clang libclang-rt-dev libomp-dev valgrind  # CI only: libFuzzer, ThreadSanitizer, leak checks
+  python3-sklearn                    # independent reference for the OOD metrics (tests)
+  chromium                           # headless rendering test of `sparsetrain report`
 )
 
 missing=()

@@ -9,6 +9,7 @@
 
 #include "core/status.h"
 #include "kernels/bn_act.h"
+#include "kernels/bn_eval_backward.h"
 #include "kernels/chwn_ops.h"
 #include "kernels/conv_onednn.h"
 #include "kernels/sparse_conv.h"
@@ -787,9 +788,9 @@ void st_model_zero_grad(st_model *m) {
 
 /* Gradient buffer of activation `a` for a writer that can overwrite:
  * *accumulate says whether an earlier writer got there first. NULL for the
- * images (no gradient wanted). */
+ * images unless m->want_input_grad asks for d loss / d images. */
 static float *grad_for_write(st_model *m, int a, int *accumulate) {
-    if (a == 0) return NULL;
+    if (a == 0 && !m->want_input_grad) return NULL;
     *accumulate = m->schedule->grad_written[a];
     m->schedule->grad_written[a] = 1;
     return act_grad(m, a);
@@ -866,6 +867,13 @@ static void backward_step(st_model *m, const model_step *st, int batch) {
         int dx_acc = 0, dres_acc = 0;
         float *dx = grad_for_write(m, st->x, &dx_acc);
         float *dres = st->residual >= 0 ? grad_for_write(m, st->residual, &dres_acc) : NULL;
+        if (!m->training) { /* evaluation mode (attacks): BN is the affine map of the running statistics */
+            st_bn_act_backward_eval(&s, act_value(m, st->x), act_value(m, st->out), st->relu >= 0, dy,
+                                    m->params[op->weight].value, m->params[op->running_mean].value,
+                                    m->params[op->running_var].value, 1e-5f, dx, dx_acc, dres, dres_acc,
+                                    m->params[op->weight].grad, m->params[op->bias].grad);
+            return;
+        }
         st_bn_act_backward(&s, act_value(m, st->x), act_value(m, st->out), st->relu >= 0, dy, m->params[op->weight].value,
                            op->save_mean, op->save_invstd, dx, dx_acc, dres, dres_acc, m->params[op->weight].grad,
                            m->params[op->bias].grad, (double *)m->workspace);

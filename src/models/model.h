@@ -75,6 +75,7 @@ typedef struct st_model {
     int n_acts, cap_acts;
     int capacity;                /* batch size the activation buffers hold */
     int training;                /* 1: batch statistics; 0: running statistics */
+    int want_input_grad;         /* 1: backward also writes acts[0].grad, d loss / d images (attacks) */
     float *workspace;            /* conv scratch, sized for capacity */
     size_t workspace_floats;
     float *log_probs;            /* capacity * classes */

@@ -14,6 +14,7 @@
 #include "core/status.h"
 #include "models/execution.h"
 #include "data/dataset.h"
+#include "eval/flops_summary.h"
 #include "io/checkpoint.h"
 #include "models/init.h"
 #include "models/model.h"
@@ -95,6 +96,7 @@ typedef struct run {
     FILE *log;
     st_checkpoint_info info;
     int saved;                  /* --save holds a checkpoint of this run (written, or the one resumed) */
+    st_flops_summary flops;     /* of the masked model, for the log */
 } run;
 
 static void run_free(run *r) {
@@ -308,7 +310,7 @@ static void show_progress(const st_train_config *c, int epoch, int64_t done, int
 }
 
 static void write_log_line(run *r, int epoch, double lr, double loss, double acc, double val, double test, double ips,
-                           double seconds) {
+                           double seconds, int64_t examples) {
     if (!r->log) return;
     fprintf(r->log,
             "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_acc\": %.9g, \"val_acc\": ", epoch + 1, lr,
@@ -317,7 +319,13 @@ static void write_log_line(run *r, int epoch, double lr, double loss, double acc
         fprintf(r->log, "%.9g", val);
     else
         fprintf(r->log, "null");
-    fprintf(r->log, ", \"test_acc\": %.9g, \"images_per_s\": %.6g, \"seconds\": %.6g}\n", test, ips, seconds);
+    fprintf(r->log, ", \"test_acc\": %.9g, \"images_per_s\": %.6g, \"seconds\": %.6g", test, ips, seconds);
+    /* FLOPs (eval/flops_summary.h): per example of inference, and of this epoch's training */
+    fprintf(r->log,
+            ", \"flops_forward_dense\": %.9g, \"flops_forward_sparse\": %.9g, \"flops_epoch_train_dense\": %.9g, "
+            "\"flops_epoch_train_sparse\": %.9g}\n",
+            r->flops.forward_dense, r->flops.forward_sparse, r->flops.train_dense * (double)examples,
+            r->flops.train_sparse * (double)examples);
     fflush(r->log);
 }
 
@@ -406,7 +414,7 @@ static st_status train_epochs(run *r, st_train_result *result) {
                    now_seconds() - t0);
             fflush(stdout);
         }
-        write_log_line(r, epoch, lr, train_loss, train_acc, val_acc, test_acc, ips, now_seconds() - t0);
+        write_log_line(r, epoch, lr, train_loss, train_acc, val_acc, test_acc, ips, now_seconds() - t0, seen);
         r->info.epoch = epoch + 1;
         r->info.epoch_loss_sum = 0;
         r->info.epoch_correct = r->info.epoch_seen = 0;
@@ -472,6 +480,7 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     s = st_train_config_to_json(c, &r.args_json);
     if (s == ST_OK) s = load_data(&r);
     if (s == ST_OK) s = setup_model(&r, resume_file);
+    if (s == ST_OK) s = st_flops_summary_of(r.model, &r.flops);
     st_safetensors_free(resume_file);
     if (s == ST_OK && c->log[0]) {
         r.log = fopen(c->log, c->resume[0] ? "a" : "w");
@@ -489,48 +498,5 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     }
     if (s == ST_OK) s = train_epochs(&r, result);
     run_free(&r);
-    return s;
-}
-
-st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
-    memset(result, 0, sizeof *result);
-    if (c->threads > 0) omp_set_num_threads(c->threads);
-    st_safetensors *f;
-    ST_TRY(st_safetensors_read(c->checkpoint, &f));
-    char model_name[64];
-    int classes, channels, height, width;
-    st_status s = st_checkpoint_describe(f, c->checkpoint, model_name, sizeof model_name, &classes, &channels, &height,
-                                         &width);
-    const char *data = c->data[0] ? c->data : st_safetensors_meta(f, "data");
-    st_dataset test;
-    memset(&test, 0, sizeof test);
-    st_model *m = NULL;
-    st_loader *loader = NULL;
-    if (s == ST_OK && (!data || !st_dataset_default_dir(data)))
-        s = st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100)",
-                    data ? data : "");
-    if (s == ST_OK)
-        s = st_dataset_load(data, c->datadir[0] ? c->datadir : st_dataset_default_dir(data), 0, &test);
-    if (s == ST_OK && (test.channels != channels || test.height != height || test.width != width ||
-                       test.num_classes != classes))
-        s = st_fail(ST_ERR_ARGUMENT, "%s was trained on %dx%dx%d images with %d classes; %s has %dx%dx%d with %d",
-                    c->checkpoint, channels, height, width, classes, data, test.channels, test.height, test.width,
-                    test.num_classes);
-    if (s == ST_OK) s = st_model_create(model_name, classes, channels, height, width, &m);
-    if (s == ST_OK) {
-        /* The best-on-validation copy exists only for runs with --valid_split. */
-        char probe[ST_NAME_MAX + 8];
-        snprintf(probe, sizeof probe, "best.%s", m->params[0].name);
-        int best = c->use_best && st_safetensors_find(f, probe) != NULL;
-        s = st_checkpoint_load_model(f, c->checkpoint, m, best ? "best." : "");
-    }
-    st_loader_options o = {.batch_size = c->batch_size > 0 ? c->batch_size : 100, .shuffle = 0, .augment = 0};
-    if (s == ST_OK) s = st_loader_create(&test, &o, &loader);
-    if (s == ST_OK) s = evaluate(m, loader, &result->accuracy, &result->loss);
-    result->count = test.count;
-    st_loader_free(loader);
-    st_model_free(m);
-    st_dataset_free(&test);
-    st_safetensors_free(f);
     return s;
 }

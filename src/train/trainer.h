@@ -63,20 +63,6 @@ typedef struct st_train_result {
 void st_train_config_defaults(st_train_config *c);
 st_status st_train_run(st_train_config *c, st_train_result *result);
 
-typedef struct st_eval_config {
-    char checkpoint[ST_PATH_MAX];
-    char data[32];
-    char datadir[ST_PATH_MAX];
-    int batch_size;
-    int threads;
-    int use_best;              /* evaluate the best-on-validation copy if present */
-} st_eval_config;
-
-typedef struct st_eval_result {
-    double accuracy, loss;
-    int64_t count;
-} st_eval_result;
-
-st_status st_eval_run(const st_eval_config *c, st_eval_result *result);
+/* Evaluation of a saved checkpoint (`sparsetrain eval`) lives in eval/eval_run.h. */
 
 #endif
