@@ -1,14 +1,16 @@
 /* The sparsetrain command: parses flags and calls the library.
- * Subcommands: train, eval. Exit codes: 0 ok, 1 runtime failure (bad file,
+ * Subcommands: train, eval, inspect, bench, report. Exit codes: 0 ok, 1 runtime failure (bad file,
  * numerical fault), 2 usage error, 130 interrupted (checkpoint saved). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "eval_cli.h"
 #include "flags.h"
+#include "report_cli.h"
 #include "inspect.h"
 #include "sparse/distributions.h"
 #include "sparsetrain.h"
@@ -73,11 +75,31 @@ static int apply_isa(const char *command, const char *isa) {
     return 2;
 }
 
+static int dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* mkdir -p: creates `path` and any missing parents; 1 when it exists after. */
+static int make_dirs(const char *path) {
+    char partial[ST_PATH_MAX];
+    snprintf(partial, sizeof partial, "%s", path);
+    for (char *p = partial + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(partial, 0777);
+            *p = '/';
+        }
+    mkdir(partial, 0777);
+    return dir_exists(partial);
+}
+
 static int cmd_train(int argc, char **argv) {
     st_train_config c;
     st_train_config_defaults(&c);
     int plain = 0, bar = 0;
     char isa[16] = "";
+    char run_dir[ST_PATH_MAX - 32] = "";
     st_flag flags[] = {
         {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name: cifar_resnet_N[_W], vgg11/13/16/19, lenet5, lenet300-100 (cifar_resnet_20)"},
         {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set: mnist, fashion-mnist, cifar10, cifar100 (fashion-mnist)"},
@@ -109,6 +131,7 @@ static int cmd_train(int argc, char **argv) {
         {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save overwrite a checkpoint of another run"},
         {"detect-anomaly", ST_FLAG_SWITCH, &c.detect_anomaly, 0, 1, "check inputs, outputs, gradients, weights and optimiser state every step"},
         {"log", ST_FLAG_STRING, c.log, sizeof c.log, 0, "JSON-lines log, one object per epoch"},
+        {"run-dir", ST_FLAG_STRING, run_dir, sizeof run_dir, 0, "folder for this run (created): --save DIR/checkpoint.safetensors --log DIR/log.jsonl unless given (see `sparsetrain report`)"},
         {"threads", ST_FLAG_INT, &c.threads, 0, 0, "worker threads (default: all cores)"},
         {"stop-after", ST_FLAG_INT, &c.stop_after, 0, 0, "leave after this many epochs (resume later with --resume)"},
         {"max-batches", ST_FLAG_INT, &c.max_batches, 0, 0, "use at most this many batches per epoch (quick runs)"},
@@ -120,6 +143,14 @@ static int cmd_train(int argc, char **argv) {
     int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
                            flags, n, argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
+    if (run_dir[0]) {
+        if (!make_dirs(run_dir)) {
+            fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);
+            return 1;
+        }
+        if (!c.save[0]) snprintf(c.save, sizeof c.save, "%s/checkpoint.safetensors", run_dir);
+        if (!c.log[0]) snprintf(c.log, sizeof c.log, "%s/log.jsonl", run_dir);
+    }
     if (plain) c.progress = 0;
     if (bar) c.progress = 1;
     if (apply_isa("train", isa)) return 2;
@@ -240,7 +271,8 @@ static void usage(FILE *out) {
             "  train   train a dense or randomly pruned sparse network\n"
             "  eval    evaluate a checkpoint: accuracy, calibration, OOD detection, attacks\n"
             "  inspect show the layer-wise densities, kept weights and FLOPs of a sparse model\n"
-            "  bench   time training steps on synthetic data\n\n"
+            "  bench   time training steps on synthetic data\n"
+            "  report  one HTML page comparing run folders (curves, densities, calibration, OOD)\n\n"
             "Run 'sparsetrain <command> --help' for the options of a command.\n");
 }
 
@@ -270,6 +302,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "eval") == 0) return st_cli_eval(argc, argv);
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(argv[1], "inspect") == 0) return st_cli_inspect(argc, argv);
+    if (strcmp(argv[1], "report") == 0) return st_cli_report(argc, argv);
     fprintf(stderr, "sparsetrain: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
