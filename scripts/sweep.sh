@@ -18,8 +18,9 @@
 #   --epochs E           epochs per run (160, the paper's recipe)
 #   --eval-args "..."    extra flags for sparsetrain eval (e.g. "--ood noise --limit 2000")
 #   --dry-run            print the commands only
-# Existing run folders with an eval.json are skipped, so an interrupted sweep
-# continues where it stopped. SPARSETRAIN overrides the binary (build/sparsetrain).
+# Run folders with an eval.json are skipped and a run with a checkpoint but
+# no eval.json is resumed (train --resume), so an interrupted sweep continues
+# where it stopped. SPARSETRAIN overrides the binary (build/sparsetrain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SPARSETRAIN:-./build/sparsetrain}
@@ -64,8 +65,12 @@ for model in "${models[@]}"; do
       [ -f "$dir/eval.json" ] && { echo "= $dir done"; continue; }
       flags=()
       [ $kind = sparse ] && flags=(--sparse --fix --sparse_init "$init" --density "$density")
-      run "$BIN" train --model "$model" "${data_flags[@]}" --epochs "$epochs" --seed "$seed" --plain \
-        "${flags[@]}" --run-dir "$dir" "$@"
+      if [ -f "$dir/checkpoint.safetensors" ]; then  # interrupted earlier: continue that run
+        run "$BIN" train --resume "$dir/checkpoint.safetensors" --plain --run-dir "$dir" "$@"
+      else
+        run "$BIN" train --model "$model" "${data_flags[@]}" --epochs "$epochs" --seed "$seed" --plain \
+          "${flags[@]}" --run-dir "$dir" "$@"
+      fi
       # shellcheck disable=SC2086
       run "$BIN" eval --checkpoint "$dir/checkpoint.safetensors" "${data_flags[@]}" $eval_args --out "$dir/eval.json"
     done

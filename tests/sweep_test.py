@@ -3,7 +3,8 @@ depths and two widths of small CIFAR ResNets, two seeds, one epoch of two
 batches, evaluation on 50 images): every run folder gets its checkpoint, log
 and eval.json, the report's gap-to-dense plot has one series for the depth
 sweep and one for the width sweep with a point per model, averaging two dense
-and two sparse seeds, and a second invocation skips the finished runs."""
+and two sparse seeds, a second invocation resumes an interrupted run and skips the finished
+ones."""
 import gzip
 import os
 import re
@@ -50,6 +51,13 @@ for series, ms in (("ERK d=0.2, cifar_resnet_*", models[:2]), ("ERK d=0.2, cifar
         check(f"gap table: {series} has {m} with 2 dense and 2 sparse runs",
               re.search(re.escape(f"<td>{series}</td><td>{m}</td>") + r"<td>\d+</td><td>[0-9.]+% \(2\)</td>"
                         r"<td>[0-9.]+% \(2\)</td>", html) is not None)
+# an interrupted run (checkpoint, no eval.json) is resumed, not restarted or refused
+interrupted = os.path.join(out, folders[0])
+os.remove(os.path.join(interrupted, "eval.json"))
+r2 = subprocess.run(cmd, capture_output=True, text=True, env=env)
+check("an interrupted run is resumed from its checkpoint", r2.returncode == 0 and
+      f"train --resume {interrupted}/checkpoint.safetensors" in r2.stdout and
+      os.path.exists(os.path.join(interrupted, "eval.json")), (r2.stdout + r2.stderr)[-400:])
 r2 = subprocess.run(cmd, capture_output=True, text=True, env=env)
 check("a second run skips the finished runs", r2.returncode == 0 and r2.stdout.count(" done") == len(folders)
       and "train --model" not in r2.stdout, r2.stdout[-300:])
