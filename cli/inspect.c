@@ -211,8 +211,9 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
     printf("training step FLOPs per example (forward + backward = %gx forward): dense %.4g M, sparse %.4g M\n",
            ST_TRAIN_STEP_FORWARDS, ST_TRAIN_STEP_FORWARDS * dense / 1e6, ST_TRAIN_STEP_FORWARDS * sparse / 1e6);
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
-    printf("execution (--execution %s): %s -- FLOP-weighted density %.4f, crossover %g; %s\n", o->execution,
-           execution_choice(o, m), st_model_flop_density(m), ST_SPARSE_EXEC_CROSSOVER,
+    printf("execution (--execution %s): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f); %s\n",
+           o->execution, execution_choice(o, m), st_model_flop_density(m), st_model_sparse_crossover(m),
+           st_model_mean_width(m),
            strcmp(execution_choice(o, m), "sparse") == 0
                ? "every convolution and linear layer runs the direct sparse kernels on packed weights"
                : "dense kernels (oneDNN) on dense weights with masks");

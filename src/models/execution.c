@@ -1,6 +1,7 @@
 /* Dense vs sparse execution choice (see execution.h). */
 #include "models/execution.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "core/status.h"
@@ -27,10 +28,31 @@ double st_model_flop_density(const st_model *m) {
     return dense > 0.0 ? kept / dense : 1.0;
 }
 
+double st_model_mean_width(const st_model *m) {
+    double sum = 0.0, macs = 0.0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        if ((op->kind != ST_OP_CONV && op->kind != ST_OP_LINEAR) || op->weight < 0) continue;
+        const st_activation *out = &m->acts[op->out];
+        const st_param *w = &m->params[op->weight];
+        const double layer = (double)out->height * out->width * (double)w->numel;
+        const double cout = (double)w->shape[0], cin = (double)w->numel / (double)w->shape[0];
+        const double width = op->kind == ST_OP_CONV ? fmin(cout, cin / (double)(op->kernel * op->kernel)) : fmin(cout, cin);
+        sum += layer * width;
+        macs += layer;
+    }
+    return macs > 0.0 ? sum / macs : 1.0;
+}
+
+double st_model_sparse_crossover(const st_model *m) {
+    const double c = ST_SPARSE_EXEC_CROSSOVER_AT_REF * sqrt(ST_SPARSE_EXEC_REF_WIDTH / fmax(1.0, st_model_mean_width(m)));
+    return fmin(0.6, fmax(0.1, c));
+}
+
 int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy) {
     if (policy == ST_EXEC_SPARSE) return 1;
     if (policy == ST_EXEC_DENSE) return 0;
-    return st_model_flop_density(m) <= ST_SPARSE_EXEC_CROSSOVER;
+    return st_model_flop_density(m) <= st_model_sparse_crossover(m);
 }
 
 st_status st_model_apply_execution(st_model *m, st_exec_policy policy) {

@@ -6,8 +6,12 @@
  * runs the direct sparse kernels on batch-innermost activations; its cost
  * follows the kept weights (model.h, kernels/sparse_conv.h). `auto` picks
  * sparse execution when the FLOP-weighted density of the model's
- * convolutions and linear layers is at most the crossover measured in
- * docs/PERFORMANCE.md, where both executions train equally fast. */
+ * convolutions and linear layers is at most the model's crossover, where
+ * both executions train equally fast. The dense kernels get more efficient
+ * as layers get wider while the sparse ones do not, so the crossover falls
+ * with the width: measured (docs/PERFORMANCE.md) at FLOP-weighted density
+ * ~0.45 for cifar_resnet_20 (mean width ~37 channels) and ~0.22 for
+ * cifar_resnet_20_64 (~150), i.e. about 0.45 * sqrt(37 / width). */
 #ifndef ST_MODELS_EXECUTION_H
 #define ST_MODELS_EXECUTION_H
 
@@ -15,8 +19,9 @@
 
 typedef enum st_exec_policy { ST_EXEC_AUTO = 0, ST_EXEC_SPARSE = 1, ST_EXEC_DENSE = 2 } st_exec_policy;
 
-/* Measured crossover of the FLOP-weighted density (docs/PERFORMANCE.md). */
-#define ST_SPARSE_EXEC_CROSSOVER 0.3
+/* The crossover rule's constants (see above). */
+#define ST_SPARSE_EXEC_CROSSOVER_AT_REF 0.45
+#define ST_SPARSE_EXEC_REF_WIDTH 37.0
 
 #define ST_EXEC_POLICY_NAMES "auto, sparse or dense"
 
@@ -26,6 +31,11 @@ st_status st_exec_policy_parse(const char *name, st_exec_policy *out);
 /* Kept multiply-adds / dense multiply-adds over all convolutions and linear
  * layers of one forward pass (1 for a dense model). */
 double st_model_flop_density(const st_model *m);
+
+/* FLOP-weighted mean of min(in, out) channels of the convolutions and
+ * linear layers, and the crossover density for that width. */
+double st_model_mean_width(const st_model *m);
+double st_model_sparse_crossover(const st_model *m);
 
 /* Whether `policy` selects sparse execution for `m` as it is now. */
 int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy);
