@@ -91,6 +91,30 @@ static double eval_difference(st_rng *rng, st_model *dense, st_model *sparse, in
     return worst;
 }
 
+/* d loss / d images with running statistics, relative L2 difference. */
+static double input_gradient_difference(st_rng *rng, st_model *dense, st_model *sparse, int size, float *x,
+                                        int32_t *y) {
+    const int b = 11;
+    random_batch(rng, b, size, x, y);
+    dense->training = sparse->training = 0;
+    dense->want_input_grad = sparse->want_input_grad = 1;
+    const float *ld, *ls;
+    double lossd, losss, num = 0.0, den = 1e-30;
+    int cd, cs;
+    CHECK_OK(st_model_forward(dense, x, b, &ld));
+    CHECK_OK(st_model_forward(sparse, x, b, &ls));
+    CHECK_OK(st_model_loss_backward(dense, y, b, &lossd, &cd));
+    CHECK_OK(st_model_loss_backward(sparse, y, b, &losss, &cs));
+    for (int k = 0; k < b * size; k++) {
+        const double g = dense->acts[0].grad[k], h = sparse->acts[0].grad[k];
+        num += (g - h) * (g - h);
+        den += g * g;
+    }
+    dense->training = sparse->training = 1;
+    dense->want_input_grad = sparse->want_input_grad = 0;
+    return sqrt(num / den);
+}
+
 /* Networks with batch norm at initialisation on random data amplify float
  * rounding differences from step to step (see docs/TESTING.md), so the first
  * step's gradients are compared tightly and the short loss curve / weights
@@ -114,7 +138,7 @@ static void compare_model(const char *name, int c, int h, int w, double density,
     int32_t *y = new_bytes(sizeof(int32_t) * 32);
     st_rng rng;
     st_rng_seed(&rng, 3, 0);
-    double worst = 0.0, grad_err = 0.0, werr = 0.0, eval_err = 0.0, loss_err = 0.0;
+    double worst = 0.0, grad_err = 0.0, werr = 0.0, eval_err = 0.0, loss_err = 0.0, input_err = 0.0;
     for (int step = 0; step < 4; step++) {
         const int b = batches[step];
         random_batch(&rng, b, size, x, y);
@@ -134,8 +158,12 @@ static void compare_model(const char *name, int c, int h, int w, double density,
         if (step == 0) {
             werr = weight_difference(dense, sparse);
             eval_err = eval_difference(&rng, dense, sparse, size, x);
+            /* the input gradient in evaluation mode (the adversarial attacks of eval) */
+            input_err = input_gradient_difference(&rng, dense, sparse, size, x, y);
         }
     }
+    printf("%-16s %s: input gradient (eval mode) %.2g\n", name, kind == ST_OPTIMIZER_SGD ? "sgd " : "adam", input_err);
+    CHECK(input_err < 1e-3);
     printf("%-16s %s: first logits %.2g, gradients %.2g, weights %.2g, eval logits %.2g; 4-step losses %.2g\n",
            name, kind == ST_OPTIMIZER_SGD ? "sgd " : "adam", worst, grad_err, werr, eval_err, loss_err);
     /* A ReLU input within rounding of 0 may flip its mask between the two

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "models/execution.h"
 #include "io/checkpoint.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -159,7 +160,10 @@ static st_status open_model(const st_eval_config *c, st_safetensors *f, const st
     char probe[ST_NAME_MAX + 8];
     snprintf(probe, sizeof probe, "best.%s", (*m)->params[0].name);
     int best = c->use_best && st_safetensors_find(f, probe) != NULL;
-    return st_checkpoint_load_model(f, c->checkpoint, *m, best ? "best." : "");
+    ST_TRY(st_checkpoint_load_model(f, c->checkpoint, *m, best ? "best." : ""));
+    st_exec_policy policy; /* a sparse checkpoint runs on the sparse kernels like its training did */
+    ST_TRY(st_exec_policy_parse(c->execution[0] ? c->execution : "auto", &policy));
+    return st_model_apply_execution(*m, policy);
 }
 
 static st_status evaluate_all(const st_eval_config *c, st_model *m, const st_dataset *test, st_eval_result *r) {
