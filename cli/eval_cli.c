@@ -52,8 +52,8 @@ static void print_text(const st_eval_config *c, const st_eval_result *r) {
         else
             printf("\nPGD eps %.5g (%.3g/255), %d steps of %.5g%s: ", a->eps, 255 * a->eps, a->steps, a->step_size,
                    a->random_start ? ", random start" : "");
-        printf("accuracy %.2f%% (clean %.2f%%)  NLL %.4f (clean %.4f)\n", 100 * r->adv_accuracy, 100 * r->accuracy,
-               r->adv_loss, r->loss);
+        printf("accuracy %.2f%% (clean %.2f%% on the same %lld images)  NLL %.4f\n", 100 * r->adv_accuracy,
+               100 * r->attack_clean_accuracy, (long long)r->attack_count, r->adv_loss);
     }
 }
 
@@ -77,6 +77,7 @@ int st_cli_eval(int argc, char **argv) {
         {"eps", ST_FLAG_STRING, eps, sizeof eps, 0, "attack radius in pixel units, a number or a fraction (8/255)"},
         {"steps", ST_FLAG_INT, &c.attack.steps, 0, 0, "PGD iterations (10)"},
         {"step-size", ST_FLAG_STRING, step_size, sizeof step_size, 0, "PGD step in pixel units (2/255)"},
+        {"attack-limit", ST_FLAG_INT, &c.attack_limit, 0, 0, "attack only the first N evaluated images (default: all)"},
         {"random-start", ST_FLAG_SWITCH, &c.attack.random_start, 0, 1, "PGD starts at a random point of the eps-ball"},
         {"seed", ST_FLAG_U64, &c.seed, 0, 0, "seed of the noise images and the PGD random start (17)"},
         {"json", ST_FLAG_SWITCH, &json, 0, 1, "print one JSON object instead of the text report"},
@@ -98,6 +99,7 @@ int st_cli_eval(int argc, char **argv) {
     else if (c.batch_size <= 0) problem = "--test-batch-size must be positive";
     else if (c.threads < 0) problem = "--threads must be >= 0";
     else if (c.limit < 0) problem = "--limit must be >= 0";
+    else if (c.attack_limit < 0) problem = "--attack-limit must be >= 0";
     if (problem) {
         fprintf(stderr, "sparsetrain eval: %s\n", problem);
         return 2;

@@ -129,6 +129,13 @@ else:
         for tag, z in (("FGSM", zero_f), ("PGD", zero_p)):
             check(f"{tag} with eps 0 changes nothing", z["attack"]["accuracy"] == clean["top1"] and
                   z["attack"]["nll"] == clean["nll"], str(z["attack"]))
+    limited = evaluate(ck, "--attack", "fgsm", "--eps", "8/255", "--attack-limit", "100")
+    first100 = evaluate(ck, "--limit", "100")
+    if limited and first100 and clean:
+        a = limited["attack"]
+        check("--attack-limit attacks the first N images and keeps the clean metrics on all",
+              a["count"] == 100 and limited["count"] == 300 and limited["top1"] == clean["top1"] and
+              a["clean_accuracy"] == first100["top1"] and a["accuracy"] < a["clean_accuracy"], str(a))
     ood = evaluate(ck, "--ood", "noise")
     if ood:
         o = ood["ood"]
@@ -146,7 +153,8 @@ else:
           os.path.exists(out) and json.load(open(out))["count"] == 100, r.stderr.strip())
     for args, words in ((["--attack", "cw"], "--attack"), (["--eps", "abc", "--attack", "fgsm"], "--eps"),
                         (["--ood", "noise:pink"], "noise:pink"), (["--ood", "cifar10"], "cifar10"),
-                        (["--attack", "pgd", "--steps", "0"], "--steps")):
+                        (["--attack", "pgd", "--steps", "0"], "--steps"),
+                        (["--attack", "fgsm", "--attack-limit", "-1"], "--attack-limit")):
         r = subprocess.run([BIN, "eval", "--checkpoint", ck, "--limit", "10", *args], capture_output=True, text=True)
         check(f"eval {' '.join(args)} fails with a message naming {words}",
               r.returncode in (1, 2) and words in r.stderr and "Traceback" not in r.stderr,

@@ -199,8 +199,11 @@ static st_status evaluate_all(const st_eval_config *c, st_model *m, const st_dat
         }
     }
     if (s == ST_OK && c->attack.kind != ST_ATTACK_NONE) {
-        s = run_pass(m, test, count, batch, &c->attack, &other);
+        const int64_t attacked = c->attack_limit > 0 && c->attack_limit < count ? c->attack_limit : count;
+        s = run_pass(m, test, attacked, batch, &c->attack, &other);
         if (s == ST_OK) {
+            r->attack_count = other.n;
+            r->attack_clean_accuracy = st_topk_accuracy(other.n, clean.rank, 1); /* same first images */
             r->adv_accuracy = st_topk_accuracy(other.n, other.rank, 1);
             r->adv_loss = mean_of(other.nll, other.n);
             r->has_attack = 1;
@@ -215,6 +218,7 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     memset(result, 0, sizeof *result);
     ST_TRY(st_attack_config_check(&c->attack));
     if (c->limit < 0) return st_fail(ST_ERR_ARGUMENT, "--limit must be >= 0 (got %lld)", (long long)c->limit);
+    if (c->attack_limit < 0) return st_fail(ST_ERR_ARGUMENT, "--attack-limit must be >= 0 (got %d)", c->attack_limit);
     if (c->threads > 0) omp_set_num_threads(c->threads);
     st_safetensors *f;
     ST_TRY(st_safetensors_read(c->checkpoint, &f));
@@ -320,6 +324,9 @@ st_status st_eval_result_json(const st_eval_config *c, const st_eval_result *r, 
         key_double(&b, "step_size", a->kind == ST_ATTACK_FGSM ? a->eps : a->step_size);
         key(&b, "random_start");
         st_json_append_text(&b, a->kind == ST_ATTACK_PGD && a->random_start ? "true" : "false");
+        key(&b, "count");
+        st_json_append_int(&b, r->attack_count);
+        key_double(&b, "clean_accuracy", r->attack_clean_accuracy);
         key_double(&b, "accuracy", r->adv_accuracy);
         key_double(&b, "nll", r->adv_loss);
         st_json_append_text(&b, "}");

@@ -25,6 +25,7 @@ typedef struct st_eval_config {
     int use_best;              /* evaluate the best-on-validation copy if present */
     int limit;                 /* evaluate only the first `limit` test (and OOD) images; 0 = all */
     char execution[16];        /* auto, sparse or dense (models/execution.h); "" = auto */
+    int attack_limit;          /* attack only the first `attack_limit` of those (PGD is costly); 0 = all */
     /* OOD: "" none; a data set name (mnist, fashion-mnist, cifar10, cifar100),
      * "noise" (= "noise:uniform") or "noise:gaussian" */
     char ood[32];
@@ -51,7 +52,9 @@ typedef struct st_eval_result {
     st_ood_metrics ood;
     int64_t score_hist_out[ST_SCORE_BINS];
     int has_attack;
-    double adv_accuracy, adv_loss; /* under the attack (same images) */
+    int64_t attack_count;          /* images attacked (the first ones of the test set) */
+    double adv_accuracy, adv_loss; /* under the attack */
+    double attack_clean_accuracy;  /* clean accuracy on those same images */
 } st_eval_result;
 
 /*! Runs the evaluation. @return ST_ERR_ARGUMENT for an unknown data set, a

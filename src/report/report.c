@@ -143,8 +143,8 @@ static void comparison_table(st_text *t, const st_report_run *runs, int n) {
         cell_number(t, r->has_ood ? r->ood.fpr_at_95_tpr : NAN, "%.4f");
         if (r->has_attack) {
             char buf[96];
-            snprintf(buf, sizeof buf, "%.2f%% (%s, eps %.3g/255)", 100 * r->attack_accuracy, r->attack_kind,
-                     255 * r->attack_eps);
+            snprintf(buf, sizeof buf, "%.2f%% (%s, eps %.3g/255, %.0f images)", 100 * r->attack_accuracy,
+                     r->attack_kind, 255 * r->attack_eps, r->attack_count);
             cell_text(t, buf);
         } else {
             cell_text(t, NULL);

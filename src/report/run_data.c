@@ -251,6 +251,7 @@ static st_status load_eval(const char *path, st_report_run *r) {
             copy_string(attack, "kind", r->attack_kind, sizeof r->attack_kind);
             r->attack_eps = number_or_nan(attack, "eps");
             r->attack_accuracy = number_or_nan(attack, "accuracy");
+            r->attack_count = number_or_nan(attack, "count");
         }
         r->has_eval = 1;
     }

@@ -46,7 +46,7 @@ typedef struct st_report_run {
     st_ood_metrics ood;
     int has_attack;
     char attack_kind[8];
-    double attack_eps, attack_accuracy;
+    double attack_eps, attack_accuracy, attack_count;
 } st_report_run;
 
 /*! Reads the run in `dir` into `out` (zeroed first; free with
