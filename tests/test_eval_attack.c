@@ -20,6 +20,7 @@
 #include "io/safetensors.h"
 #include "models/init.h"
 #include "models/model.h"
+#include "sparse/masks.h"
 #include "parity_input.h"
 #include "testing.h"
 
@@ -145,6 +146,59 @@ static void test_input_gradient(const char *name, int channels, int size) {
     st_model_free(m);
 }
 
+/* Under sparse execution (packed weights, CHWN activations) the input
+ * gradient in evaluation mode equals the dense path's on the same masked
+ * weights, and so does the attack built on it. */
+static void test_sparse_execution_gradient(void) {
+    st_model *dense = make_model("cifar_resnet_8_4", 3, 16, 21), *sparse = make_model("cifar_resnet_8_4", 3, 16, 21);
+    st_layer_shape *shapes;
+    int *ids, n;
+    CHECK_OK(st_model_prunable_layers(dense, &shapes, &ids, &n));
+    double *d = malloc(sizeof(double) * (size_t)n);
+    for (int l = 0; l < n; l++) d[l] = 0.3;
+    CHECK_OK(st_model_sample_masks(dense, d, ST_MASK_EXACT, 5));
+    CHECK_OK(st_model_sample_masks(sparse, d, ST_MASK_EXACT, 5));
+    CHECK_OK(st_model_use_sparse_execution(sparse));
+    const float mean[3] = {0.5f, 0.4f, 0.45f}, std[3] = {0.25f, 0.3f, 0.2f};
+    const int batch = 4;
+    const int64_t size = (int64_t)batch * 3 * 16 * 16;
+    float *x = random_images(batch, mean, std, 3, 16, 6);
+    int32_t labels[4] = {2, 4, 6, 8};
+    float *g[2], *adv[2];
+    st_model *models[2] = {dense, sparse};
+    for (int k = 0; k < 2; k++) {
+        st_model *m = models[k];
+        m->training = 0;
+        m->want_input_grad = 1;
+        const float *logits;
+        double loss;
+        int correct;
+        CHECK_OK(st_model_forward(m, x, batch, &logits));
+        CHECK_OK(st_model_loss_backward(m, labels, batch, &loss, &correct));
+        g[k] = new_floats((size_t)size);
+        memcpy(g[k], m->acts[0].grad, sizeof(float) * (size_t)size);
+        m->want_input_grad = 0;
+        adv[k] = new_floats((size_t)size);
+        st_attack_config a = {.kind = ST_ATTACK_PGD, .eps = 8.0 / 255, .steps = 3, .step_size = 2.0 / 255};
+        CHECK_OK(st_attack_batch(m, &a, mean, std, x, labels, batch, 0, adv[k]));
+    }
+    double num = 0, den = 0, moved = 0, differ = 0;
+    for (int64_t i = 0; i < size; i++) {
+        num += (double)(g[1][i] - g[0][i]) * (g[1][i] - g[0][i]);
+        den += (double)g[0][i] * g[0][i];
+        moved += adv[0][i] != x[i];
+        differ += adv[0][i] != adv[1][i];
+    }
+    if (!(sqrt(num / den) < 1e-4)) fprintf(stderr, "sparse vs dense input gradient: relative L2 %g\n", sqrt(num / den));
+    CHECK(den > 0 && sqrt(num / den) < 1e-4);
+    /* sign steps agree except where a gradient is ~0 (rounding may flip it) */
+    CHECK(moved > size / 2 && differ < size / 100);
+    for (int k = 0; k < 2; k++) free(g[k]), free(adv[k]);
+    free(x), free(d), free(shapes), free(ids);
+    st_model_free(dense);
+    st_model_free(sparse);
+}
+
 static void test_attack_properties(const char *name, int channels, int size) {
     st_model *m = make_model(name, channels, size, 8);
     const float mean[3] = {0.2860f, 0.48f, 0.45f}, std[3] = {0.3530f, 0.2f, 0.26f};
@@ -209,6 +263,7 @@ int main(int argc, char **argv) {
     test_input_gradient("lenet300-100", 1, 28);
     test_input_gradient("lenet5", 1, 28);
     test_input_gradient("cifar_resnet_8_4", 3, 16);
+    test_sparse_execution_gradient();
     test_attack_properties("lenet5", 1, 28);
     test_attack_properties("cifar_resnet_8_4", 3, 16);
     TEST_MAIN_END();
