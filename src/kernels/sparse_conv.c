@@ -50,6 +50,8 @@ static const st_spconv_prims *prims(void) {
 
 /* Most kept weights per weight-gradient chunk (their accumulators: 256 KiB). */
 #define SDDMM_CHUNK_ENTRIES 4096
+/* Most bands of output rows per weight-gradient chunk. */
+#define SDDMM_BANDS 4
 
 void st_spconv_geom_init(st_spconv_geom *g, int batch, int in_c, int in_h, int in_w, int out_c, int kernel,
                          int stride, int pad) {
@@ -80,6 +82,8 @@ struct st_spconv_plan {
     int n_chunks;       /* weight-gradient chunks of output channels */
     int *chunk_start;   /* n_chunks + 1 */
     int64_t max_chunk;  /* most entries in a chunk */
+    int n_bands;        /* weight-gradient bands of output rows (fixed by the geometry) */
+    float *partial;     /* n_bands x nnz: each band's weight-gradient sums */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -94,6 +98,7 @@ void st_spconv_plan_free(st_spconv_plan *p) {
     free(p->t_ptr), free(p->t_idx), free(p->t_o), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
     free(p->t_cls);
     free(p->chunk_start);
+    free(p->partial);
     free(p->scratch);
     free(p);
 }
@@ -191,6 +196,15 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
         if (row_ptr[o] - row_ptr[o0] > p->max_chunk) p->max_chunk = row_ptr[o] - row_ptr[o0];
     }
     p->chunk_start[p->n_chunks] = g->out_c;
+    /* Bands of output rows split the weight-gradient sweep so that layers with
+     * few chunks still use every thread; their number depends only on the
+     * geometry, so the summation order does not depend on the thread count. */
+    p->n_bands = g->out_h < SDDMM_BANDS ? g->out_h : SDDMM_BANDS;
+    p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, "sparse convolution plan");
+    if (!p->partial) {
+        st_spconv_plan_free(p);
+        return ST_ERR_NOMEM;
+    }
     p->threads = omp_get_max_threads();
     const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
     const size_t per_thread = (size_t)longest * (sizeof(float) + sizeof(int64_t) + sizeof(int32_t)) +
@@ -354,17 +368,21 @@ void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *d
         }
     }
     if (!dw || p->nnz == 0) return;
-    const int chunks = p->n_chunks;
+    /* items: (chunk of output channels, band of output rows); each band's sums
+     * go to its own row of p->partial and the bands are added in order */
+    const int chunks = p->n_chunks, bands = p->n_bands;
 #pragma omp parallel num_threads(team(p))
     {
         thread_scratch ts = scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(dynamic, 1)
-        for (int c = 0; c < chunks; c++) {
+        for (int item = 0; item < chunks * bands; item++) {
+            const int c = item / bands, band = item % bands;
             const int o0 = p->chunk_start[c], o1 = p->chunk_start[c + 1];
             const int64_t c0 = p->row_ptr[o0], ccnt = p->row_ptr[o1] - c0;
             if (ccnt == 0) continue;
             memset(ts.acc, 0, sizeof(float) * (size_t)ccnt * ST_SPCONV_LANES);
-            for (int oh = 0; oh < OH; oh++)
+            const int oh_begin = (int)((int64_t)OH * band / bands), oh_end = (int)((int64_t)OH * (band + 1) / bands);
+            for (int oh = oh_begin; oh < oh_end; oh++)
                 for (int ow = 0; ow < OW; ow++) {
                     const int ih0 = oh * S - P, iw0 = ow * S - P;
                     const int inside = ih0 >= 0 && ih0 + K <= H && iw0 >= 0 && iw0 + K <= W;
@@ -388,12 +406,19 @@ void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *d
                         pr->sddmm(N, m, ts.off, ts.slot, d, x, acc);
                     }
                 }
+            float *part = p->partial + (size_t)band * (size_t)p->nnz + (size_t)c0;
             for (int64_t e = 0; e < ccnt; e++) {
                 const float *a = ts.acc + (size_t)e * ST_SPCONV_LANES;
-                float s = 0.0f;
-                for (int l = 0; l < ST_SPCONV_LANES; l++) s += a[l];
-                dw[c0 + e] += s;
+                float sum = 0.0f;
+                for (int l = 0; l < ST_SPCONV_LANES; l++) sum += a[l];
+                part[e] = sum;
             }
+        }
+#pragma omp for schedule(static)
+        for (int64_t e = 0; e < p->nnz; e++) {
+            float sum = 0.0f;
+            for (int band = 0; band < bands; band++) sum += p->partial[(size_t)band * (size_t)p->nnz + (size_t)e];
+            dw[e] += sum;
         }
     }
 }
