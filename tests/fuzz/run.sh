@@ -35,6 +35,12 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus"
   inputs=("$work/corpus" "$here/corpus/$t")
   [ -d "$here/regressions/$t" ] && inputs+=("$here/regressions/$t")
+  dict=()
+  case $t in
+    json) dict=(-dict="$here/dict/json.dict") ;;
+    safetensors|checkpoint) dict=(-dict="$here/dict/safetensors.dict") ;;
+    flags) dict=(-dict="$here/dict/flags.dict") ;;
+  esac
   echo "== fuzz_$t for ${seconds}s =="
   # rss_limit bounds memory per input; -timeout flags inputs slower than 10 s;
   # -max_len 65536 keeps inputs small enough to mutate quickly.
@@ -42,7 +48,7 @@ for t in "${targets[@]}"; do
      UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
      OMP_NUM_THREADS=1 \
      "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-       -max_len=65536 -print_final_stats=1 -artifact_prefix="$work/" "${inputs[@]}" \
+       -max_len=65536 -print_final_stats=1 -artifact_prefix="$work/" "${dict[@]}" "${inputs[@]}" \
        >"$work/log" 2>&1; then
     grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$work/log" | tr '\n' ' '
     echo
