@@ -24,7 +24,8 @@ void st_bn_act_backward_eval(const st_bn_act_shape *s, const float *x, const flo
     double *sum_g = dbeta || dgamma ? calloc((size_t)channels, sizeof(double)) : NULL;
     double *sum_gx = dgamma ? calloc((size_t)channels, sizeof(double)) : NULL;
     if (!scale || !invstd || ((dbeta || dgamma) && !sum_g) || (dgamma && !sum_gx)) {
-        /* no error channel in a kernel: fall back to computing per element */
+        /* no error channel in a kernel: compute dx per element without the tables;
+         * dgamma / dbeta (unused by attacks, the only caller) are then left as they are */
         free(scale), free(invstd), free(sum_g), free(sum_gx);
         scale = invstd = NULL;
         sum_g = sum_gx = NULL;

@@ -3,7 +3,8 @@
  * per-channel affine map, so its backward needs no batch reductions for dx:
  *   g = dy * (y > 0 | no relu);  dresidual (+)= g;
  *   dx (+)= g * gamma * invstd,  invstd = 1 / sqrt(running_var + eps);
- *   dgamma += sum g * (x - running_mean) * invstd;  dbeta += sum g.
+ *   dgamma += sum g * (x - running_mean) * invstd;  dbeta += sum g (left as
+ *   they are if the per-channel tables cannot be allocated).
  * Used when gradients are taken through a model in evaluation mode (the
  * input gradient of adversarial attacks, src/eval/attack.c). */
 #ifndef ST_KERNELS_BN_EVAL_BACKWARD_H
