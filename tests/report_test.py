@@ -181,6 +181,20 @@ broken = os.path.join(tmp, "broken")
 os.makedirs(broken)
 with open(os.path.join(broken, "eval.json"), "w") as f:
     f.write('{"top1": 0.5')
+# extreme numbers in the files: no hang, no crash, a page
+extreme = os.path.join(tmp, "extreme")
+os.makedirs(extreme)
+with open(os.path.join(extreme, "log.jsonl"), "w") as f:
+    for e, loss in ((1, 1e300), (2, 1e300 * (1 + 1e-15)), (3, -5e307)):
+        f.write(json.dumps({"epoch": e, "lr": 1e-300, "train_loss": loss, "test_acc": 1e17 + e}) + "\n")
+bins = [{"lower": b / 15, "upper": (b + 1) / 15, "count": 1e300, "confidence": 0.5, "accuracy": 2} for b in range(15)]
+with open(os.path.join(extreme, "eval.json"), "w") as f:
+    json.dump({"top1": 0.5, "ece": 1e308, "reliability": bins, "score_histogram_in": [1e300] * 20, "ood": None,
+               "attack": None}, f)
+r = subprocess.run([BIN, "report", extreme, "-o", os.path.join(tmp, "extreme.html")], capture_output=True, text=True,
+                   timeout=60)
+check("extreme values in a run's files still give a page", r.returncode == 0, r.stderr.strip())
+
 for args, code, words in ((["report", os.path.join(tmp, "nope"), "-o", out], 1, "nope"),
                           (["report", empty, "-o", out], 1, "empty"),
                           (["report", broken, "-o", out], 1, "eval.json"),

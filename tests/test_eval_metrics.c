@@ -103,16 +103,16 @@ static void test_ood(void) {
 }
 
 static void test_histogram(void) {
-    const double v[] = {0.0, 0.05, 0.1, 0.55, 1.0, 1.5, -1, NAN};
+    const double v[] = {0.0, 0.05, 0.1, 0.55, 1.0, 1.5, -1, NAN, INFINITY, -1e300};
     int64_t counts[10];
-    st_histogram(8, v, 0.0, 1.0, 10, counts);
-    CHECK(counts[0] == 3); /* 0, 0.05 and -1 (clamped) */
+    st_histogram(10, v, 0.0, 1.0, 10, counts);
+    CHECK(counts[0] == 4); /* 0, 0.05, -1 and -1e300 (clamped) */
     CHECK(counts[1] == 1); /* 0.1 */
     CHECK(counts[5] == 1);
-    CHECK(counts[9] == 2); /* 1.0 and 1.5 */
+    CHECK(counts[9] == 3); /* 1.0, 1.5 and infinity */
     int64_t total = 0;
     for (int i = 0; i < 10; i++) total += counts[i];
-    CHECK(total == 7); /* NaN skipped */
+    CHECK(total == 9); /* NaN skipped */
 }
 
 /* Reads "<tag> <number>" lines; tag_a / tag_b pick the two arrays. */

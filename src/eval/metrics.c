@@ -153,9 +153,8 @@ void st_histogram(int64_t n, const double *values, double lo, double hi, int bin
     for (int64_t i = 0; i < n; i++) {
         const double v = values[i];
         if (isnan(v)) continue;
-        int b = (int)floor((v - lo) / (hi - lo) * bins);
-        if (b < 0) b = 0;
-        if (b >= bins) b = bins - 1;
+        const double position = floor((v - lo) / (hi - lo) * bins); /* clamped before the cast: v may be huge */
+        const int b = position < 0 ? 0 : position >= bins ? bins - 1 : (int)position;
         counts[b]++;
     }
 }

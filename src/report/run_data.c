@@ -58,6 +58,10 @@ static st_status read_text(const char *path, char **text, size_t *length) {
     return ST_OK;
 }
 
+/* A JSON number as a count: negative, non-finite or absurd values become 0
+ * (checked before the cast, which would be undefined out of range). */
+static int64_t as_count(double v) { return v >= 0 && v < 9e15 ? (int64_t)v : 0; }
+
 static double number_or_nan(const st_json_value *obj, const char *key) {
     const st_json_value *v = st_json_object_get(obj, key);
     return v && v->type == ST_JSON_NUMBER ? v->number : NAN;
@@ -167,7 +171,7 @@ static st_status load_checkpoint(const char *path, st_report_run *r) {
             double sparse = number_or_nan(o, "sparse"), seed = number_or_nan(o, "seed");
             r->sparse = sparse == 1;
             r->density = r->sparse ? number_or_nan(o, "density") : 1.0;
-            r->seed = isfinite(seed) ? (int64_t)seed : -1;
+            r->seed = seed >= 0 && seed < 9e15 ? (int64_t)seed : -1;
             copy_string(o, "sparse_init", r->sparse_init, sizeof r->sparse_init);
             if (!r->sparse) snprintf(r->sparse_init, sizeof r->sparse_init, "dense");
         }
@@ -201,7 +205,7 @@ static st_status load_checkpoint(const char *path, st_report_run *r) {
 static void read_counts(const st_json_value *arr, int64_t *counts, int n) {
     for (int i = 0; i < n; i++) {
         const st_json_value *v = st_json_array_at(arr, (size_t)i);
-        counts[i] = v && v->type == ST_JSON_NUMBER ? (int64_t)v->number : 0;
+        counts[i] = v && v->type == ST_JSON_NUMBER ? as_count(v->number) : 0;
     }
 }
 
@@ -229,7 +233,7 @@ static st_status load_eval(const char *path, st_report_run *r) {
         t->lower = number_or_nan(bin, "lower");
         t->upper = number_or_nan(bin, "upper");
         double count = number_or_nan(bin, "count");
-        t->count = isfinite(count) ? (int64_t)count : 0;
+        t->count = as_count(count);
         t->mean_confidence = number_or_nan(bin, "confidence");
         t->accuracy = number_or_nan(bin, "accuracy");
     }

@@ -79,8 +79,8 @@ static void draw_axes(st_text *t, const frame *f, const st_chart_axes *a, int x_
     char buf[64];
     /* y ticks and grid */
     double step = nice_step(f->y1 - f->y0, 5);
-    for (double v = f->y0; v <= f->y1 + step * 1e-6; v += step) {
-        double y = py(f, v);
+    for (int k = 0; k <= 50 && f->y0 + k * step <= f->y1 + step * 1e-6; k++) { /* bounded: huge values */
+        const double v = f->y0 + k * step, y = py(f, v);
         format_tick(buf, sizeof buf, v, step);
         st_text_printf(t,
                        "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
@@ -91,7 +91,8 @@ static void draw_axes(st_text *t, const frame *f, const st_chart_axes *a, int x_
     if (!x_ticks) {
         /* the caller labels the x axis itself */
     } else if (f->log_x) {
-        for (double decade = pow(10, floor(log10(f->x0))); decade <= f->x1; decade *= 10)
+        int decades = 0;
+        for (double decade = pow(10, floor(log10(f->x0))); decade <= f->x1 && decades++ < 40; decade *= 10)
             for (int m = 1; m <= 5; m += (m == 1 ? 1 : 3)) {
                 double v = decade * m;
                 if (v < f->x0 * (1 - 1e-9) || v > f->x1 * (1 + 1e-9)) continue;
@@ -104,7 +105,9 @@ static void draw_axes(st_text *t, const frame *f, const st_chart_axes *a, int x_
             }
     } else {
         double xs = nice_step(f->x1 - f->x0, 6);
-        for (double v = ceil(f->x0 / xs - 1e-9) * xs; v <= f->x1 + xs * 1e-6; v += xs) {
+        const double first = ceil(f->x0 / xs - 1e-9) * xs;
+        for (int k = 0; k <= 50 && first + k * xs <= f->x1 + xs * 1e-6; k++) {
+            const double v = first + k * xs;
             format_tick(buf, sizeof buf, v, xs);
             double x = px(f, v);
             st_text_printf(t, "<text x=\"%.1f\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%s</text>", x,
