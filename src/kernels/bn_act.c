@@ -10,6 +10,7 @@
 
 #include "core/status.h"
 #include "kernels/isa.h"
+#include "kernels/isa_target.h"
 
 #define ST_BN_MAX_BLOCK 64
 /* Below this many elements a parallel region costs more than it saves. */
@@ -40,35 +41,18 @@ typedef struct bn_act_rows {
 #include "kernels/bn_act_rows.inc"
 #undef ISA
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#ifdef ST_HAVE_X86_TARGETS
 #define ST_BN_HAVE_X86 1
-/* gcc takes a target for a region with push_options; clang ignores those
- * pragmas (and would compile the variants for the baseline) but has its own. */
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+ST_TARGET_AVX2_BEGIN
 #define ISA(name) name##_avx2
 #include "kernels/bn_act_rows.inc"
 #undef ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+ST_TARGET_END
+ST_TARGET_AVX512_BEGIN
 #define ISA(name) name##_avx512
 #include "kernels/bn_act_rows.inc"
 #undef ISA
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+ST_TARGET_END
 #endif
 
 /* The variant for the ISA chosen in kernels/isa.c. */

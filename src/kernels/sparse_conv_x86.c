@@ -4,17 +4,13 @@
  * stream past; shorter runs fall back to one-vector chunks and a masked or
  * scalar tail. */
 #include "kernels/sparse_conv_prims.h"
+#include "kernels/isa_target.h"
 
 #ifdef ST_SPCONV_HAVE_X86
 #include <immintrin.h>
 
 /* ---------------- AVX-512 ---------------- */
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")
-#endif
+ST_TARGET_AVX512_BEGIN
 
 static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
                           int accumulate, float *out) {
@@ -94,19 +90,10 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
 
 const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512};
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+ST_TARGET_END
 
 /* ---------------- AVX2 ---------------- */
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+ST_TARGET_AVX2_BEGIN
 
 static void gather_avx2(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
                         int accumulate, float *out) {
@@ -167,10 +154,6 @@ static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, 
 
 const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2};
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+ST_TARGET_END
 
 #endif /* ST_SPCONV_HAVE_X86 */
