@@ -71,7 +71,7 @@ int st_cli_eval(int argc, char **argv) {
         {"last", ST_FLAG_SWITCH, &last, 0, 1, "evaluate the last epoch's weights instead of the best-on-validation ones"},
         {"limit", ST_FLAG_INT, &c.limit, 0, 0, "evaluate only the first N test (and OOD) images (default: all)"},
         {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse or dense (auto: as train chooses)"},
-        {"ood", ST_FLAG_STRING, c.ood, sizeof c.ood, 0, "OOD set: mnist, fashion-mnist, cifar10, cifar100, noise (= noise:uniform) or noise:gaussian"},
+        {"ood", ST_FLAG_STRING, c.ood, sizeof c.ood, 0, "OOD set: mnist, fashion-mnist, cifar10, cifar100, a folder holding one, noise (= noise:uniform) or noise:gaussian"},
         {"ood-datadir", ST_FLAG_STRING, c.ood_datadir, sizeof c.ood_datadir, 0, "folder holding the OOD data set files"},
         {"attack", ST_FLAG_STRING, attack, sizeof attack, 0, "fgsm or pgd: also report accuracy under this L-inf attack"},
         {"eps", ST_FLAG_STRING, eps, sizeof eps, 0, "attack radius in pixel units, a number or a fraction (8/255)"},

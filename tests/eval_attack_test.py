@@ -136,6 +136,23 @@ else:
         check("--attack-limit attacks the first N images and keeps the clean metrics on all",
               a["count"] == 100 and limited["count"] == 300 and limited["top1"] == clean["top1"] and
               a["clean_accuracy"] == first100["top1"] and a["accuracy"] < a["clean_accuracy"], str(a))
+    # a folder as the OOD set: Fashion-MNIST's test images flipped upside down, written as IDX files
+    import gzip, struct  # noqa: E401
+    flipped = os.path.join(tmp, "flipped")
+    os.makedirs(flipped, exist_ok=True)
+    with gzip.open(os.path.join(FASHION, "t10k-images-idx3-ubyte.gz")) as f:
+        raw = f.read()
+    images = np.frombuffer(raw[16:], dtype=np.uint8).reshape(-1, 28, 28)[:, ::-1, :]
+    with open(os.path.join(flipped, "t10k-images-idx3-ubyte"), "wb") as f:
+        f.write(raw[:16] + images.tobytes())
+    with gzip.open(os.path.join(FASHION, "t10k-labels-idx1-ubyte.gz")) as f:
+        labels_raw = f.read()
+    with open(os.path.join(flipped, "t10k-labels-idx1-ubyte"), "wb") as f:
+        f.write(labels_raw)
+    folder = evaluate(ck, "--ood", flipped)
+    check("--ood FOLDER loads the IDX test split found there",
+          folder is not None and folder["ood"] and folder["ood"]["count"] == 300 and folder["ood"]["data"] == flipped,
+          str(folder and folder["ood"]))
     ood = evaluate(ck, "--ood", "noise")
     if ood:
         o = ood["ood"]
@@ -153,6 +170,7 @@ else:
           os.path.exists(out) and json.load(open(out))["count"] == 100, r.stderr.strip())
     for args, words in ((["--attack", "cw"], "--attack"), (["--eps", "abc", "--attack", "fgsm"], "--eps"),
                         (["--ood", "noise:pink"], "noise:pink"), (["--ood", "cifar10"], "cifar10"),
+                        (["--ood", tmp], "neither a data set name"),
                         (["--attack", "pgd", "--steps", "0"], "--steps"),
                         (["--attack", "fgsm", "--attack-limit", "-1"], "--attack-limit")):
         r = subprocess.run([BIN, "eval", "--checkpoint", ck, "--limit", "10", *args], capture_output=True, text=True)

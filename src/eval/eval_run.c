@@ -125,17 +125,41 @@ static double mean_of(const double *v, int64_t n) {
     return n ? sum / (double)n : 0.0;
 }
 
-/* The OOD data: noise shaped like the test set, or a data set of the same shape. */
+/* Which data set format a folder holds, by the test-split files of
+ * st_dataset_load: "mnist" (IDX), "cifar10" or "cifar100"; NULL if none. */
+static const char *format_in_folder(const char *dir) {
+    static const struct {
+        const char *format, *file;
+    } probes[] = {{"mnist", "t10k-images-idx3-ubyte"},           {"mnist", "t10k-images-idx3-ubyte.gz"},
+                  {"cifar10", "test_batch.bin"},                 {"cifar10", "cifar-10-batches-bin/test_batch.bin"},
+                  {"cifar10", "cifar-10-binary.tar.gz"},         {"cifar100", "test.bin"},
+                  {"cifar100", "cifar-100-binary/test.bin"},     {"cifar100", "cifar-100-binary.tar.gz"}};
+    char path[ST_PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, probes[i].file);
+        if (st_data_path_exists(path)) return probes[i].format;
+    }
+    return NULL;
+}
+
+/* The OOD data: noise shaped like the test set, or a data set of the same
+ * shape, named (with its usual folder or --ood-datadir) or given as a folder. */
 static st_status load_ood(const st_eval_config *c, const st_dataset *test, int64_t count, st_dataset *out) {
     if (strcmp(c->ood, "noise") == 0) return st_noise_dataset("uniform", test, count, c->seed, out);
     if (strncmp(c->ood, "noise:", 6) == 0) return st_noise_dataset(c->ood + 6, test, count, c->seed, out);
-    const char *dir = c->ood_datadir[0] ? c->ood_datadir : st_dataset_default_dir(c->ood);
-    if (!dir)
-        return st_fail(ST_ERR_ARGUMENT,
-                       "--ood '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100, noise, noise:uniform, "
-                       "noise:gaussian)",
-                       c->ood);
-    ST_TRY(st_dataset_load(c->ood, dir, 0, out));
+    const char *name = c->ood, *dir = c->ood_datadir[0] ? c->ood_datadir : st_dataset_default_dir(c->ood);
+    if (!st_dataset_default_dir(c->ood)) { /* not a name: a folder holding one */
+        dir = c->ood;
+        name = format_in_folder(dir);
+        if (!name)
+            return st_fail(ST_ERR_ARGUMENT,
+                           "--ood '%s' is neither a data set name (mnist, fashion-mnist, cifar10, cifar100, noise, "
+                           "noise:uniform, noise:gaussian) nor a folder holding the test split of one (IDX "
+                           "t10k-images-idx3-ubyte[.gz], CIFAR-10 test_batch.bin, CIFAR-100 test.bin or their "
+                           ".tar.gz)",
+                           c->ood);
+    }
+    ST_TRY(st_dataset_load(name, dir, 0, out));
     if (out->channels != test->channels || out->height != test->height || out->width != test->width) {
         st_status s = st_fail(ST_ERR_ARGUMENT, "--ood %s has %dx%dx%d images; the model takes %dx%dx%d", c->ood,
                               out->channels, out->height, out->width, test->channels, test->height, test->width);

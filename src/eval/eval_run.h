@@ -28,7 +28,7 @@ typedef struct st_eval_config {
     int attack_limit;          /* attack only the first `attack_limit` of those (PGD is costly); 0 = all */
     /* OOD: "" none; a data set name (mnist, fashion-mnist, cifar10, cifar100),
      * "noise" (= "noise:uniform") or "noise:gaussian" */
-    char ood[32];
+    char ood[ST_PATH_MAX];
     char ood_datadir[ST_PATH_MAX];
     uint64_t seed;             /* noise images and PGD random start */
     st_attack_config attack;
