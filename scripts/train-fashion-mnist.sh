@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, then runs the main job on the embedded default data: a randomly
 # pruned (ERK, density 0.1) cifar_resnet_20 on Fashion-MNIST for 2 epochs
-# (cosine learning rate, ~2 minutes on 2 cores), and prints its
+# (cosine learning rate, 2-5 minutes on 2 cores), and prints its
 # test accuracy. Extra arguments are passed to `sparsetrain train`. Each call
 # starts a new run, so --force lets it replace the previous run's checkpoint.
 set -euo pipefail

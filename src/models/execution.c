@@ -45,8 +45,9 @@ double st_model_mean_width(const st_model *m) {
 }
 
 double st_model_sparse_crossover(const st_model *m) {
-    const double c = ST_SPARSE_EXEC_CROSSOVER_AT_REF * sqrt(ST_SPARSE_EXEC_REF_WIDTH / fmax(1.0, st_model_mean_width(m)));
-    return fmin(0.6, fmax(0.1, c));
+    const double c = ST_SPARSE_EXEC_CROSSOVER_AT_REF *
+                     pow(ST_SPARSE_EXEC_REF_WIDTH / fmax(1.0, st_model_mean_width(m)), ST_SPARSE_EXEC_WIDTH_EXPONENT);
+    return fmin(0.5, fmax(0.1, c));
 }
 
 int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy) {

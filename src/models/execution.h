@@ -7,11 +7,14 @@
  * follows the kept weights (model.h, kernels/sparse_conv.h). `auto` picks
  * sparse execution when the FLOP-weighted density of the model's
  * convolutions and linear layers is at most the model's crossover, where
- * both executions train equally fast. The dense kernels get more efficient
- * as layers get wider while the sparse ones do not, so the crossover falls
- * with the width: measured (docs/PERFORMANCE.md) at FLOP-weighted density
- * ~0.45 for cifar_resnet_20 (mean width ~37 channels) and ~0.22 for
- * cifar_resnet_20_64 (~150), i.e. about 0.45 * sqrt(37 / width). */
+ * both executions train equally fast. oneDNN's dense kernels get more
+ * efficient as layers get wider while the sparse ones do not, so the
+ * crossover falls with the FLOP-weighted mean width w of the layers:
+ * 0.34 * (36 / w)^0.4, fitted to the side-by-side sweep of
+ * docs/PERFORMANCE.md (batch 128, 2 threads): sparse was faster at
+ * FLOP-weighted density 0.2 on cifar_resnet_20/56 (w ~36), slower at
+ * ~0.36; faster at 0.17 and slower at 0.2 on cifar_resnet_20_64 (w ~141);
+ * faster at 0.12 on vgg16 (w ~282). */
 #ifndef ST_MODELS_EXECUTION_H
 #define ST_MODELS_EXECUTION_H
 
@@ -20,8 +23,9 @@
 typedef enum st_exec_policy { ST_EXEC_AUTO = 0, ST_EXEC_SPARSE = 1, ST_EXEC_DENSE = 2 } st_exec_policy;
 
 /* The crossover rule's constants (see above). */
-#define ST_SPARSE_EXEC_CROSSOVER_AT_REF 0.45
-#define ST_SPARSE_EXEC_REF_WIDTH 37.0
+#define ST_SPARSE_EXEC_CROSSOVER_AT_REF 0.34
+#define ST_SPARSE_EXEC_REF_WIDTH 36.0
+#define ST_SPARSE_EXEC_WIDTH_EXPONENT 0.4
 
 #define ST_EXEC_POLICY_NAMES "auto, sparse or dense"
 
