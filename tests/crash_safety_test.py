@@ -246,8 +246,9 @@ check("NaN loss after resume: exit 1, names the step, the largest weight and the
       one_line_error(r, 1, "step 7 ", "training loss", "fc4.weight", "--lr", good + " is kept"), r.stderr.strip())
 check("... and the last good checkpoint is untouched", read(good) == before)
 r = run(["train", "--resume", good, "--save", good, "--plain", "--quiet", "--detect-anomaly"])
-check("--detect-anomaly names the model output and the overflowing weight",
-      one_line_error(r, 1, "step 7 ", "model output", "fc4.weight"), r.stderr.strip())
+check("--detect-anomaly names the first layer whose output overflows (the last linear) and the overflowing weight",
+      one_line_error(r, 1, "step 7 ", "first goes non-finite at layer", "linear fc4.weight", "|w| = 1e+38"),
+      r.stderr.strip())
 fresh = os.path.join(tmp, "fresh.safetensors")
 r = run(common + ["--epochs", "1", "--lr", "1e30", "--save", fresh])
 check("NaN in a fresh run: exit 1, nothing written", one_line_error(r, 1, "step ", "no checkpoint of this run") and

@@ -100,7 +100,38 @@ static void test_run_ids(void) {
     CHECK(!st_run_id_valid("0123456789abcdef0123456789abcde"));
 }
 
+/* --detect-anomaly's forward check names the layer where the forward pass
+ * first goes non-finite, under dense and under sparse execution. */
+static void test_activations_named(void) {
+    for (int sparse = 0; sparse < 2; sparse++) {
+        st_model *m = NULL;
+        CHECK_OK(st_model_create("cifar_resnet_8", 10, 1, 28, 28, &m));
+        if (!m) return;
+        for (int i = 0; i < m->n_params; i++)
+            if (!m->params[i].is_buffer && m->params[i].ndim > 1)
+                for (int64_t k = 0; k < m->params[i].numel; k++) m->params[i].value[k] = (k % 7 == 0) ? 0.05f : -0.01f;
+        const int bad = st_model_find_param(m, "blocks.1.conv1.weight");
+        CHECK(bad >= 0);
+        m->params[bad].value[3] = INFINITY;
+        if (sparse) CHECK_OK(st_model_use_sparse_execution(m));
+        m->training = 1;
+        float x[4 * 28 * 28];
+        for (int i = 0; i < 4 * 28 * 28; i++) x[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+        const float *logits;
+        CHECK_OK(st_model_forward(m, x, 4, &logits));
+        st_anomaly_where w = {.step = 5, .epoch = 1, .batch = 5, .lr = 0.1, .checkpoint = "", .saved = 0};
+        CHECK(st_anomaly_check_activations(m, 4, &w) == ST_ERR_NUMERIC);
+        CHECK(mentions("conv blocks.1.conv1.weight") && mentions("step 5") && mentions("--lr"));
+        /* a finite network passes */
+        m->params[bad].value[3] = 0.05f;
+        CHECK_OK(st_model_forward(m, x, 4, &logits));
+        CHECK_OK(st_anomaly_check_activations(m, 4, &w));
+        st_model_free(m);
+    }
+}
+
 int main(void) {
+    test_activations_named();
     test_first_nonfinite();
     test_gradients_named();
     test_loss_weights_output();

@@ -2,6 +2,7 @@
  * functions, and the forward / backward walk over the operation list. */
 #include "models/model.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1032,4 +1033,22 @@ void st_model_step_profile(const st_model *m, int k, st_step_profile *out) {
              st->add >= 0 ? (st->kind == STEP_BN_ACT ? "+add" : "add") : "",
              st->relu >= 0 ? (st->kind == STEP_BN_ACT || st->add >= 0 ? "+relu" : "relu") : "");
     if (st->kind == STEP_BN_ACT) snprintf(out->name, sizeof out->name, "%s", op->bn_name);
+}
+
+/* ---------- anomaly support ---------- */
+
+int st_model_first_nonfinite_step(const st_model *m, int batch, int64_t *element) {
+    const st_model_schedule *sc = m->schedule;
+    if (!sc) return -1;
+    for (int k = 0; k < sc->n_steps; k++) {
+        const int a = sc->steps[k].out;
+        const float *v = act_value((st_model *)m, a);
+        const int64_t n = (int64_t)batch * act_size(&m->acts[a]);
+        for (int64_t i = 0; i < n; i++)
+            if (!isfinite(v[i])) {
+                if (element) *element = i;
+                return k;
+            }
+    }
+    return -1;
 }

@@ -101,6 +101,13 @@ typedef struct st_step_profile {
     double macs;              /* conv / linear: kept multiply-adds per image (forward) */
 } st_step_profile;
 
+/* The first step of the last forward pass (of `batch` images) whose output
+ * holds a NaN or an infinity, in forward order, or -1 when every step's
+ * output is finite; *element gets the position of the first bad value in
+ * that output. For --detect-anomaly: it names the layer where a forward
+ * overflow starts. */
+int st_model_first_nonfinite_step(const st_model *m, int batch, int64_t *element);
+
 /* Number of steps (0 before the first forward pass). */
 int st_model_step_count(const st_model *m);
 void st_model_step_profile(const st_model *m, int step, st_step_profile *out);

@@ -111,6 +111,22 @@ st_status st_anomaly_check_output(const st_model *m, const float *logits, int ba
     return check_tensor_why(logits, (int64_t)batch * m->num_classes, "the model output", name, "holds", m, w);
 }
 
+st_status st_anomaly_check_activations(const st_model *m, int batch, const st_anomaly_where *w) {
+    int64_t at = -1;
+    const int k = st_model_first_nonfinite_step(m, batch, &at);
+    if (k < 0) return ST_OK;
+    st_step_profile sp;
+    st_model_step_profile(m, k, &sp);
+    char why[400], tail[1400];
+    explain_forward(m, why, sizeof why);
+    advice(w, tail, sizeof tail);
+    return st_fail(ST_ERR_NUMERIC,
+                   "numerical fault at step %lld (epoch %d, batch %lld): the forward pass first goes non-finite at "
+                   "layer %d of %d (%s%s%s; element %lld of its output)%s%s",
+                   (long long)w->step, w->epoch, (long long)w->batch, k + 1, st_model_step_count(m), sp.kind,
+                   sp.name[0] ? " " : "", sp.name, (long long)at, why, tail);
+}
+
 st_status st_anomaly_check_weights(const st_model *m, const st_optimizer *opt, const st_anomaly_where *w) {
     for (int i = 0; i < m->n_params; i++) {
         const st_param *p = &m->params[i];

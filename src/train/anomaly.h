@@ -43,6 +43,9 @@ st_status st_anomaly_check_gradients(const st_model *m, const st_anomaly_where *
 st_status st_anomaly_check_input(const float *images, int64_t count, const st_anomaly_where *w);
 /*! The logits (batch x num_classes) of the forward pass. */
 st_status st_anomaly_check_output(const st_model *m, const float *logits, int batch, const st_anomaly_where *w);
+/*! After the forward pass (--detect-anomaly): the output of every layer (or
+ *  fused step) in forward order; names the first one holding NaN/Inf. */
+st_status st_anomaly_check_activations(const st_model *m, int batch, const st_anomaly_where *w);
 /*! After the update: every parameter and buffer, in parameter order, then the
  *  optimiser state (opt may be NULL). */
 st_status st_anomaly_check_weights(const st_model *m, const st_optimizer *opt, const st_anomaly_where *w);

@@ -359,6 +359,7 @@ static st_status train_epochs(run *r, st_train_result *result) {
             if (c->detect_anomaly) ST_TRY(st_anomaly_check_input(b.images, image_floats, &where));
             const float *logits;
             ST_TRY(st_model_forward(m, b.images, b.count, &logits));
+            if (c->detect_anomaly) ST_TRY(st_anomaly_check_activations(m, b.count, &where));
             if (c->detect_anomaly) ST_TRY(st_anomaly_check_output(m, logits, b.count, &where));
             double loss;
             int ok;
