@@ -67,12 +67,10 @@ struct st_spconv_plan {
     st_spconv_geom g;
     int64_t nnz;
     int64_t *row_ptr;  /* out_c + 1 */
-    int32_t *col;      /* nnz, CSR order */
     uint8_t *kh, *kw;  /* nnz, CSR order */
     int64_t *fwd_off;  /* nnz: ((i * H + kh) * W + kw) * N */
     int64_t *t_ptr;    /* in_c + 1: CSC (by input channel) */
     int64_t *t_idx;    /* nnz: CSR position of each CSC entry */
-    int32_t *t_o;      /* nnz: output channel of each CSC entry */
     uint8_t *t_kh, *t_kw;
     int64_t *t_cls;    /* in_c * S * S + 1: CSC entries of input channel i and stride phase
                           (kh % S, kw % S) are [t_cls[i * S * S + phase], next) */
@@ -94,8 +92,8 @@ const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p) { return &p->
 
 void st_spconv_plan_free(st_spconv_plan *p) {
     if (!p) return;
-    free(p->row_ptr), free(p->col), free(p->kh), free(p->kw), free(p->fwd_off);
-    free(p->t_ptr), free(p->t_idx), free(p->t_o), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
+    free(p->row_ptr), free(p->kh), free(p->kw), free(p->fwd_off);
+    free(p->t_ptr), free(p->t_idx), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
     free(p->t_cls);
     free(p->chunk_start);
     free(p->partial);
@@ -116,24 +114,21 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
     const size_t n1 = (size_t)(nnz > 0 ? nnz : 1);
     p->nnz = nnz;
     p->row_ptr = st_malloc(sizeof(int64_t) * (size_t)(g->out_c + 1), "sparse convolution plan");
-    p->col = st_malloc(sizeof(int32_t) * n1, "sparse convolution plan");
     p->kh = st_malloc(n1, "sparse convolution plan");
     p->kw = st_malloc(n1, "sparse convolution plan");
     p->fwd_off = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
     p->t_ptr = st_calloc((size_t)g->in_c + 1, sizeof(int64_t), "sparse convolution plan");
     p->t_idx = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
-    p->t_o = st_malloc(sizeof(int32_t) * n1, "sparse convolution plan");
     p->t_kh = st_malloc(n1, "sparse convolution plan");
     p->t_kw = st_malloc(n1, "sparse convolution plan");
     p->bwd_off = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
     p->t_w = st_malloc(sizeof(float) * n1, "sparse convolution plan");
-    if (!p->row_ptr || !p->col || !p->kh || !p->kw || !p->fwd_off || !p->t_ptr || !p->t_idx || !p->t_o || !p->t_kh ||
+    if (!p->row_ptr || !p->kh || !p->kw || !p->fwd_off || !p->t_ptr || !p->t_idx || !p->t_kh ||
         !p->t_kw || !p->bwd_off || !p->t_w) {
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
     memcpy(p->row_ptr, row_ptr, sizeof(int64_t) * (size_t)(g->out_c + 1));
-    if (nnz > 0) memcpy(p->col, col, sizeof(int32_t) * (size_t)nnz);
     const int64_t N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w;
     for (int o = 0; o < g->out_c; o++) {
         const int64_t len = row_ptr[o + 1] - row_ptr[o];
@@ -176,7 +171,6 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
             const int i = col[e] / KK, kh = p->kh[e], kw = p->kw[e];
             const int64_t t = fill[(int64_t)i * SS + (kh % S) * S + kw % S]++;
             p->t_idx[t] = e;
-            p->t_o[t] = o;
             p->t_kh[t] = (uint8_t)kh, p->t_kw[t] = (uint8_t)kw;
             p->bwd_off[t] = ((int64_t)o * OH * OW - (int64_t)(kh / S) * OW - kw / S) * N;
         }
