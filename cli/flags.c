@@ -7,27 +7,66 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int same_name(const char *a, const char *b, size_t blen) {
-    size_t i = 0;
-    for (; i < blen && a[i]; i++) {
-        char x = a[i] == '_' ? '-' : a[i], y = b[i] == '_' ? '-' : b[i];
-        if (x != y) return 0;
+static char fold(char c) { return c == '_' ? '-' : c; }
+
+/* 1 when the first `len` bytes of `given` equal the start of `name` ('-' = '_'). */
+static int is_prefix(const char *name, const char *given, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        if (!name[i] || fold(name[i]) != fold(given[i])) return 0;
+    return 1;
+}
+
+int st_flags_lookup(const st_flag *flags, int n, const char *name, size_t len, int *candidates, int max_candidates,
+                    int *n_candidates) {
+    if (n_candidates) *n_candidates = 0;
+    if (len == 0) return -1;
+    for (int k = 0; k < n; k++)
+        if (strlen(flags[k].name) == len && is_prefix(flags[k].name, name, len)) return k;
+    int found = -1, count = 0;
+    for (int k = 0; k < n; k++) {
+        if (!is_prefix(flags[k].name, name, len)) continue;
+        if (candidates && count < max_candidates) candidates[count] = k;
+        count++;
+        found = k;
     }
-    return i == blen && a[i] == 0;
+    if (n_candidates) *n_candidates = count;
+    if (count == 0) return -1;
+    return count == 1 ? found : -2;
+}
+
+st_flag *st_flags_find(st_flag *flags, int n, const char *name) {
+    size_t len = strlen(name);
+    for (int k = 0; k < n; k++)
+        if (strlen(flags[k].name) == len && is_prefix(flags[k].name, name, len)) return &flags[k];
+    return NULL;
 }
 
 static void print_usage(const char *usage, const st_flag *flags, int n) {
     printf("%s\n\nOptions:\n", usage);
-    for (int i = 0; i < n; i++) {
-        const char *arg = flags[i].type == ST_FLAG_SWITCH ? ""
-                          : flags[i].type == ST_FLAG_STRING ? " S"
-                          : flags[i].type == ST_FLAG_DOUBLE ? " X"
-                                                             : " N";
-        char left[64];
-        snprintf(left, sizeof left, "--%s%s", flags[i].name, arg);
-        printf("  %-24s %s\n", left, flags[i].help);
+    int compat = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < n; i++) {
+            int is_compat = flags[i].ignored || flags[i].refused;
+            if (is_compat != pass) continue;
+            if (is_compat && !compat++)
+                printf("\nAccepted for compatibility with the reference code (no effect here, or refused):\n");
+            const char *arg = flags[i].type == ST_FLAG_SWITCH   ? ""
+                              : flags[i].type == ST_FLAG_STRING ? " S"
+                              : flags[i].type == ST_FLAG_DOUBLE ? " X"
+                                                                : " N";
+            char left[64];
+            snprintf(left, sizeof left, "--%s%s", flags[i].name, arg);
+            if (flags[i].ignored)
+                printf("  %-24s ignored: %s\n", left, flags[i].ignored);
+            else if (flags[i].refused)
+                printf("  %-24s refused: %s\n", left, flags[i].refused);
+            else
+                printf("  %-24s %s\n", left, flags[i].help);
+        }
+        if (pass == 0) printf("  %-24s %s\n", "--help", "show this help");
     }
-    printf("  %-24s %s\n", "--help", "show this help");
+    printf("\nAny unambiguous prefix of a flag works (--epoch = --epochs); '-' and '_' are interchangeable;\n"
+           "--flag value and --flag=value are the same.\n");
 }
 
 static int set_value(const char *command, st_flag *f, const char *value) {
@@ -35,29 +74,29 @@ static int set_value(const char *command, st_flag *f, const char *value) {
     errno = 0;
     switch (f->type) {
     case ST_FLAG_STRING:
-        if (strlen(value) >= f->size) {
+        if (f->target && strlen(value) >= f->size) {
             fprintf(stderr, "sparsetrain %s: value of --%s is too long\n", command, f->name);
             return -1;
         }
-        memcpy(f->target, value, strlen(value) + 1);
+        if (f->target) memcpy(f->target, value, strlen(value) + 1);
         return 0;
     case ST_FLAG_INT: {
         long v = strtol(value, &end, 10);
         if (!*value || *end || errno || v < -2147483647L || v > 2147483647L) break;
-        *(int *)f->target = (int)v;
+        if (f->target) *(int *)f->target = (int)v;
         return 0;
     }
     case ST_FLAG_U64: {
         if (value[0] == '-') break;
         unsigned long long v = strtoull(value, &end, 10);
         if (!*value || *end || errno) break;
-        *(uint64_t *)f->target = v;
+        if (f->target) *(uint64_t *)f->target = v;
         return 0;
     }
     case ST_FLAG_DOUBLE: {
         double v = strtod(value, &end);
         if (!*value || *end || errno || !isfinite(v)) break;
-        *(double *)f->target = v;
+        if (f->target) *(double *)f->target = v;
         return 0;
     }
     case ST_FLAG_SWITCH: break;
@@ -67,26 +106,48 @@ static int set_value(const char *command, st_flag *f, const char *value) {
     return -1;
 }
 
+static void print_candidates(const char *command, const char *arg, size_t len, const st_flag *flags,
+                             const int *cand, int n_cand, int shown) {
+    fprintf(stderr, "sparsetrain %s: ambiguous flag '%.*s' could be", command, (int)len + 2, arg);
+    for (int i = 0; i < shown; i++) fprintf(stderr, "%s --%s", i ? (i + 1 == n_cand ? " or" : ",") : "",
+                                            flags[cand[i]].name);
+    if (shown < n_cand) fprintf(stderr, " and %d more", n_cand - shown);
+    fprintf(stderr, " (give more of the name)\n");
+}
+
 int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n, int argc, char **argv, int first) {
+    for (int k = 0; k < n; k++) flags[k].given = 0;
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        if (strcmp(arg, "-h") == 0) {
             print_usage(usage, flags, n);
             return 1;
         }
-        if (strncmp(arg, "--", 2) != 0) {
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == 0 || arg[2] == '=') {
             fprintf(stderr, "sparsetrain %s: unexpected argument '%s' (flags start with --; see --help)\n", command,
                     arg);
             return -1;
         }
         const char *name = arg + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        st_flag *f = NULL;
-        for (int k = 0; k < n && !f; k++)
-            if (same_name(flags[k].name, name, len)) f = &flags[k];
-        if (!f) {
+        int cand[8], n_cand = 0;
+        int k = st_flags_lookup(flags, n, name, len, cand, 8, &n_cand);
+        if (k == -1 && !eq && len <= 4 && strncmp(name, "help", len) == 0) {
+            print_usage(usage, flags, n);
+            return 1;
+        }
+        if (k == -2) {
+            print_candidates(command, arg, len, flags, cand, n_cand, n_cand < 8 ? n_cand : 8);
+            return -1;
+        }
+        if (k < 0) {
             fprintf(stderr, "sparsetrain %s: unknown flag '--%.*s' (see sparsetrain %s --help)\n", command, (int)len,
                     name, command);
+            return -1;
+        }
+        st_flag *f = &flags[k];
+        if (f->refused) {
+            fprintf(stderr, "sparsetrain %s: --%s is not available: %s\n", command, f->name, f->refused);
             return -1;
         }
         if (f->type == ST_FLAG_SWITCH) {
@@ -94,15 +155,17 @@ int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n
                 fprintf(stderr, "sparsetrain %s: --%s takes no value\n", command, f->name);
                 return -1;
             }
-            *(int *)f->target = f->value;
-            continue;
+            if (f->target) *(int *)f->target = f->value;
+        } else {
+            const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!value) {
+                fprintf(stderr, "sparsetrain %s: --%s needs a value\n", command, f->name);
+                return -1;
+            }
+            if (set_value(command, f, value) != 0) return -1;
         }
-        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!value) {
-            fprintf(stderr, "sparsetrain %s: --%s needs a value\n", command, f->name);
-            return -1;
-        }
-        if (set_value(command, f, value) != 0) return -1;
+        if (f->ignored && !f->given) fprintf(stderr, "sparsetrain %s: --%s is ignored: %s\n", command, f->name, f->ignored);
+        f->given++;
     }
     return 0;
 }

@@ -1,6 +1,15 @@
-/* A small table-driven command-line flag parser for the sparsetrain tool.
- * Flags are --name value or --name=value; '-' and '_' in names are
- * interchangeable so that the reference code's spellings all work. */
+/* A small table-driven command-line flag parser for the sparsetrain tool,
+ * with the rules of Python's argparse so that the reference code's command
+ * lines paste in unchanged:
+ *   --name value and --name=value;
+ *   '-' and '_' in names are interchangeable (--batch_size = --batch-size);
+ *   any unambiguous prefix of a name is accepted (--epoch = --epochs); an
+ *   exact name always wins over longer names it is a prefix of (--save is
+ *   not ambiguous with --save-features); an ambiguous prefix is refused with
+ *   the candidates named.
+ * Flags kept only for compatibility are either accepted with a note on stderr
+ * saying why they have no effect (`ignored`), or refused with a message saying
+ * why (`refused`). */
 #ifndef ST_CLI_FLAGS_H
 #define ST_CLI_FLAGS_H
 
@@ -10,17 +19,32 @@
 typedef enum st_flag_type { ST_FLAG_STRING, ST_FLAG_INT, ST_FLAG_U64, ST_FLAG_DOUBLE, ST_FLAG_SWITCH } st_flag_type;
 
 typedef struct st_flag {
-    const char *name;   /* without the leading dashes */
+    const char *name;    /* without the leading dashes */
     st_flag_type type;
-    void *target;       /* char[size] / int / uint64_t / double / int (switch: set to `value`) */
-    size_t size;        /* for strings */
-    int value;          /* for switches */
+    void *target;        /* char[size] / int / uint64_t / double / int (switch: set to `value`); NULL: the
+                            value is checked for its type and dropped */
+    size_t size;         /* for strings */
+    int value;           /* for switches */
     const char *help;
+    const char *ignored; /* non-NULL: accepted, and this reason printed as "--name is ignored: <reason>" */
+    const char *refused; /* non-NULL: refused with "--name is not available: <reason>" */
+    int given;           /* output: how many times the flag appeared */
 } st_flag;
 
 /* Parses argv[first..argc). Returns 0 on success, 1 if --help was given
  * (usage printed), -1 on error (message printed to stderr). */
 int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n_flags, int argc, char **argv,
                    int first);
+
+/* Resolves the name part of an argument ("epoch" of "--epoch=3": `len` bytes
+ * of `name`) against the table: the index of the flag, -1 when no flag
+ * matches, -2 when the prefix matches several (each candidate's index is
+ * written to `candidates`, at most `max_candidates`, their count to
+ * *n_candidates). The name "help" is not in the table. */
+int st_flags_lookup(const st_flag *flags, int n_flags, const char *name, size_t len, int *candidates,
+                    int max_candidates, int *n_candidates);
+
+/* The flag called `name` (exact, '-'/'_' interchangeable), or NULL. */
+st_flag *st_flags_find(st_flag *flags, int n_flags, const char *name);
 
 #endif

@@ -145,6 +145,8 @@ def flags_seeds():
         "underscores": [b"--batch_size", b"-7", b"--no-sparse", b"--lr=0.5"],
         "help": [b"--help"],
         "errors": [b"--lr", b"fast", b"--model", b"x" * 20],
+        "prefixes": [b"--batch", b"32", b"--sparse", b"--sparse-i=ERK", b"--mod", b"vgg16", b"--s", b"1"],
+        "compat": [b"--no-cuda", b"--l1", b"0.5", b"--no-cuda", b"--fp16"],
     }
     for name, args in samples.items():
         put("flags", name, b"\x00".join(args))

@@ -294,7 +294,8 @@ static void fuzz_json(const uint8_t *data, size_t size) {
 /* ---------------------------------------------------------------- flags */
 
 /* Input: command-line arguments separated by NUL bytes (at most 64), parsed
- * against a table with every flag type. */
+ * against a table with every flag type, names that are prefixes of others,
+ * and ignored and refused compatibility flags. */
 static void fuzz_flags(const uint8_t *data, size_t size) {
     char *copy = malloc(size + 1);
     if (!copy) abort();
@@ -313,12 +314,16 @@ static void fuzz_flags(const uint8_t *data, size_t size) {
     uint64_t u64 = 0;
     double real = 0;
     st_flag flags[] = {
-        {"model", ST_FLAG_STRING, text, sizeof text, 0, "a string"},
-        {"batch-size", ST_FLAG_INT, &integer, 0, 0, "an integer"},
-        {"seed", ST_FLAG_U64, &u64, 0, 0, "an unsigned integer"},
-        {"lr", ST_FLAG_DOUBLE, &real, 0, 0, "a number"},
-        {"sparse", ST_FLAG_SWITCH, &on, 0, 1, "a switch"},
-        {"no_sparse", ST_FLAG_SWITCH, &on, 0, 0, "a switch"},
+        {"model", ST_FLAG_STRING, text, sizeof text, 0, "a string", NULL, NULL, 0},
+        {"batch-size", ST_FLAG_INT, &integer, 0, 0, "an integer", NULL, NULL, 0},
+        {"seed", ST_FLAG_U64, &u64, 0, 0, "an unsigned integer", NULL, NULL, 0},
+        {"lr", ST_FLAG_DOUBLE, &real, 0, 0, "a number", NULL, NULL, 0},
+        {"sparse", ST_FLAG_SWITCH, &on, 0, 1, "a switch", NULL, NULL, 0},
+        {"no_sparse", ST_FLAG_SWITCH, &on, 0, 0, "a switch", NULL, NULL, 0},
+        {"sparse_init", ST_FLAG_STRING, text, sizeof text, 0, "a prefix collision", NULL, NULL, 0},
+        {"l1", ST_FLAG_DOUBLE, NULL, 0, 0, "an ignored number", "unused", NULL, 0},
+        {"no-cuda", ST_FLAG_SWITCH, NULL, 0, 1, "an ignored switch", "no GPU", NULL, 0},
+        {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "a refused switch", NULL, "not yet", 0},
     };
     int r = st_flags_parse("fuzz", "usage: fuzz", flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
     if (r < -1 || r > 1 || strlen(text) >= sizeof text) abort();
