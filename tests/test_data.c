@@ -675,7 +675,29 @@ static void test_debian_fashion_mnist(void) {
     }
 }
 
-int main(void) {
+/* `test_data --load NAME DIR train|test`: loads a data set and prints
+ * "ok count=N classes=K hash=H" (FNV-1a 64 of the pixel bytes, then of each
+ * label as 4 little-endian bytes) or "error STATUS: message" (exit 1); used by
+ * tests/cifar_python_test.py to compare loaders against data made in Python. */
+static int load_and_hash(const char *name, const char *dir, const char *split) {
+    st_dataset d;
+    st_status s = st_dataset_load(name, dir, strcmp(split, "train") == 0, &d);
+    if (s != ST_OK) {
+        printf("error %s: %s\n", st_status_name(s), st_last_error());
+        return 1;
+    }
+    uint64_t h = 1469598103934665603ULL;
+    size_t bytes = (size_t)d.count * (size_t)d.channels * (size_t)d.height * (size_t)d.width;
+    for (size_t i = 0; i < bytes; i++) h = (h ^ d.pixels[i]) * 1099511628211ULL;
+    for (int64_t i = 0; i < d.count; i++)
+        for (int k = 0; k < 4; k++) h = (h ^ (((uint32_t)d.labels[i] >> (8 * k)) & 0xFF)) * 1099511628211ULL;
+    printf("ok count=%lld classes=%d hash=%016llx\n", (long long)d.count, d.num_classes, (unsigned long long)h);
+    st_dataset_free(&d);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "--load") == 0) return load_and_hash(argv[2], argv[3], argv[4]);
     const char *tmp = getenv("ST_TEST_TMP");
     snprintf(tmp_root, sizeof tmp_root, "%s/test_data", tmp && *tmp ? tmp : "/tmp/sparsetrain_test");
     make_dirs(tmp_root);

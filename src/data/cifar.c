@@ -1,6 +1,9 @@
-/* CIFAR-10 and CIFAR-100, official binary version: fixed-size records of label
- * byte(s) + 3072 pixel bytes (1024 R, 1024 G, 1024 B, rows top to bottom), read
- * from a folder, the archive's sub-folder, or the .tar.gz archive itself. */
+/* CIFAR-10 and CIFAR-100 from a folder, the archive's sub-folder, or the
+ * .tar.gz archive itself, in either official version:
+ *   binary: fixed-size records of label byte(s) + 3072 pixel bytes (1024 R,
+ *     1024 G, 1024 B, rows top to bottom);
+ *   python: pickled batches (what torchvision downloads), read by the strict
+ *     pickle-subset reader of cifar_pickle.c; same pixel layout. */
 #include "data/dataset.h"
 
 #include <stdio.h>
@@ -18,14 +21,18 @@ typedef struct cifar_layout {
     const char *archive; /* official archive name */
     int label_bytes;     /* 1 (CIFAR-10) or 2 (coarse, fine: CIFAR-100) */
     int classes;         /* of the label used */
+    int python;          /* pickled batches instead of binary records */
 } cifar_layout;
 
-static const cifar_layout cifar10_layout = {"cifar-10-batches-bin", "cifar-10-binary.tar.gz", 1, 10};
-static const cifar_layout cifar100_layout = {"cifar-100-binary", "cifar-100-binary.tar.gz", 2, 100};
+static const cifar_layout cifar10_layout = {"cifar-10-batches-bin", "cifar-10-binary.tar.gz", 1, 10, 0};
+static const cifar_layout cifar100_layout = {"cifar-100-binary", "cifar-100-binary.tar.gz", 2, 100, 0};
+static const cifar_layout cifar10_py_layout = {"cifar-10-batches-py", "cifar-10-python.tar.gz", 1, 10, 1};
+static const cifar_layout cifar100_py_layout = {"cifar-100-python", "cifar-100-python.tar.gz", 2, 100, 1};
 
 /* Validates one file's records and appends them to `d` (file order is kept). */
 static st_status append_records(st_dataset *d, const cifar_layout *layout, const uint8_t *raw, size_t size,
                                 const char *where) {
+    if (layout->python) return st_cifar_pickle_append(d, raw, size, layout->classes == 100, where);
     size_t record = (size_t)layout->label_bytes + CIFAR_IMAGE_BYTES;
     if (size == 0) return st_fail(ST_ERR_FORMAT, "%s: empty file", where);
     if (size % record != 0)
@@ -101,19 +108,62 @@ static st_status load_from_archive(st_dataset *d, const cifar_layout *layout, co
     return s;
 }
 
+/* 1 when `layout` is present in `dir`: its first file directly in dir or in
+ * the sub-folder, its archive, or the sub-folder alone (the python version's
+ * files have no extension, so they must be regular files). *where: 0 folder,
+ * 1 sub-folder, 2 archive (then `path` names it). */
+static int layout_present(const cifar_layout *layout, const char *dir, const char *first, char *path, size_t cap,
+                          int *where) {
+    snprintf(path, cap, "%s/%s", dir, first);
+    if (layout->python ? st_data_is_file(path) : st_data_path_exists(path)) return *where = 0, 1;
+    snprintf(path, cap, "%s/%s/%s", dir, layout->subdir, first);
+    if (st_data_path_exists(path)) return *where = 1, 1;
+    snprintf(path, cap, "%s/%s", dir, layout->archive);
+    if (st_data_path_exists(path)) return *where = 2, 1;
+    snprintf(path, cap, "%s/%s", dir, layout->subdir); /* the folder without the file: report the file */
+    if (st_data_path_exists(path)) return *where = 1, 1;
+    return 0;
+}
+
+static void cifar_files(int cifar100, int python, int train, const char *const **files, int *nfiles) {
+    static const char *const c10_train[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                                            "data_batch_4.bin", "data_batch_5.bin"};
+    static const char *const c10_test[] = {"test_batch.bin"};
+    static const char *const c100_train[] = {"train.bin"};
+    static const char *const c100_test[] = {"test.bin"};
+    static const char *const c10py_train[] = {"data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
+                                              "data_batch_5"};
+    static const char *const c10py_test[] = {"test_batch"};
+    static const char *const c100py_train[] = {"train"};
+    static const char *const c100py_test[] = {"test"};
+    if (cifar100)
+        *files = python ? (train ? c100py_train : c100py_test) : (train ? c100_train : c100_test);
+    else
+        *files = python ? (train ? c10py_train : c10py_test) : (train ? c10_train : c10_test);
+    *nfiles = (!cifar100 && train) ? 5 : 1;
+}
+
+int st_cifar_present(const char *dir, int cifar100) {
+    if (!dir) return 0;
+    size_t cap = strlen(dir) + 128;
+    char *path = malloc(cap);
+    if (!path) return 0;
+    int found = 0, where;
+    for (int python = 0; python < 2 && !found; python++) {
+        const char *const *files;
+        int n;
+        cifar_files(cifar100, python, 0, &files, &n);
+        const cifar_layout *layout = cifar100 ? (python ? &cifar100_py_layout : &cifar100_layout)
+                                              : (python ? &cifar10_py_layout : &cifar10_layout);
+        found = layout_present(layout, dir, files[0], path, cap, &where);
+    }
+    free(path);
+    return found;
+}
+
 st_status st_cifar_load(const char *name, const char *dir, int train, int cifar100, st_dataset *out) {
     memset(out, 0, sizeof *out);
     if (!dir) return st_fail(ST_ERR_ARGUMENT, "%s: no data folder given", name);
-    const cifar_layout *layout = cifar100 ? &cifar100_layout : &cifar10_layout;
-    static const char *const cifar10_train[] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
-                                                "data_batch_4.bin", "data_batch_5.bin"};
-    static const char *const cifar10_test[] = {"test_batch.bin"};
-    static const char *const cifar100_train[] = {"train.bin"};
-    static const char *const cifar100_test[] = {"test.bin"};
-    const char *const *files = cifar100 ? (train ? cifar100_train : cifar100_test)
-                                        : (train ? cifar10_train : cifar10_test);
-    int nfiles = (!cifar100 && train) ? 5 : 1;
-
     size_t cap = strlen(dir) + 128;
     char *path = st_malloc(cap, "file name");
     char *sub = st_malloc(cap, "file name");
@@ -122,22 +172,38 @@ st_status st_cifar_load(const char *name, const char *dir, int train, int cifar1
         free(sub);
         return ST_ERR_NOMEM;
     }
-    snprintf(sub, cap, "%s/%s", dir, layout->subdir);
-    st_status s;
-    /* Which of the three layouts is present is decided by the first file, so
-     * a half-populated folder reports the file that is missing. */
-    snprintf(path, cap, "%s/%s", dir, files[0]);
-    if (st_data_path_exists(path)) {
-        s = load_from_folder(out, layout, dir, files, nfiles);
-    } else if (snprintf(path, cap, "%s/%s", sub, files[0]), st_data_path_exists(path)) {
-        s = load_from_folder(out, layout, sub, files, nfiles);
-    } else if (snprintf(path, cap, "%s/%s", dir, layout->archive), st_data_path_exists(path)) {
-        s = load_from_archive(out, layout, path, files, nfiles);
-    } else if (st_data_path_exists(sub)) {
-        s = load_from_folder(out, layout, sub, files, nfiles);
-    } else {
-        s = st_fail(ST_ERR_IO, "%s: cannot find %s/%s, %s/%s or %s/%s", name, dir, files[0], sub, files[0], dir,
-                    layout->archive);
+    /* Which layout is present is decided by the test split's first file, so
+     * a half-populated folder reports the file that is missing. The binary
+     * version is looked for first, then the python version. */
+    st_status s = ST_OK;
+    int found = 0;
+    for (int python = 0; python < 2 && !found; python++) {
+        const cifar_layout *layout = cifar100 ? (python ? &cifar100_py_layout : &cifar100_layout)
+                                              : (python ? &cifar10_py_layout : &cifar10_layout);
+        const char *const *files, *const *test_files;
+        int nfiles, ntest, where;
+        cifar_files(cifar100, python, train, &files, &nfiles);
+        cifar_files(cifar100, python, 0, &test_files, &ntest);
+        if (!layout_present(layout, dir, test_files[0], path, cap, &where) &&
+            !layout_present(layout, dir, files[0], path, cap, &where))
+            continue;
+        found = 1;
+        snprintf(sub, cap, "%s/%s", dir, layout->subdir);
+        if (where == 0) s = load_from_folder(out, layout, dir, files, nfiles);
+        else if (where == 1) s = load_from_folder(out, layout, sub, files, nfiles);
+        else s = load_from_archive(out, layout, path, files, nfiles);
+    }
+    if (!found) {
+        const cifar_layout *b = cifar100 ? &cifar100_layout : &cifar10_layout;
+        const cifar_layout *p = cifar100 ? &cifar100_py_layout : &cifar10_py_layout;
+        const char *const *bf, *const *pf;
+        int nb, np;
+        cifar_files(cifar100, 0, train, &bf, &nb);
+        cifar_files(cifar100, 1, train, &pf, &np);
+        s = st_fail(ST_ERR_IO,
+                    "%s: cannot find the data set in %s: looked for %s, %s/ or %s (binary version) and %s, %s/ or %s "
+                    "(python version)",
+                    name, dir, bf[0], b->subdir, b->archive, pf[0], p->subdir, p->archive);
     }
     free(path);
     free(sub);
@@ -148,7 +214,7 @@ st_status st_cifar_load(const char *name, const char *dir, int train, int cifar1
     out->channels = 3;
     out->height = CIFAR_SIDE;
     out->width = CIFAR_SIDE;
-    out->num_classes = layout->classes;
+    out->num_classes = cifar100 ? 100 : 10;
     static const float mean10[3] = {0.4914f, 0.4822f, 0.4465f}, std10[3] = {0.2023f, 0.1994f, 0.2010f};
     static const float mean100[3] = {0.5071f, 0.4865f, 0.4409f}, std100[3] = {0.2673f, 0.2564f, 0.2762f};
     memcpy(out->mean, cifar100 ? mean100 : mean10, sizeof out->mean);

@@ -4,6 +4,7 @@
 #include "data/dataset.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,6 +19,59 @@ const char *st_dataset_default_dir(const char *name) {
     if (strcmp(name, "cifar10") == 0) return "data/cifar10";
     if (strcmp(name, "cifar100") == 0) return "data/cifar100";
     return NULL;
+}
+
+int st_idx_present(const char *dir) {
+    static const char *const files[] = {"t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz",
+                                        "train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"};
+    if (!dir) return 0;
+    size_t cap = strlen(dir) + 64;
+    char *path = malloc(cap);
+    if (!path) return 0;
+    int found = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0] && !found; i++) {
+        snprintf(path, cap, "%s/%s", dir, files[i]);
+        found = st_data_is_file(path);
+    }
+    free(path);
+    return found;
+}
+
+st_status st_dataset_find_dir(const char *name, const char *home, char *out, size_t size) {
+    const char *debian = st_dataset_default_dir(name);
+    if (!debian) return st_fail(ST_ERR_ARGUMENT, "unknown data set '%s' (expected mnist, fashion-mnist, cifar10 or cifar100)", name ? name : "");
+    int cifar = strncmp(name, "cifar", 5) == 0, cifar100 = strcmp(name, "cifar100") == 0;
+    const char *raw = strcmp(name, "mnist") == 0 ? "MNIST/raw" : "FashionMNIST/raw";
+    char candidates[8][1100];
+    int n = 0;
+    if (cifar) {
+        snprintf(candidates[n++], sizeof candidates[0], "data/%s", name);
+        snprintf(candidates[n++], sizeof candidates[0], "data");
+        snprintf(candidates[n++], sizeof candidates[0], "_dataset");
+    } else {
+        snprintf(candidates[n++], sizeof candidates[0], "%s", debian);
+        snprintf(candidates[n++], sizeof candidates[0], "data/%s", name);
+        snprintf(candidates[n++], sizeof candidates[0], "data/%s", raw);
+        snprintf(candidates[n++], sizeof candidates[0], "../data/%s", raw);
+    }
+    if (home && home[0] && strlen(home) < 1000) {
+        snprintf(candidates[n++], sizeof candidates[0], "%s/.torchvision%s%s", home, cifar ? "" : "/", cifar ? "" : raw);
+        snprintf(candidates[n++], sizeof candidates[0], "%s/data%s%s", home, cifar ? "" : "/", cifar ? "" : raw);
+    }
+    for (int i = 0; i < n; i++) {
+        int present = cifar ? st_cifar_present(candidates[i], cifar100) : st_idx_present(candidates[i]);
+        if (present) {
+            if (strlen(candidates[i]) >= size) return st_fail(ST_ERR_ARGUMENT, "data folder name %s is too long", candidates[i]);
+            snprintf(out, size, "%s", candidates[i]);
+            return ST_OK;
+        }
+    }
+    char list[sizeof candidates + 32] = "";
+    for (int i = 0; i < n; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", candidates[i]);
+    }
+    return st_fail(ST_ERR_IO, "%s: data set not found (looked in %s); give --datadir FOLDER", name, list);
 }
 
 st_status st_dataset_load(const char *name, const char *dir, int train, st_dataset *out) {
@@ -73,6 +127,11 @@ void st_dataset_free(st_dataset *d) {
 int st_data_path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+int st_data_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* gzerror's view of the stream: Z_ERRNO is an operating-system read error,

@@ -25,10 +25,15 @@ typedef struct st_dataset {
  * name: "mnist" | "fashion-mnist" | "cifar10" | "cifar100".
  * dir:  folder holding the files under their official names:
  *   MNIST / Fashion-MNIST: {train,t10k}-{images-idx3,labels-idx1}-ubyte, plain or .gz;
- *   CIFAR-10:  data_batch_1..5.bin + test_batch.bin in dir or dir/cifar-10-batches-bin/,
- *              or dir/cifar-10-binary.tar.gz (members read from the archive in memory);
+ *   CIFAR-10:  binary version: data_batch_1..5.bin + test_batch.bin in dir or
+ *              dir/cifar-10-batches-bin/, or dir/cifar-10-binary.tar.gz (members
+ *              read from the archive in memory); else the python version:
+ *              data_batch_1..5 + test_batch in dir or dir/cifar-10-batches-py/,
+ *              or dir/cifar-10-python.tar.gz;
  *   CIFAR-100: train.bin / test.bin in dir or dir/cifar-100-binary/, or
- *              dir/cifar-100-binary.tar.gz; the fine label (100 classes) is used.
+ *              dir/cifar-100-binary.tar.gz; else train / test in dir or
+ *              dir/cifar-100-python/, or dir/cifar-100-python.tar.gz; the fine
+ *              label (100 classes) is used.
  * Images keep file order (data_batch_1 first), which --valid_split relies on.
  * @return ST_OK; ST_ERR_ARGUMENT for an unknown name; ST_ERR_IO for a missing or
  * unreadable file; ST_ERR_FORMAT for truncated, corrupt or wrong-shaped contents
@@ -40,6 +45,20 @@ st_status st_dataset_load(const char *name, const char *dir, int train, st_datas
  * for Debian's dataset-fashion-mnist, "/usr/share/datasets/mnist",
  * "data/cifar10", "data/cifar100"), or NULL for an unknown name. */
 const char *st_dataset_default_dir(const char *name);
+
+/*! Finds the folder holding data set `name` when --datadir is not given:
+ * the first of these that holds it (see docs/FORMATS.md):
+ *   MNIST / Fashion-MNIST: the Debian folder (st_dataset_default_dir),
+ *     data/<name>, data/MNIST/raw (data/FashionMNIST/raw), ../data/MNIST/raw,
+ *     then <home>/.torchvision/MNIST/raw and <home>/data/MNIST/raw;
+ *   CIFAR: data/<name>, data, _dataset (the reference code's folders:
+ *     torchvision roots holding cifar-10-batches-py/ or the archive), then
+ *     <home>/.torchvision, <home>/data.
+ * `home` (the caller's home folder; the library reads no environment) may be
+ * NULL or "" to skip the last two. The path is written to `out`.
+ * @return ST_OK; ST_ERR_IO naming every folder searched when none holds the
+ * data; ST_ERR_ARGUMENT for an unknown name. */
+st_status st_dataset_find_dir(const char *name, const char *home, char *out, size_t size);
 
 /*! Copies images [start, start+count) of `src` into `out` (which then owns its
  * memory); shape, classes, normalisation and name are kept. count may be 0.
@@ -126,6 +145,20 @@ st_status st_tar_read_members(const char *path, st_tar_member *members, int coun
 /* Loaders per format; `out` is zeroed on entry and left zeroed on failure. */
 st_status st_idx_load(const char *name, const char *dir, int train, st_dataset *out);
 st_status st_cifar_load(const char *name, const char *dir, int train, int cifar100, st_dataset *out);
+
+/* Reads one CIFAR python-version batch (a pickle: dict with "data" (N, 3072)
+ * uint8 and "labels" or "fine_labels"/"coarse_labels") and appends its images
+ * and labels to `d`; `where` names the file in messages. Only a strict subset
+ * of the pickle format is read and nothing is executed (cifar_pickle.c). */
+st_status st_cifar_pickle_append(st_dataset *d, const uint8_t *raw, size_t size, int cifar100, const char *where);
+
+/* 1 if `dir` holds CIFAR-10 (or CIFAR-100) in any layout st_cifar_load reads. */
+int st_cifar_present(const char *dir, int cifar100);
+/* 1 if `dir` holds MNIST-style IDX files (train or test images, plain or .gz). */
+int st_idx_present(const char *dir);
+
+/* 1 if `path` names an existing regular file. */
+int st_data_is_file(const char *path);
 
 /* Random crop + flip parameters of one image: crop offsets in [0, 2*pad] of the
  * padded image (torchvision RandomCrop(size, padding=pad)), then a horizontal flip. */

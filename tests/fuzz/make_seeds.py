@@ -152,6 +152,72 @@ def flags_seeds():
         put("flags", name, b"\x00".join(args))
 
 
+def py2_batch(n, rng, cifar100):
+    """A python-version CIFAR batch in the layout of the distributed files
+    (Python 2 cPickle, protocol 2), written opcode by opcode (stdlib only)."""
+    out = bytearray(b"\x80\x02}q\x01(")
+    memo = [1]
+
+    def put():
+        memo[0] += 1
+        out.extend(b"q" + bytes([memo[0]]) if memo[0] < 256 else b"r" + struct.pack("<I", memo[0]))
+
+    def string(s):
+        out.extend((b"U" + bytes([len(s)]) if len(s) < 256 else b"T" + struct.pack("<I", len(s))) + s)
+        put()
+
+    def labels(key, values):
+        string(key)
+        out.extend(b"]")
+        put()
+        out.extend(b"(" + b"".join(b"K" + bytes([v]) for v in values) + b"e")
+
+    string(b"batch_label")
+    string(b"testing batch 1 of 1")
+    string(b"data")
+    out.extend(b"cnumpy.core.multiarray\n_reconstruct\n")
+    put()
+    out.extend(b"cnumpy\nndarray\n")
+    put()
+    out.extend(b"K\x00\x85")
+    string(b"b")
+    out.extend(b"\x87R")
+    put()
+    out.extend(b"(K\x01K" + bytes([n]) + b"M\x00\x0c\x86cnumpy\ndtype\n")
+    put()
+    string(b"u1")
+    out.extend(b"K\x00K\x01\x87R")
+    put()
+    out.extend(b"(K\x03")
+    string(b"|")
+    out.extend(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89")
+    string(bytes(rng.randrange(256) for _ in range(n * 3072)))
+    out.extend(b"tb")
+    if cifar100:
+        fine = [rng.randrange(100) for _ in range(n)]
+        labels(b"fine_labels", fine)
+        labels(b"coarse_labels", [f // 5 for f in fine])
+    else:
+        labels(b"labels", [rng.randrange(10) for _ in range(n)])
+    out.extend(b"u.")
+    return bytes(out)
+
+
+def cifar_py_seeds():
+    rng = random.Random(11)
+    put("cifar_py", "cifar10-py2", b"\x00" + py2_batch(2, rng, False))
+    put("cifar_py", "cifar100-py2", b"\x01" + py2_batch(2, rng, True))
+    put("cifar_py", "hostile-global", b"\x00\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.")
+    try:
+        import numpy as np
+    except ImportError:
+        return
+    import pickle
+    data = np.frombuffer(bytes(rng.randrange(256) for _ in range(2 * 3072)), dtype=np.uint8).reshape(2, 3072)
+    put("cifar_py", "cifar10-py3-protocol2", b"\x00" + pickle.dumps({b"data": data, b"labels": [3, 7]}, protocol=2))
+    put("cifar_py", "cifar10-py3-protocol4", b"\x00" + pickle.dumps({"data": data, "labels": [0, 9]}, protocol=4))
+
+
 def write_idx_folder(folder, rng, n):
     os.makedirs(folder, exist_ok=True)
     for split in ("train", "t10k"):
@@ -195,6 +261,7 @@ def main():
     json_seeds()
     flags_seeds()
     checkpoint_seeds(args.cli, rng)
+    cifar_py_seeds()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ while getopts "t:b:" opt; do
 done
 shift $((OPTIND - 1))
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(idx idx_gz cifar tar safetensors checkpoint json flags)
+[ ${#targets[@]} -eq 0 ] && targets=(idx idx_gz cifar cifar_py tar safetensors checkpoint json flags)
 
 if [ ! -x "$build/tests/fuzz/fuzz_${targets[0]}" ]; then
   CC=clang cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DST_FUZZ=ON >/dev/null || exit 1
@@ -40,6 +40,7 @@ for t in "${targets[@]}"; do
     json) dict=(-dict="$here/dict/json.dict") ;;
     safetensors|checkpoint) dict=(-dict="$here/dict/safetensors.dict") ;;
     flags) dict=(-dict="$here/dict/flags.dict") ;;
+    cifar_py) dict=(-dict="$here/dict/pickle.dict") ;;
   esac
   echo "== fuzz_$t for ${seconds}s =="
   # rss_limit bounds memory per input; -timeout flags inputs slower than 10 s;

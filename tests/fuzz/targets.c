@@ -122,6 +122,19 @@ static void fuzz_cifar(const uint8_t *data, size_t size) {
     st_dataset_free(&d);
 }
 
+/* Input: flags byte (bit 0: CIFAR-100), then one python-version batch (a
+ * pickle), read from memory by the pickle-subset reader. */
+static void fuzz_cifar_py(const uint8_t *data, size_t size) {
+    if (size < 1) return;
+    st_dataset d;
+    memset(&d, 0, sizeof d);
+    d.channels = 3;
+    d.height = d.width = 32;
+    d.num_classes = (data[0] & 1) ? 100 : 10;
+    if (st_cifar_pickle_append(&d, data + 1, size - 1, data[0] & 1, "fuzz input") == ST_OK) check_dataset(&d);
+    st_dataset_free(&d);
+}
+
 /* ------------------------------------------------------------------- tar */
 
 /* Input: flags byte (bit 0: CIFAR-100 archive name), then the archive
@@ -333,7 +346,7 @@ static void fuzz_flags(const uint8_t *data, size_t size) {
 /* ---------------------------------------------------------------- table */
 
 const st_fuzz_target st_fuzz_targets[] = {
-    {"idx", fuzz_idx},   {"idx_gz", fuzz_idx_gz},         {"cifar", fuzz_cifar},
+    {"idx", fuzz_idx},   {"idx_gz", fuzz_idx_gz},         {"cifar", fuzz_cifar}, {"cifar_py", fuzz_cifar_py},
     {"tar", fuzz_tar},   {"safetensors", fuzz_safetensors}, {"checkpoint", fuzz_checkpoint},
     {"json", fuzz_json}, {"flags", fuzz_flags},           {NULL, NULL},
 };
