@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/trainer.h"
+
 static char fold(char c) { return c == '_' ? '-' : c; }
 
 /* 1 when the first `len` bytes of `given` equal the start of `name` ('-' = '_'). */
@@ -166,6 +168,55 @@ int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n
         }
         if (f->ignored && !f->given) fprintf(stderr, "sparsetrain %s: --%s is ignored: %s\n", command, f->name, f->ignored);
         f->given++;
+    }
+    return 0;
+}
+
+/* ------------------------------------------- the reference's train flags */
+
+int st_flags_check_train(const char *command, st_flag *flags, int n, const st_train_config *c, int multiplier) {
+    static const char *const dst[] = {"growth", "death", "redistribution", "death-rate", "update_frequency",
+                                      "decay-schedule"};
+    for (size_t k = 0; k < sizeof dst / sizeof dst[0]; k++) {
+        const st_flag *f = st_flags_find(flags, n, dst[k]);
+        if (!f || !f->given) continue;
+        if (c->sparse && !c->fix) {
+            fprintf(stderr,
+                    "sparsetrain %s: --%s needs dynamic sparse training, which is not available yet (add --fix to "
+                    "train with fixed random masks, as the paper does)\n",
+                    command, f->name);
+            return -1;
+        }
+        fprintf(stderr, "sparsetrain %s: --%s is ignored: %s\n", command, f->name,
+                c->sparse ? "the sparse connectivity is fixed (--fix)" : "the network is dense (no --sparse)");
+    }
+    const st_flag *m = st_flags_find(flags, n, "multiplier");
+    if (m && m->given) {
+        if (multiplier != 1) {
+            fprintf(stderr,
+                    "sparsetrain %s: --multiplier %d is not available: it stretches the reference's dynamic sparse "
+                    "training schedule, which is not built yet (for a longer static run give --epochs)\n",
+                    command, multiplier);
+            return -1;
+        }
+        fprintf(stderr, "sparsetrain %s: --multiplier is ignored: 1 is the reference's default (no effect)\n", command);
+    }
+    if (c->iters < 1 || c->iters > 64) {
+        fprintf(stderr, "sparsetrain %s: --iters must be in 1..64 (got %d)\n", command, c->iters);
+        return -1;
+    }
+    if (c->iters > 1 && c->resume[0]) {
+        fprintf(stderr, "sparsetrain %s: --iters cannot be combined with --resume (resume each run on its own)\n",
+                command);
+        return -1;
+    }
+    if (c->log_interval < 0) {
+        fprintf(stderr, "sparsetrain %s: --log-interval must be >= 0 (got %d)\n", command, c->log_interval);
+        return -1;
+    }
+    if (c->loader_threads < 0 || c->loader_threads > 256) {
+        fprintf(stderr, "sparsetrain %s: --max-threads must be in 0..256 (got %d)\n", command, c->loader_threads);
+        return -1;
     }
     return 0;
 }

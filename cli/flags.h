@@ -47,4 +47,14 @@ int st_flags_lookup(const st_flag *flags, int n_flags, const char *name, size_t 
 /* The flag called `name` (exact, '-'/'_' interchangeable), or NULL. */
 st_flag *st_flags_find(st_flag *flags, int n_flags, const char *name);
 
+/* After parsing `sparsetrain train`'s table: the reference's dynamic-sparse-
+ * training flags (--growth, --death, --redistribution, --death-rate,
+ * --update_frequency, --decay-schedule) are noted as ignored when they cannot
+ * matter (a dense run, or --fix) and refused otherwise; --multiplier is
+ * ignored at 1 and refused otherwise; --iters, --log-interval and
+ * --max-threads are range-checked. Returns 0, or -1 after one message. */
+struct st_train_config;
+int st_flags_check_train(const char *command, st_flag *flags, int n, const struct st_train_config *c,
+                         int multiplier);
+
 #endif

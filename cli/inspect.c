@@ -48,7 +48,7 @@ static int data_shape(const char *data, int *c, int *h, int *w, int *classes) {
 /* The training batch(es) snip / GraSP score on: the training split and loader
  * of `sparsetrain train` with the same flags, so the densities match the run's. */
 static st_status collect_training_images(const inspect_options *o, const st_model *m, st_saliency_batch *batch) {
-    const char *dir = o->datadir[0] ? o->datadir : st_dataset_default_dir(o->data);
+    const char *dir = o->datadir[0] ? o->datadir : NULL; /* NULL: the usual folders */
     st_dataset full, train;
     memset(&full, 0, sizeof full);
     memset(&train, 0, sizeof train);

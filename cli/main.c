@@ -1,6 +1,7 @@
 /* The sparsetrain command: parses flags and calls the library.
  * Subcommands: train, eval, inspect, bench, report. Exit codes: 0 ok, 1 runtime failure (bad file,
  * numerical fault), 2 usage error, 130 interrupted (checkpoint saved). */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "sparsetrain.h"
 #include "kernels/isa.h"
 #include "train/bench.h"
+#include "data/dataset.h"
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -94,10 +96,76 @@ static int make_dirs(const char *path) {
     return dir_exists(partial);
 }
 
+static void print_train_result(const st_train_result *res) {
+    printf("final test accuracy: %.2f%% (last epoch)", 100 * res->test_acc);
+    if (res->best_val_acc >= 0)
+        printf(", %.2f%% (best validation epoch %d, val acc %.2f%%)", 100 * res->best_test_acc, res->best_epoch,
+               100 * res->best_val_acc);
+    printf("\n");
+}
+
+/* `path` with "-seed<seed>" before its extension (or at its end): one file per run of --iters. */
+static void per_seed_path(char *path, size_t size, uint64_t seed) {
+    if (!path[0]) return;
+    char copy[ST_PATH_MAX - 40]; /* room for "-seed<20 digits>" */
+    snprintf(copy, sizeof copy, "%s", path);
+    char *slash = strrchr(copy, '/'), *dot = strrchr(copy, '.');
+    if (dot && (!slash || dot > slash + 1)) {
+        *dot = 0;
+        snprintf(path, size, "%s-seed%llu.%s", copy, (unsigned long long)seed, dot + 1);
+    } else {
+        snprintf(path, size, "%s-seed%llu", copy, (unsigned long long)seed);
+    }
+}
+
+/* --iters N: the run N times with seeds seed..seed+N-1 (each with its own
+ * --save / --log file), then the mean and spread of the test accuracies. */
+static int train_iterations(const st_train_config *base) {
+    int n = base->iters;
+    double last[64], best[64];
+    for (int i = 0; i < n; i++) {
+        st_train_config c = *base;
+        c.seed = base->seed + (uint64_t)i;
+        per_seed_path(c.save, sizeof c.save, c.seed);
+        per_seed_path(c.log, sizeof c.log, c.seed);
+        if (!c.quiet) printf("\nIteration start: %d/%d (seed %llu)\n\n", i + 1, n, (unsigned long long)c.seed);
+        fflush(stdout);
+        pending_temp[0] = 0;
+        if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
+        st_train_result res;
+        st_status s = st_train_run(&c, &res);
+        if (s != ST_OK) {
+            fprintf(stderr, "sparsetrain train: iteration %d/%d (seed %llu): %s\n", i + 1, n,
+                    (unsigned long long)c.seed, st_last_error());
+            return exit_code(s);
+        }
+        print_train_result(&res);
+        last[i] = res.test_acc;
+        best[i] = res.best_test_acc;
+        if (!c.quiet) printf("\nIteration end: %d/%d\n", i + 1, n);
+    }
+    const double *sets[2] = {last, best};
+    const char *names[2] = {"last epoch", "best validation epoch"};
+    printf("over %d runs (seeds %llu..%llu):\n", n, (unsigned long long)base->seed,
+           (unsigned long long)(base->seed + (uint64_t)n - 1));
+    for (int k = 0; k < 2; k++) {
+        double mean = 0, var = 0, lo = 1, hi = 0;
+        for (int i = 0; i < n; i++) {
+            mean += sets[k][i] / n;
+            lo = sets[k][i] < lo ? sets[k][i] : lo;
+            hi = sets[k][i] > hi ? sets[k][i] : hi;
+        }
+        for (int i = 0; i < n; i++) var += (sets[k][i] - mean) * (sets[k][i] - mean) / (n - 1);
+        printf("  test accuracy (%s): mean %.2f%%, std %.2f%% (min %.2f%%, max %.2f%%)\n", names[k], 100 * mean,
+               100 * sqrt(var), 100 * lo, 100 * hi);
+    }
+    return 0;
+}
+
 static int cmd_train(int argc, char **argv) {
     st_train_config c;
     st_train_config_defaults(&c);
-    int plain = 0, bar = 0;
+    int plain = 0, bar = 0, multiplier = 1;
     char isa[16] = "";
     char run_dir[ST_PATH_MAX - 32] = "";
     st_flag flags[] = {
@@ -138,11 +206,32 @@ static int cmd_train(int argc, char **argv) {
         {"plain", ST_FLAG_SWITCH, &plain, 0, 1, "plain log lines instead of a progress bar", NULL, NULL, 0},
         {"progress", ST_FLAG_SWITCH, &bar, 0, 1, "progress bar even when not on a terminal", NULL, NULL, 0},
         {"quiet", ST_FLAG_SWITCH, &c.quiet, 0, 1, "print only the final result", NULL, NULL, 0},
+        {"protocol", ST_FLAG_STRING, c.protocol, sizeof c.protocol, 0, "sound (held-out validation split, un-augmented) or reference (the reference code's splits: CIFAR-100 selects on test, CIFAR-10 augments validation; docs/COMING-FROM-PYTORCH.md) (sound)", NULL, NULL, 0},
+        {"log-interval", ST_FLAG_INT, &c.log_interval, 0, 0, "print the reference's 'Train Epoch' line every N batches (0 = none)", NULL, NULL, 0},
+        {"max-threads", ST_FLAG_INT, &c.loader_threads, 0, 0, "threads preparing (augmenting, normalising) each batch (1)", NULL, NULL, 0},
+        {"iters", ST_FLAG_INT, &c.iters, 0, 0, "repeat the run N times with seeds seed..seed+N-1; report mean and spread (1)", NULL, NULL, 0},
+        /* the reference's flags that mean nothing here (docs/COMING-FROM-PYTORCH.md) */
+        {"no-cuda", ST_FLAG_SWITCH, NULL, 0, 1, "", "sparsetrain always trains on the CPU", NULL, 0},
+        {"l1", ST_FLAG_DOUBLE, NULL, 0, 0, "", "the reference declares it but never reads it", NULL, 0},
+        {"decay_frequency", ST_FLAG_INT, NULL, 0, 0, "", "the reference declares it but never reads it", NULL, 0},
+        {"save-features", ST_FLAG_SWITCH, NULL, 0, 1, "", "only models the reference's CIFAR main.py does not build read it", NULL, 0},
+        {"bench", ST_FLAG_SWITCH, NULL, 0, 1, "", "only models the reference's CIFAR main.py does not build read it (time steps with `sparsetrain bench`)", NULL, 0},
+        {"start-epoch", ST_FLAG_INT, NULL, 0, 0, "", "the reference overwrites it from the checkpoint and never reads it; --resume continues at the checkpoint's epoch", NULL, 0},
+        {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL, "half-precision training waits for the bf16 kernels of the fused-execution work; train in float32 (the default)", 0},
+        /* dynamic sparse training (another issue): meaningless with --fix or a dense run, refused otherwise */
+        {"growth", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: growth mode", NULL, NULL, 0},
+        {"death", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: pruning mode", NULL, NULL, 0},
+        {"redistribution", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: redistribution mode", NULL, NULL, 0},
+        {"death-rate", ST_FLAG_DOUBLE, NULL, 0, 0, "dynamic sparse training: pruning rate", NULL, NULL, 0},
+        {"update_frequency", ST_FLAG_INT, NULL, 0, 0, "dynamic sparse training: steps between mask updates", NULL, NULL, 0},
+        {"decay-schedule", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: pruning-rate schedule", NULL, NULL, 0},
+        {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "dynamic sparse training: extend training by this factor (only 1)", NULL, NULL, 0},
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
     int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
                            flags, n, argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
+    if (st_flags_check_train("train", flags, n, &c, multiplier) != 0) return 2;
     if (run_dir[0]) {
         if (!make_dirs(run_dir)) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);
@@ -159,8 +248,14 @@ static int cmd_train(int argc, char **argv) {
         return 2;
     }
     c.stop_flag = &stop_requested;
-    if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
     install_signal_handlers();
+    if (!c.datadir[0] && !c.resume[0] && st_dataset_default_dir(c.data)) {
+        /* the usual folders, the home folder's among them (the library reads no environment) */
+        if (st_dataset_find_dir(c.data, getenv("HOME"), c.datadir, sizeof c.datadir) != ST_OK)
+            return report("train", ST_ERR_IO);
+    }
+    if (c.iters > 1) return train_iterations(&c);
+    if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
     st_train_result res;
     st_status s = st_train_run(&c, &res);
     if (s != ST_OK) {
@@ -171,11 +266,7 @@ static int cmd_train(int argc, char **argv) {
             report("train", s);
         return exit_code(s);
     }
-    printf("final test accuracy: %.2f%% (last epoch)", 100 * res.test_acc);
-    if (res.best_val_acc >= 0)
-        printf(", %.2f%% (best validation epoch %d, val acc %.2f%%)", 100 * res.best_test_acc, res.best_epoch,
-               100 * res.best_val_acc);
-    printf("\n");
+    print_train_result(&res);
     return 0;
 }
 

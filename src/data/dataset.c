@@ -78,7 +78,11 @@ st_status st_dataset_load(const char *name, const char *dir, int train, st_datas
     if (!out) return st_fail(ST_ERR_ARGUMENT, "st_dataset_load: no output dataset given");
     memset(out, 0, sizeof *out);
     if (!name) return st_fail(ST_ERR_ARGUMENT, "st_dataset_load: no data set name given");
-    if (!dir) dir = st_dataset_default_dir(name);
+    char found[1100];
+    if (!dir && st_dataset_default_dir(name)) {
+        ST_TRY(st_dataset_find_dir(name, NULL, found, sizeof found));
+        dir = found;
+    }
     st_status s;
     if (strcmp(name, "mnist") == 0 || strcmp(name, "fashion-mnist") == 0)
         s = st_idx_load(name, dir, train, out);

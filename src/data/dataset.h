@@ -81,6 +81,8 @@ typedef struct st_loader_options {
     int shuffle;     /* new random order every epoch */
     int augment;     /* pad 4, random crop back to HxW, random horizontal flip */
     int reflect_pad; /* 1: reflect padding (reference CIFAR-10 loader), 0: zeros (CIFAR-100) */
+    int threads;     /* threads preparing each batch (0 or 1: the background thread alone);
+                        batches are identical for every count */
     uint64_t seed;
 } st_loader_options;
 

@@ -1,6 +1,7 @@
 /* st_loader: turns a dataset into shuffled, augmented, normalised batches.
  * One background thread fills a ring of ST_LOADER_SLOTS batch buffers ahead of
- * the trainer; everything random is a pure function of (seed, epoch, position). */
+ * the trainer (with opt.threads > 1 it prepares each batch with a team of that
+ * many threads); everything random is a pure function of (seed, epoch, position). */
 #include "data/dataset.h"
 
 #include <pthread.h>
@@ -47,6 +48,10 @@ static void fill_batch(st_loader *l, int64_t epoch, int64_t batch) {
     int slot = (int)(batch % ST_LOADER_SLOTS);
     int64_t start = batch * l->opt.batch_size;
     int64_t n = d->count - start < l->opt.batch_size ? d->count - start : l->opt.batch_size;
+    /* --max-threads: the images of a batch are independent (draws depend on
+     * the position only), so they may be prepared by a team of threads. */
+    int threads = l->opt.threads > 1 ? l->opt.threads : 1;
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         int64_t position = start + i;
         int64_t index = l->order[position];

@@ -260,7 +260,7 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     if (s == ST_OK) {
         snprintf(result->model, sizeof result->model, "%s", model_name);
         snprintf(result->data, sizeof result->data, "%s", data);
-        s = st_dataset_load(data, c->datadir[0] ? c->datadir : st_dataset_default_dir(data), 0, &test);
+        s = st_dataset_load(data, c->datadir[0] ? c->datadir : NULL, 0, &test); /* NULL: the usual folders */
     }
     if (s == ST_OK) s = open_model(c, f, &test, data, model_name, classes, channels, height, width, &m);
     if (s == ST_OK) s = evaluate_all(c, m, &test, result);

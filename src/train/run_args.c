@@ -35,6 +35,7 @@ st_status st_train_config_to_json(const st_train_config *c, char **json) {
     KEY("scaled"); st_json_append_int(&b, c->scaled);
     KEY("augment"); st_json_append_int(&b, c->augment);
     KEY("max_batches"); st_json_append_int(&b, c->max_batches);
+    KEY("protocol"); st_json_append_string(&b, c->protocol);
 #undef KEY
     st_json_append_text(&b, "}");
     size_t len;
@@ -102,6 +103,9 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     if (s == ST_OK) s = get_int(r, "scaled", &c->scaled);
     if (s == ST_OK) s = get_int(r, "augment", &c->augment);
     if (s == ST_OK) s = get_int(r, "max_batches", &c->max_batches);
+    /* Keys added after the first checkpoints: missing = the value before they existed. */
+    if (s == ST_OK) s = st_json_object_get(r, "protocol") ? get_string(r, "protocol", c->protocol, sizeof c->protocol)
+                                                          : (snprintf(c->protocol, sizeof c->protocol, "sound"), ST_OK);
     st_json_free(doc);
     if (s != ST_OK) return st_fail_context(s, "%s", source);
     return ST_OK;

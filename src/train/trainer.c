@@ -23,6 +23,7 @@
 #include "sparse/masks.h"
 #include "sparse/saliency.h"
 #include "train/anomaly.h"
+#include "train/compat.h"
 #include "train/run_args.h"
 #include "train/run_guard.h"
 
@@ -47,6 +48,8 @@ void st_train_config_defaults(st_train_config *c) {
      * ratios and the overall density are what was asked (docs/DISTRIBUTIONS.md) */
     snprintf(c->mask_sampling, sizeof c->mask_sampling, "exact");
     snprintf(c->execution, sizeof c->execution, "auto");
+    snprintf(c->protocol, sizeof c->protocol, "sound");
+    c->iters = 1;
     c->augment = -1;
     c->progress = -1;
 }
@@ -76,6 +79,7 @@ static st_status validate_config(const st_train_config *c) {
     ST_TRY(st_exec_policy_parse(c->execution, &policy));
     if (strcmp(c->mask_sampling, "bernoulli") != 0 && strcmp(c->mask_sampling, "exact") != 0)
         return st_fail(ST_ERR_ARGUMENT, "--mask-sampling '%s' is unknown (bernoulli, exact)", c->mask_sampling);
+    ST_TRY(st_protocol_validate(c));
     if (c->sparse && !c->fix)
         return st_fail(ST_ERR_ARGUMENT,
                        "dynamic sparse training (--sparse without --fix) is not available yet; add --fix");
@@ -120,20 +124,24 @@ static st_status load_data(run *r) {
     st_train_config *c = r->c;
     const char *dir = c->datadir[0] ? c->datadir : st_dataset_default_dir(c->data);
     if (!dir) return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100)", c->data);
+    if (!c->datadir[0]) dir = NULL; /* st_dataset_load searches the usual folders */
     st_dataset full;
     memset(&full, 0, sizeof full);
     ST_TRY(st_dataset_load(c->data, dir, 1, &full));
     st_status s = st_dataset_load(c->data, dir, 0, &r->test);
+    st_protocol_adjust_data(c, &full, &r->test);
+    double valid_split = st_protocol_valid_split(c);
     int64_t n_train = full.count;
-    if (s == ST_OK && c->valid_split > 0) {
+    if (s == ST_OK && valid_split > 0) {
         /* The reference holds out the last fraction of the training set, in file order. */
-        n_train = (int64_t)floor((1.0 - c->valid_split) * (double)full.count);
+        n_train = (int64_t)floor((1.0 - valid_split) * (double)full.count);
         if (n_train <= 0 || n_train >= full.count) {
-            s = st_fail(ST_ERR_ARGUMENT, "--valid_split %g leaves no training or no validation data", c->valid_split);
+            s = st_fail(ST_ERR_ARGUMENT, "--valid_split %g leaves no training or no validation data", valid_split);
         } else {
             s = st_dataset_slice(&full, n_train, full.count - n_train, &r->valid);
         }
     }
+    if (s == ST_OK && st_protocol_selects_on_test(c)) s = st_dataset_slice(&r->test, 0, r->test.count, &r->valid);
     if (s == ST_OK) s = st_dataset_slice(&full, 0, n_train, &r->train);
     st_dataset_free(&full);
     if (s != ST_OK) return s;
@@ -142,10 +150,13 @@ static st_status load_data(run *r) {
                            .shuffle = 1,
                            .augment = c->augment < 0 ? is_cifar : c->augment,
                            .reflect_pad = strcmp(c->data, "cifar10") == 0,
+                           .threads = c->loader_threads,
                            .seed = c->seed};
     ST_TRY(st_loader_create(&r->train, &o, &r->train_loader));
     st_loader_options e = {.batch_size = c->test_batch_size, .shuffle = 0, .augment = 0, .seed = c->seed};
-    if (r->valid.count) ST_TRY(st_loader_create(&r->valid, &e, &r->valid_loader));
+    st_loader_options v = e;
+    if (st_protocol_augments_validation(c)) v.augment = o.augment, v.reflect_pad = o.reflect_pad;
+    if (r->valid.count) ST_TRY(st_loader_create(&r->valid, &v, &r->valid_loader));
     return st_loader_create(&r->test, &e, &r->test_loader);
 }
 
@@ -372,6 +383,7 @@ static st_status train_epochs(run *r, st_train_result *result) {
             loss_sum += loss * b.count;
             correct += ok;
             seen += b.count;
+            st_train_log_interval_line(c, epoch, b_index, total, b.count, loss, correct, seen);
             double t = now_seconds();
             if (c->progress == 1 && (t - last_draw > 0.25 || b_index + 1 == total)) {
                 last_draw = t;
@@ -473,7 +485,7 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
         }
     }
     if (c->threads > 0) omp_set_num_threads(c->threads);
-    if (c->progress < 0) c->progress = isatty(fileno(stderr)) ? 1 : 0;
+    if (c->progress < 0) c->progress = isatty(fileno(stderr)) && c->log_interval <= 0 ? 1 : 0;
     run r;
     memset(&r, 0, sizeof r);
     r.c = c;

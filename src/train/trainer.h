@@ -35,6 +35,8 @@ typedef struct st_train_config {
     char execution[16];        /* --execution auto|sparse|dense (models/execution.h) */
     int scaled;                /* --scaled (1), --scaled-per-layer (2) */
     int augment;               /* -1 = data set default (CIFAR yes, MNIST no) */
+    char protocol[16];         /* --protocol sound|reference (docs/COMING-FROM-PYTORCH.md); "" in
+                                  checkpoints written before it existed = sound */
     /* run-time only (not part of the run's identity) */
     char resume[ST_PATH_MAX];  /* --resume */
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
@@ -46,6 +48,9 @@ typedef struct st_train_config {
     int quiet;
     int force;                 /* --force: --save may overwrite a checkpoint of another run (run_guard.h) */
     int detect_anomaly;        /* --detect-anomaly: check inputs, outputs, weights and optimiser state every step */
+    int log_interval;          /* --log-interval N: a plain "Train Epoch" line every N batches (0 = none) */
+    int loader_threads;        /* --max-threads N: threads decoding/augmenting each batch (0 or 1 = one) */
+    int iters;                 /* --iters N: the CLI repeats the run with seeds seed..seed+N-1 (1) */
     char run_id[40];           /* set by st_train_run: new, or carried over by --resume (run_guard.h) */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask the run to finish
      * its current step, save a checkpoint and return ST_ERR_INTERRUPTED. */
