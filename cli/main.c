@@ -355,6 +355,23 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 
+/* `sparsetrain convert IN OUT`: .pth <-> .safetensors by tools/convert_checkpoint.py
+ * run with the Python that has PyTorch (a .pth is a pickle: it is never read in C). */
+static int cmd_convert(int argc, char **argv) {
+    static char script[] = ST_TOOLS_DIR "/convert_checkpoint.py";
+    static char python[] = ST_PYTHON;
+    char *args[64];
+    int n = 0;
+    args[n++] = python;
+    args[n++] = script;
+    for (int i = 2; i < argc && n < 63; i++) args[n++] = argv[i];
+    args[n] = NULL;
+    if (argc < 3) args[n++] = "--help", args[n] = NULL;
+    execv(python, args);
+    fprintf(stderr, "sparsetrain convert: cannot run %s (needs Python 3 with PyTorch: Debian python3-torch)\n", python);
+    return 1;
+}
+
 static void usage(FILE *out) {
     fprintf(out,
             "usage: sparsetrain <command> [options]\n\n"
@@ -363,7 +380,8 @@ static void usage(FILE *out) {
             "  eval    evaluate a checkpoint: accuracy, calibration, OOD detection, attacks\n"
             "  inspect show the layer-wise densities, kept weights and FLOPs of a sparse model\n"
             "  bench   time training steps on synthetic data\n"
-            "  report  one HTML page comparing run folders (curves, densities, calibration, OOD)\n\n"
+            "  report  one HTML page comparing run folders (curves, densities, calibration, OOD)\n"
+            "  convert IN OUT  the reference code's .pth checkpoints to .safetensors and back\n\n"
             "Run 'sparsetrain <command> --help' for the options of a command.\n");
 }
 
@@ -394,6 +412,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(argv[1], "inspect") == 0) return st_cli_inspect(argc, argv);
     if (strcmp(argv[1], "report") == 0) return st_cli_report(argc, argv);
+    if (strcmp(argv[1], "convert") == 0) return cmd_convert(argc, argv);
     fprintf(stderr, "sparsetrain: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -448,12 +448,19 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     st_safetensors *resume_file = NULL;
     if (c->resume[0]) {
         ST_TRY(st_safetensors_read(c->resume, &resume_file));
+        char *datadir = strdup(c->datadir); /* a --datadir given with --resume wins over the checkpoint's */
+        if (!datadir) {
+            st_safetensors_free(resume_file);
+            return st_fail(ST_ERR_NOMEM, "out of memory");
+        }
         const char *args = st_safetensors_meta(resume_file, "args");
         const char *format = st_safetensors_meta(resume_file, "format");
         st_status s = (!format || strcmp(format, ST_CHECKPOINT_FORMAT) != 0)
                           ? st_fail(ST_ERR_FORMAT, "%s: not a sparsetrain checkpoint", c->resume)
                       : !args ? st_fail(ST_ERR_FORMAT, "%s: checkpoint has no 'args' metadata", c->resume)
                               : st_train_config_from_json(args, c->resume, c);
+        if (datadir[0]) snprintf(c->datadir, sizeof c->datadir, "%s", datadir); /* where the files are now */
+        free(datadir);
         if (s != ST_OK) {
             st_safetensors_free(resume_file);
             return s;
