@@ -254,6 +254,13 @@ static int cmd_train(int argc, char **argv) {
         if (st_dataset_find_dir(c.data, getenv("HOME"), c.datadir, sizeof c.datadir) != ST_OK)
             return report("train", ST_ERR_IO);
     }
+    if (!c.quiet && strcmp(c.protocol, "reference") == 0 && !c.resume[0])
+        printf("protocol reference: %s\n",
+               strcmp(c.data, "cifar100") == 0 ? "training on the whole training set; the best epoch is selected on the "
+                                                  "test set (as the reference's CIFAR-100 loader)"
+               : strcmp(c.data, "cifar10") == 0 ? "validation images augmented like the training images (as the "
+                                                  "reference's CIFAR-10 loader)"
+                                                : "the same splits as --protocol sound for this data set");
     if (c.iters > 1) return train_iterations(&c);
     if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
     st_train_result res;

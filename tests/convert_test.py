@@ -10,6 +10,8 @@ it ({'epoch', 'state_dict', 'optimizer'} with torch.save). Then:
   * --resume of the converted file trains on with the masks intact;
   * convert back -> .pth: the reference's load_state_dict / optimizer
     load_state_dict accept it and the weights are those of the checkpoint;
+  * both .pth formats (legacy, written by the reference's PyTorch 1.5, and zip)
+    convert alike;
   * bad inputs (not a .pth, wrong tensors) give one clear message.
 """
 import json
@@ -93,8 +95,11 @@ def main():
                     p.mul_(masks[name])
                     opt.state[p]["momentum_buffer"].mul_(masks[name])
     sched.step()
-    pth = os.path.join(tmp, "model_final.pth")
-    torch.save({"epoch": 3, "state_dict": model.state_dict(), "optimizer": opt.state_dict()}, pth)
+    pth = os.path.join(tmp, "model_final.pth")   # PyTorch 1.5 (the reference's) wrote the legacy format
+    saved = {"epoch": 3, "state_dict": model.state_dict(), "optimizer": opt.state_dict()}
+    torch.save(saved, pth, _use_new_zipfile_serialization=False)
+    pth_zip = os.path.join(tmp, "model_final_zip.pth")  # PyTorch >= 1.6: zip
+    torch.save(saved, pth_zip)
     model.eval()
     with torch.no_grad():
         torch_correct = int((model(norm(xte)).argmax(1).numpy() == yte).sum())
@@ -117,6 +122,13 @@ def main():
         args = json.loads(meta["args"])
         check("optimiser settings carried into args (initial lr, momentum, weight decay)",
               args["lr"] == 0.05 and args["momentum"] == 0.9 and args["l2"] == 5e-4 and args["sparse"] == 1)
+
+        st_zip = os.path.join(tmp, "converted_zip.safetensors")
+        p = run(["convert", pth_zip, st_zip, "--arg", "epochs=3", "--arg", "batch_size=16", "--arg", "max_batches=2",
+                 "--arg", "valid_split=0"])
+        tz = lc.read_safetensors(st_zip)[0] if p.returncode == 0 else {}
+        check("the zip-format .pth converts to the same tensors as the legacy one",
+              tz.keys() == tensors.keys() and all(np.array_equal(tz[k], tensors[k]) for k in tz), p.stderr.strip())
 
         p = run(["eval", "--checkpoint", st, "--datadir", data, "--json"])
         ok = p.returncode == 0

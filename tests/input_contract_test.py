@@ -125,6 +125,32 @@ wrong_shape = dict(tensors)
 wrong_shape["fc4.weight"] = np.zeros((3, 3), dtype=np.float32)
 os.makedirs(os.path.join(tmp, "a-folder"))
 
+def python_cifar(name, payload):
+    """A folder with cifar-10-batches-py/ whose data_batch_1 is `payload`."""
+    folder = os.path.join(tmp, name, "cifar-10-batches-py")
+    os.makedirs(folder)
+    open(os.path.join(folder, "data_batch_1"), "wb").write(payload)
+    open(os.path.join(folder, "test_batch"), "wb").write(payload)
+    return os.path.dirname(folder)
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch " + os.path.join(tmp, "pwned"),))
+
+
+import pickle  # noqa: E402
+good_py = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]}, protocol=2)
+evil_legacy = write("evil-legacy.pth", pickle.dumps({"state_dict": Evil()}, protocol=2))
+evil_pth = os.path.join(tmp, "evil.pth")
+try:
+    import torch
+    torch.save({"state_dict": {"foo.weight": torch.zeros(3)}}, os.path.join(tmp, "nomodel.pth"))
+    torch.save({"state_dict": Evil()}, evil_pth)
+except ImportError:
+    open(os.path.join(tmp, "nomodel.pth"), "wb").write(b"")
+    open(evil_pth, "wb").write(b"")
+
 cases = {
     "no-command": [],
     "unknown-command": ["fly"],
@@ -165,6 +191,23 @@ cases = {
                                       "--model", "cifar_resnet_8_1"],
     "cifar-tar-bad-checksum": common + ["--data", "cifar10", "--datadir", cifar_folder("cifar-tar", 0, archive=True),
                                         "--model", "cifar_resnet_8_1"],
+    "cifar-py-code": common + ["--data", "cifar10", "--model", "cifar_resnet_8_1", "--datadir",
+                               python_cifar("py-code", pickle.dumps({b"data": Evil()}, protocol=2))],
+    "cifar-py-truncated": common + ["--data", "cifar10", "--model", "cifar_resnet_8_1", "--datadir",
+                                    python_cifar("py-trunc", good_py[:len(good_py) // 2])],
+    "cifar-py-opcode": common + ["--data", "cifar10", "--model", "cifar_resnet_8_1", "--datadir",
+                                 python_cifar("py-inst", b"\x80\x02(ios\nsystem\n.")],
+    "ambiguous-flag": common + ["--de", "0.5"],
+    "fp16": common + ["--fp16"],
+    "dst-flag-without-fix": common + ["--sparse", "--death", "magnitude"],
+    "multiplier": common + ["--multiplier", "2"],
+    "unknown-protocol": common + ["--protocol", "paper"],
+    "iters-range": common + ["--iters", "0"],
+    "iters-resume": common + ["--iters", "2", "--resume", ck],
+    "convert-not-pth": ["convert", write("junk.pth", b"not a checkpoint"), os.path.join(tmp, "o1.safetensors")],
+    "convert-code": ["convert", evil_pth, os.path.join(tmp, "o2.safetensors")],
+    "convert-code-legacy": ["convert", evil_legacy, os.path.join(tmp, "o4.safetensors")],
+    "convert-no-model": ["convert", os.path.join(tmp, "nomodel.pth"), os.path.join(tmp, "o3.safetensors")],
     "resume-missing": ["train", "--resume", os.path.join(tmp, "none.safetensors")],
     "resume-truncated": ["train", "--resume", write("trunc.safetensors", blob[: len(blob) // 2])],
     "resume-not-checkpoint": ["train", "--resume", write("plain.safetensors",
@@ -211,5 +254,6 @@ for rid, (code, words) in rows.items():
               all(n.lower() in msg.lower() for n in needles))
     check(f"{rid}: exit {code}", ok and not leftovers, f"exit {r.returncode}: {msg[:300]}")
 
+check("no pickle ever ran code", not os.path.exists(os.path.join(tmp, "pwned")))
 shutil.rmtree(tmp, ignore_errors=True)
 finish()

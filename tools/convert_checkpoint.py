@@ -66,39 +66,55 @@ def infer_model(state):
     raise ConvertError("cannot tell the model from the tensor names; give --model")
 
 
-class _RestrictedPickle:
-    """A pickle module for torch.load whose Unpickler resolves only the names
-    a checkpoint of tensors and plain containers uses (torch's own storage
-    and tensor rebuilders, OrderedDict); any other global -- code the file
-    would run -- is refused. (torch.load(weights_only=True) does the same on
-    newer PyTorch; Debian's 1.13 rejects plain floats with it.)"""
-    import pickle as _pickle
+_ALLOWED_GLOBALS = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                    ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
+                    ("torch", "Size"), ("torch", "device")}
 
-    ALLOWED = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
-               ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
-               ("torch", "Size"), ("torch", "device"), ("torch", "float32"), ("torch", "int64")}
 
-    class Unpickler(_pickle.Unpickler):
+def _restricted_pickle_module():
+    """A stand-in for the pickle module whose Unpickler resolves only the
+    names a checkpoint of tensors and plain containers uses (torch's storage
+    types and tensor rebuilders, OrderedDict); any other global -- code the
+    file would run -- is refused."""
+    import io
+    import pickle
+    import types
+
+    class Unpickler(pickle.Unpickler):
         def find_class(self, module, name):
-            if (module, name) in _RestrictedPickle.ALLOWED or (
-                    module == "torch" and name.endswith("Storage")) or (module, name) == ("torch.storage", "_load_from_bytes"):
+            if (module, name) in _ALLOWED_GLOBALS or (module == "torch" and name.endswith("Storage")):
                 return super().find_class(module, name)
-            raise ConvertError(f"refers to {module}.{name}, which a checkpoint of tensors does not need "
-                               "(refused: it could run code)")
+            raise ConvertError(f"it refers to {module}.{name}, which a checkpoint of tensors does not need "
+                               "(refused: loading it would run code)")
 
-    load = _pickle.load
-    loads = _pickle.loads
-    dump = _pickle.dump
-    dumps = _pickle.dumps
+    m = types.ModuleType("sparsetrain_restricted_pickle")
+    m.Unpickler = Unpickler
+    m.UnpicklingError = pickle.UnpicklingError
+    m.Pickler, m.dump, m.dumps = pickle.Pickler, pickle.dump, pickle.dumps
+    m.HIGHEST_PROTOCOL, m.DEFAULT_PROTOCOL = pickle.HIGHEST_PROTOCOL, pickle.DEFAULT_PROTOCOL
+    m.load = lambda f, **kw: Unpickler(f, **kw).load()
+    m.loads = lambda data, **kw: Unpickler(io.BytesIO(data), **kw).load()
+    return m
 
 
 def _load_pth(src):
+    """torch.load without running code from the file: tensors and plain
+    containers only. torch.load(weights_only=True) does this on newer PyTorch
+    but Debian's 1.13 rejects plain floats with it, and 1.13 ignores a
+    pickle_module argument, so the module torch.serialization unpickles with
+    is swapped for the restricted one while loading (zip and legacy formats)."""
     import torch
+    import torch.serialization as ser
     try:
         return torch.load(src, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - older PyTorch: the restricted unpickler below
         pass
-    return torch.load(src, map_location="cpu", pickle_module=_RestrictedPickle)
+    restricted, saved = _restricted_pickle_module(), ser.pickle
+    ser.pickle = restricted
+    try:
+        return torch.load(src, map_location="cpu", pickle_module=restricted)
+    finally:
+        ser.pickle = saved
 
 
 def pth_to_safetensors(src, dst, opts):
