@@ -119,15 +119,27 @@ static void per_seed_path(char *path, size_t size, uint64_t seed) {
 }
 
 /* --iters N: the run N times with seeds seed..seed+N-1 (each with its own
- * --save / --log file), then the mean and spread of the test accuracies. */
-static int train_iterations(const st_train_config *base) {
+ * --save / --log file: FILE-seed<s>.ext, or with --run-dir DIR the run folder
+ * DIR/seed<s>/), then the mean and spread of the test accuracies. */
+static int train_iterations(const st_train_config *base, const char *run_dir, int save_in_run_dir,
+                            int log_in_run_dir) {
     int n = base->iters;
     double last[64], best[64];
     for (int i = 0; i < n; i++) {
         st_train_config c = *base;
         c.seed = base->seed + (uint64_t)i;
-        per_seed_path(c.save, sizeof c.save, c.seed);
-        per_seed_path(c.log, sizeof c.log, c.seed);
+        char folder[ST_PATH_MAX - 64];
+        if (run_dir[0] && (save_in_run_dir || log_in_run_dir)) {
+            snprintf(folder, sizeof folder, "%.*s/seed%llu", ST_PATH_MAX - 200, run_dir, (unsigned long long)c.seed);
+            if (!make_dirs(folder)) {
+                fprintf(stderr, "sparsetrain train: cannot create %s\n", folder);
+                return 1;
+            }
+        }
+        if (save_in_run_dir) snprintf(c.save, sizeof c.save, "%s/checkpoint.safetensors", folder);
+        else per_seed_path(c.save, sizeof c.save, c.seed);
+        if (log_in_run_dir) snprintf(c.log, sizeof c.log, "%s/log.jsonl", folder);
+        else per_seed_path(c.log, sizeof c.log, c.seed);
         if (!c.quiet) printf("\nIteration start: %d/%d (seed %llu)\n\n", i + 1, n, (unsigned long long)c.seed);
         fflush(stdout);
         pending_temp[0] = 0;
@@ -165,7 +177,7 @@ static int train_iterations(const st_train_config *base) {
 static int cmd_train(int argc, char **argv) {
     st_train_config c;
     st_train_config_defaults(&c);
-    int plain = 0, bar = 0, multiplier = 1;
+    int plain = 0, bar = 0, multiplier = 1, save_in_run_dir = 0, log_in_run_dir = 0;
     char isa[16] = "";
     char run_dir[ST_PATH_MAX - 32] = "";
     st_flag flags[] = {
@@ -219,13 +231,13 @@ static int cmd_train(int argc, char **argv) {
         {"start-epoch", ST_FLAG_INT, NULL, 0, 0, "", "the reference overwrites it from the checkpoint and never reads it; --resume continues at the checkpoint's epoch", NULL, 0},
         {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL, "half-precision training waits for the bf16 kernels of the fused-execution work; train in float32 (the default)", 0},
         /* dynamic sparse training (another issue): meaningless with --fix or a dense run, refused otherwise */
-        {"growth", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: growth mode", NULL, NULL, 0},
-        {"death", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: pruning mode", NULL, NULL, 0},
-        {"redistribution", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: redistribution mode", NULL, NULL, 0},
-        {"death-rate", ST_FLAG_DOUBLE, NULL, 0, 0, "dynamic sparse training: pruning rate", NULL, NULL, 0},
-        {"update_frequency", ST_FLAG_INT, NULL, 0, 0, "dynamic sparse training: steps between mask updates", NULL, NULL, 0},
-        {"decay-schedule", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training: pruning-rate schedule", NULL, NULL, 0},
-        {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "dynamic sparse training: extend training by this factor (only 1)", NULL, NULL, 0},
+        {"growth", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): growth mode", NULL, NULL, 0},
+        {"death", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning mode", NULL, NULL, 0},
+        {"redistribution", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): redistribution mode", NULL, NULL, 0},
+        {"death-rate", ST_FLAG_DOUBLE, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning rate", NULL, NULL, 0},
+        {"update_frequency", ST_FLAG_INT, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): steps between mask updates", NULL, NULL, 0},
+        {"decay-schedule", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning-rate schedule", NULL, NULL, 0},
+        {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "dynamic sparse training: extend training by this factor (not built yet: only 1, a no-op)", NULL, NULL, 0},
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
     int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
@@ -237,6 +249,8 @@ static int cmd_train(int argc, char **argv) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);
             return 1;
         }
+        save_in_run_dir = !c.save[0];
+        log_in_run_dir = !c.log[0];
         if (!c.save[0]) snprintf(c.save, sizeof c.save, "%s/checkpoint.safetensors", run_dir);
         if (!c.log[0]) snprintf(c.log, sizeof c.log, "%s/log.jsonl", run_dir);
     }
@@ -261,7 +275,7 @@ static int cmd_train(int argc, char **argv) {
                : strcmp(c.data, "cifar10") == 0 ? "validation images augmented like the training images (as the "
                                                   "reference's CIFAR-10 loader)"
                                                 : "the same splits as --protocol sound for this data set");
-    if (c.iters > 1) return train_iterations(&c);
+    if (c.iters > 1) return train_iterations(&c, run_dir, save_in_run_dir, log_in_run_dir);
     if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
     st_train_result res;
     st_status s = st_train_run(&c, &res);

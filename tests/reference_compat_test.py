@@ -157,6 +157,12 @@ def main():
         seeds = [lc.read_safetensors(os.path.join(work, f"it-seed{s}.safetensors"))[1]["seed"] for s in (5, 6, 7)]
         check("--iters: each run's checkpoint has its own seed", seeds == ["5", "6", "7"], str(seeds))
 
+    p = run(["train"] + base + ["--iters", "2", "--run-dir", "rd", "--quiet"], work)
+    check("--iters 2 --run-dir: one run folder per seed",
+          p.returncode == 0 and all(os.path.exists(os.path.join(work, "rd", f"seed{s}", f))
+                                    for s in (17, 18) for f in ("checkpoint.safetensors", "log.jsonl")),
+          p.stderr.strip()[-300:])
+
     # ---- --log-interval ----
     p = run(["train"] + base + ["--max-batches", "4", "--log-interval", "2"], work)
     lines = [l for l in p.stdout.splitlines() if l.startswith("Train Epoch: 1 [")]

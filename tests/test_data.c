@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "data/dataset.h"
@@ -649,6 +650,59 @@ static void test_default_dirs(void) {
     CHECK(st_dataset_default_dir("svhn") == NULL);
 }
 
+/* st_dataset_find_dir: the documented search order, relative to the working folder. */
+static void test_find_dir(void) {
+    char root[1200], cwd[4096], home[1300], found[1400];
+    snprintf(root, sizeof root, "%s", case_dir("find_dir"));
+    snprintf(home, sizeof home, "%s/home", root);
+    if (!getcwd(cwd, sizeof cwd) || chdir(root) != 0) {
+        CHECK(0);
+        return;
+    }
+    static const uint8_t byte = 0;
+    /* nothing there: the message names every folder searched */
+    CHECK(st_dataset_find_dir("cifar10", home, found, sizeof found) == ST_ERR_IO);
+    CHECK(strstr(st_last_error(), "data/cifar10, data, _dataset") != NULL);
+    CHECK(strstr(st_last_error(), "/home/.torchvision") != NULL && strstr(st_last_error(), "--datadir") != NULL);
+    /* the home folder's torchvision root (the archive alone counts) */
+    make_dirs(home);
+    snprintf(found, sizeof found, "%s/.torchvision", home);
+    make_dirs(found);
+    write_bytes(found, "cifar-10-python.tar.gz", &byte, 1, 0);
+    CHECK_OK(st_dataset_find_dir("cifar10", home, found, sizeof found));
+    CHECK(strstr(found, "/home/.torchvision") != NULL);
+    CHECK(st_dataset_find_dir("cifar10", NULL, found, sizeof found) == ST_ERR_IO); /* no home: not searched */
+    /* the reference's CIFAR-10 root _dataset/ (python version) comes before the home folder */
+    make_dirs("_dataset/cifar-10-batches-py");
+    write_bytes("_dataset/cifar-10-batches-py", "test_batch", &byte, 1, 0);
+    CHECK_OK(st_dataset_find_dir("cifar10", home, found, sizeof found));
+    CHECK(strcmp(found, "_dataset") == 0);
+    /* ./data (the reference's CIFAR-100 root) holds CIFAR-100 only: CIFAR-10 still comes from _dataset */
+    make_dirs("data/cifar-100-python");
+    write_bytes("data/cifar-100-python", "test", &byte, 1, 0);
+    CHECK_OK(st_dataset_find_dir("cifar10", home, found, sizeof found));
+    CHECK(strcmp(found, "_dataset") == 0);
+    CHECK_OK(st_dataset_find_dir("cifar100", home, found, sizeof found));
+    CHECK(strcmp(found, "data") == 0);
+    /* data/<name> first; a folder named like a python batch file does not count */
+    make_dirs("data/cifar10/test_batch");
+    CHECK_OK(st_dataset_find_dir("cifar10", home, found, sizeof found));
+    CHECK(strcmp(found, "_dataset") == 0);
+    write_bytes("data/cifar10", "test_batch.bin", &byte, 1, 0);
+    CHECK_OK(st_dataset_find_dir("cifar10", home, found, sizeof found));
+    CHECK(strcmp(found, "data/cifar10") == 0);
+    /* MNIST: torchvision's raw folder */
+    if (!st_data_path_exists("/usr/share/datasets/mnist")) {
+        make_dirs("data/MNIST/raw");
+        write_bytes("data/MNIST/raw", "t10k-images-idx3-ubyte.gz", &byte, 1, 0);
+        CHECK_OK(st_dataset_find_dir("mnist", home, found, sizeof found));
+        CHECK(strcmp(found, "data/MNIST/raw") == 0);
+    }
+    CHECK(st_dataset_find_dir("svhn", home, found, sizeof found) == ST_ERR_ARGUMENT);
+    CHECK(st_dataset_find_dir("cifar10", home, found, 4) == ST_ERR_ARGUMENT); /* too small for the name */
+    if (chdir(cwd) != 0) CHECK(0);
+}
+
 /* The real Fashion-MNIST of Debian's dataset-fashion-mnist, when installed. */
 static void test_debian_fashion_mnist(void) {
     const char *dir = st_dataset_default_dir("fashion-mnist");
@@ -702,6 +756,7 @@ int main(int argc, char **argv) {
     snprintf(tmp_root, sizeof tmp_root, "%s/test_data", tmp && *tmp ? tmp : "/tmp/sparsetrain_test");
     make_dirs(tmp_root);
     test_default_dirs();
+    test_find_dir();
     test_mnist();
     test_mnist_errors();
     test_cifar10();

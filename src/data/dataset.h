@@ -34,6 +34,8 @@ typedef struct st_dataset {
  *              dir/cifar-100-binary.tar.gz; else train / test in dir or
  *              dir/cifar-100-python/, or dir/cifar-100-python.tar.gz; the fine
  *              label (100 classes) is used.
+ * dir NULL: the first of the usual folders that holds the data set
+ * (st_dataset_find_dir without the home folder).
  * Images keep file order (data_batch_1 first), which --valid_split relies on.
  * @return ST_OK; ST_ERR_ARGUMENT for an unknown name; ST_ERR_IO for a missing or
  * unreadable file; ST_ERR_FORMAT for truncated, corrupt or wrong-shaped contents
