@@ -306,8 +306,8 @@ static st_status op_build(pk_reader *r) {
         const pk_value *d = shape->items[k];
         if (d->kind != PK_INT || d->i < 0 || d->i > (int64_t)1 << 40) return pk_error(r, "bad array dimension");
         obj->shape[k] = d->i;
+        if (d->i && numel > ((uint64_t)1 << 40) / (uint64_t)d->i) return pk_error(r, "array too large");
         numel *= (uint64_t)d->i;
-        if (numel > (uint64_t)1 << 40) return pk_error(r, "array too large");
     }
     if ((fortran->kind == PK_BOOL || fortran->kind == PK_INT) && fortran->i && shape->count > 1)
         return pk_error(r, "Fortran-ordered array");
