@@ -2,7 +2,8 @@
 
 * The reference README's two CIFAR loops, pasted verbatim into bash, with
   `python main.py` standing for `sparsetrain train` (a shell function that
-  also adds `--max-batches 1 --epochs 1`, so each run is one batch), on a tiny
+  also adds `--epochs 1 --max-batches 1 --batch-size 8`, so each run is one
+  small batch), on a tiny
   CIFAR-10 in the python version under `_dataset/cifar-10-batches-py/` -- where
   the reference keeps it -- found without --datadir.
 * Every row of the flag table in docs/COMING-FROM-PYTORCH.md is run and must
@@ -90,7 +91,7 @@ def main():
     write_cifar_python(os.path.join(work, "data"), True, rng)        # reference: CIFAR100(root='./data')
 
     # ---- the README's loops, verbatim ----
-    script = ("python() { shift; \"$ST\" train \"$@\" --epochs 1 --max-batches 1 --threads 2 --plain; }\n"
+    script = ("python() { shift; \"$ST\" train \"$@\" --epochs 1 --max-batches 1 --batch-size 8 --threads 2 --plain; }\n"
               + README_LOOPS)
     p = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=work, timeout=900,
                        env=dict(os.environ, ST=BIN))
