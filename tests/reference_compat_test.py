@@ -147,6 +147,22 @@ def main():
           len(sound) == len(ref) == 2 and all(a["train_loss"] == b["train_loss"] and a["test_acc"] == b["test_acc"]
                                               for a, b in zip(sound, ref)))
 
+    # --protocol reference resumes exactly (the augmented validation draws depend on the epoch only)
+    straight, part = os.path.join(work, "straight.safetensors"), os.path.join(work, "part.safetensors")
+    ref = base + ["--data", "cifar10", "--epochs", "3", "--protocol", "reference", "--max-batches", "2"]
+    p1 = run(["train"] + ref + ["--save", straight, "--log", "straight.jsonl"], work)
+    p2 = run(["train"] + ref + ["--save", part, "--log", "part.jsonl", "--stop-after", "1"], work)
+    p3 = run(["train", "--resume", part, "--save", part, "--log", "part.jsonl", "--plain", "--threads", "1"], work)
+    if p1.returncode == p2.returncode == p3.returncode == 0:
+        ta, tb = lc.read_safetensors(straight)[0], lc.read_safetensors(part)[0]
+        la = [json.loads(l)["val_acc"] for l in open(os.path.join(work, "straight.jsonl"))]
+        lb = [json.loads(l)["val_acc"] for l in open(os.path.join(work, "part.jsonl"))]
+        same = ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta) and la == lb
+    else:
+        same = False
+    check("--protocol reference: 3 epochs = 1 + resume + 2 (weights and validation accuracies identical)", same,
+          (p1.stderr + p2.stderr + p3.stderr)[-300:])
+
     # ---- --iters ----
     p = run(["train"] + base + ["--iters", "3", "--seed", "5", "--save", "it.safetensors", "--quiet"], work)
     m = re.search(r"over 3 runs \(seeds 5\.\.7\)", p.stdout)

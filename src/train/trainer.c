@@ -159,9 +159,10 @@ static st_status load_data(run *r) {
     return st_loader_create(&r->test, &e, &r->test_loader);
 }
 
-static st_status evaluate(st_model *m, st_loader *loader, double *accuracy, double *loss) {
+/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation). */
+static st_status evaluate(st_model *m, st_loader *loader, int64_t epoch, double *accuracy, double *loss) {
     m->training = 0;
-    ST_TRY(st_loader_start_epoch(loader, 0));
+    ST_TRY(st_loader_start_epoch(loader, epoch));
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     for (;;) {
@@ -424,8 +425,8 @@ static st_status train_epochs(run *r, st_train_result *result) {
         double train_seconds = now_seconds() - t0;
         if (c->progress == 1) fputc('\n', stderr);
         double val_acc = -1, test_acc, test_loss;
-        if (r->valid_loader) ST_TRY(evaluate(m, r->valid_loader, &val_acc, NULL));
-        ST_TRY(evaluate(m, r->test_loader, &test_acc, &test_loss));
+        if (r->valid_loader) ST_TRY(evaluate(m, r->valid_loader, epoch, &val_acc, NULL));
+        ST_TRY(evaluate(m, r->test_loader, 0, &test_acc, &test_loss));
         double train_loss = seen ? loss_sum / (double)seen : 0, train_acc = seen ? (double)correct / (double)seen : 0;
         double ips = (double)(seen - seen_at_start) / train_seconds;
         if (r->keep_best && val_acc > r->info.best_val_acc) {
