@@ -2,6 +2,7 @@
  * Subcommands: train, eval, inspect, bench, report. Exit codes: 0 ok, 1 runtime failure (bad file,
  * numerical fault), 2 usage error, 130 interrupted (checkpoint saved). */
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "eval_cli.h"
 #include "flags.h"
 #include "report_cli.h"
+#include "train_output.h"
 #include "inspect.h"
 #include "sparse/distributions.h"
 #include "sparsetrain.h"
@@ -144,8 +146,12 @@ static int train_iterations(const st_train_config *base, const char *run_dir, in
         fflush(stdout);
         pending_temp[0] = 0;
         if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
+        st_train_output out = {.bar = c.progress == 1, .quiet = c.quiet, .log_interval = c.log_interval,
+                               .batch_size = c.batch_size};
+        const st_train_hooks hooks = st_train_output_hooks(&out);
         st_train_result res;
-        st_status s = st_train_run(&c, &res);
+        st_status s = st_train_run(&c, &hooks, &res);
+        st_train_output_finish(&out);
         if (s != ST_OK) {
             fprintf(stderr, "sparsetrain train: iteration %d/%d (seed %llu): %s\n", i + 1, n,
                     (unsigned long long)c.seed, st_last_error());
@@ -275,10 +281,16 @@ static int cmd_train(int argc, char **argv) {
                : strcmp(c.data, "cifar10") == 0 ? "validation images augmented like the training images (as the "
                                                   "reference's CIFAR-10 loader)"
                                                 : "the same splits as --protocol sound for this data set");
+    if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (c.progress < 0) c.progress = isatty(fileno(stderr)) && c.log_interval <= 0 ? 1 : 0;
     if (c.iters > 1) return train_iterations(&c, run_dir, save_in_run_dir, log_in_run_dir);
     if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
+    st_train_output out = {.bar = c.progress == 1, .quiet = c.quiet, .log_interval = c.log_interval,
+                           .batch_size = c.batch_size};
+    const st_train_hooks hooks = st_train_output_hooks(&out);
     st_train_result res;
-    st_status s = st_train_run(&c, &res);
+    st_status s = st_train_run(&c, &hooks, &res);
+    st_train_output_finish(&out);
     if (s != ST_OK) {
         if (s == ST_ERR_INTERRUPTED && c.save[0])
             fprintf(stderr, "sparsetrain train: %s\nresume with: sparsetrain train --resume %s%s%s\n", st_last_error(),

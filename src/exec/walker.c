@@ -205,6 +205,12 @@ static void backward_step(st_model *m, const st_model_step *st, int batch) {
 }
 
 st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, double *loss, int *correct) {
+    st_model_zero_grad(m);
+    return st_model_loss_backward_accumulate(m, labels, batch, loss, correct);
+}
+
+st_status st_model_loss_backward_accumulate(st_model *m, const int32_t *labels, int batch, double *loss,
+                                            int *correct) {
     ST_ASSERT(m->schedule); /* built by st_model_forward */
     st_bn_act_shape widest = {batch, m->schedule->max_bn_channels, 1, 1};
     ST_TRY(st_walk_ensure_workspace(m, 2 * st_bn_act_scratch_doubles(&widest, omp_get_max_threads())));
@@ -216,7 +222,6 @@ st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, 
     st_log_softmax_nll_backward(batch, m->num_classes, m->log_probs, labels, m->acts[logits].grad);
     m->exec->logits_grad_in(m, batch);
     sc->grad_written[logits] = 1;
-    st_model_zero_grad(m);
     for (int k = sc->n_steps - 1; k >= 0; k--) {
         const double t0 = m->profile ? omp_get_wtime() : 0.0;
         backward_step(m, &sc->steps[k], batch);

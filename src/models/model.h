@@ -142,6 +142,10 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
 /* Loss + backward after st_model_forward in training mode: fills every
  * parameter gradient (overwriting) and returns the mean loss and #correct. */
 st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, double *loss, int *correct);
+/* The same, adding into the parameter gradients (st_model_zero_grad clears
+ * them), e.g. over the micro-batches of one step. */
+st_status st_model_loss_backward_accumulate(st_model *m, const int32_t *labels, int batch, double *loss,
+                                            int *correct);
 /* Loss and top-1 correct count only (evaluation). */
 double st_model_loss(st_model *m, const int32_t *labels, int batch, int *correct);
 void st_model_zero_grad(st_model *m);

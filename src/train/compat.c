@@ -1,7 +1,6 @@
 /* The reference code's protocol and log lines (see compat.h). */
 #include "train/compat.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "core/status.h"
@@ -36,14 +35,4 @@ void st_protocol_adjust_data(const st_train_config *c, st_dataset *train, st_dat
         memcpy(sets[k]->mean, mean, sizeof mean);
         memcpy(sets[k]->std, std, sizeof std);
     }
-}
-
-void st_train_log_interval_line(const st_train_config *c, int epoch, int64_t b_index, int64_t batches,
-                                int batch_count, double loss, int64_t correct, int64_t seen) {
-    if (c->log_interval <= 0 || c->quiet || b_index % c->log_interval != 0) return;
-    printf("Train Epoch: %d [%lld/%lld (%.0f%%)]\tLoss: %.6f Accuracy: %lld/%lld (%.3f%%)\n", epoch + 1,
-           (long long)(b_index * batch_count), (long long)(batches * c->batch_size),
-           100.0 * (double)b_index / (double)(batches ? batches : 1), loss, (long long)correct, (long long)seen,
-           100.0 * (double)correct / (double)(seen ? seen : 1));
-    fflush(stdout);
 }

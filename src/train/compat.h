@@ -1,6 +1,7 @@
 /* Behaviour of the reference code (VITA-Group/Random_Pruning, CIFAR/main.py)
  * that `sparsetrain train` reproduces on request: --protocol reference (its
- * data splits and model selection) and --log-interval (its per-batch lines).
+ * data splits and model selection). (--log-interval's per-batch lines are
+ * printed by the CLI, cli/train_output.c.)
  * Side by side with our defaults in docs/COMING-FROM-PYTORCH.md. */
 #ifndef ST_TRAIN_COMPAT_H
 #define ST_TRAIN_COMPAT_H
@@ -29,9 +30,5 @@ int st_protocol_augments_validation(const st_train_config *c);
  * (CIFAR-100 with all their digits) for both splits. */
 void st_protocol_adjust_data(const st_train_config *c, st_dataset *train, st_dataset *test);
 
-/* --log-interval N: prints the reference's line for batch `b_index` (0-based)
- * when b_index % N == 0: "Train Epoch: E [done/total (p%)]\tLoss: l Accuracy: c/n (a%)". */
-void st_train_log_interval_line(const st_train_config *c, int epoch, int64_t b_index, int64_t batches,
-                                int batch_count, double loss, int64_t correct, int64_t seen);
 
 #endif
