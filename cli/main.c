@@ -102,8 +102,10 @@ static int cmd_train(int argc, char **argv) {
     char run_dir[ST_PATH_MAX - 32] = "";
     st_flag flags[] = {
         {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name: cifar_resnet_N[_W], vgg11/13/16/19, lenet5, lenet300-100 (cifar_resnet_20)"},
-        {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set: mnist, fashion-mnist, cifar10, cifar100 (fashion-mnist)"},
-        {"datadir", ST_FLAG_STRING, c.datadir, sizeof c.datadir, 0, "folder holding the data set files (default: its usual place)"},
+        {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set: mnist, fashion-mnist, cifar10, cifar100, imagenet (an ImageFolder tree DIR/train, DIR/val) (fashion-mnist)"},
+        {"datadir", ST_FLAG_STRING, c.datadir, sizeof c.datadir, 0, "folder holding the data set files (default: its usual place; imagenet: data/imagenet)"},
+        {"image-size", ST_FLAG_INT, &c.image_size, 0, 0, "imagenet: crop size S of RandomResizedCrop / CenterCrop (224)"},
+        {"workers", ST_FLAG_INT, &c.workers, 0, 0, "data loading threads (1; imagenet: 2)"},
         {"batch-size", ST_FLAG_INT, &c.batch_size, 0, 0, "training batch size (128)"},
         {"test-batch-size", ST_FLAG_INT, &c.test_batch_size, 0, 0, "evaluation batch size (100)"},
         {"epochs", ST_FLAG_INT, &c.epochs, 0, 0, "number of epochs (160)"},
@@ -113,7 +115,7 @@ static int cmd_train(int argc, char **argv) {
         {"optimizer", ST_FLAG_STRING, c.optimizer, sizeof c.optimizer, 0, "sgd or adam (sgd)"},
         {"lr-schedule", ST_FLAG_STRING, c.lr_schedule, sizeof c.lr_schedule, 0, "multistep (x0.1 at 50% and 75% of the epochs) or cosine (multistep)"},
         {"seed", ST_FLAG_U64, &c.seed, 0, 0, "random seed (17)"},
-        {"valid_split", ST_FLAG_DOUBLE, &c.valid_split, 0, 0, "fraction of the training set held out for model selection (0.1)"},
+        {"valid_split", ST_FLAG_DOUBLE, &c.valid_split, 0, 0, "fraction of the training set held out for model selection (0.1; imagenet: 0)"},
         {"sparse", ST_FLAG_SWITCH, &c.sparse, 0, 1, "train a sparse network"},
         {"fix", ST_FLAG_SWITCH, &c.fix, 0, 1, "keep the sparse connectivity fixed (static sparse training)"},
         {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "layer-wise densities: " ST_SPARSE_INIT_NAMES " (ERK)"},
@@ -124,7 +126,7 @@ static int cmd_train(int argc, char **argv) {
         {"isa", ST_FLAG_STRING, isa, sizeof isa, 0, "kernel instruction set: auto, avx512, avx2, generic (auto)"},
         {"scaled", ST_FLAG_SWITCH, &c.scaled, 0, 1, "scale the init std by 1/sqrt(density), as the reference"},
         {"scaled-per-layer", ST_FLAG_SWITCH, &c.scaled, 0, 2, "scale the init std by each layer's own density"},
-        {"augment", ST_FLAG_SWITCH, &c.augment, 0, 1, "force crop+flip augmentation (default: CIFAR only)"},
+        {"augment", ST_FLAG_SWITCH, &c.augment, 0, 1, "force crop+flip augmentation (default: CIFAR and imagenet)"},
         {"no-augment", ST_FLAG_SWITCH, &c.augment, 0, 0, "disable augmentation"},
         {"resume", ST_FLAG_STRING, c.resume, sizeof c.resume, 0, "continue the run saved in this checkpoint"},
         {"save", ST_FLAG_STRING, c.save, sizeof c.save, 0, "checkpoint file written after every epoch and on Ctrl-C"},
@@ -140,9 +142,13 @@ static int cmd_train(int argc, char **argv) {
         {"quiet", ST_FLAG_SWITCH, &c.quiet, 0, 1, "print only the final result"},
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
+    c.valid_split = -1; /* not given: the data set's default, below */
     int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
                            flags, n, argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
+    /* ImageFolder trees are sorted by class, so a hold-out by file order would be whole
+     * classes; the reference ImageNet recipe has none (its val split is the test set). */
+    if (c.valid_split == -1) c.valid_split = strcmp(c.data, "imagenet") == 0 ? 0.0 : 0.1;
     if (run_dir[0]) {
         if (!make_dirs(run_dir)) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);

@@ -119,12 +119,19 @@ static void run_free(run *r) {
 static st_status load_data(run *r) {
     st_train_config *c = r->c;
     const char *dir = c->datadir[0] ? c->datadir : st_dataset_default_dir(c->data);
-    if (!dir) return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100)", c->data);
+    if (!dir)
+        return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100, imagenet)",
+                       c->data);
     st_dataset full;
     memset(&full, 0, sizeof full);
-    ST_TRY(st_dataset_load(c->data, dir, 1, &full));
-    st_status s = st_dataset_load(c->data, dir, 0, &r->test);
+    st_dataset_options dopt = {.image_size = c->image_size};
+    ST_TRY(st_dataset_load_with(c->data, dir, 1, &dopt, &full));
+    st_status s = st_dataset_load_with(c->data, dir, 0, &dopt, &r->test);
     int64_t n_train = full.count;
+    if (s == ST_OK && full.folder && c->valid_split > 0)
+        s = st_fail(ST_ERR_ARGUMENT, "--valid_split %g: an ImageFolder tree is sorted by class, so holding out its last "
+                    "images would hold out whole classes; use --valid_split 0 (the val folder is the test set)",
+                    c->valid_split);
     if (s == ST_OK && c->valid_split > 0) {
         /* The reference holds out the last fraction of the training set, in file order. */
         n_train = (int64_t)floor((1.0 - c->valid_split) * (double)full.count);
@@ -137,14 +144,16 @@ static st_status load_data(run *r) {
     if (s == ST_OK) s = st_dataset_slice(&full, 0, n_train, &r->train);
     st_dataset_free(&full);
     if (s != ST_OK) return s;
-    int is_cifar = strncmp(c->data, "cifar", 5) == 0;
+    int augments = strncmp(c->data, "cifar", 5) == 0 || r->train.folder != NULL;
     st_loader_options o = {.batch_size = c->batch_size,
                            .shuffle = 1,
-                           .augment = c->augment < 0 ? is_cifar : c->augment,
+                           .augment = c->augment < 0 ? augments : c->augment,
                            .reflect_pad = strcmp(c->data, "cifar10") == 0,
-                           .seed = c->seed};
+                           .seed = c->seed,
+                           .workers = c->workers};
     ST_TRY(st_loader_create(&r->train, &o, &r->train_loader));
-    st_loader_options e = {.batch_size = c->test_batch_size, .shuffle = 0, .augment = 0, .seed = c->seed};
+    st_loader_options e = {
+        .batch_size = c->test_batch_size, .shuffle = 0, .augment = 0, .seed = c->seed, .workers = c->workers};
     if (r->valid.count) ST_TRY(st_loader_create(&r->valid, &e, &r->valid_loader));
     return st_loader_create(&r->test, &e, &r->test_loader);
 }
