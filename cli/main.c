@@ -14,6 +14,7 @@
 #include "inspect.h"
 #include "sparse/distributions.h"
 #include "sparsetrain.h"
+#include "data/data_bench.h"
 #include "kernels/isa.h"
 #include "train/bench.h"
 #include "train/trainer.h"
@@ -226,6 +227,34 @@ static void print_bench_text(const st_bench_config *c, const st_bench_result *r)
     }
 }
 
+/* `sparsetrain bench --imagefolder DIR`: the data pipeline instead of training steps. */
+static int bench_imagefolder(const st_data_bench_config *c, int json) {
+    st_data_bench_result r;
+    st_status s = st_data_bench_run(c, &r);
+    if (s != ST_OK) return report("bench", s);
+    int workers = c->workers > 0 ? c->workers : 2;
+    if (json) {
+        printf("{\"imagefolder\": \"%s\", \"transform\": \"%s\", \"image_size\": %d, \"workers\": %d, "
+               "\"batch_size\": %d, \"images\": %lld, \"skipped\": %lld, \"mean_width\": %.1f, "
+               "\"mean_height\": %.1f, \"mean_file_kb\": %.1f, \"read_ms\": %.4f, \"decode_ms\": %.4f, "
+               "\"transform_ms\": %.4f, \"seconds\": %.3f, \"images_per_s\": %.1f, "
+               "\"images_per_s_per_worker\": %.1f}\n",
+               c->dir, c->train ? "train" : "eval", c->image_size, workers, c->batch_size, (long long)r.images,
+               (long long)r.skipped, r.mean_width, r.mean_height, r.mean_file_kb, r.read_ms, r.decode_ms,
+               r.transform_ms, r.loader_seconds, r.images_per_s, r.images_per_s_per_worker);
+        return 0;
+    }
+    printf("%s transform (%s) to %dx%d, images %.0fx%.0f on average, %.1f KB per file\n", c->train ? "training" : "evaluation",
+           c->train ? "RandomResizedCrop + flip" : "Resize + CenterCrop", c->image_size, c->image_size, r.mean_width,
+           r.mean_height, r.mean_file_kb);
+    printf("one thread, per image: read %.3f ms, decode %.3f ms, transform + normalise %.3f ms\n", r.read_ms,
+           r.decode_ms, r.transform_ms);
+    printf("loader, %d worker(s), batch %d: %lld images in %.2f s = %.1f images/s (%.1f per worker)%s\n", workers,
+           c->batch_size, (long long)r.images, r.loader_seconds, r.images_per_s, r.images_per_s_per_worker,
+           r.skipped ? ", some files unreadable" : "");
+    return 0;
+}
+
 static int cmd_bench(int argc, char **argv) {
     st_bench_config c;
     memset(&c, 0, sizeof c);
@@ -240,8 +269,16 @@ static int cmd_bench(int argc, char **argv) {
     c.steps = 5;
     c.seed = 17;
     int json = 0;
-    char isa[16] = "";
+    char isa[16] = "", imagefolder[1024] = "";
+    st_data_bench_config data = {.image_size = 224, .train = 1, .seed = 17};
+    uint64_t images = 0;
+    int eval_transform = 0;
     st_flag flags[] = {
+        {"imagefolder", ST_FLAG_STRING, imagefolder, sizeof imagefolder, 0, "time the ImageFolder data pipeline on DIR/train instead of training steps"},
+        {"workers", ST_FLAG_INT, &data.workers, 0, 0, "--imagefolder: loader threads (2)"},
+        {"image-size", ST_FLAG_INT, &data.image_size, 0, 0, "--imagefolder: output size (224)"},
+        {"images", ST_FLAG_U64, &images, 0, 0, "--imagefolder: images to time (all)"},
+        {"eval-transform", ST_FLAG_SWITCH, &eval_transform, 0, 1, "--imagefolder: Resize + CenterCrop instead of RandomResizedCrop + flip"},
         {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name (cifar_resnet_20)"},
         {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "dense, uniform, ERK, ... (dense)"},
         {"density", ST_FLAG_DOUBLE, &c.density, 0, 0, "overall density (0.05)"},
@@ -259,6 +296,13 @@ static int cmd_bench(int argc, char **argv) {
     int r = st_flags_parse("bench", "usage: sparsetrain bench [options]\n\nTimes training steps on synthetic data.",
                            flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
+    if (imagefolder[0]) {
+        data.dir = imagefolder;
+        data.batch_size = c.batch_size;
+        data.images = images > INT64_MAX ? INT64_MAX : (int64_t)images;
+        data.train = !eval_transform;
+        return bench_imagefolder(&data, json);
+    }
     c.width = c.height;
     if (apply_isa("bench", isa)) return 2;
     st_bench_result res;

@@ -270,5 +270,16 @@ r = subprocess.run([BIN, "train", "--data", "imagenet", "--datadir", root, "--im
                     "0.1", "--epochs", "1"], capture_output=True, text=True, timeout=60)
 check("--valid_split > 0 on an ImageFolder tree is refused", r.returncode != 0 and "whole classes" in r.stderr,
       r.stderr.strip()[-200:])
+# ------------------------------------------------------------ the throughput benchmark
+import json  # noqa: E402
+r = subprocess.run([BIN, "bench", "--imagefolder", root, "--workers", "2", "--image-size", str(S), "--batch-size", "4",
+                    "--json"], capture_output=True, text=True, timeout=300)
+try:
+    res = json.loads(r.stdout)
+except ValueError:
+    res = {}
+check("sparsetrain bench --imagefolder times the pipeline (readable images delivered, unreadable counted)",
+      r.returncode == 0 and res.get("images") == len(good["train"]) and res.get("skipped") == 3
+      and res.get("images_per_s", 0) > 0 and res.get("decode_ms", 0) > 0, r.stdout.strip()[:300] + r.stderr[-200:])
 shutil.rmtree(tmp, ignore_errors=True)
 finish()

@@ -386,16 +386,9 @@ static st_status ensure(uint8_t **buf, size_t *capacity, size_t need, const char
     return ST_OK;
 }
 
-st_status st_image_folder_load(const st_image_folder *f, int64_t index, int train, uint64_t seed, int64_t epoch,
-                               int64_t position, st_image_scratch *scratch, st_crop *crop_used) {
-    char path[4096];
-    if (st_image_folder_path(f, index, path, sizeof path) != 0)
-        return st_fail(ST_ERR_IO, "%s/...: path too long", f->split_dir);
-    size_t size;
-    ST_TRY(st_read_file_into(path, ST_IMAGE_MAX_FILE_BYTES, &scratch->file, &scratch->file_capacity, &size));
-    ST_TRY(st_jpeg_decode(scratch->file, size, path, &scratch->decoded));
-    const st_rgb_image *img = &scratch->decoded;
-    const int S = f->image_size;
+st_status st_image_transform(const st_rgb_image *img, int size, int train, uint64_t seed, int64_t epoch,
+                             int64_t position, const char *name, st_image_scratch *scratch, st_crop *crop_used) {
+    const int S = size;
     if (!scratch->out) {
         scratch->out = st_malloc((size_t)S * S * 3, "transformed image");
         if (!scratch->out) return ST_ERR_NOMEM;
@@ -409,7 +402,7 @@ st_status st_image_folder_load(const st_image_folder *f, int64_t index, int trai
         int rh, rw;
         st_eval_geometry(img->height, img->width, st_eval_resize_size(S), S, &rh, &rw, &crop);
         if ((uint64_t)rh * (uint64_t)rw > ST_IMAGE_MAX_PIXELS) /* a sliver such as 20000 x 1 */
-            return st_fail(ST_ERR_FORMAT, "%s: %dx%d image would resize to %dx%d, above the limit of %u pixels", path,
+            return st_fail(ST_ERR_FORMAT, "%s: %dx%d image would resize to %dx%d, above the limit of %u pixels", name,
                            img->width, img->height, rw, rh, ST_IMAGE_MAX_PIXELS);
         ST_TRY(ensure(&scratch->resized, &scratch->resized_capacity, (size_t)rh * rw * 3, "a resized image"));
         ST_TRY(st_image_resize_bilinear(img->pixels, img->width, 0, 0, img->height, img->width, rh, rw,
@@ -420,4 +413,15 @@ st_status st_image_folder_load(const st_image_folder *f, int64_t index, int trai
     }
     if (crop_used) *crop_used = crop;
     return ST_OK;
+}
+
+st_status st_image_folder_load(const st_image_folder *f, int64_t index, int train, uint64_t seed, int64_t epoch,
+                               int64_t position, st_image_scratch *scratch, st_crop *crop_used) {
+    char path[4096];
+    if (st_image_folder_path(f, index, path, sizeof path) != 0)
+        return st_fail(ST_ERR_IO, "%s/...: path too long", f->split_dir);
+    size_t size;
+    ST_TRY(st_read_file_into(path, ST_IMAGE_MAX_FILE_BYTES, &scratch->file, &scratch->file_capacity, &size));
+    ST_TRY(st_jpeg_decode(scratch->file, size, path, &scratch->decoded));
+    return st_image_transform(&scratch->decoded, f->image_size, train, seed, epoch, position, path, scratch, crop_used);
 }

@@ -148,6 +148,13 @@ typedef struct st_image_scratch {
 
 void st_image_scratch_free(st_image_scratch *s);
 
+/*! Transforms a decoded image into scratch->out (size x size x 3 bytes, before
+ * the flip, which the caller applies): with train != 0 the RandomResizedCrop of
+ * (seed, epoch, position), otherwise Resize + CenterCrop; the crop used goes to
+ * crop_used (may be NULL). `name` is used in messages. */
+st_status st_image_transform(const st_rgb_image *img, int size, int train, uint64_t seed, int64_t epoch,
+                             int64_t position, const char *name, st_image_scratch *scratch, st_crop *crop_used);
+
 /*! Reads, decodes and transforms image `index` of `f` into scratch->out (S x S x 3
  * bytes) and returns the crop used: with train != 0 the RandomResizedCrop + flip
  * of (seed, epoch, position), otherwise Resize + CenterCrop. Does not consult or

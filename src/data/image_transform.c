@@ -158,7 +158,10 @@ st_status st_image_resize_bilinear(const uint8_t *src, int src_width, int top, i
         mid = st_malloc((size_t)h * (size_t)out_w * 3, "resize intermediate");
         if (!mid) s = ST_ERR_NOMEM;
     }
+    int32_t *acc = NULL; /* one output row of the vertical pass */
+    if (s == ST_OK && vertical && !(acc = st_malloc(sizeof(int32_t) * (size_t)out_w * 3, "resize row"))) s = ST_ERR_NOMEM;
     if (s != ST_OK) {
+        free(mid);
         taps_free(&th);
         taps_free(&tv);
         return s;
@@ -188,21 +191,24 @@ st_status st_image_resize_bilinear(const uint8_t *src, int src_width, int top, i
         rows_stride = (size_t)out_w * 3;
     }
     if (vertical) {
+        /* Row by row: each output row accumulates whole input rows (unit stride). */
         const size_t row_bytes = (size_t)out_w * 3;
         for (int y = 0; y < out_h; y++) {
             const int32_t *k = tv.weight + (size_t)y * (size_t)tv.ksize;
             const uint8_t *base = rows + (size_t)tv.first[y] * rows_stride;
-            uint8_t *o = dst + (size_t)y * row_bytes;
-            for (size_t x = 0; x < row_bytes; x++) {
-                int32_t acc = half;
-                const uint8_t *p = base + x;
-                for (int i = 0; i < tv.count[y]; i++, p += rows_stride) acc += *p * k[i];
-                o[x] = clip8(acc);
+            for (size_t x = 0; x < row_bytes; x++) acc[x] = half;
+            for (int i = 0; i < tv.count[y]; i++) {
+                const uint8_t *p = base + (size_t)i * rows_stride;
+                const int32_t w = k[i];
+                for (size_t x = 0; x < row_bytes; x++) acc[x] += p[x] * w;
             }
+            uint8_t *o = dst + (size_t)y * row_bytes;
+            for (size_t x = 0; x < row_bytes; x++) o[x] = clip8(acc[x]);
         }
     }
     if (!horizontal && !vertical)
         for (int y = 0; y < h; y++) memcpy(dst + (size_t)y * (size_t)w * 3, rows + (size_t)y * stride, (size_t)w * 3);
+    free(acc);
     free(mid);
     taps_free(&th);
     taps_free(&tv);
