@@ -266,6 +266,24 @@ for label, extra in (("dense", []), ("sparse ERK 0.3, sparse execution",
     out = r.stdout + r.stderr
     check(f"sparsetrain train --data imagenet --image-size 64, cifar_resnet_8 {label}: 3 steps and a test pass",
           r.returncode == 0 and "epoch 1/1" in r.stdout and counts_line in r.stdout, out.strip()[-300:])
+# exact resume: 2 epochs straight == 1 epoch + --resume (the crops are a function of (seed, epoch, position))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import load_checkpoint as lc  # noqa: E402
+base = [BIN, "train", "--data", "imagenet", "--datadir", root, "--image-size", "32", "--model", "cifar_resnet_8_4",
+        "--epochs", "2", "--max-batches", "2", "--batch-size", "4", "--test-batch-size", "8", "--threads", "2",
+        "--plain", "--quiet", "--lr", "0.05"]
+straight, half = os.path.join(tmp, "straight.safetensors"), os.path.join(tmp, "half.safetensors")
+r1 = subprocess.run(base + ["--save", straight, "--workers", "1"], capture_output=True, text=True, timeout=600)
+r2 = subprocess.run(base + ["--save", half, "--stop-after", "1", "--workers", "3"], capture_output=True, text=True,
+                    timeout=600)
+r3 = subprocess.run([BIN, "train", "--resume", half, "--save", half, "--threads", "2", "--plain", "--quiet"],
+                    capture_output=True, text=True, timeout=600)
+same = False
+if r1.returncode == 0 and r2.returncode == 0 and r3.returncode == 0:
+    a, b = lc.read_safetensors(straight)[0], lc.read_safetensors(half)[0]
+    same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+check("imagenet: 2 epochs straight (1 worker) == 1 epoch + --resume (3 workers), bit-identical weights", same,
+      (r1.stderr + r2.stderr + r3.stderr).strip()[-300:])
 r = subprocess.run([BIN, "train", "--data", "imagenet", "--datadir", root, "--image-size", str(S), "--valid_split",
                     "0.1", "--epochs", "1"], capture_output=True, text=True, timeout=60)
 check("--valid_split > 0 on an ImageFolder tree is refused", r.returncode != 0 and "whole classes" in r.stderr,
