@@ -7,7 +7,8 @@ get_params; normalisation equals ToTensor + Normalize within 1e-6; batches are
 identical for 1, 2 and 3 worker threads; grayscale and CMYK JPEGs are converted
 as PIL converts them; corrupt, truncated and non-JPEG files are reported once
 (naming the file) and skipped; an empty class folder and an empty tree are clear
-errors; `sparsetrain train --data imagenet` trains a CIFAR ResNet on 64x64 crops.
+errors; `sparsetrain train --data imagenet` trains a CIFAR ResNet on 64x64 crops
+and resumes exactly; `sparsetrain bench --imagefolder` runs.
 Exits 77 (CTest: skipped) without PIL / torchvision."""
 import io
 import os
@@ -78,6 +79,9 @@ for split, per_class in (("train", 5), ("val", 2)):
     save(os.path.join(root, split, "n001_cat", "gray_0.JPEG"), picture(120, 90, 7), mode="L")
     save(os.path.join(root, split, "n010_dog", "cmyk_0.JPEG"), picture(96, 140, 8), mode="CMYK")
     save(os.path.join(root, split, "n002_bird", "sub", "nested_0.JPEG"), picture(80, 60, 9))
+    if split == "train":  # a linked folder inside a class (followed, as os.walk(followlinks=True))
+        save(os.path.join(tmp, "elsewhere", "linked_0.jpg"), picture(45, 70, 13))
+        os.symlink(os.path.join(tmp, "elsewhere"), os.path.join(root, split, "n002_bird", "linked"))
     # broken files: truncated JPEG, text named .JPEG, empty file
     good = jpeg_bytes(picture(150, 100, 11))
     for name, data in (("truncated.JPEG", good[: len(good) // 2]), ("not_a_jpeg.JPEG", b"<html>not an image</html>\n"),
