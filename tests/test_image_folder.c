@@ -5,8 +5,8 @@
  * of RandomResizedCrop over many draws, the JPEG decoder on images encoded
  * here with libjpeg (RGB, grayscale, CMYK) and on a header declaring 40000 x
  * 40000 (refused before any pixel memory), and the loader's unreadable-file
- * handling (skip, report once, a wholly unreadable batch is an error) and its
- * independence of the worker count for in-memory data. */
+ * handling (skip, report once, a wholly unreadable batch is an error), the
+ * file-size limit, and its independence of the worker count for in-memory data. */
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -295,6 +295,23 @@ static void test_loader_unreadable(void) {
     st_dataset_free(&d);
 }
 
+static void test_read_file_limits(void) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/twenty.bin", tmp_root);
+    write_file(path, "01234567890123456789", 20);
+    uint8_t *buf = NULL;
+    size_t capacity = 0, size = 0;
+    CHECK(st_read_file_into(path, 10, &buf, &capacity, &size) == ST_ERR_FORMAT);
+    CHECK(strstr(st_last_error(), "larger than the limit") != NULL && capacity == 0);
+    CHECK_OK(st_read_file_into(path, 20, &buf, &capacity, &size));
+    CHECK(size == 20 && memcmp(buf, "01234567890123456789", 20) == 0);
+    CHECK(st_read_file_into(tmp_root, 1 << 20, &buf, &capacity, &size) == ST_ERR_IO); /* a folder */
+    snprintf(path, sizeof path, "%s/missing.JPEG", tmp_root);
+    CHECK(st_read_file_into(path, 1 << 20, &buf, &capacity, &size) == ST_ERR_IO);
+    CHECK(strstr(st_last_error(), "missing.JPEG") != NULL);
+    free(buf);
+}
+
 static void test_loader_workers_in_memory(void) {
     st_dataset d;
     memset(&d, 0, sizeof d);
@@ -335,6 +352,7 @@ int main(void) {
     test_random_resized_crop();
     test_decode();
     test_loader_unreadable();
+    test_read_file_limits();
     test_loader_workers_in_memory();
     TEST_MAIN_END();
 }
