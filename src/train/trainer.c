@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "core/status.h"
-#include "models/execution.h"
+#include "exec/policy.h"
 #include "data/dataset.h"
 #include "eval/flops_summary.h"
 #include "io/checkpoint.h"
@@ -271,7 +271,7 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
     ST_TRY(st_exec_policy_parse(c->execution, &policy));
     ST_TRY(st_model_apply_execution(m, policy));
     if (!c->quiet && c->sparse)
-        printf("execution: %s (FLOP-weighted density %.4f; --execution %s)\n", m->sparse_exec ? "sparse" : "dense",
+        printf("execution: %s (FLOP-weighted density %.4f; --execution %s)\n", st_model_executor_name(m),
                st_model_flop_density(m), c->execution);
     ST_TRY(st_optimizer_create(&r->opt, m, strcmp(c->optimizer, "adam") == 0 ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD,
                                c->momentum, strcmp(c->optimizer, "sgd") == 0, c->l2));
