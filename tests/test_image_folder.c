@@ -1,6 +1,7 @@
 /* ImageFolder pieces checked against hand-computed values and properties
  * (torchvision/PIL parity is tests/imagefolder_test.py): Pillow's bilinear taps
- * for a 2x reduction worked out by hand, identity and constant images, the
+ * for a 2x reduction worked out by hand, identity and constant images, output
+ * windows equal to the same part of the whole output, the
  * Resize + CenterCrop geometry with Python's ties-to-even rounding, properties
  * of RandomResizedCrop over many draws, the JPEG decoder on images encoded
  * here with libjpeg (RGB, grayscale, CMYK) and on a header declaring 40000 x
@@ -103,6 +104,26 @@ static void test_resize_by_hand(void) {
             constant &= out[3 * i] == 200 && out[3 * i + 1] == 17 && out[3 * i + 2] == 0;
         CHECK(constant);
     }
+    /* A window of the output equals the same part of the whole output, for
+     * both passes, one pass, or none. */
+    for (int i = 0; i < W * H * 3; i++) img[i] = (uint8_t)((i * 37) ^ (i >> 3));
+    const int shapes[][2] = {{50, 70}, {23, 70}, {50, 37}, {23, 37}, {9, 11}};
+    uint8_t *win = new_bytes(70 * 70 * 3);
+    for (int k = 0; k < 5; k++) {
+        int oh = shapes[k][0], ow = shapes[k][1];
+        CHECK_OK(st_image_resize_bilinear(img, W, 0, 0, H, W, oh, ow, out));
+        const int windows[][4] = {{0, 0, oh, ow}, {3, 5, oh / 2, ow / 3}, {oh - 1, ow - 2, 1, 2}};
+        for (int v = 0; v < 3; v++) {
+            int wt = windows[v][0], wl = windows[v][1], wh = windows[v][2], ww = windows[v][3];
+            CHECK_OK(st_image_resize_bilinear_window(img, W, 0, 0, H, W, oh, ow, wt, wl, wh, ww, win));
+            int equal = 1;
+            for (int y = 0; y < wh; y++)
+                equal &= memcmp(win + (size_t)y * ww * 3, out + ((size_t)(wt + y) * ow + wl) * 3, (size_t)ww * 3) == 0;
+            CHECK(equal);
+        }
+    }
+    CHECK(st_image_resize_bilinear_window(img, W, 0, 0, H, W, 10, 10, 5, 5, 6, 5, win) == ST_ERR_ARGUMENT);
+    free(win);
     free(img);
     free(out);
 }

@@ -349,7 +349,6 @@ void st_image_scratch_free(st_image_scratch *s) {
     free(s->file);
     st_rgb_image_free(&s->decoded);
     free(s->out);
-    free(s->resized);
     memset(s, 0, sizeof *s);
 }
 
@@ -385,15 +384,6 @@ st_status st_read_file_into(const char *path, size_t max_bytes, uint8_t **buf, s
     return ST_OK;
 }
 
-static st_status ensure(uint8_t **buf, size_t *capacity, size_t need, const char *what) {
-    if (*capacity >= need) return ST_OK;
-    uint8_t *grown = realloc(*buf, need);
-    if (!grown) return st_fail(ST_ERR_NOMEM, "out of memory for %s", what);
-    *buf = grown;
-    *capacity = need;
-    return ST_OK;
-}
-
 st_status st_image_transform(const st_rgb_image *img, int size, int train, uint64_t seed, int64_t epoch,
                              int64_t position, const char *name, st_image_scratch *scratch, st_crop *crop_used) {
     const int S = size;
@@ -412,12 +402,9 @@ st_status st_image_transform(const st_rgb_image *img, int size, int train, uint6
         if ((uint64_t)rh * (uint64_t)rw > ST_IMAGE_MAX_PIXELS) /* a sliver such as 20000 x 1 */
             return st_fail(ST_ERR_FORMAT, "%s: %dx%d image would resize to %dx%d, above the limit of %u pixels", name,
                            img->width, img->height, rw, rh, ST_IMAGE_MAX_PIXELS);
-        ST_TRY(ensure(&scratch->resized, &scratch->resized_capacity, (size_t)rh * rw * 3, "a resized image"));
-        ST_TRY(st_image_resize_bilinear(img->pixels, img->width, 0, 0, img->height, img->width, rh, rw,
-                                        scratch->resized));
-        for (int y = 0; y < S; y++)
-            memcpy(scratch->out + (size_t)y * S * 3, scratch->resized + ((size_t)(crop.top + y) * rw + crop.left) * 3,
-                   (size_t)S * 3);
+        /* only the center crop's window of the resized image is computed */
+        ST_TRY(st_image_resize_bilinear_window(img->pixels, img->width, 0, 0, img->height, img->width, rh, rw, crop.top,
+                                               crop.left, S, S, scratch->out));
     }
     if (crop_used) *crop_used = crop;
     return ST_OK;

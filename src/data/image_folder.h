@@ -87,6 +87,15 @@ void st_eval_geometry(int height, int width, int resize, int size, int *resized_
 st_status st_image_resize_bilinear(const uint8_t *src, int src_width, int top, int left, int h, int w, int out_h,
                                    int out_w, uint8_t *dst);
 
+/*! As st_image_resize_bilinear, computing only the output window rows
+ * [win_top, win_top + win_h) x columns [win_left, win_left + win_w) into `dst`
+ * (win_h x win_w x 3): the same bytes as resizing whole and cropping, for the
+ * cost of the window (Resize + CenterCrop). @return ST_ERR_ARGUMENT for a window
+ * outside the output. */
+st_status st_image_resize_bilinear_window(const uint8_t *src, int src_width, int top, int left, int h, int w,
+                                          int out_h, int out_w, int win_top, int win_left, int win_h, int win_w,
+                                          uint8_t *dst);
+
 /* -------------------------------------------------------------- the folder */
 
 typedef struct st_image_folder {
@@ -142,8 +151,6 @@ typedef struct st_image_scratch {
     size_t file_capacity;
     st_rgb_image decoded;
     uint8_t *out;            /* (S, S, 3) transformed bytes */
-    uint8_t *resized;        /* evaluation: the resized image before the center crop */
-    size_t resized_capacity;
 } st_image_scratch;
 
 void st_image_scratch_free(st_image_scratch *s);

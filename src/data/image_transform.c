@@ -143,37 +143,45 @@ static inline uint8_t clip8(int32_t acc) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-st_status st_image_resize_bilinear(const uint8_t *src, int src_width, int top, int left, int h, int w, int out_h,
-                                   int out_w, uint8_t *dst) {
-    const size_t stride = (size_t)src_width * 3;
+st_status st_image_resize_bilinear_window(const uint8_t *src, int src_width, int top, int left, int h, int w,
+                                          int out_h, int out_w, int win_top, int win_left, int win_h, int win_w,
+                                          uint8_t *dst) {
+    if (win_top < 0 || win_left < 0 || win_h < 1 || win_w < 1 || win_top + win_h > out_h || win_left + win_w > out_w)
+        return st_fail(ST_ERR_ARGUMENT, "resize: window %dx%d at (%d, %d) is outside the %dx%d output", win_w, win_h,
+                       win_left, win_top, out_w, out_h);
+    const size_t stride = (size_t)src_width * 3, win_bytes = (size_t)win_w * 3;
     const int32_t half = 1 << (FILTER_BITS - 1);
     const int horizontal = out_w != w, vertical = out_h != h;
     taps th = {0}, tv = {0};
     uint8_t *mid = NULL;
+    int32_t *acc = NULL; /* one output row of the vertical pass */
     st_status s = ST_OK;
     if (horizontal) s = taps_make(w, out_w, &th);
     if (s == ST_OK && vertical) s = taps_make(h, out_h, &tv);
-    /* The horizontal pass runs first into an 8-bit intermediate of h rows. */
-    if (s == ST_OK && horizontal && vertical) {
-        mid = st_malloc((size_t)h * (size_t)out_w * 3, "resize intermediate");
-        if (!mid) s = ST_ERR_NOMEM;
+    /* Rows [r0, r1) of the region feed the window's output rows (tap bounds are monotone). */
+    int r0 = win_top, r1 = win_top + win_h;
+    if (s == ST_OK && vertical) {
+        r0 = tv.first[win_top];
+        r1 = tv.first[win_top + win_h - 1] + tv.count[win_top + win_h - 1];
     }
-    int32_t *acc = NULL; /* one output row of the vertical pass */
-    if (s == ST_OK && vertical && !(acc = st_malloc(sizeof(int32_t) * (size_t)out_w * 3, "resize row"))) s = ST_ERR_NOMEM;
+    /* The horizontal pass runs first, into an 8-bit intermediate (Pillow's order). */
+    if (s == ST_OK && horizontal && vertical && !(mid = st_malloc((size_t)(r1 - r0) * win_bytes, "resize intermediate")))
+        s = ST_ERR_NOMEM;
+    if (s == ST_OK && vertical && !(acc = st_malloc(sizeof(int32_t) * win_bytes, "resize row"))) s = ST_ERR_NOMEM;
     if (s != ST_OK) {
         free(mid);
         taps_free(&th);
         taps_free(&tv);
         return s;
     }
-    const uint8_t *rows = src + (size_t)top * stride + (size_t)left * 3; /* the region's first pixel */
-    size_t rows_stride = stride;
+    const uint8_t *rows; /* row r0 of the horizontal pass's output, column win_left */
+    size_t rows_stride;
     if (horizontal) {
         uint8_t *hout = vertical ? mid : dst;
-        for (int y = 0; y < h; y++) {
-            const uint8_t *in = rows + (size_t)y * stride;
-            uint8_t *o = hout + (size_t)y * (size_t)out_w * 3;
-            for (int x = 0; x < out_w; x++) {
+        for (int y = r0; y < r1; y++) {
+            const uint8_t *in = src + (size_t)(top + y) * stride + (size_t)left * 3;
+            uint8_t *o = hout + (size_t)(y - r0) * win_bytes;
+            for (int x = win_left; x < win_left + win_w; x++, o += 3) {
                 const int32_t *k = th.weight + (size_t)x * (size_t)th.ksize;
                 const uint8_t *p = in + (size_t)th.first[x] * 3;
                 int32_t r = half, g = half, b = half;
@@ -182,35 +190,42 @@ st_status st_image_resize_bilinear(const uint8_t *src, int src_width, int top, i
                     g += p[1] * k[i];
                     b += p[2] * k[i];
                 }
-                o[3 * x] = clip8(r);
-                o[3 * x + 1] = clip8(g);
-                o[3 * x + 2] = clip8(b);
+                o[0] = clip8(r);
+                o[1] = clip8(g);
+                o[2] = clip8(b);
             }
         }
         rows = hout;
-        rows_stride = (size_t)out_w * 3;
+        rows_stride = win_bytes;
+    } else {
+        rows = src + (size_t)(top + r0) * stride + (size_t)(left + win_left) * 3;
+        rows_stride = stride;
     }
     if (vertical) {
         /* Row by row: each output row accumulates whole input rows (unit stride). */
-        const size_t row_bytes = (size_t)out_w * 3;
-        for (int y = 0; y < out_h; y++) {
+        for (int y = win_top; y < win_top + win_h; y++) {
             const int32_t *k = tv.weight + (size_t)y * (size_t)tv.ksize;
-            const uint8_t *base = rows + (size_t)tv.first[y] * rows_stride;
-            for (size_t x = 0; x < row_bytes; x++) acc[x] = half;
+            const uint8_t *base = rows + (size_t)(tv.first[y] - r0) * rows_stride;
+            for (size_t x = 0; x < win_bytes; x++) acc[x] = half;
             for (int i = 0; i < tv.count[y]; i++) {
                 const uint8_t *p = base + (size_t)i * rows_stride;
-                const int32_t w = k[i];
-                for (size_t x = 0; x < row_bytes; x++) acc[x] += p[x] * w;
+                const int32_t wt = k[i];
+                for (size_t x = 0; x < win_bytes; x++) acc[x] += p[x] * wt;
             }
-            uint8_t *o = dst + (size_t)y * row_bytes;
-            for (size_t x = 0; x < row_bytes; x++) o[x] = clip8(acc[x]);
+            uint8_t *o = dst + (size_t)(y - win_top) * win_bytes;
+            for (size_t x = 0; x < win_bytes; x++) o[x] = clip8(acc[x]);
         }
+    } else if (!horizontal) {
+        for (int y = 0; y < win_h; y++) memcpy(dst + (size_t)y * win_bytes, rows + (size_t)y * rows_stride, win_bytes);
     }
-    if (!horizontal && !vertical)
-        for (int y = 0; y < h; y++) memcpy(dst + (size_t)y * (size_t)w * 3, rows + (size_t)y * stride, (size_t)w * 3);
     free(acc);
     free(mid);
     taps_free(&th);
     taps_free(&tv);
     return ST_OK;
+}
+
+st_status st_image_resize_bilinear(const uint8_t *src, int src_width, int top, int left, int h, int w, int out_h,
+                                   int out_w, uint8_t *dst) {
+    return st_image_resize_bilinear_window(src, src_width, top, left, h, w, out_h, out_w, 0, 0, out_h, out_w, dst);
 }
