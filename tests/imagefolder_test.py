@@ -146,6 +146,13 @@ for split in ("val", "train"):
         _, _, _, px = ours(split, i, 0)
         ref = np.asarray(eval_tf(pil_loader(split, i)))
         worst = max(worst, int(np.abs(px.astype(int) - ref.astype(int)).max()))
+for name in ("gray_0.JPEG", "cmyk_0.JPEG"):
+    i = next(k for k, (p, _) in enumerate(listing["val"]) if p.endswith(name))
+    _, _, _, px = ours("val", i, 0)
+    ref = np.asarray(eval_tf(pil_loader("val", i)))
+    d = int(np.abs(px.astype(int) - ref.astype(int)).max())
+    check(f"{name} ({Image.open(os.path.join(root, 'val', listing['val'][i][0])).mode} JPEG) converted to RGB as PIL's "
+          "convert('RGB')", d <= 1, f"max |difference| {d}/255")
 check("eval transform (Resize 73 + CenterCrop 64) equals torchvision's on PIL within 1 level", worst <= 1,
       f"max |difference| {worst}/255 over {len(good['val']) + len(good['train'])} images")
 

@@ -188,6 +188,7 @@ cases = {
     "imagefolder-valid-split": imagenet + ["--datadir", image_tree("tree-split", ("cat", "dog")), "--valid_split", "0.1"],
     "imagefolder-image-size": imagenet + ["--datadir", image_tree("tree-size", ("cat", "dog")), "--image-size", "4"],
     "imagefolder-workers": imagenet + ["--datadir", image_tree("tree-workers", ("cat", "dog")), "--workers", "100"],
+    "bench-imagefolder-missing": ["bench", "--imagefolder", os.path.join(tmp, "no-split")],
     "resume-missing": ["train", "--resume", os.path.join(tmp, "none.safetensors")],
     "resume-truncated": ["train", "--resume", write("trunc.safetensors", blob[: len(blob) // 2])],
     "resume-not-checkpoint": ["train", "--resume", write("plain.safetensors",
