@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 
@@ -327,6 +328,13 @@ static void test_read_file_limits(void) {
     CHECK_OK(st_read_file_into(path, 20, &buf, &capacity, &size));
     CHECK(size == 20 && memcmp(buf, "01234567890123456789", 20) == 0);
     CHECK(st_read_file_into(tmp_root, 1 << 20, &buf, &capacity, &size) == ST_ERR_IO); /* a folder */
+    snprintf(path, sizeof path, "%s/fifo.JPEG", tmp_root);
+    unlink(path);
+    if (mkfifo(path, 0600) == 0) { /* opening a FIFO with no writer must not block */
+        CHECK(st_read_file_into(path, 1 << 20, &buf, &capacity, &size) == ST_ERR_IO);
+        CHECK(strstr(st_last_error(), "not a regular file") != NULL);
+        unlink(path);
+    }
     snprintf(path, sizeof path, "%s/missing.JPEG", tmp_root);
     CHECK(st_read_file_into(path, 1 << 20, &buf, &capacity, &size) == ST_ERR_IO);
     CHECK(strstr(st_last_error(), "missing.JPEG") != NULL);

@@ -6,11 +6,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/status.h"
 
@@ -354,12 +356,19 @@ void st_image_scratch_free(st_image_scratch *s) {
 
 st_status st_read_file_into(const char *path, size_t max_bytes, uint8_t **buf, size_t *capacity, size_t *size) {
     *size = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    /* O_NONBLOCK: a FIFO named like an image must not block the open; anything
+     * but a regular file is refused before a byte is read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(fp);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return st_fail(ST_ERR_IO, "%s: not a regular file", path);
+    }
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return st_fail(ST_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     }
     if ((uint64_t)st.st_size > max_bytes) {
         fclose(fp);
