@@ -214,9 +214,5 @@ int st_flags_check_train(const char *command, st_flag *flags, int n, const st_tr
         fprintf(stderr, "sparsetrain %s: --log-interval must be >= 0 (got %d)\n", command, c->log_interval);
         return -1;
     }
-    if (c->loader_threads < 0 || c->loader_threads > 256) {
-        fprintf(stderr, "sparsetrain %s: --max-threads must be in 0..256 (got %d)\n", command, c->loader_threads);
-        return -1;
-    }
     return 0;
 }

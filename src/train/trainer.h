@@ -35,7 +35,8 @@ typedef struct st_train_config {
     char mask_sampling[16];    /* --mask-sampling bernoulli|exact */
     char execution[16];        /* --execution auto|sparse|dense (exec/policy.h) */
     int scaled;                /* --scaled (1), --scaled-per-layer (2) */
-    int augment;               /* -1 = data set default (CIFAR yes, MNIST no) */
+    int augment;               /* -1 = data set default (CIFAR and ImageNet yes, MNIST no) */
+    int image_size;            /* --image-size: ImageFolder (imagenet) images are S x S (0 = 224) */
     char protocol[16];         /* --protocol sound|reference (docs/COMING-FROM-PYTORCH.md); "" in
                                   checkpoints written before it existed = sound */
     /* run-time only (not part of the run's identity) */
@@ -43,6 +44,7 @@ typedef struct st_train_config {
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
     char log[ST_PATH_MAX];     /* --log (JSON lines) */
     int threads;               /* --threads (0 = all cores) */
+    int workers;               /* --workers: data loading threads (0 = 1 in memory, 2 for ImageFolder data) */
     int progress;              /* -1 auto (terminal), 0 plain lines, 1 bar */
     int stop_after;            /* --stop-after K: leave after K epochs of this invocation (0 = no) */
     int max_batches;           /* --max-batches: cap batches per epoch (0 = all; smoke tests) */
@@ -50,7 +52,6 @@ typedef struct st_train_config {
     int force;                 /* --force: --save may overwrite a checkpoint of another run (run_guard.h) */
     int detect_anomaly;        /* --detect-anomaly: check inputs, outputs, weights and optimiser state every step */
     int log_interval;          /* --log-interval N: a plain "Train Epoch" line every N batches (0 = none) */
-    int loader_threads;        /* --max-threads N: threads decoding/augmenting each batch (0 or 1 = one) */
     int iters;                 /* --iters N: the CLI repeats the run with seeds seed..seed+N-1 (1) */
     char run_id[40];           /* set by st_train_run: new, or carried over by --resume (run_guard.h) */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask the run to finish
