@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, check, check_against, finish, rel  # noqa: E402
+from testlib import BUILD, check, check_against, finish, rel, skip_part  # noqa: E402
 import load_checkpoint as lc  # noqa: E402
 import torch_models  # noqa: E402
 
@@ -101,7 +101,7 @@ def evaluate(ck, *extra):
 
 
 if not os.path.isdir(FASHION):
-    print(f"SKIP (CLI part): {FASHION} is missing (Debian package dataset-fashion-mnist; scripts/setup.sh installs it)")
+    skip_part(f"the CLI part: {FASHION} is missing (Debian package dataset-fashion-mnist; scripts/setup.sh installs it)")
 else:
     ck = os.path.join(tmp, "lenet5.safetensors")
     r = subprocess.run([BIN, "train", "--model", "lenet5", "--data", "fashion-mnist", "--epochs", "1",

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, SRC, check, finish  # noqa: E402
+from testlib import BUILD, SRC, check, finish, skip_part  # noqa: E402
 import torch_models  # noqa: E402
 
 
@@ -160,7 +160,7 @@ if os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
         want = int(0.05 * j["total_prunable"]) + (1 if init == "GraSP" else 0)  # GraSP keeps its threshold score
         check(f"lenet5 {init}: d*N weights selected", abs(selected - want) < 0.5 + 1e-6, f"{selected:.1f} vs {want}")
 else:
-    print("skip snip/GraSP on data: Fashion-MNIST is not installed")
+    skip_part("snip/GraSP on data: Fashion-MNIST (Debian package dataset-fashion-mnist) is not installed")
 
 # Usage errors: exit code 2 and a message naming the flag.
 for args, needle in [(["--sparse_init", "snip"], "--data"), (["--sparse_init", "nonsense"], "--sparse_init"),

@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, check, finish  # noqa: E402
+from testlib import BUILD, check, finish, skip_part  # noqa: E402
 
 BIN = os.path.join(BUILD, "sparsetrain")
 tmp = tempfile.mkdtemp(prefix="sparsetrain-report-")
@@ -135,7 +135,7 @@ check("gap-to-dense table: mean of the two dense seeds minus the sparse run",
 # --- rendering in headless Chromium ---------------------------------------------------------------
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
 if not chromium:
-    print("SKIP (rendering): chromium is not installed (Debian package chromium; scripts/setup.sh installs it)")
+    skip_part("rendering: chromium is not installed (Debian package chromium; scripts/setup.sh installs it)")
 else:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000",

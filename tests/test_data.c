@@ -654,7 +654,7 @@ static void test_debian_fashion_mnist(void) {
     const char *dir = st_dataset_default_dir("fashion-mnist");
     struct stat st;
     if (stat(dir, &st) != 0) {
-        printf("note: %s not installed (dataset-fashion-mnist); skipping the real-data check\n", dir);
+        TEST_SKIP_PART("the real-data check: %s is not installed (Debian package dataset-fashion-mnist)", dir);
         return;
     }
     for (int train = 1; train >= 0; train--) {
