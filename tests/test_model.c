@@ -2,7 +2,11 @@
  * trains a step, masks stay exact through SGD/Adam steps, seeded masks are
  * reproducible. With `--parity IN OUT` it is the C side of
  * tests/model_parity_test.py: loads weights, masks and batches from IN,
- * writes the first step's logits and gradients and the losses of N SGD steps. */
+ * writes the first step's logits and gradients, the losses of N SGD/Adam
+ * steps, and the final weights ("final.<name>") and optimiser state
+ * ("state1.<name>": momentum_buffer / exp_avg, "state2.<name>": exp_avg_sq).
+ * Metadata: lr, momentum, weight_decay, adam (0/1), nesterov (0/1; default 1
+ * for SGD). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +38,12 @@ static int parity(const char *in_path, const char *out_path) {
     int steps = (int)images->shape[0], batch = (int)images->shape[1];
     int adam = meta_double(f, "adam", 0) != 0;
     st_optimizer opt;
-    st_optimizer_create(&opt, m, adam ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, meta_double(f, "momentum", 0.9),
-                        !adam, meta_double(f, "weight_decay", 5e-4));
+    int nesterov = !adam && meta_double(f, "nesterov", 1) != 0;
+    if (st_optimizer_create(&opt, m, adam ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, meta_double(f, "momentum", 0.9),
+                            nesterov, meta_double(f, "weight_decay", 5e-4)) != ST_OK) {
+        fprintf(stderr, "%s\n", st_last_error());
+        return 1;
+    }
     double lr = meta_double(f, "lr", 0.1);
     double *losses = calloc((size_t)steps, sizeof(double));
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)batch);
@@ -57,20 +65,25 @@ static int parity(const char *in_path, const char *out_path) {
                 }
         st_optimizer_step(&opt, m, lr);
     }
-    /* outputs: logits0, losses, grad.<name>, final.<name> */
+    /* outputs: logits0, losses, grad.<name>, final.<name>, state1.<name>, state2.<name> */
     int n = 0;
-    st_tensor_entry *out = calloc((size_t)(2 * m->n_params + 2), sizeof *out);
-    char **names = calloc((size_t)(2 * m->n_params + 2), sizeof(char *));
+    st_tensor_entry *out = calloc((size_t)(4 * m->n_params + 2), sizeof *out);
+    char **names = calloc((size_t)(4 * m->n_params + 2), sizeof(char *));
     out[n++] = (st_tensor_entry){.name = "logits0", .dtype = ST_DTYPE_F32, .ndim = 2, .shape = {batch, classes}, .data = logits0};
     out[n++] = (st_tensor_entry){.name = "losses", .dtype = ST_DTYPE_F64, .ndim = 1, .shape = {steps}, .data = losses};
     for (int i = 0; i < m->n_params; i++) {
         st_param *p = &m->params[i];
-        for (int which = 0; which < 2; which++) {
-            if (which == 0 && !grads[i]) continue;
+        static const char *prefix[4] = {"grad.", "final.", "state1.", "state2."};
+        for (int which = 0; which < 4; which++) {
+            const float *data = which == 0 ? grads[i] : which == 1 ? p->value : which == 2 ? opt.state1[i] : opt.state2[i];
+            if (!data) continue;
+            if (which >= 2 && st_param_stored(p) != p->numel) {
+                fprintf(stderr, "%s: optimiser state is packed; the parity harness needs dense execution\n", p->name);
+                return 1;
+            }
             names[n] = malloc(strlen(p->name) + 8);
-            sprintf(names[n], "%s%s", which == 0 ? "grad." : "final.", p->name);
-            out[n] = (st_tensor_entry){.name = names[n], .dtype = ST_DTYPE_F32, .ndim = p->ndim,
-                                       .data = which == 0 ? (const float *)grads[i] : p->value};
+            sprintf(names[n], "%s%s", prefix[which], p->name);
+            out[n] = (st_tensor_entry){.name = names[n], .dtype = ST_DTYPE_F32, .ndim = p->ndim, .data = data};
             for (int d = 0; d < p->ndim; d++) out[n].shape[d] = p->shape[d];
             n++;
         }
