@@ -3,7 +3,8 @@
 * train -> checkpoint -> eval, and the same checkpoint loaded into PyTorch by
   tools/load_checkpoint.py gives the same test accuracy;
 * exact resume: N epochs straight == N/2 + resume + N/2 (--stop-after), and
-  == a run interrupted by SIGINT mid-epoch then resumed (bit-identical weights);
+  == a run interrupted by SIGINT mid-epoch (sent after the first epoch's line,
+  the test fails if the run finished first) then resumed (bit-identical);
 * the JSON-lines log has one object per epoch with the documented keys;
 * bad input: unknown flag/model, bad density, missing/truncated/corrupt data
   and checkpoint files give one clear message, a non-zero exit, no crash and
@@ -12,12 +13,12 @@
 import gzip
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -115,23 +116,49 @@ ok, diff = tensors_equal(ck, half)
 check("4 epochs == 2 + resume + 2 (bit-identical checkpoint tensors)", r1.returncode == 0 and r2.returncode == 0 and ok,
       f"{diff} {r1.stderr[-200:]} {r2.stderr[-200:]}")
 
+# A real interrupt: SIGINT once the first epoch's line is printed (stdout is
+# flushed per epoch), i.e. with 11 of 12 epochs (440 batches) still to run;
+# the run must stop mid-epoch (exit 130, "interrupted at epoch E, batch B" with
+# B < 40), and the resumed run must equal the uninterrupted one bit for bit.
+# Adam, so that its step counter (bias correction) must survive the resume too.
+# A run that finishes before the signal fails the test.
+inter = common + ["--epochs", "12", "--batch-size", "16", "--optimizer", "adam", "--lr", "0.002"]
 straight = os.path.join(tmp, "straight.safetensors")
-run(common + ["--epochs", "30", "--save", straight])
-sig = os.path.join(tmp, "sig.safetensors")
-p = subprocess.Popen([BIN] + common + ["--epochs", "30", "--save", sig],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-time.sleep(2.0)
-p.send_signal(signal.SIGINT)
-out, err = p.communicate(timeout=300)
-if p.returncode == 0:
-    print("   (run finished before the signal; interrupt test not exercised)")
-check("SIGINT: exits 130 with a resume command, or finished first", p.returncode in (0, 130) and
-      (p.returncode == 0 or "resume with" in err), err.strip()[-300:])
+r = run(inter + ["--save", straight])
+check("uninterrupted 12-epoch Adam run exits 0", r.returncode == 0, r.stderr.strip()[-300:])
+batches_per_epoch = 640 // 16
+for attempt in range(3):
+    sig = os.path.join(tmp, "sig.safetensors")
+    if os.path.exists(sig):
+        os.remove(sig)
+    with open(os.path.join(tmp, "sig.err"), "w+") as err_file:
+        p = subprocess.Popen([BIN] + inter + ["--save", sig], stdout=subprocess.PIPE, stderr=err_file, text=True)
+        first = ""
+        for line in p.stdout:
+            if line.startswith("epoch 1/12"):
+                first = line
+                p.send_signal(signal.SIGINT)
+                break
+        rest = p.stdout.read()
+        p.wait(timeout=300)
+        err_file.seek(0)
+        err = err_file.read()
+    m = re.search(r"interrupted at epoch (\d+), batch (\d+)", err)
+    where = (int(m.group(1)), int(m.group(2))) if m else None
+    if p.returncode == 130 and where and where[1] == batches_per_epoch:
+        print(f"   (signal landed on the last batch of epoch {where[0]}; retrying for a mid-epoch stop)")
+        continue
+    break
+check("SIGINT after epoch 1: the run had not finished (signal sent while it ran)", bool(first) and
+      p.returncode != 0 and "final test accuracy" not in rest, f"exit {p.returncode}; first line {first.strip()!r}")
+check("SIGINT: exit 130, interrupted mid-epoch (after epoch 1), checkpoint saved, resume command printed",
+      p.returncode == 130 and where is not None and where[0] >= 2 and 1 <= where[1] < batches_per_epoch and
+      "resume with" in err and os.path.exists(sig), f"exit {p.returncode}, at {where}: {err.strip()[-300:]}")
 if p.returncode == 130:
     r = run(["train", "--resume", sig, "--save", sig, "--threads", "2", "--plain"])
     ok, diff = tensors_equal(straight, sig)
-    check("interrupted mid-run + resume == straight run (bit-identical)", r.returncode == 0 and ok,
-          f"{diff} {r.stderr[-300:]}")
+    check("interrupted mid-epoch + resume == uninterrupted run (bit-identical tensors, Adam state included)",
+          r.returncode == 0 and ok, f"{diff} {r.stderr[-300:]}")
 
 # --- bad input --------------------------------------------------------------------------------
 def expect_error(name, args, needle, code=None):
