@@ -218,12 +218,25 @@ static void test_masks_reproducible(void) {
     }
     CHECK(same);
     double density = (double)kept / (double)total;
-    CHECK(fabs(density - 0.1) < 0.005); /* 270k Bernoulli(0.1) draws */
+    CHECK(fabs(density - 0.1) < 0.005); /* 270k Bernoulli(0.1) draws: standard error 5.8e-4, ~9 of them */
     /* exact sampling keeps round(d * n) per layer */
     CHECK_OK(st_model_sample_masks(b, d, ST_MASK_EXACT, 3));
     for (int l = 0; l < n; l++) {
         st_param *q = &b->params[ids[l]];
         CHECK(q->sparse->kept == (int64_t)llround(0.1 * (double)q->numel));
+    }
+    /* ... rounding half up: lenet300-100's fc3 has 1000 weights, and
+     * 1000 / 16 = 62.5 exactly (1/16 is exact in binary) must keep 63. */
+    {
+        st_model *l;
+        CHECK_OK(st_model_create("lenet300-100", 10, 1, 28, 28, &l));
+        double sixteenth[3] = {1.0 / 16, 1.0 / 16, 1.0 / 16};
+        CHECK_OK(st_model_sample_masks(l, sixteenth, ST_MASK_EXACT, 3));
+        int fc3 = st_model_find_param(l, "fc3.weight");
+        CHECK(fc3 >= 0 && l->params[fc3].numel == 1000 && l->params[fc3].sparse->kept == 63);
+        int fc1 = st_model_find_param(l, "fc1.weight");
+        CHECK(fc1 >= 0 && l->params[fc1].sparse->kept == 235200 / 16);
+        st_model_free(l);
     }
     /* a different seed gives a different mask */
     CHECK_OK(st_model_sample_masks(b, d, ST_MASK_BERNOULLI, 18));
@@ -233,6 +246,57 @@ static void test_masks_reproducible(void) {
     free(d);
     st_model_free(a);
     st_model_free(b);
+}
+
+/* Standard deviation of a parameter's values. */
+static double value_std(const st_param *p) {
+    double sum = 0, sq = 0;
+    for (int64_t k = 0; k < p->numel; k++) {
+        sum += p->value[k];
+        sq += (double)p->value[k] * p->value[k];
+    }
+    const double mean = sum / (double)p->numel;
+    return sqrt(sq / (double)p->numel - mean * mean);
+}
+
+/* Initialisation on rectangular layers, where fan-in and fan-out differ, so
+ * that a swap of the two fails. The sample std of n normal draws has a
+ * relative standard error of 1/sqrt(2n); each tolerance is ~5 of those and
+ * far below the fan-in/fan-out gap. */
+static void test_rectangular_init(void) {
+    st_model *m;
+    CHECK_OK(st_model_create("lenet300-100", 10, 1, 28, 28, &m));
+    st_model_init_weights(m, 21, ST_INIT_PLAIN, 1.0, NULL);
+    /* fc1: 300 x 784, fan-in 784 (fan-out 300 would give a 1.6x larger std);
+     * n = 235200, standard error 0.15 %: tolerance 1 % */
+    const st_param *p = &m->params[st_model_find_param(m, "fc1.weight")];
+    CHECK(p->shape[0] == 300 && p->shape[1] == 784);
+    CHECK_NEAR(value_std(p), sqrt(2.0 / 784.0), 0.01 * sqrt(2.0 / 784.0));
+    /* its bias: uniform(+-1/sqrt(fan-in)), std = bound / sqrt(3); n = 300,
+     * standard error ~2.9 % for a uniform: tolerance 15 % (fan-out would give
+     * a bound 1.6x larger, and values beyond 1/sqrt(784)) */
+    p = &m->params[st_model_find_param(m, "fc1.bias")];
+    for (int64_t k = 0; k < p->numel; k++) CHECK(fabsf(p->value[k]) <= (float)(1.0 / sqrt(784.0)));
+    CHECK_NEAR(value_std(p), 1.0 / sqrt(784.0) / sqrt(3.0), 0.15 / sqrt(784.0) / sqrt(3.0));
+    st_model_free(m);
+    /* a widening ResNet conv: blocks.3.conv1 is 32 x 16 x 3 x 3, fan-in 144
+     * vs fan-out 288 (std ratio 1.41); n = 4608, standard error 1.0 %:
+     * tolerance 5 % */
+    CHECK_OK(st_model_create("cifar_resnet_20", 10, 3, 32, 32, &m));
+    st_model_init_weights(m, 22, ST_INIT_PLAIN, 1.0, NULL);
+    p = &m->params[st_model_find_param(m, "blocks.3.conv1.weight")];
+    CHECK(p->shape[0] == 32 && p->shape[1] == 16);
+    CHECK_NEAR(value_std(p), sqrt(2.0 / 144.0), 0.05 * sqrt(2.0 / 144.0));
+    st_model_free(m);
+    /* VGG convs use fan-out (the reference's kaiming_normal_(mode='fan_out')):
+     * feature.0 is 64 x 3 x 3 x 3, fan-out 576 vs fan-in 27 (std ratio 4.6);
+     * n = 1728, standard error 1.7 %: tolerance 8 % */
+    CHECK_OK(st_model_create("vgg11", 10, 3, 32, 32, &m));
+    st_model_init_weights(m, 23, ST_INIT_PLAIN, 1.0, NULL);
+    p = &m->params[st_model_find_param(m, "feature.0.weight")];
+    CHECK(p->shape[0] == 64 && p->shape[1] == 3);
+    CHECK_NEAR(value_std(p), sqrt(2.0 / 576.0), 0.08 * sqrt(2.0 / 576.0));
+    st_model_free(m);
 }
 
 static void test_init_statistics(void) {
@@ -247,7 +311,7 @@ static void test_init_statistics(void) {
         sq += (double)p->value[k] * p->value[k];
     }
     double std = sqrt(sq / (double)p->numel - (sum / (double)p->numel) * (sum / (double)p->numel));
-    CHECK_NEAR(std, sqrt(2.0 / 576.0), 0.02 * sqrt(2.0 / 576.0));
+    CHECK_NEAR(std, sqrt(2.0 / 576.0), 0.02 * sqrt(2.0 / 576.0)); /* n = 36864: std's standard error 0.37 % */
     idx = st_model_find_param(m, "fc.bias"); /* uniform(+-1/sqrt(64)) */
     p = &m->params[idx];
     for (int64_t k = 0; k < p->numel; k++) CHECK(fabsf(p->value[k]) <= 0.125f);
@@ -259,8 +323,10 @@ static void test_init_statistics(void) {
     p = &m->params[idx];
     sq = 0;
     for (int64_t k = 0; k < p->numel; k++) sq += (double)p->value[k] * p->value[k];
+    /* n = 36864 (0.37 % standard error); a missing or inverted scaling is off by 2x */
     CHECK_NEAR(sqrt(sq / (double)p->numel), sqrt(2.0 / (576.0 * 0.25)), 0.03 * sqrt(2.0 / (576.0 * 0.25)));
     st_model_free(m);
+    test_rectangular_init();
 }
 
 int main(int argc, char **argv) {
