@@ -9,6 +9,9 @@ are compared with torch.optim's, for
 * Adam with weight decay (PyTorch's L2 form: weight_decay * w added to the
   gradient before the moments).
 
+Also the learning-rate schedules (multistep, cosine) against
+torch.optim.lr_scheduler's MultiStepLR and CosineAnnealingLR, epoch by epoch.
+
 The model is a masked lenet300-100 (an MLP: float32 is well conditioned
 there, PyTorch float32 stays within ~1e-6 of float64 over these steps), so the
 check can be tight: per tensor, the relative L2 error of our result against
@@ -148,5 +151,33 @@ run_case("SGD momentum 0.9 (no Nesterov) wd 5e-3", {"kind": "sgd", "lr": 0.05, "
                                                    "wd": 5e-3})
 run_case("SGD no momentum wd 5e-3", {"kind": "sgd", "lr": 0.05, "momentum": 0.0, "nesterov": False, "wd": 5e-3})
 run_case("Adam wd 5e-3", {"kind": "adam", "lr": 1e-3, "wd": 5e-3})
+
+
+def schedule_case(kind, base, epochs):
+    """Our learning rate of every epoch vs torch.optim.lr_scheduler's (as the
+    reference recipe uses them: MultiStepLR at epochs//2 and 3*epochs//4 with
+    gamma 0.1; CosineAnnealingLR with T_max = epochs), stepped once per epoch."""
+    r = subprocess.run([os.path.join(BUILD, "tests", "test_optimizer"), "--schedule", kind, repr(base), str(epochs)],
+                       capture_output=True, text=True)
+    ours = [float(x) for x in r.stdout.split()]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base)
+    if kind == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    else:
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[epochs // 2, epochs * 3 // 4], gamma=0.1)
+    ref = []
+    for _ in range(epochs):
+        ref.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # 1e-12 relative: PyTorch's recursive form of the schedule and our closed form round differently
+    worst = max((abs(a - b) / b for a, b in zip(ours, ref)), default=1.0)
+    check(f"--lr-schedule {kind} over {epochs} epochs = torch.optim.lr_scheduler's", len(ours) == epochs and
+          worst <= 1e-12, f"worst relative difference {worst:.1e}; ours {ours[:4]}... torch {ref[:4]}...")
+
+
+for kind in ("multistep", "cosine"):
+    for epochs in (4, 7, 160):
+        schedule_case(kind, 0.1, epochs)
 
 finish()
