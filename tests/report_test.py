@@ -80,12 +80,12 @@ for model, sparse, seed in (("lenet300-100", False, 1), ("lenet300-100", False, 
 log = [json.loads(l) for l in open(os.path.join(runs[2][3], "log.jsonl"))]
 ins = json.loads(run(["inspect", "--model", "lenet300-100", "--sparse_init", "ERK", "--density", "0.2", "--seed", "1",
                       "--json"]).stdout)
-check("log FLOPs per example = inspect's (sparse and dense)",
+check("log FLOPs per example = inspect's (sparse and dense)",  # 1e-9: the same count printed through %.9g / JSON
       abs(log[-1]["flops_forward_sparse"] - ins["flops_sparse"]) <= 1e-9 * ins["flops_sparse"] and
       abs(log[-1]["flops_forward_dense"] - ins["flops_dense"]) <= 1e-9 * ins["flops_dense"],
       f"log {log[-1]['flops_forward_sparse']} / {log[-1]['flops_forward_dense']}, inspect {ins['flops_sparse']} / "
       f"{ins['flops_dense']}")
-check("log training FLOPs = 3 x forward x images of the epoch (540 after the validation split)",
+check("log training FLOPs = 3 x forward x images of the epoch (540 after the validation split)",  # 1e-6: %g printing
       abs(log[-1]["flops_epoch_train_sparse"] - 3 * ins["flops_sparse"] * 540) <= 1e-6 * log[-1]["flops_epoch_train_sparse"],
       str(log[-1]["flops_epoch_train_sparse"]))
 

@@ -97,6 +97,10 @@ static uint8_t *every_nth(size_t n, size_t step) {
     return select;
 }
 
+/* Central differences in float32 with step h = 1e-2: truncation error O(h^2)
+ * ~1e-4 relative plus float32 rounding of the loss difference ~eps/h ~1e-5;
+ * 2e-3 (relative L2 over the checked entries) leaves room for ReLU/max kinks
+ * crossed by the step, while a wrong gradient term is O(1e-1 .. 1). */
 #define FD_STEP 1e-2f
 #define FD_TOL 2e-3
 
@@ -165,7 +169,7 @@ static void test_conv2d(int batch, int cin, int h, int w, int cout, int k, int s
     double *yref = calloc(ny, sizeof(double));
     conv_reference(&c.s, c.x, c.w.values, c.bias, yref);
     st_conv2d_forward(&c.s, c.x, &c.w, c.bias, c.y, c.workspace);
-    compare_values("forward vs direct convolution", c.y, yref, ny, 1e-5);
+    compare_values("forward vs direct convolution", c.y, yref, ny, 1e-5); /* float32 sums vs a double reference */
     free(yref);
 
     /* backward into pre-filled buffers (dw pre-filled with 0 where masked) */
@@ -246,7 +250,7 @@ static void test_conv2d_determinism(void) {
     printf("  2 threads vs 1 thread dw rel diff %.2e        %s\n", diff / ref, diff / ref < 1e-5 ? "ok" : "FAIL");
     CHECK(same_2);
     CHECK(same_nested);
-    CHECK(diff / ref < 1e-5);
+    CHECK(diff / ref < 1e-5); /* 2 threads sum dw in another order: float32 reassociation, ~1e-7 */
     for (int r = 0; r < 4; r++) free(dx[r]), free(dw[r]), free(db[r]);
     free(x), free(dy), free(y), free(ws);
     st_sparse_weight_release(&w);
@@ -298,7 +302,7 @@ static void test_linear(int batch, int in, int out, int with_bias, int masked, u
             yref[(size_t)n * out + o] = s;
         }
     st_linear_forward(batch, c.x, &c.w, c.bias, c.y);
-    compare_values("forward vs direct product", c.y, yref, ny, 1e-5);
+    compare_values("forward vs direct product", c.y, yref, ny, 1e-5); /* float32 sums vs a double reference */
     free(yref);
 
     float *dx_pre = new_floats(nx), *dw_pre = new_floats(nw), *db_pre = new_floats((size_t)out);
@@ -392,6 +396,8 @@ static void test_batchnorm(int batch, int channels, int spatial, size_t fd_every
                 yref[j] = (c.x[j] - mean) * invstd * c.gamma[ch] + c.beta[ch];
             }
     }
+    /* statistics accumulate in double: only the float32 rounding of the
+     * stored results (~6e-8) and of y's products (~1e-7 x |xhat|) remain */
     compare_values("forward (train) vs formula", c.y, yref, n, 1e-5);
     compare_values("save_mean", c.mean, mref, C, 1e-6);
     compare_values("save_invstd", c.invstd, iref, C, 1e-5);
@@ -640,6 +646,7 @@ static void test_loss(int batch, int classes) {
         ref_loss -= ref_lp[(size_t)b * classes + c.labels[b]] / batch;
         ref_correct += best == c.labels[b];
     }
+    /* log-sum-exp in double, results rounded to float32 (6e-8 relative) */
     compare_values("log_probs vs direct", c.log_probs, ref_lp, n, 1e-6);
     CHECK_NEAR(loss, ref_loss, 1e-6 * fabs(ref_loss));
     CHECK(correct == ref_correct);
