@@ -4,7 +4,8 @@
 # rebuilds it, runs the CTest tests the mutation names, and reports
 #   caught        a named test failed (what we want)
 #   MISSED        every named test passed: the suite cannot see this bug
-#   STALE         the original line is no longer in the file (update the entry)
+#   STALE         the original line is no longer in the file, or a named test
+#                 does not exist (update the entry)
 #   UNCOMPILABLE  the mutated copy does not build (not a realistic bug)
 # Before the mutations, the union of the named tests runs on the unmutated copy
 # (all must pass, else every "caught" would be meaningless).
@@ -56,11 +57,12 @@ jobs="${MUTATION_JOBS:-$(nproc)}"
 log="$scratch/mutation.log"
 : > "$log"
 build() { cmake --build "$scratch/build" -j"$jobs" >>"$log" 2>&1; }
-run_tests() { (cd "$scratch/build" && ctest -R "$1" --timeout 600 >>"$log" 2>&1); }
+# the catalogue's "tests:" are whole test names: test_data must not also run test_data_loader
+run_tests() { (cd "$scratch/build" && ctest -R "^($1)\$" --timeout 600 >>"$log" 2>&1); }
 
 echo "building the unmutated copy ..."
 build || { echo "run.sh: the unmutated copy does not build (see $log)" >&2; keep=1; exit 1; }
-union=$(for r in "${rows[@]}"; do IFS=$'\t' read -r _ _ _ t <<<"$r"; echo "$t"; done | sort -u | paste -sd'|')
+union=$(for r in "${rows[@]}"; do IFS=$'\t' read -r _ _ _ t <<<"$r"; echo "$t" | tr '|' '\n'; done | sort -u | paste -sd'|')
 echo "baseline: the named tests on the unmutated copy ($union) ..."
 if ! run_tests "$union"; then
   echo "run.sh: the named tests fail without any mutation (see $log)" >&2; keep=1; exit 1
@@ -72,7 +74,11 @@ for r in "${rows[@]}"; do
   IFS=$'\t' read -r id area file tests <<<"$r"
   cp -p "$scratch/$file" "$scratch/$file.orig-mutation" 2>/dev/null || true
   start=$(date +%s)
-  if ! out=$("$py" "$here/mutate.py" apply "$catalogue" "$id" "$scratch"); then
+  wanted=$(echo "$tests" | tr '|' '\n' | wc -l)
+  found=$(cd "$scratch/build" && ctest -N -R "^($tests)\$" | grep -c "Test *#" || true)
+  if [ "$found" -ne "$wanted" ]; then
+    result="STALE (tests '$tests': $found of $wanted exist)"; stale=$((stale + 1))
+  elif ! out=$("$py" "$here/mutate.py" apply "$catalogue" "$id" "$scratch"); then
     result="STALE ($out)"; stale=$((stale + 1))
   else
     echo "== $id ($file; tests $tests)" >>"$log"
