@@ -400,6 +400,36 @@ static void test_lifecycle_and_errors(void) {
     st_dataset_free(&d);
 }
 
+/* The shuffle is uniform: over 6000 epochs of 6 images, every image lands at
+ * every position ~1000 times. Binomial(6000, 1/6) has standard deviation 29;
+ * +-150 is ~5 of them. A biased shuffle fails: Sattolo's variant (the
+ * Fisher-Yates index off by one) never leaves an image in place (0 on the
+ * diagonal), a "swap with any position" shuffle skews the counts by ~10 %. */
+static void test_shuffle_uniform(void) {
+    st_dataset d;
+    make_dataset(&d, 6, 1, 1, 1, 3);
+    st_loader_options opt = {.batch_size = 6, .shuffle = 1, .augment = 0, .reflect_pad = 0, .seed = 123};
+    st_loader *l = NULL;
+    CHECK_OK(st_loader_create(&d, &opt, &l));
+    int64_t counts[6][6] = {{0}};
+    int32_t order[6];
+    for (int64_t epoch = 0; epoch < 6000 && l; epoch++) {
+        read_epoch(l, &d, 6, epoch, order, NULL);
+        for (int pos = 0; pos < 6; pos++) counts[pos][order[pos]]++;
+    }
+    int64_t lo = 6000, hi = 0;
+    for (int pos = 0; pos < 6; pos++)
+        for (int i = 0; i < 6; i++) {
+            lo = counts[pos][i] < lo ? counts[pos][i] : lo;
+            hi = counts[pos][i] > hi ? counts[pos][i] : hi;
+        }
+    printf("shuffle over 6000 epochs: each image at each position %lld .. %lld times (expected 1000)\n",
+           (long long)lo, (long long)hi);
+    CHECK(lo >= 850 && hi <= 1150);
+    st_loader_free(l);
+    st_dataset_free(&d);
+}
+
 int main(void) {
     alarm(300); /* a hang (e.g. a lost wake-up) fails the test instead of stalling CTest */
     test_reflect_border();
@@ -407,5 +437,6 @@ int main(void) {
     test_augmentation(1);
     test_augmentation(0);
     test_lifecycle_and_errors();
+    test_shuffle_uniform();
     TEST_MAIN_END();
 }
