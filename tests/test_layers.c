@@ -414,6 +414,19 @@ static void test_batchnorm(int batch, int channels, int spatial, size_t fd_every
     float *yeval = new_floats(n);
     st_batchnorm_forward_eval(&c.s, c.x, c.gamma, c.beta, rm0, rv0, yeval);
     compare_values("forward (eval) uses running stats", yeval, yref, n, 1e-5);
+    /* ... with tiny running variances (dead or constant channels), where the
+     * eps of 1e-5 dominates: 1 / sqrt(1e-6 + 1e-5) vs 1 / sqrt(1e-6) is 3.3x */
+    float *rv_small = new_floats(C);
+    for (size_t ch = 0; ch < C; ch++) rv_small[ch] = 1e-6f * (float)(1 + ch % 4);
+    for (size_t ch = 0; ch < C; ch++)
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < spatial; i++) {
+                size_t j = ((size_t)b * C + ch) * spatial + i;
+                yref[j] = (c.x[j] - rm0[ch]) / sqrt(rv_small[ch] + 1e-5) * c.gamma[ch] + c.beta[ch];
+            }
+    st_batchnorm_forward_eval(&c.s, c.x, c.gamma, c.beta, rm0, rv_small, yeval);
+    compare_values("forward (eval), tiny running variances: eps counts", yeval, yref, n, 1e-5);
+    free(rv_small);
     free(yeval);
 
     /* backward at the saved stats of the unperturbed input */
@@ -564,6 +577,25 @@ static void test_pool(int max, int batch, int channels, int h, int w, int k, int
     compare_gradient("dx (finite differences, added to prefill)", dx, dx_pre, num, select, nx, FD_TOL);
     free(select);
     free(ref), free(num), free(dx_pre), free(dx), free(c.x), free(c.y), free(c.r), free(c.argmax);
+}
+
+/* Ties in max pooling (common after a ReLU: whole windows of 0) go to the
+ * first maximum in row-major window order, as PyTorch's max_pool2d, and the
+ * backward pass routes the gradient there only. */
+static void test_maxpool_ties(void) {
+    st_pool_shape s;
+    st_pool_shape_init(&s, 1, 1, 4, 4, 2, 2);
+    const float x[16] = {0, 0, 1, 3, /**/ 0, 0, 3, 2, /**/ 5, 5, 0, 0, /**/ 5, 5, 0, 0};
+    float y[4], dy[4] = {1, 2, 3, 4}, dx[16] = {0};
+    int32_t argmax[4];
+    st_maxpool_forward(&s, x, y, argmax);
+    /* windows: {0,0,0,0} -> index 0; {1,3,3,2} -> the 3 at index 3; {5,5,5,5} -> 8; {0,0,0,0} -> 10 */
+    CHECK(argmax[0] == 0 && argmax[1] == 3 && argmax[2] == 8 && argmax[3] == 10);
+    CHECK(y[0] == 0 && y[1] == 3 && y[2] == 5 && y[3] == 0);
+    st_maxpool_backward(&s, argmax, dy, dx);
+    float want[16] = {0};
+    want[0] = 1, want[3] = 2, want[8] = 3, want[10] = 4;
+    CHECK(memcmp(dx, want, sizeof want) == 0);
 }
 
 typedef struct gap_case {
@@ -941,6 +973,7 @@ int main(int argc, char **argv) {
     test_relu_add();
     test_pool(1, 2, 3, 6, 8, 2, 2, 1);
     test_pool(1, 2, 2, 7, 9, 3, 2, 1); /* overlapping windows, ragged edge */
+    test_maxpool_ties();
     test_pool(0, 2, 3, 6, 8, 2, 2, 1);
     test_pool(0, 2, 2, 7, 5, 3, 1, 1);
     test_pool(1, 8, 16, 16, 16, 2, 2, 331); /* parallel path */
