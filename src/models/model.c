@@ -63,20 +63,9 @@ static int new_param(st_model *m, const char *name, int ndim, const int64_t *sha
         p->numel *= shape[i];
     }
     p->is_buffer = is_buffer;
-    if (prunable_rows > 0) {
-        p->sparse = st_calloc(1, sizeof(st_sparse_weight), "sparse weight");
-        if (!p->sparse || st_sparse_weight_init(p->sparse, prunable_rows, p->numel / prunable_rows) != ST_OK)
-            return -1;
-        p->value = p->sparse->values;
-    } else {
-        p->value = st_calloc((size_t)p->numel, sizeof(float), name);
-        if (!p->value) return -1;
-    }
-    if (!is_buffer) {
-        p->grad = st_calloc((size_t)p->numel, sizeof(float), name);
-        if (!p->grad) return -1;
-    }
-    return m->n_params++;
+    m->n_params++; /* counted first, so that st_model_free releases a half-made value */
+    if (st_param_store_new_value(p, prunable_rows) != ST_OK) return -1;
+    return m->n_params - 1;
 }
 
 static void join_name(char *dst, const char *prefix, const char *suffix) {
@@ -246,16 +235,9 @@ static void schedule_free(st_model_schedule *sc);
 
 void st_model_free(st_model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_params; i++) {
-        st_param *p = &m->params[i];
-        if (p->sparse) {
-            st_sparse_weight_release(p->sparse);
-            free(p->sparse);
-        } else {
-            free(p->value);
-        }
-        free(p->grad);
-    }
+    m->store.params = m->params; /* also when the graph failed before st_param_store_bind */
+    m->store.n_params = m->n_params;
+    st_param_store_release(&m->store);
     for (int i = 0; i < m->n_ops; i++) {
         free(m->ops[i].save_mean);
         free(m->ops[i].save_invstd);
@@ -306,11 +288,7 @@ static st_status reserve_chwn_buffers(st_model *m) {
 
 st_status st_model_use_sparse_execution(st_model *m) {
     if (m->sparse_exec) return ST_OK;
-    for (int i = 0; i < m->n_params; i++) {
-        st_param *p = &m->params[i];
-        if (p->sparse) ST_TRY(st_sparse_weight_pack(p->sparse, &p->grad));
-        if (p->sparse) p->value = p->sparse->values;
-    }
+    ST_TRY(st_param_store_pack(&m->store));
     for (int i = 0; i < m->n_ops; i++) { /* dense plans are no longer used */
         st_conv2d_plan_free(m->ops[i].conv_plan);
         m->ops[i].conv_plan = NULL;
@@ -633,11 +611,11 @@ static float *act_grad(st_model *m, int a) {
 
 /* The sparse-kernel plan of a conv or linear op for `batch` images. */
 static st_status sparse_plan(st_model *m, st_op *op, int batch, st_spconv_plan **out) {
-    if (!op->sp_plan || st_spconv_plan_geom(op->sp_plan)->batch != batch) {
+    const st_sparse_weight *w = m->params[op->weight].sparse;
+    if (!op->sp_plan || st_spconv_plan_geom(op->sp_plan)->batch != batch || op->sp_plan_version != w->version) {
         st_spconv_plan_free(op->sp_plan);
         op->sp_plan = NULL;
         const st_activation *a = &m->acts[op->in];
-        const st_sparse_weight *w = m->params[op->weight].sparse;
         st_spconv_geom g;
         if (op->kind == ST_OP_CONV)
             st_spconv_geom_init(&g, batch, a->channels, a->height, a->width, m->acts[op->out].channels, op->kernel,
@@ -645,6 +623,7 @@ static st_status sparse_plan(st_model *m, st_op *op, int batch, st_spconv_plan *
         else
             st_spconv_geom_init(&g, batch, (int)act_size(a), 1, 1, m->acts[op->out].channels, 1, 1, 0);
         ST_TRY(st_spconv_plan_create(&g, w->row_ptr, w->col, &op->sp_plan));
+        op->sp_plan_version = w->version;
     }
     *out = op->sp_plan;
     return ST_OK;
@@ -782,10 +761,7 @@ double st_model_loss(st_model *m, const int32_t *labels, int batch, int *correct
                                       correct);
 }
 
-void st_model_zero_grad(st_model *m) {
-    for (int i = 0; i < m->n_params; i++)
-        if (m->params[i].grad) memset(m->params[i].grad, 0, (size_t)st_param_stored(&m->params[i]) * sizeof(float));
-}
+void st_model_zero_grad(st_model *m) { st_param_store_zero_grads(&m->store); }
 
 /* Gradient buffer of activation `a` for a writer that can overwrite:
  * *accumulate says whether an earlier writer got there first. NULL for the

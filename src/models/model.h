@@ -8,23 +8,11 @@
 #include <stdint.h>
 
 #include "nn/layers.h"
+#include "params/param_store.h"
 #include "sparse/sparse_weight.h"
 #include "sparsetrain.h"
 
-#define ST_NAME_MAX 96
 
-/* A named tensor of the state_dict: a trainable parameter or a buffer. */
-typedef struct st_param {
-    char name[ST_NAME_MAX];
-    int ndim;
-    int64_t shape[4];
-    int64_t numel;
-    float *value;              /* numel floats (for a prunable weight: its sparse weight's values) */
-    float *grad;               /* numel floats; NULL for buffers */
-    st_sparse_weight *sparse;  /* non-NULL for prunable weights (every conv/linear weight) */
-    int is_buffer;             /* running_mean / running_var: saved, never trained */
-    double fan_in, fan_out;    /* for initialisation (weights only) */
-} st_param;
 
 typedef enum st_op_kind {
     ST_OP_CONV,
@@ -50,6 +38,7 @@ typedef struct st_op {
     int32_t *argmax;           /* MAXPOOL (capacity * out size) */
     st_conv2d_plan *conv_plan; /* CONV: backend prepared for the last batch size seen */
     struct st_spconv_plan *sp_plan; /* CONV/LINEAR under sparse execution, for the last batch size */
+    uint64_t sp_plan_version;  /* the weight's mask version sp_plan was built from */
 } st_op;
 
 /* Activation buffers belong to the forward/backward walk: between convolutions
@@ -69,8 +58,9 @@ typedef struct st_model {
     int num_classes, in_channels, in_height, in_width;
     st_op *ops;
     int n_ops, cap_ops;
-    st_param *params;
+    st_param *params;            /* names and shapes; every array behind them belongs to `store` */
     int n_params, cap_params;
+    st_param_store store;        /* values, gradients, optimiser slots, masks (params/param_store.h) */
     st_activation *acts;
     int n_acts, cap_acts;
     int capacity;                /* batch size the activation buffers hold */
@@ -113,11 +103,6 @@ int st_model_step_count(const st_model *m);
 void st_model_step_profile(const st_model *m, int step, st_step_profile *out);
 void st_model_profile_reset(st_model *m);
 
-/* Floats held in a parameter's value / grad / optimiser-state arrays: its
- * kept count for a packed weight, else numel. */
-static inline int64_t st_param_stored(const st_param *p) {
-    return p->sparse ? st_sparse_weight_stored(p->sparse) : p->numel;
-}
 
 /* Builds a model by name (SPEC section 2): cifar_resnet_N[_W], vgg11/13/16/19,
  * lenet5, lenet300-100. Parameters are allocated but not initialised. */

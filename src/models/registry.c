@@ -58,6 +58,7 @@ st_status st_model_create(const char *name, int num_classes, int in_channels, in
     m->training = 1;
     st_model_add_input(m, in_channels, in_height, in_width);
     st_status s = build_by_name(m, name);
+    if (s == ST_OK) s = st_param_store_bind(&m->store, m->params, m->n_params);
     if (s != ST_OK) {
         st_model_free(m);
         return s;

@@ -89,7 +89,8 @@ typedef struct run {
     st_loader *train_loader, *valid_loader, *test_loader;
     st_model *model;
     st_optimizer opt;
-    float **best;               /* best-on-validation copy of every param (NULL without validation) */
+    int keep_best;              /* a validation split exists: keep the best-on-validation copy */
+    st_param_snapshot best;     /* that copy (with its own masks) */
     int64_t *best_tracked;      /* and of every BN's num_batches_tracked */
     int n_bn;
     char *args_json;
@@ -106,9 +107,7 @@ static void run_free(run *r) {
     st_dataset_free(&r->train);
     st_dataset_free(&r->valid);
     st_dataset_free(&r->test);
-    if (r->best && r->model)
-        for (int i = 0; i < r->model->n_params; i++) free(r->best[i]);
-    free(r->best);
+    st_param_snapshot_release(&r->best);
     free(r->best_tracked);
     st_optimizer_free(&r->opt);
     st_model_free(r->model);
@@ -175,6 +174,36 @@ static st_status evaluate(st_model *m, st_loader *loader, double *accuracy, doub
     return ST_OK;
 }
 
+/* The best copy of a resumed run, from `tmp` (a dense model holding the
+ * checkpoint's "best." tensors under their own masks), into the snapshot:
+ * under the live mask where the masks agree, else under its own. */
+static st_status restore_best(run *r, const st_model *tmp) {
+    st_model *m = r->model;
+    uint8_t *own = NULL, *live = NULL;
+    st_status s = ST_OK;
+    for (int i = 0; s == ST_OK && i < m->n_params; i++) {
+        const st_param *p = &m->params[i];
+        const uint8_t *mask = NULL;
+        if (p->sparse) {
+            free(own), free(live);
+            own = st_malloc((size_t)p->numel, "best weights");
+            live = st_malloc((size_t)p->numel, "best weights");
+            if (!own || !live) {
+                s = ST_ERR_NOMEM;
+                break;
+            }
+            st_sparse_weight_mask_dense(tmp->params[i].sparse, own);
+            st_sparse_weight_mask_dense(p->sparse, live);
+            if (memcmp(own, live, (size_t)p->numel) != 0) mask = own;
+        }
+        s = st_param_snapshot_set_dense(&m->store, &r->best, i, tmp->params[i].value, mask);
+    }
+    free(own), free(live);
+    for (int i = 0, k = 0; s == ST_OK && i < tmp->n_ops; i++)
+        if (tmp->ops[i].kind == ST_OP_BATCHNORM) r->best_tracked[k++] = tmp->ops[i].num_batches_tracked;
+    return s;
+}
+
 static st_status setup_model(run *r, const st_safetensors *resume_file) {
     st_train_config *c = r->c;
     ST_TRY(st_model_create(c->model, r->train.num_classes, r->train.channels, r->train.height, r->train.width,
@@ -239,13 +268,9 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
                                c->momentum, strcmp(c->optimizer, "sgd") == 0, c->l2));
     for (int i = 0; i < m->n_ops; i++) r->n_bn += m->ops[i].kind == ST_OP_BATCHNORM;
     if (r->valid.count) {
-        r->best = st_calloc((size_t)m->n_params, sizeof(float *), "best weights");
+        r->keep_best = 1;
         r->best_tracked = st_calloc((size_t)r->n_bn + 1, sizeof(int64_t), "best weights");
-        if (!r->best || !r->best_tracked) return ST_ERR_NOMEM;
-        for (int i = 0; i < m->n_params; i++) {
-            r->best[i] = st_calloc((size_t)st_param_stored(&m->params[i]), sizeof(float), "best weights");
-            if (!r->best[i]) return ST_ERR_NOMEM;
-        }
+        if (!r->best_tracked) return ST_ERR_NOMEM;
     }
     r->info.best_val_acc = -1;
     r->info.best_epoch = -1;
@@ -254,19 +279,12 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
         ST_TRY(st_checkpoint_read_info(resume_file, c->resume, &r->info));
         r->info.args_json = NULL;
         r->info.data = NULL;
-        if (r->best && r->info.best_epoch >= 0) {
+        if (r->keep_best && r->info.best_epoch >= 0) {
             /* Load the best copy through a dense model, then keep it in the stored form. */
             st_model *tmp;
             ST_TRY(st_model_create(c->model, m->num_classes, m->in_channels, m->in_height, m->in_width, &tmp));
             st_status ls = st_checkpoint_load_model(resume_file, c->resume, tmp, "best.");
-            if (ls == ST_OK) {
-                for (int i = 0; i < m->n_params; i++) {
-                    if (m->params[i].sparse) st_sparse_weight_gather(m->params[i].sparse, tmp->params[i].value, r->best[i]);
-                    else memcpy(r->best[i], tmp->params[i].value, (size_t)m->params[i].numel * sizeof(float));
-                }
-                for (int i = 0, k = 0; i < tmp->n_ops; i++)
-                    if (tmp->ops[i].kind == ST_OP_BATCHNORM) r->best_tracked[k++] = tmp->ops[i].num_batches_tracked;
-            }
+            if (ls == ST_OK) ls = restore_best(r, tmp);
             st_model_free(tmp);
             if (ls != ST_OK) return ls;
         }
@@ -274,12 +292,12 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
     return ST_OK;
 }
 
-static void remember_best(run *r) {
+static st_status remember_best(run *r) {
     st_model *m = r->model;
-    for (int i = 0; i < m->n_params; i++)
-        memcpy(r->best[i], m->params[i].value, (size_t)st_param_stored(&m->params[i]) * sizeof(float));
+    ST_TRY(st_param_snapshot_take(&m->store, &r->best));
     for (int i = 0, k = 0; i < m->n_ops; i++)
         if (m->ops[i].kind == ST_OP_BATCHNORM) r->best_tracked[k++] = m->ops[i].num_batches_tracked;
+    return ST_OK;
 }
 
 static st_status save_checkpoint(run *r) {
@@ -289,8 +307,8 @@ static st_status save_checkpoint(run *r) {
     r->info.seed = r->c->seed;
     r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
-    int have_best = r->best && r->info.best_epoch >= 0;
-    ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? r->best : NULL,
+    int have_best = r->keep_best && r->info.best_epoch >= 0;
+    ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? &r->best : NULL,
                               have_best ? r->best_tracked : NULL, &r->info));
     r->saved = 1;
     return ST_OK;
@@ -398,12 +416,12 @@ static st_status train_epochs(run *r, st_train_result *result) {
         ST_TRY(evaluate(m, r->test_loader, &test_acc, &test_loss));
         double train_loss = seen ? loss_sum / (double)seen : 0, train_acc = seen ? (double)correct / (double)seen : 0;
         double ips = (double)(seen - seen_at_start) / train_seconds;
-        if (r->best && val_acc > r->info.best_val_acc) {
+        if (r->keep_best && val_acc > r->info.best_val_acc) {
             r->info.best_val_acc = val_acc;
             r->info.best_epoch = epoch;
             r->info.best_test_acc = test_acc;
-            remember_best(r);
-        } else if (!r->best) {
+            ST_TRY(remember_best(r));
+        } else if (!r->keep_best) {
             r->info.best_test_acc = test_acc;
             r->info.best_epoch = epoch;
         }
