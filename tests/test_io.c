@@ -730,8 +730,10 @@ static int checkpoint_roundtrip(const char *in, const char *out) {
     st_model *m = NULL, *best = NULL;
     st_optimizer opt;
     int have_opt = 0;
-    float **best_values = NULL;
+    st_param_snapshot snap = {0};
+    int have_best = 0;
     int64_t *best_tracked = NULL;
+    uint8_t *own = NULL, *live = NULL;
     char name[64];
     int classes, channels, height, width;
     st_checkpoint_info info;
@@ -750,20 +752,38 @@ static int checkpoint_roundtrip(const char *in, const char *out) {
     char probe[ST_NAME_MAX + 8];
     if (s == ST_OK) snprintf(probe, sizeof probe, "best.%s", m->params[0].name);
     if (s == ST_OK && st_safetensors_find(f, probe)) {
+        /* as the trainer's resume: the best copy under the live mask where
+         * the masks agree, else under its own */
         s = st_model_create(name, classes, channels, height, width, &best);
         if (s == ST_OK) s = st_checkpoint_load_model(f, in, best, "best.");
-        best_values = calloc((size_t)m->n_params, sizeof(float *));
+        if (s == ST_OK) s = st_param_snapshot_take(&m->store, &snap);
+        have_best = s == ST_OK;
         best_tracked = calloc((size_t)m->n_ops + 1, sizeof(int64_t));
-        if (s == ST_OK && best_values && best_tracked) {
-            for (int i = 0; i < m->n_params; i++) best_values[i] = best->params[i].value;
-            for (int i = 0, k = 0; i < m->n_ops; i++)
-                if (best->ops[i].kind == ST_OP_BATCHNORM) best_tracked[k++] = best->ops[i].num_batches_tracked;
+        if (!best_tracked) s = ST_ERR_NOMEM;
+        for (int i = 0; s == ST_OK && i < m->n_params; i++) {
+            const uint8_t *mask = NULL;
+            if (m->params[i].sparse) {
+                free(own), free(live);
+                own = malloc((size_t)m->params[i].numel), live = malloc((size_t)m->params[i].numel);
+                if (!own || !live) {
+                    s = ST_ERR_NOMEM;
+                    break;
+                }
+                st_sparse_weight_mask_dense(best->params[i].sparse, own);
+                st_sparse_weight_mask_dense(m->params[i].sparse, live);
+                if (memcmp(own, live, (size_t)m->params[i].numel) != 0) mask = own;
+            }
+            s = st_param_snapshot_set_dense(&m->store, &snap, i, best->params[i].value, mask);
         }
+        for (int i = 0, k = 0; s == ST_OK && i < best->n_ops; i++)
+            if (best->ops[i].kind == ST_OP_BATCHNORM) best_tracked[k++] = best->ops[i].num_batches_tracked;
     }
-    if (s == ST_OK) s = st_checkpoint_save(out, m, have_opt ? &opt : NULL, best_values, best_tracked, &info);
+    if (s == ST_OK)
+        s = st_checkpoint_save(out, m, have_opt ? &opt : NULL, have_best ? &snap : NULL, best_tracked, &info);
     if (s != ST_OK) fprintf(stderr, "test_io: %s\n", st_last_error());
     if (have_opt) st_optimizer_free(&opt);
-    free(best_values);
+    if (have_best) st_param_snapshot_release(&snap);
+    free(own), free(live);
     free(best_tracked);
     st_model_free(best);
     st_model_free(m);
