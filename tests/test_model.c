@@ -325,6 +325,18 @@ static void test_init_statistics(void) {
     for (int64_t k = 0; k < p->numel; k++) sq += (double)p->value[k] * p->value[k];
     /* n = 36864 (0.37 % standard error); a missing or inverted scaling is off by 2x */
     CHECK_NEAR(sqrt(sq / (double)p->numel), sqrt(2.0 / (576.0 * 0.25)), 0.03 * sqrt(2.0 / (576.0 * 0.25)));
+    /* --scaled-per-layer: each layer's own density (indexed by param id), not the overall one */
+    double *ld = calloc((size_t)m->n_params, sizeof(double));
+    for (int i = 0; i < m->n_params; i++) ld[i] = 1.0;
+    const int conv = st_model_find_param(m, "blocks.8.conv2.weight"), fc = st_model_find_param(m, "fc.weight");
+    ld[conv] = 1.0 / 9.0, ld[fc] = 0.5;
+    st_model_init_weights(m, 18, ST_INIT_SCALED_LAYER, 0.25, ld);
+    /* n = 36864 and 640 (standard errors 0.37 % and 2.8 %); the overall density would give 1.5x / 0.7x */
+    CHECK_NEAR(value_std(&m->params[conv]), sqrt(2.0 / 64.0), 0.03 * sqrt(2.0 / 64.0));
+    CHECK_NEAR(value_std(&m->params[fc]), sqrt(2.0 / 32.0), 0.15 * sqrt(2.0 / 32.0));
+    const int other = st_model_find_param(m, "blocks.7.conv2.weight"); /* density 1: plain */
+    CHECK_NEAR(value_std(&m->params[other]), sqrt(2.0 / 576.0), 0.03 * sqrt(2.0 / 576.0));
+    free(ld);
     st_model_free(m);
     test_rectangular_init();
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "models/execution.h"
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -250,7 +251,42 @@ static void compare_model(const char *name, int c, int h, int w, double density,
     compare_model_batches(name, c, h, w, density, kind, small);
 }
 
+/* --execution auto picks each side by the model's FLOP-weighted density
+ * against its width's crossover (models/execution.h); sparse and dense force
+ * one. */
+static void test_execution_policy(void) {
+    st_exec_policy policy;
+    CHECK_OK(st_exec_policy_parse("auto", &policy));
+    CHECK(policy == ST_EXEC_AUTO);
+    CHECK(st_exec_policy_parse("fast", &policy) == ST_ERR_ARGUMENT);
+    const double densities[2] = {0.1, 0.6};
+    for (int k = 0; k < 2; k++) {
+        st_model *m = NULL;
+        CHECK_OK(st_model_create("cifar_resnet_20", 10, 3, 32, 32, &m));
+        if (!m) return;
+        st_layer_shape *shapes;
+        int *ids, n;
+        CHECK_OK(st_model_prunable_layers(m, &shapes, &ids, &n));
+        double *d = new_bytes(sizeof(double) * (size_t)n);
+        for (int i = 0; i < n; i++) d[i] = densities[k];
+        CHECK_OK(st_model_sample_masks(m, d, ST_MASK_EXACT, 3));
+        const double fd = st_model_flop_density(m), w = st_model_mean_width(m), x = st_model_sparse_crossover(m);
+        printf("cifar_resnet_20 uniform %.1f: FLOP density %.4f, mean width %.1f, crossover %.3f\n", densities[k], fd,
+               w, x);
+        CHECK(fabs(fd - densities[k]) < 1e-3); /* every layer keeps round(d n): within a weight per layer */
+        CHECK(fabs(x - 0.34 * pow(36.0 / w, 0.4)) < 1e-12);
+        CHECK(st_model_wants_sparse_execution(m, ST_EXEC_AUTO) == (k == 0)); /* 0.1 < crossover < 0.6 */
+        CHECK(st_model_wants_sparse_execution(m, ST_EXEC_SPARSE) == 1);
+        CHECK(st_model_wants_sparse_execution(m, ST_EXEC_DENSE) == 0);
+        CHECK_OK(st_model_apply_execution(m, ST_EXEC_AUTO));
+        CHECK(m->sparse_exec == (k == 0));
+        free(d), free(shapes), free(ids);
+        st_model_free(m);
+    }
+}
+
 int main(void) {
+    test_execution_policy();
     test_thread_invariance();
     compare_model("lenet300-100", 1, 28, 28, 0.1, ST_OPTIMIZER_SGD);
     compare_model("lenet5", 1, 28, 28, 0.2, ST_OPTIMIZER_ADAM);
