@@ -12,6 +12,7 @@ PACKAGES=(
   zlib1g-dev                         # .gz data files
   dataset-fashion-mnist              # the embedded default data set
   python3 python3-numpy python3-torch  # PyTorch parity tests and benchmarks
+  python3-torchvision                # reference of the CIFAR augmentation (tests)
   clang libclang-rt-dev libomp-dev valgrind  # CI only: libFuzzer, ThreadSanitizer, leak checks
   python3-sklearn                    # independent reference for the OOD metrics (tests)
   chromium                           # headless rendering test of `sparsetrain report`
