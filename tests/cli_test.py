@@ -160,6 +160,38 @@ if p.returncode == 130:
     check("interrupted mid-epoch + resume == uninterrupted run (bit-identical tensors, Adam state included)",
           r.returncode == 0 and ok, f"{diff} {r.stderr[-300:]}")
 
+# --- --isa caps the sparse kernels' instruction set -------------------------------------------
+# bench reports the kernels it ran; a 1-epoch sparse run gives the same weights with every cap
+# (1e-4: FMA vs separate multiply-add rounding, ~1e-7 per step, over 20 steps).
+auto_isa = None
+for isa in ("generic", "avx2", "avx512", "auto"):
+    r = run(["bench", "--model", "lenet300-100", "--sparse_init", "uniform", "--density", "0.1", "--execution",
+             "sparse", "--isa", isa, "--warmup", "0", "--steps", "1", "--batch-size", "8", "--channels", "1",
+             "--size", "28", "--threads", "1", "--json"])
+    got = json.loads(r.stdout)["isa"] if r.returncode == 0 else None
+    if isa == "auto":
+        auto_isa = got
+    elif got != isa:
+        # a cap above what the CPU has falls back (bench names what ran); below it must be honoured
+        check(f"--isa {isa}: bench runs the capped kernels", isa == "avx512" and got in ("avx2", "generic"),
+              f"ran {got}: {r.stderr.strip()[-200:]}")
+    else:
+        check(f"--isa {isa}: bench runs the capped kernels", True)
+isa_runs = {}
+for isa in ("generic", "auto"):
+    path = os.path.join(tmp, f"isa-{isa}.safetensors")
+    r = run(common + ["--model", "lenet300-100", "--execution", "sparse", "--epochs", "1", "--isa", isa,
+                      "--save", path, "--quiet"])
+    check(f"train --isa {isa} exits 0", r.returncode == 0, r.stderr.strip()[-300:])
+    isa_runs[isa] = lc.read_safetensors(path)[0] if r.returncode == 0 else {}
+if all(isa_runs.values()):
+    a, b = isa_runs["generic"], isa_runs["auto"]
+    worst = max(float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-3)) for k in b if b[k].dtype == np.float32)
+    check(f"train --isa generic == --isa auto ({auto_isa}) within float rounding", worst <= 1e-4, f"{worst:.1e}")
+expect_error_isa = run(["train", "--isa", "sse9"])
+check("--isa sse9: exit 2 naming it", expect_error_isa.returncode == 2 and "sse9" in expect_error_isa.stderr,
+      expect_error_isa.stderr.strip())
+
 # --- bad input --------------------------------------------------------------------------------
 def expect_error(name, args, needle, code=None):
     before = set(os.listdir(tmp))
