@@ -58,7 +58,14 @@ log="$scratch/mutation.log"
 : > "$log"
 build() { cmake --build "$scratch/build" -j"$jobs" >>"$log" 2>&1; }
 # the catalogue's "tests:" are whole test names: test_data must not also run test_data_loader
-run_tests() { (cd "$scratch/build" && ctest -R "^($1)\$" --timeout 600 >>"$log" 2>&1); }
+run_tests() {
+  local out rc=0
+  out=$(cd "$scratch/build" && ctest -R "^($1)\$" --timeout 600 2>&1) || rc=$?
+  printf '%s\n' "$out" >>"$log"
+  # the names of the tests that failed, for the report
+  failed=$(printf '%s\n' "$out" | sed -n 's/^[[:space:]]*[0-9]* - \([A-Za-z0-9_]*\) (.*)$/\1/p' | paste -sd, -)
+  return $rc
+}
 
 echo "building the unmutated copy ..."
 build || { echo "run.sh: the unmutated copy does not build (see $log)" >&2; keep=1; exit 1; }
@@ -87,12 +94,13 @@ for r in "${rows[@]}"; do
     elif run_tests "$tests"; then
       result="MISSED"; missed=$((missed + 1))
     else
-      result="caught"; caught=$((caught + 1))
+      result="caught by ${failed:-?}"; caught=$((caught + 1))
     fi
   fi
   [ -f "$scratch/$file.orig-mutation" ] && mv "$scratch/$file.orig-mutation" "$scratch/$file" && touch "$scratch/$file"
-  line=$(printf '%-28s %-14s %-13s %4ss  %s' "$id" "$area" "${result%% *}" "$(( $(date +%s) - start ))" "$tests")
+  line=$(printf '%-32s %-14s %-13s %4ss  %s' "$id" "$area" "${result%% *}" "$(( $(date +%s) - start ))" "$tests")
   [ "${result%% *}" = STALE ] && line="$line  ${result#STALE }"
+  [ "${result%% *}" = caught ] && line="$line  (failed: ${result#caught by })"
   echo "$line"
   report+=("$line")
 done
