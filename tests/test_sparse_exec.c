@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "models/execution.h"
+#include "exec/policy.h"
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -279,7 +279,7 @@ static void test_execution_policy(void) {
         CHECK(st_model_wants_sparse_execution(m, ST_EXEC_SPARSE) == 1);
         CHECK(st_model_wants_sparse_execution(m, ST_EXEC_DENSE) == 0);
         CHECK_OK(st_model_apply_execution(m, ST_EXEC_AUTO));
-        CHECK(m->sparse_exec == (k == 0));
+        CHECK(strcmp(st_model_executor_name(m), k == 0 ? "sparse" : "dense") == 0);
         free(d), free(shapes), free(ids);
         st_model_free(m);
     }
