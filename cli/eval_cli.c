@@ -2,6 +2,7 @@
  * JSON output; the work is st_eval_run (src/eval/eval_run.c). */
 #include "eval_cli.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,7 @@ int st_cli_eval(int argc, char **argv) {
     }
     c.attack.seed = c.seed;
     c.use_best = !last;
+    if (c.threads > 0) omp_set_num_threads(c.threads); /* the library uses the caller's thread count */
     st_eval_result res;
     st_status s = st_eval_run(&c, &res);
     char *text = NULL;

@@ -16,6 +16,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "run/setup.h"
 
 void st_eval_config_defaults(st_eval_config *c) {
     memset(c, 0, sizeof *c);
@@ -35,6 +36,7 @@ st_status st_noise_dataset(const char *kind, const st_dataset *like, int64_t cou
         return st_fail(ST_ERR_ARGUMENT, "--ood noise:%s is unknown (noise:uniform, noise:gaussian)", kind);
     st_dataset d = *like;
     d.count = count;
+    d.folder = NULL; /* noise is held in memory even when `like` streams from an image folder */
     const size_t image = (size_t)like->channels * like->height * like->width;
     d.pixels = st_malloc((size_t)count * image, "noise images");
     d.labels = st_calloc((size_t)(count ? count : 1), sizeof(int32_t), "noise labels");
@@ -185,9 +187,7 @@ static st_status open_model(const st_eval_config *c, st_safetensors *f, const st
     snprintf(probe, sizeof probe, "best.%s", (*m)->params[0].name);
     int best = c->use_best && st_safetensors_find(f, probe) != NULL;
     ST_TRY(st_checkpoint_load_model(f, c->checkpoint, *m, best ? "best." : ""));
-    st_exec_policy policy; /* a sparse checkpoint runs on the sparse kernels like its training did */
-    ST_TRY(st_exec_policy_parse(c->execution[0] ? c->execution : "auto", &policy));
-    return st_model_apply_execution(*m, policy);
+    return st_run_apply_execution(*m, c->execution); /* a sparse checkpoint runs on the sparse kernels like its training did */
 }
 
 static st_status evaluate_all(const st_eval_config *c, st_model *m, const st_dataset *test, st_eval_result *r) {
@@ -243,7 +243,6 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     ST_TRY(st_attack_config_check(&c->attack));
     if (c->limit < 0) return st_fail(ST_ERR_ARGUMENT, "--limit must be >= 0 (got %lld)", (long long)c->limit);
     if (c->attack_limit < 0) return st_fail(ST_ERR_ARGUMENT, "--attack-limit must be >= 0 (got %d)", c->attack_limit);
-    if (c->threads > 0) omp_set_num_threads(c->threads);
     st_safetensors *f;
     ST_TRY(st_safetensors_read(c->checkpoint, &f));
     char model_name[64];
@@ -255,12 +254,13 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     memset(&test, 0, sizeof test);
     st_model *m = NULL;
     if (s == ST_OK && (!data || !st_dataset_default_dir(data)))
-        s = st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100)",
+        s = st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100, imagenet)",
                     data ? data : "");
     if (s == ST_OK) {
         snprintf(result->model, sizeof result->model, "%s", model_name);
         snprintf(result->data, sizeof result->data, "%s", data);
-        s = st_dataset_load(data, c->datadir[0] ? c->datadir : st_dataset_default_dir(data), 0, &test);
+        st_dataset_options dopt = {.image_size = height}; /* imagenet: the size the model was trained at */
+        s = st_dataset_load_with(data, c->datadir[0] ? c->datadir : st_dataset_default_dir(data), 0, &dopt, &test);
     }
     if (s == ST_OK) s = open_model(c, f, &test, data, model_name, classes, channels, height, width, &m);
     if (s == ST_OK) s = evaluate_all(c, m, &test, result);
