@@ -249,6 +249,10 @@ def main(argv=None):
     except ConvertError as e:
         print(f"sparsetrain convert: error: {e}", file=sys.stderr)
         return 1
+    except ImportError as e:
+        print(f"sparsetrain convert: error: needs PyTorch and numpy (Debian python3-torch, python3-numpy): {e}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
