@@ -128,7 +128,7 @@ static int cmd_train(int argc, char **argv) {
         {"no-augment", ST_FLAG_SWITCH, &c.augment, 0, 0, "disable augmentation"},
         {"resume", ST_FLAG_STRING, c.resume, sizeof c.resume, 0, "continue the run saved in this checkpoint"},
         {"save", ST_FLAG_STRING, c.save, sizeof c.save, 0, "checkpoint file written after every epoch and on Ctrl-C"},
-        {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save overwrite a checkpoint of another run"},
+        {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save, --log and --run-dir replace files of another run or kind (never a folder, device or FIFO)"},
         {"detect-anomaly", ST_FLAG_SWITCH, &c.detect_anomaly, 0, 1, "check inputs, outputs, gradients, weights and optimiser state every step"},
         {"log", ST_FLAG_STRING, c.log, sizeof c.log, 0, "JSON-lines log, one object per epoch"},
         {"run-dir", ST_FLAG_STRING, run_dir, sizeof run_dir, 0, "folder for this run (created): --save DIR/checkpoint.safetensors --log DIR/log.jsonl unless given (see `sparsetrain report`)"},
@@ -148,6 +148,7 @@ static int cmd_train(int argc, char **argv) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);
             return 1;
         }
+        snprintf(c.run_dir, sizeof c.run_dir, "%s", run_dir);
         if (!c.save[0]) snprintf(c.save, sizeof c.save, "%s/checkpoint.safetensors", run_dir);
         if (!c.log[0]) snprintf(c.log, sizeof c.log, "%s/log.jsonl", run_dir);
     }

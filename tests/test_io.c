@@ -293,6 +293,7 @@ static void test_safetensors_roundtrip(void) {
     free(buf);
 
     /* No tensors and no metadata: "{}" padded to 8 bytes. */
+    path_in_tmp(path, sizeof path, "empty.safetensors");
     CHECK_OK(st_safetensors_write(path, NULL, 0, NULL, 0));
     CHECK_OK(st_safetensors_read(path, &f));
     CHECK(f && st_safetensors_count(f) == 0 && st_safetensors_meta_count(f) == 0);
@@ -449,7 +450,7 @@ static void test_safetensors_corruption(void) {
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         unsigned char *copy = calloc(size + 1, 1);
         memcpy(copy, bytes, size);
-        CHECK_OK(st_atomic_write_file(path, copy, cuts[i]));
+        CHECK_OK(st_atomic_write_file(path, ST_FILE_OTHER, 1, copy, cuts[i]));
         free(copy);
         st_safetensors *f = NULL;
         CHECK(st_safetensors_read(path, &f) == ST_ERR_FORMAT);
@@ -612,7 +613,7 @@ static void test_failed_writes(void) {
     small_limit.rlim_cur = 64 * 1024;
     void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
     if (setrlimit(RLIMIT_FSIZE, &small_limit) == 0) {
-        st_status st = st_safetensors_write(path, &big_entry, 1, NULL, 0);
+        st_status st = st_safetensors_write_as(path, ST_FILE_SAFETENSORS, 1, &big_entry, 1, NULL, 0);
         setrlimit(RLIMIT_FSIZE, &old_limit);
         CHECK(st == ST_ERR_IO);
         CHECK(strstr(st_last_error(), path) != NULL && strstr(st_last_error(), strerror(EFBIG)) != NULL);
@@ -632,8 +633,8 @@ static void test_failed_writes(void) {
     mkdir(dir, 0755);
     char inside[4300];
     snprintf(inside, sizeof inside, "%s/file", dir);
-    CHECK_OK(st_atomic_write_file(inside, "x", 1));
-    CHECK(st_safetensors_write(dir, s.tensors, 6, s.meta, 3) == ST_ERR_IO);
+    CHECK_OK(st_atomic_write_file(inside, ST_FILE_OTHER, 0, "x", 1));
+    CHECK(st_safetensors_write(dir, s.tensors, 6, s.meta, 3) == ST_ERR_ARGUMENT); /* refused by the guard */
     CHECK(strstr(st_last_error(), dir) != NULL);
     CHECK(file_exists(inside) && count_temp_files(tmp_dir) == 0);
 
@@ -648,9 +649,9 @@ static void test_failed_writes(void) {
 static void test_atomic_file(void) {
     char path[4200];
     path_in_tmp(path, sizeof path, "atomic.txt");
-    CHECK_OK(st_atomic_write_file(path, "old", 3));
+    CHECK_OK(st_atomic_write_file(path, ST_FILE_OTHER, 0, "old", 3));
     st_atomic_file *f = NULL;
-    CHECK_OK(st_atomic_file_open(path, &f));
+    CHECK_OK(st_atomic_file_open(path, ST_FILE_OTHER, 0, &f));
     CHECK_OK(st_atomic_file_write(f, "new contents", 12));
     CHECK(count_temp_files(tmp_dir) == 1);
     st_atomic_file_abort(f);   /* abandoned: old contents stay */
@@ -659,19 +660,19 @@ static void test_atomic_file(void) {
     FILE *fp = fopen(path, "rb");
     CHECK(fp && fread(buf, 1, sizeof buf, fp) == 3 && memcmp(buf, "old", 3) == 0);
     if (fp) fclose(fp);
-    CHECK_OK(st_atomic_file_open(path, &f));
+    CHECK_OK(st_atomic_file_open(path, ST_FILE_OTHER, 0, &f));
     CHECK_OK(st_atomic_file_write(f, "new contents", 12));
     CHECK_OK(st_atomic_file_commit(f));
     fp = fopen(path, "rb");
     CHECK(fp && fread(buf, 1, sizeof buf, fp) == 12 && memcmp(buf, "new contents", 12) == 0);
     if (fp) fclose(fp);
     st_atomic_file_abort(NULL);
-    CHECK(st_atomic_write_file("", "x", 1) == ST_ERR_ARGUMENT);
-    CHECK(st_atomic_write_file("dir/", "x", 1) == ST_ERR_ARGUMENT);
+    CHECK(st_atomic_write_file("", ST_FILE_OTHER, 0, "x", 1) == ST_ERR_ARGUMENT);
+    CHECK(st_atomic_write_file("dir/", ST_FILE_OTHER, 0, "x", 1) == ST_ERR_ARGUMENT);
     /* A relative path without a directory part syncs "." */
     char cwd[4096];
     if (getcwd(cwd, sizeof cwd) && chdir(tmp_dir) == 0) {
-        CHECK_OK(st_atomic_write_file("relative.txt", "r", 1));
+        CHECK_OK(st_atomic_write_file("relative.txt", ST_FILE_OTHER, 0, "r", 1));
         CHECK(file_exists("relative.txt"));
         CHECK(chdir(cwd) == 0);
     }

@@ -212,7 +212,7 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
             meta[n_meta++] = (st_meta_entry){"layer_densities", densities};
         }
     }
-    if (s == ST_OK) s = st_safetensors_write(path, l.items, l.n, meta, n_meta);
+    if (s == ST_OK) s = st_safetensors_write_as(path, ST_FILE_CHECKPOINT, info->force, l.items, l.n, meta, n_meta);
     free(densities);
     free_entries(&l);
     return s;

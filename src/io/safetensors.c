@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "core/status.h"
+#include "io/checkpoint.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
 
@@ -237,6 +238,16 @@ static uint64_t get_le64(const unsigned char in[8]) {
 
 st_status st_safetensors_write(const char *path, const st_tensor_entry *tensors, int n_tensors,
                                const st_meta_entry *meta, int n_meta) {
+    st_file_kind kind = ST_FILE_SAFETENSORS; /* what the file declares itself to be */
+    for (int i = 0; meta && i < n_meta; i++)
+        if (meta[i].key && meta[i].value && strcmp(meta[i].key, "format") == 0 &&
+            strcmp(meta[i].value, ST_CHECKPOINT_FORMAT) == 0)
+            kind = ST_FILE_CHECKPOINT;
+    return st_safetensors_write_as(path, kind, 0, tensors, n_tensors, meta, n_meta);
+}
+
+st_status st_safetensors_write_as(const char *path, st_file_kind kind, int force, const st_tensor_entry *tensors,
+                                  int n_tensors, const st_meta_entry *meta, int n_meta) {
     if (!path) return st_fail(ST_ERR_ARGUMENT, "st_safetensors_write: NULL path");
     char *header;
     size_t header_length;
@@ -244,7 +255,7 @@ st_status st_safetensors_write(const char *path, const st_tensor_entry *tensors,
     ST_TRY(build_header(path, tensors, n_tensors, meta, n_meta, &header, &header_length, &data_bytes));
 
     st_atomic_file *f;
-    st_status status = st_atomic_file_open(path, &f);
+    st_status status = st_atomic_file_open(path, kind, force, &f);
     if (status != ST_OK) {
         free(header);
         return status;

@@ -282,6 +282,9 @@ st_status st_report_run_load(const char *dir, st_report_run *out) {
     if (!log[0] && !ck[0] && !ev[0])
         return st_fail(ST_ERR_IO, "run folder %s holds no training log (*.jsonl), checkpoint (*.safetensors) or eval.json",
                        dir);
+    snprintf(out->files[0], sizeof out->files[0], "%s", log);
+    snprintf(out->files[1], sizeof out->files[1], "%s", ck);
+    snprintf(out->files[2], sizeof out->files[2], "%s", ev);
     st_status s = ST_OK;
     if (log[0]) s = load_log(log, out);
     if (s == ST_OK && log[0]) s = sum_log_flops(log, out);

@@ -22,6 +22,7 @@ typedef struct st_report_layer {
 typedef struct st_report_run {
     char dir[ST_PATH_MAX];
     char name[128];            /* the folder's last path component */
+    char files[3][ST_PATH_MAX + 300]; /* the log, checkpoint and eval.json read ("" where absent) */
     /* checkpoint */
     int has_checkpoint;
     char model[64], data[32], sparse_init[32];

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "core/threads.h"
 #include "kernels/isa.h"
 #include "models/execution.h"
 #include "models/init.h"
@@ -38,6 +39,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     memset(r, 0, sizeof *r);
     if (c->batch_size <= 0 || c->steps <= 0 || c->warmup < 0)
         return st_fail(ST_ERR_ARGUMENT, "bench: batch size and steps must be positive");
+    ST_TRY(st_threads_check("--threads", c->threads));
     if (c->threads > 0) omp_set_num_threads(c->threads);
     st_model *m;
     ST_TRY(st_model_create(c->model, c->classes, c->channels, c->height, c->width, &m));

@@ -12,6 +12,7 @@
 #define ST_TRAIN_RUN_GUARD_H
 
 #include "sparsetrain.h"
+#include "train/trainer.h"
 
 #define ST_RUN_ID_CHARS 32 /* lowercase hex digits */
 
@@ -28,5 +29,34 @@ int st_run_id_valid(const char *id);
  *  and the way out (--force, --resume, another --save path) when `save`
  *  holds a checkpoint of another run or a file that is not a checkpoint. */
 st_status st_save_guard(const char *save, const char *run_id, const char *resume, int force);
+
+/*! Checks that this run may write into the run folder `dir` (--run-dir): its
+ *  checkpoint.safetensors and log.jsonl, where present, must be of this run
+ *  (run id), or be the --resume file, unless force.
+ *  @return ST_OK, or ST_ERR_ARGUMENT naming the folder, the other run and the way out. */
+st_status st_run_dir_guard(const char *dir, const char *run_id, const char *resume, int force);
+
+/* What a run holds while it runs: its locks (released by st_run_guard_end). */
+typedef struct st_run_guard {
+    int save_lock_fd;         /* flock'ed PATH.lock of --save, -1 if none */
+    char save_lock[ST_PATH_MAX + 8];
+    int dir_fd;               /* flock'ed --run-dir, -1 if none */
+} st_run_guard;
+
+/*! Everything a run checks before it starts, in one place: its outputs are
+ *  distinct files and none is the --resume file (io/atomic_file.h claims);
+ *  the --save folder is writable; an advisory lock (flock) on --save (the
+ *  file PATH.lock, holding our pid) and on --run-dir, held until
+ *  st_run_guard_end, so a second run on the same path is refused; the --save
+ *  guard (st_save_guard), the run-folder guard (st_run_dir_guard) and the log
+ *  guard (io/log_file.h); and stale PATH.tmp.<pid> files of dead processes
+ *  are removed. `c->run_id` must be set.
+ *  @return ST_OK (then call st_run_guard_end), or the first refusal
+ *  (ST_ERR_ARGUMENT; ST_ERR_IO for an unwritable folder or a held lock),
+ *  with nothing held. */
+st_status st_run_guard_begin(const st_train_config *c, st_run_guard *g);
+
+/*! Releases the locks (removing PATH.lock); accepts a guard that holds nothing. */
+void st_run_guard_end(st_run_guard *g);
 
 #endif

@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 #include "models/execution.h"
 #include "data/dataset.h"
 #include "eval/flops_summary.h"
 #include "io/checkpoint.h"
+#include "io/log_file.h"
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -62,6 +64,7 @@ static st_status validate_config(const st_train_config *c) {
     if (c->test_batch_size <= 0)
         return st_fail(ST_ERR_ARGUMENT, "--test-batch-size must be positive (got %d)", c->test_batch_size);
     if (c->epochs <= 0) return st_fail(ST_ERR_ARGUMENT, "--epochs must be positive (got %d)", c->epochs);
+    ST_TRY(st_threads_check("--threads", c->threads));
     if (!(c->lr > 0) || !isfinite(c->lr)) return st_fail(ST_ERR_ARGUMENT, "--lr must be a positive number");
     if (!(c->momentum >= 0 && c->momentum < 1)) return st_fail(ST_ERR_ARGUMENT, "--momentum must be in [0, 1)");
     if (!(c->l2 >= 0) || !isfinite(c->l2)) return st_fail(ST_ERR_ARGUMENT, "--l2 must be >= 0");
@@ -93,7 +96,7 @@ typedef struct run {
     int64_t *best_tracked;      /* and of every BN's num_batches_tracked */
     int n_bn;
     char *args_json;
-    FILE *log;
+    st_log_file *log;
     st_checkpoint_info info;
     int saved;                  /* --save holds a checkpoint of this run (written, or the one resumed) */
     st_flops_summary flops;     /* of the masked model, for the log */
@@ -113,7 +116,7 @@ static void run_free(run *r) {
     st_optimizer_free(&r->opt);
     st_model_free(r->model);
     free(r->args_json);
-    if (r->log) fclose(r->log);
+    st_log_close(r->log);
 }
 
 static st_status load_data(run *r) {
@@ -289,6 +292,7 @@ static st_status save_checkpoint(run *r) {
     r->info.seed = r->c->seed;
     r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
+    r->info.force = r->c->force;
     int have_best = r->best && r->info.best_epoch >= 0;
     ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? r->best : NULL,
                               have_best ? r->best_tracked : NULL, &r->info));
@@ -309,24 +313,33 @@ static void show_progress(const st_train_config *c, int epoch, int64_t done, int
     fflush(stderr);
 }
 
-static void write_log_line(run *r, int epoch, double lr, double loss, double acc, double val, double test, double ips,
-                           double seconds, int64_t examples) {
-    if (!r->log) return;
-    fprintf(r->log,
+/* One line of the JSON-lines log (io/log_file.h: one write, synced; a failed
+ * write is an error after the checkpoint is saved). */
+static st_status write_log_line(run *r, int epoch, double lr, double loss, double acc, double val, double test,
+                                double ips, double seconds, int64_t examples) {
+    if (!r->log) return ST_OK;
+    char *text = NULL;
+    size_t length = 0;
+    FILE *line = open_memstream(&text, &length);
+    if (!line) return st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
+    fprintf(line,
             "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_acc\": %.9g, \"val_acc\": ", epoch + 1, lr,
             loss, acc);
     if (val >= 0)
-        fprintf(r->log, "%.9g", val);
+        fprintf(line, "%.9g", val);
     else
-        fprintf(r->log, "null");
-    fprintf(r->log, ", \"test_acc\": %.9g, \"images_per_s\": %.6g, \"seconds\": %.6g", test, ips, seconds);
+        fprintf(line, "null");
+    fprintf(line, ", \"test_acc\": %.9g, \"images_per_s\": %.6g, \"seconds\": %.6g", test, ips, seconds);
     /* FLOPs (eval/flops_summary.h): per example of inference, and of this epoch's training */
-    fprintf(r->log,
+    fprintf(line,
             ", \"flops_forward_dense\": %.9g, \"flops_forward_sparse\": %.9g, \"flops_epoch_train_dense\": %.9g, "
-            "\"flops_epoch_train_sparse\": %.9g}\n",
+            "\"flops_epoch_train_sparse\": %.9g, \"run_id\": \"%s\"}\n",
             r->flops.forward_dense, r->flops.forward_sparse, r->flops.train_dense * (double)examples,
-            r->flops.train_sparse * (double)examples);
-    fflush(r->log);
+            r->flops.train_sparse * (double)examples, r->c->run_id);
+    fclose(line);
+    st_status s = text ? st_log_append(r->log, text, length) : st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
+    free(text);
+    return s;
 }
 
 static st_status train_epochs(run *r, st_train_result *result) {
@@ -415,11 +428,13 @@ static st_status train_epochs(run *r, st_train_result *result) {
                    now_seconds() - t0);
             fflush(stdout);
         }
-        write_log_line(r, epoch, lr, train_loss, train_acc, val_acc, test_acc, ips, now_seconds() - t0, seen);
+        st_status logged =
+            write_log_line(r, epoch, lr, train_loss, train_acc, val_acc, test_acc, ips, now_seconds() - t0, seen);
         r->info.epoch = epoch + 1;
         r->info.epoch_loss_sum = 0;
         r->info.epoch_correct = r->info.epoch_seen = 0;
         ST_TRY(save_checkpoint(r));
+        ST_TRY(logged); /* a log that cannot be written stops the run, its checkpoint saved */
         result->test_acc = test_acc;
         result->epochs_done = epoch + 1;
         epochs_this_run++;
@@ -454,23 +469,11 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     else
         st_run_id_new(c->run_id);
     st_status s = validate_config(c);
-    if (s == ST_OK) s = st_save_guard(c->save, c->run_id, c->resume, c->force);
+    st_run_guard guard; /* outputs, locks, run ownership: checked now, not after the first epoch */
+    if (s == ST_OK) s = st_run_guard_begin(c, &guard);
     if (s != ST_OK) {
         st_safetensors_free(resume_file);
         return s;
-    }
-    if (c->save[0]) { /* fail now, not after the first epoch */
-        char dir[ST_PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", c->save);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            slash[slash == dir ? 1 : 0] = 0;
-        else
-            snprintf(dir, sizeof dir, ".");
-        if (access(dir, W_OK) != 0) {
-            st_safetensors_free(resume_file);
-            return st_fail(ST_ERR_IO, "cannot write checkpoint %s: folder %s is missing or not writable", c->save, dir);
-        }
     }
     if (c->threads > 0) omp_set_num_threads(c->threads);
     if (c->progress < 0) c->progress = isatty(fileno(stderr)) ? 1 : 0;
@@ -483,10 +486,7 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     if (s == ST_OK) s = setup_model(&r, resume_file);
     if (s == ST_OK) s = st_flops_summary_of(r.model, &r.flops);
     st_safetensors_free(resume_file);
-    if (s == ST_OK && c->log[0]) {
-        r.log = fopen(c->log, c->resume[0] ? "a" : "w");
-        if (!r.log) s = st_fail(ST_ERR_IO, "cannot open log file %s", c->log);
-    }
+    if (s == ST_OK && c->log[0]) s = st_log_open(c->log, "--log", c->run_id, c->resume[0] != 0, c->force, &r.log);
     if (s == ST_OK && !c->quiet) {
         int64_t kept, total;
         st_model_prunable_counts(r.model, &kept, &total);
@@ -499,5 +499,6 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     }
     if (s == ST_OK) s = train_epochs(&r, result);
     run_free(&r);
+    st_run_guard_end(&guard);
     return s;
 }

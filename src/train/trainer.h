@@ -39,6 +39,7 @@ typedef struct st_train_config {
     char resume[ST_PATH_MAX];  /* --resume */
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
     char log[ST_PATH_MAX];     /* --log (JSON lines) */
+    char run_dir[ST_PATH_MAX]; /* --run-dir ("" = none): locked for the run, must not be another run's (run_guard.h) */
     int threads;               /* --threads (0 = all cores) */
     int progress;              /* -1 auto (terminal), 0 plain lines, 1 bar */
     int stop_after;            /* --stop-after K: leave after K epochs of this invocation (0 = no) */
