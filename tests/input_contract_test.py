@@ -125,6 +125,22 @@ wrong_shape = dict(tensors)
 wrong_shape["fc4.weight"] = np.zeros((3, 3), dtype=np.float32)
 os.makedirs(os.path.join(tmp, "a-folder"))
 
+# ---- outputs (issue 12): a run folder, a FIFO, a second checkpoint to resume --------------------
+run_a = os.path.join(tmp, "run-a")
+r = subprocess.run([BIN] + common + ["--run-dir", run_a], capture_output=True, text=True)
+check("a good run folder to aim at", r.returncode == 0, r.stderr.strip())
+fifo = os.path.join(tmp, "a.fifo")
+os.mkfifo(fifo)
+resumable = write("resumable.safetensors", blob)
+os.makedirs(os.path.join(tmp, "sub"))
+sparse = ["--sparse", "--fix", "--density", "0.1"]
+# files that a refused command must leave byte for byte as they were
+keep = {"log-over-checkpoint": ck, "log-is-resume": resumable, "eval-out-checkpoint": ck,
+        "report-out-checkpoint": os.path.join(run_a, "checkpoint.safetensors"),
+        "report-out-log-force": os.path.join(run_a, "log.jsonl"),
+        "run-dir-other-run": os.path.join(run_a, "log.jsonl"), "log-other-run": os.path.join(run_a, "log.jsonl"),
+        "log-not-a-log": os.path.join(tmp, "notes.txt")}
+
 cases = {
     "no-command": [],
     "unknown-command": ["fly"],
@@ -189,6 +205,25 @@ cases = {
     "inspect-bad-input": ["inspect", "--model", "lenet5", "--input", "3x32"],
     "inspect-snip-no-data": ["inspect", "--model", "lenet5", "--sparse_init", "snip"],
     "bench-zero-steps": ["bench", "--steps", "0"],
+    "log-over-checkpoint": common + ["--log", ck],
+    "log-is-resume": ["train", "--resume", resumable, "--save", os.path.join(tmp, "s.safetensors"), "--log", resumable],
+    "save-is-log": common + ["--save", os.path.join(tmp, "x"), "--log", os.path.join(tmp, "sub", "..", "x")],
+    "log-fifo": common + ["--log", fifo],
+    "save-fifo": common + ["--save", fifo],
+    "log-other-run": common + ["--log", os.path.join(run_a, "log.jsonl")],
+    "log-not-a-log": common + ["--log", os.path.join(tmp, "notes.txt")],
+    "run-dir-other-run": common + ["--run-dir", run_a, "--save", os.path.join(tmp, "b.safetensors")],
+    "save-name-too-long": common + ["--save", os.path.join(tmp, "n" * 250)],
+    "threads-too-many": common + sparse + ["--threads", "100000"],
+    "eval-out-checkpoint": ["eval", "--checkpoint", ck, "--datadir", good, "--out", ck],
+    "eval-out-fifo": ["eval", "--checkpoint", ck, "--datadir", good, "--out", fifo],
+    "eval-out-folder": ["eval", "--checkpoint", ck, "--datadir", good, "--out", os.path.join(tmp, "a-folder")],
+    "eval-threads-too-many": ["eval", "--checkpoint", ck, "--datadir", good, "--threads", "100000"],
+    "inspect-threads-too-many": ["inspect", "--model", "lenet5", "--threads", "100000"],
+    "bench-threads-too-many": ["bench", "--model", "lenet5", "--threads", "100000"],
+    "report-out-checkpoint": ["report", run_a, "-o", os.path.join(run_a, "checkpoint.safetensors")],
+    "report-out-log-force": ["report", run_a, "--force", "-o", os.path.join(run_a, "log.jsonl")],
+    "report-out-fifo": ["report", run_a, "-o", fifo],
 }
 
 rows = contract_rows()
@@ -199,6 +234,7 @@ for rid, (code, words) in rows.items():
     if rid not in cases:
         continue
     before = set(os.listdir(tmp))
+    kept = open(keep[rid], "rb").read() if rid in keep else None
     r = subprocess.run([BIN] + cases[rid], capture_output=True, text=True, timeout=300)
     leftovers = [f for f in set(os.listdir(tmp)) - before if ".tmp." in f]
     msg = r.stderr.strip()
@@ -209,6 +245,8 @@ for rid, (code, words) in rows.items():
         lines = msg.splitlines()
         ok = (r.returncode == code and (len(lines) == 1 or rid in ("no-command", "unknown-command")) and
               all(n.lower() in msg.lower() for n in needles))
+    if kept is not None and open(keep[rid], "rb").read() != kept:
+        ok, msg = False, f"{keep[rid]} was changed; " + msg
     check(f"{rid}: exit {code}", ok and not leftovers, f"exit {r.returncode}: {msg[:300]}")
 
 shutil.rmtree(tmp, ignore_errors=True)
