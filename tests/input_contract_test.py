@@ -134,6 +134,17 @@ os.mkfifo(fifo)
 resumable = write("resumable.safetensors", blob)
 os.makedirs(os.path.join(tmp, "sub"))
 sparse = ["--sparse", "--fix", "--density", "0.1"]
+# an unfinished run (1 of 3 epochs) with crafted progress counters (issue 12: a huge batch_in_epoch hung)
+ck3 = os.path.join(tmp, "ck3.safetensors")
+r = subprocess.run([BIN] + common + ["--epochs", "3", "--stop-after", "1", "--save", ck3], capture_output=True, text=True)
+check("an unfinished checkpoint to damage", r.returncode == 0, r.stderr.strip())
+tensors3, meta3 = lc.read_safetensors(ck3)
+
+
+def crafted(name, **changes):
+    return write(name, lc.serialize_safetensors(tensors3, dict(meta3, **changes)))
+
+
 # files that a refused command must leave byte for byte as they were
 keep = {"log-over-checkpoint": ck, "log-is-resume": resumable, "eval-out-checkpoint": ck,
         "report-out-checkpoint": os.path.join(run_a, "checkpoint.safetensors"),
@@ -205,6 +216,11 @@ cases = {
     "inspect-bad-input": ["inspect", "--model", "lenet5", "--input", "3x32"],
     "inspect-snip-no-data": ["inspect", "--model", "lenet5", "--sparse_init", "snip"],
     "bench-zero-steps": ["bench", "--steps", "0"],
+    "resume-batch-huge": ["train", "--resume", crafted("b53.safetensors", batch_in_epoch=str(2 ** 53))],
+    "resume-batch-past-epoch": ["train", "--resume", crafted("b1000.safetensors", batch_in_epoch="1000")],
+    "resume-seen-too-many": ["train", "--resume", crafted("seen.safetensors", batch_in_epoch="1", epoch_seen="17")],
+    "resume-step-too-many": ["train", "--resume", crafted("step.safetensors", step="1000")],
+    "resume-epoch-past-run": ["train", "--resume", crafted("e9.safetensors", epoch="9")],
     "log-over-checkpoint": common + ["--log", ck],
     "log-is-resume": ["train", "--resume", resumable, "--save", os.path.join(tmp, "s.safetensors"), "--log", resumable],
     "save-is-log": common + ["--save", os.path.join(tmp, "x"), "--log", os.path.join(tmp, "sub", "..", "x")],

@@ -77,6 +77,12 @@ st_status st_loader_create(const st_dataset *data, const st_loader_options *opt,
  * epoch), so re-running an epoch after a resume gives identical batches. */
 st_status st_loader_start_epoch(st_loader *l, int64_t epoch);
 
+/*! Skips the next `n` batches of the epoch in O(1) (resuming mid-epoch):
+ * batches depend only on (seed, epoch, position), so nothing is lost by not
+ * preparing them. Skipping past the end ends the epoch.
+ * @return ST_ERR_ARGUMENT if no epoch was started or n < 0. */
+st_status st_loader_skip(st_loader *l, int64_t n);
+
 /*! Fills `batch` with the next batch of the epoch; batch->count == 0 once the
  * epoch is finished (and on every later call). The last batch may be smaller
  * (no drop_last). The batch memory belongs to the loader and stays valid until

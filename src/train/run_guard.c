@@ -2,6 +2,7 @@
 #include "train/run_guard.h"
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -294,4 +295,45 @@ void st_run_guard_end(st_run_guard *g) {
     if (g->dir_fd >= 0) close(g->dir_fd);
     g->save_lock_fd = g->dir_fd = -1;
     errno = saved;
+}
+
+st_status st_resume_counters_check(const st_checkpoint_info *info, const st_train_config *c,
+                                   int64_t batches_per_epoch) {
+    const char *path = c->resume;
+    int64_t total = batches_per_epoch;
+    if (c->max_batches > 0 && total > c->max_batches) total = c->max_batches;
+    if (info->epoch > c->epochs)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata 'epoch' = %d is more than the run's %d epochs", path,
+                       info->epoch, c->epochs);
+    if (info->batch_in_epoch > 0 && info->epoch == c->epochs)
+        return st_fail(ST_ERR_FORMAT,
+                       "%s: checkpoint metadata 'batch_in_epoch' = %lld, but all %d epochs of the run are done", path,
+                       (long long)info->batch_in_epoch, c->epochs);
+    if (info->batch_in_epoch >= total && info->batch_in_epoch > 0)
+        return st_fail(ST_ERR_FORMAT,
+                       "%s: checkpoint metadata 'batch_in_epoch' = %lld is not below the %lld batches of an epoch of "
+                       "this run",
+                       path, (long long)info->batch_in_epoch, (long long)total);
+    int64_t most_seen = info->batch_in_epoch * (int64_t)c->batch_size;
+    if (info->epoch_seen > most_seen)
+        return st_fail(ST_ERR_FORMAT,
+                       "%s: checkpoint metadata 'epoch_seen' = %lld is more than %lld batch(es) of %d can hold", path,
+                       (long long)info->epoch_seen, (long long)info->batch_in_epoch, c->batch_size);
+    if (info->epoch_correct > info->epoch_seen)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata 'epoch_correct' = %lld is more than 'epoch_seen' = %lld",
+                       path, (long long)info->epoch_correct, (long long)info->epoch_seen);
+    if (!isfinite(info->epoch_loss_sum) || info->epoch_loss_sum < 0 || (info->epoch_seen == 0 && info->epoch_loss_sum != 0))
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata 'epoch_loss_sum' = %g is not a loss sum of %lld images",
+                       path, info->epoch_loss_sum, (long long)info->epoch_seen);
+    int64_t done = (int64_t)info->epoch * total + info->batch_in_epoch;
+    if (info->step > done)
+        return st_fail(ST_ERR_FORMAT,
+                       "%s: checkpoint metadata 'step' = %lld is more than the %lld batches done (%d epoch(s) of %lld, "
+                       "+ %lld)",
+                       path, (long long)info->step, (long long)done, info->epoch, (long long)total,
+                       (long long)info->batch_in_epoch);
+    if (info->best_epoch >= info->epoch && info->best_epoch >= 0)
+        return st_fail(ST_ERR_FORMAT, "%s: checkpoint metadata 'best_epoch' = %d is not below the %d epoch(s) done",
+                       path, info->best_epoch, info->epoch);
+    return ST_OK;
 }

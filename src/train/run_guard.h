@@ -12,6 +12,7 @@
 #define ST_TRAIN_RUN_GUARD_H
 
 #include "sparsetrain.h"
+#include "io/checkpoint.h"
 #include "train/trainer.h"
 
 #define ST_RUN_ID_CHARS 32 /* lowercase hex digits */
@@ -35,6 +36,15 @@ st_status st_save_guard(const char *save, const char *run_id, const char *resume
  *  (run id), or be the --resume file, unless force.
  *  @return ST_OK, or ST_ERR_ARGUMENT naming the folder, the other run and the way out. */
 st_status st_run_dir_guard(const char *dir, const char *run_id, const char *resume, int force);
+
+/*! Checks the progress counters of a resumed checkpoint (`c->resume`)
+ *  against the run: epochs done <= --epochs; batch_in_epoch below the
+ *  epoch's batches (batches_per_epoch, capped by --max-batches) and 0 once
+ *  the run is finished; the partial-epoch sums within what those batches can
+ *  hold; step <= the batches done; best_epoch < epochs done.
+ *  @return ST_OK, or ST_ERR_FORMAT naming the file, the counter, its value and the bound. */
+st_status st_resume_counters_check(const st_checkpoint_info *info, const st_train_config *c,
+                                   int64_t batches_per_epoch);
 
 /* What a run holds while it runs: its locks (released by st_run_guard_end). */
 typedef struct st_run_guard {

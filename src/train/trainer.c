@@ -355,8 +355,8 @@ static st_status train_epochs(run *r, st_train_result *result) {
         double loss_sum = 0, t0 = now_seconds(), last_draw = 0;
         int64_t correct = 0, seen = 0, b_index = 0;
         if (r->info.batch_in_epoch > 0) { /* resuming mid-epoch: skip what was done */
-            st_batch skip;
-            for (; b_index < r->info.batch_in_epoch; b_index++) ST_TRY(st_loader_next(r->train_loader, &skip));
+            ST_TRY(st_loader_skip(r->train_loader, r->info.batch_in_epoch)); /* O(1) */
+            b_index = r->info.batch_in_epoch;
             loss_sum = r->info.epoch_loss_sum;
             correct = r->info.epoch_correct;
             seen = r->info.epoch_seen;
@@ -484,6 +484,7 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     s = st_train_config_to_json(c, &r.args_json);
     if (s == ST_OK) s = load_data(&r);
     if (s == ST_OK) s = setup_model(&r, resume_file);
+    if (s == ST_OK && resume_file) s = st_resume_counters_check(&r.info, c, st_loader_batches_per_epoch(r.train_loader));
     if (s == ST_OK) s = st_flops_summary_of(r.model, &r.flops);
     st_safetensors_free(resume_file);
     if (s == ST_OK && c->log[0]) s = st_log_open(c->log, "--log", c->run_id, c->resume[0] != 0, c->force, &r.log);
