@@ -30,9 +30,21 @@ static void print_usage(const char *usage, const st_flag *flags, int n) {
     printf("  %-24s %s\n", "--help", "show this help");
 }
 
+/* Numbers are plain decimals: no leading blanks (strtoull would read " -1"
+ * as 2^64 - 1), no hexadecimal ("0x10"). */
+static int plain_decimal(const char *value) {
+    if (!value[0] || value[0] == ' ' || (value[0] >= '\t' && value[0] <= '\r')) return 0;
+    return strpbrk(value, "xXpP") == NULL;
+}
+
 static int set_value(const char *command, st_flag *f, const char *value) {
     char *end = NULL;
     errno = 0;
+    if (f->type != ST_FLAG_STRING && f->type != ST_FLAG_SWITCH && !plain_decimal(value)) {
+        fprintf(stderr, "sparsetrain %s: --%s expects %s, got '%s'\n", command, f->name,
+                f->type == ST_FLAG_DOUBLE ? "a decimal number" : "a decimal integer", value);
+        return -1;
+    }
     switch (f->type) {
     case ST_FLAG_STRING:
         if (strlen(value) >= f->size) {
@@ -68,6 +80,11 @@ static int set_value(const char *command, st_flag *f, const char *value) {
 }
 
 int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n, int argc, char **argv, int first) {
+    return st_flags_parse_given(command, usage, flags, n, argc, argv, first, NULL);
+}
+
+int st_flags_parse_given(const char *command, const char *usage, st_flag *flags, int n, int argc, char **argv,
+                         int first, int *given) {
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -95,6 +112,7 @@ int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n
                 return -1;
             }
             *(int *)f->target = f->value;
+            if (given) given[f - flags] = 1;
             continue;
         }
         const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
@@ -103,6 +121,7 @@ int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n
             return -1;
         }
         if (set_value(command, f, value) != 0) return -1;
+        if (given) given[f - flags] = 1;
     }
     return 0;
 }

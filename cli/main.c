@@ -2,6 +2,7 @@
  * Subcommands: train, eval, inspect, bench, report. Exit codes: 0 ok, 1 runtime failure (bad file,
  * numerical fault), 2 usage error, 130 interrupted (checkpoint saved). */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,9 +141,21 @@ static int cmd_train(int argc, char **argv) {
         {"quiet", ST_FLAG_SWITCH, &c.quiet, 0, 1, "print only the final result"},
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
-    int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
-                           flags, n, argc, argv, 2);
+    int given[sizeof flags / sizeof flags[0]] = {0};
+    int r = st_flags_parse_given("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
+                                 flags, n, argc, argv, 2, given);
     if (r != 0) return r > 0 ? 0 : 2;
+    for (int i = 0; i < n; i++) { /* the run-defining flags given, for --resume (trainer.h `given`) */
+        const char *name = flags[i].name;
+        uintptr_t field = (uintptr_t)flags[i].target; /* the run-defining fields come before `resume` */
+        if (!given[i] || field < (uintptr_t)&c || field >= (uintptr_t)&c.resume) continue;
+        if (strcmp(name, "scaled-per-layer") == 0) name = "scaled";
+        if (strcmp(name, "no-augment") == 0) name = "augment";
+        size_t at = strlen(c.given);
+        snprintf(c.given + at, sizeof c.given - at, "%s%s", at ? "," : "", name);
+    }
+    for (char *p = c.given; *p; p++)
+        if (*p == '-') *p = '_';
     if (run_dir[0]) {
         if (!make_dirs(run_dir)) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);
@@ -171,6 +184,17 @@ static int cmd_train(int argc, char **argv) {
         else
             report("train", s);
         return exit_code(s);
+    }
+    if (c.resume[0] && res.epochs_done == 0) { /* nothing left to train: say so, with the results it has */
+        printf("the run in %s is already finished (%d of %d epochs); nothing to train", c.resume, c.epochs, c.epochs);
+        if (res.best_val_acc >= 0)
+            printf("; best validation epoch %d: test acc %.2f%% (val acc %.2f%%)", res.best_epoch,
+                   100 * res.best_test_acc, 100 * res.best_val_acc);
+        else if (res.best_epoch > 0)
+            printf("; last epoch's test acc %.2f%%", 100 * res.best_test_acc);
+        printf("\nevaluate it with: sparsetrain eval --checkpoint %s (or train on with --resume %s --epochs N)\n",
+               c.resume, c.resume);
+        return 0;
     }
     printf("final test accuracy: %.2f%% (last epoch)", 100 * res.test_acc);
     if (res.best_val_acc >= 0)

@@ -13,6 +13,7 @@ import sys
 import tarfile
 import tempfile
 import io
+import json
 
 import numpy as np
 
@@ -221,6 +222,12 @@ cases = {
     "resume-seen-too-many": ["train", "--resume", crafted("seen.safetensors", batch_in_epoch="1", epoch_seen="17")],
     "resume-step-too-many": ["train", "--resume", crafted("step.safetensors", step="1000")],
     "resume-epoch-past-run": ["train", "--resume", crafted("e9.safetensors", epoch="9")],
+    "resume-changed-flag": ["train", "--resume", ck3, "--density", "0.5"],
+    "resume-bogus-model": ["train", "--resume", ck3, "--model", "bogus"],
+    "resume-bad-args": ["train", "--resume", crafted("args.safetensors",
+                                                     args=json.dumps(dict(json.loads(meta3["args"]), density=5)))],
+    "seed-blank": ["train", "--seed", " -1"],
+    "lr-hex": ["train", "--lr", "0x10"],
     "log-over-checkpoint": common + ["--log", ck],
     "log-is-resume": ["train", "--resume", resumable, "--save", os.path.join(tmp, "s.safetensors"), "--log", resumable],
     "save-is-log": common + ["--save", os.path.join(tmp, "x"), "--log", os.path.join(tmp, "sub", "..", "x")],

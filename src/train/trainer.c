@@ -450,6 +450,7 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     memset(result, 0, sizeof *result);
     st_safetensors *resume_file = NULL;
     if (c->resume[0]) {
+        st_train_config cmdline = *c; /* as the command line gave it (st_resume_merge) */
         ST_TRY(st_safetensors_read(c->resume, &resume_file));
         const char *args = st_safetensors_meta(resume_file, "args");
         const char *format = st_safetensors_meta(resume_file, "format");
@@ -457,6 +458,7 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
                           ? st_fail(ST_ERR_FORMAT, "%s: not a sparsetrain checkpoint", c->resume)
                       : !args ? st_fail(ST_ERR_FORMAT, "%s: checkpoint has no 'args' metadata", c->resume)
                               : st_train_config_from_json(args, c->resume, c);
+        if (s == ST_OK) s = st_resume_merge(&cmdline, c);
         if (s != ST_OK) {
             st_safetensors_free(resume_file);
             return s;
@@ -469,6 +471,8 @@ st_status st_train_run(st_train_config *c, st_train_result *result) {
     else
         st_run_id_new(c->run_id);
     st_status s = validate_config(c);
+    if (s != ST_OK && resume_file) /* the command line's part was checked by st_resume_merge */
+        s = st_fail_context(ST_ERR_FORMAT, "%s holds run arguments that are not valid", c->resume);
     st_run_guard guard; /* outputs, locks, run ownership: checked now, not after the first epoch */
     if (s == ST_OK) s = st_run_guard_begin(c, &guard);
     if (s != ST_OK) {

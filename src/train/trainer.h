@@ -47,6 +47,11 @@ typedef struct st_train_config {
     int quiet;
     int force;                 /* --force: --save may overwrite a checkpoint of another run (run_guard.h) */
     int detect_anomaly;        /* --detect-anomaly: check inputs, outputs, weights and optimiser state every step */
+    /* The run-defining flags given on the command line, as argument keys
+     * separated by commas ("density,epochs"): with --resume, each must agree
+     * with the checkpoint's value, except those a resume may change
+     * (epochs, datadir, test_batch_size; run_args.h). */
+    char given[512];
     char run_id[40];           /* set by st_train_run: new, or carried over by --resume (run_guard.h) */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask the run to finish
      * its current step, save a checkpoint and return ST_ERR_INTERRUPTED. */
