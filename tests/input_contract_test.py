@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 import io
 import json
 
@@ -146,6 +147,29 @@ def crafted(name, **changes):
     return write(name, lc.serialize_safetensors(tensors3, dict(meta3, **changes)))
 
 
+# bounded readers (issue 12): headers and sizes are checked before a file is read or inflated
+def gz_bomb(name, head, zeros):
+    def edit(folder):
+        path = os.path.join(folder, "t10k-images-idx3-ubyte")
+        os.remove(path)
+        c = zlib.compressobj(1, zlib.DEFLATED, 31)
+        with open(path + ".gz", "wb") as f:
+            f.write(c.compress(head))
+            for _ in range(zeros >> 20):
+                f.write(c.compress(bytes(1 << 20)))
+            f.write(c.flush())
+    return idx_variant(name, edit)
+
+
+big = os.path.join(tmp, "big.safetensors")
+with open(big, "wb") as f:
+    f.truncate(6 << 30)  # sparse: no disk used
+fifo_data = idx_variant("fifo-data", lambda d: (os.remove(os.path.join(d, "t10k-labels-idx1-ubyte")),
+                                                os.mkfifo(os.path.join(d, "t10k-labels-idx1-ubyte"))))
+fifo_run = os.path.join(tmp, "fifo-run")
+os.makedirs(fifo_run)
+os.mkfifo(os.path.join(fifo_run, "log.jsonl"))
+
 # files that a refused command must leave byte for byte as they were
 keep = {"log-over-checkpoint": ck, "log-is-resume": resumable, "eval-out-checkpoint": ck,
         "report-out-checkpoint": os.path.join(run_a, "checkpoint.safetensors"),
@@ -228,6 +252,12 @@ cases = {
                                                      args=json.dumps(dict(json.loads(meta3["args"]), density=5)))],
     "seed-blank": ["train", "--seed", " -1"],
     "lr-hex": ["train", "--lr", "0x10"],
+    "idx-declared-too-many": common + ["--datadir", gz_bomb("declared", struct.pack(">IIII", 0x803, 2_700_000, 28, 28),
+                                                             1 << 20)],
+    "idx-gzip-bomb": common + ["--datadir", gz_bomb("bomb", b"\x00\x00\x09\x03", 32 << 20)],
+    "checkpoint-too-big": ["eval", "--checkpoint", big, "--datadir", good],
+    "data-fifo": common + ["--datadir", fifo_data],
+    "report-log-fifo": ["report", fifo_run, "-o", os.path.join(tmp, "fifo-report.html")],
     "log-over-checkpoint": common + ["--log", ck],
     "log-is-resume": ["train", "--resume", resumable, "--save", os.path.join(tmp, "s.safetensors"), "--log", resumable],
     "save-is-log": common + ["--save", os.path.join(tmp, "x"), "--log", os.path.join(tmp, "sub", "..", "x")],

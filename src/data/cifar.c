@@ -11,7 +11,11 @@
 
 #define CIFAR_SIDE 32
 #define CIFAR_IMAGE_BYTES (3 * CIFAR_SIDE * CIFAR_SIDE)
-#define CIFAR_MAX_FILE_BYTES ((size_t)1 << 30)
+/* The official files hold 10000 records (CIFAR-10 batches, CIFAR-100
+ * test.bin) or 50000 (CIFAR-100 train.bin): a file or archive member larger
+ * than that is refused before it is read. */
+#define CIFAR_BATCH_RECORDS 10000
+#define CIFAR100_TRAIN_RECORDS 50000
 
 typedef struct cifar_layout {
     const char *subdir;  /* folder inside the archive */
@@ -61,7 +65,7 @@ static st_status append_records(st_dataset *d, const cifar_layout *layout, const
 }
 
 static st_status load_from_folder(st_dataset *d, const cifar_layout *layout, const char *folder,
-                                  const char *const *files, int nfiles) {
+                                  const char *const *files, int nfiles, size_t max_file) {
     size_t cap = strlen(folder) + 64;
     char *path = st_malloc(cap, "file name");
     if (!path) return ST_ERR_NOMEM;
@@ -70,7 +74,7 @@ static st_status load_from_folder(st_dataset *d, const cifar_layout *layout, con
         snprintf(path, cap, "%s/%s", folder, files[i]);
         uint8_t *raw;
         size_t size;
-        s = st_data_read_file(path, CIFAR_MAX_FILE_BYTES, &raw, &size);
+        s = st_data_read_file(path, max_file, &raw, &size);
         if (s != ST_OK) break;
         s = append_records(d, layout, raw, size, path);
         free(raw);
@@ -80,10 +84,10 @@ static st_status load_from_folder(st_dataset *d, const cifar_layout *layout, con
 }
 
 static st_status load_from_archive(st_dataset *d, const cifar_layout *layout, const char *archive,
-                                   const char *const *files, int nfiles) {
+                                   const char *const *files, int nfiles, size_t max_file) {
     st_tar_member members[6];
     for (int i = 0; i < nfiles; i++) members[i].wanted = files[i];
-    ST_TRY(st_tar_read_members(archive, members, nfiles, CIFAR_MAX_FILE_BYTES));
+    ST_TRY(st_tar_read_members(archive, members, nfiles, max_file));
     st_status s = ST_OK;
     for (int i = 0; i < nfiles && s == ST_OK; i++) {
         if (!members[i].data) {
@@ -113,6 +117,8 @@ st_status st_cifar_load(const char *name, const char *dir, int train, int cifar1
     const char *const *files = cifar100 ? (train ? cifar100_train : cifar100_test)
                                         : (train ? cifar10_train : cifar10_test);
     int nfiles = (!cifar100 && train) ? 5 : 1;
+    size_t max_file = (size_t)(cifar100 && train ? CIFAR100_TRAIN_RECORDS : CIFAR_BATCH_RECORDS) *
+                      ((size_t)layout->label_bytes + CIFAR_IMAGE_BYTES);
 
     size_t cap = strlen(dir) + 128;
     char *path = st_malloc(cap, "file name");
@@ -128,13 +134,13 @@ st_status st_cifar_load(const char *name, const char *dir, int train, int cifar1
      * a half-populated folder reports the file that is missing. */
     snprintf(path, cap, "%s/%s", dir, files[0]);
     if (st_data_path_exists(path)) {
-        s = load_from_folder(out, layout, dir, files, nfiles);
+        s = load_from_folder(out, layout, dir, files, nfiles, max_file);
     } else if (snprintf(path, cap, "%s/%s", sub, files[0]), st_data_path_exists(path)) {
-        s = load_from_folder(out, layout, sub, files, nfiles);
+        s = load_from_folder(out, layout, sub, files, nfiles, max_file);
     } else if (snprintf(path, cap, "%s/%s", dir, layout->archive), st_data_path_exists(path)) {
-        s = load_from_archive(out, layout, path, files, nfiles);
+        s = load_from_archive(out, layout, path, files, nfiles, max_file);
     } else if (st_data_path_exists(sub)) {
-        s = load_from_folder(out, layout, sub, files, nfiles);
+        s = load_from_folder(out, layout, sub, files, nfiles, max_file);
     } else {
         s = st_fail(ST_ERR_IO, "%s: cannot find %s/%s, %s/%s or %s/%s", name, dir, files[0], sub, files[0], dir,
                     layout->archive);

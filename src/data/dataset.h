@@ -107,6 +107,10 @@ void st_loader_free(st_loader *l);
  * decompressed size: a larger file is ST_ERR_FORMAT ("larger than expected"). */
 st_status st_data_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *size);
 
+/* Reads (gunzipping) at most the first n bytes of a file into buf (*got of
+ * them): a header is checked before the whole file is read. */
+st_status st_data_read_head(const char *path, uint8_t *buf, size_t n, size_t *got);
+
 /* Turns the error state of a zlib gzFile (gzerror) into a status whose message
  * names `path`: Z_ERRNO -> ST_ERR_IO, truncated or corrupt data -> ST_ERR_FORMAT. */
 struct gzFile_s;

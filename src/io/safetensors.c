@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/status.h"
+#include "io/file_read.h"
 #include "io/checkpoint.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
@@ -577,18 +579,18 @@ st_status st_safetensors_read(const char *path, st_safetensors **out) {
     if (!out) return st_fail(ST_ERR_ARGUMENT, "st_safetensors_read: NULL output");
     *out = NULL;
     if (!path) return st_fail(ST_ERR_ARGUMENT, "st_safetensors_read: NULL path");
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat info;
-    if (fstat(fileno(fp), &info) != 0) {
+    int fd;
+    uint64_t file_size;
+    /* never blocks on a FIFO; a file beyond any checkpoint is refused before it is read */
+    ST_TRY(st_open_regular(path, ST_SAFETENSORS_MAX_FILE, "a safetensors file here", &fd, &file_size));
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
         int err = errno;
-        fclose(fp);
-        return st_fail(ST_ERR_IO, "cannot stat %s: %s", path, strerror(err));
+        close(fd);
+        return st_fail(ST_ERR_IO, "cannot read %s: %s", path, strerror(err));
     }
-    if (!S_ISREG(info.st_mode)) {
-        fclose(fp);
-        return st_fail(ST_ERR_IO, "cannot read %s: not a regular file", path);
-    }
+    struct stat info;
+    info.st_size = (off_t)file_size;
     if ((uintmax_t)info.st_size > (uintmax_t)(SIZE_MAX / 2)) {
         fclose(fp);
         return st_fail(ST_ERR_NOMEM, "cannot read %s: file too large for this platform", path);

@@ -30,6 +30,10 @@ enum { ST_SAFETENSORS_MAX_DIMS = 8 };
 
 /* Largest header accepted (as the reference implementation: 100 MB). */
 #define ST_SAFETENSORS_MAX_HEADER ((uint64_t)100000000)
+/* Largest file st_safetensors_read accepts (it reads files whole): 4 GiB,
+ * ten times the checkpoint of the largest model here (VGG-19 with its
+ * best-on-validation copy, optimiser state and masks, about 0.3 GB). */
+#define ST_SAFETENSORS_MAX_FILE ((uint64_t)4 << 30)
 
 /*! @return the safetensors name ("F32", "BOOL", ...) of a dtype, or NULL if invalid. */
 const char *st_dtype_name(st_dtype dtype);
