@@ -324,6 +324,21 @@ if mounted:
 else:
     print("   (not root: the full-disk log case needs a small tmpfs and is skipped)")
 
+# --- a temporary file left by a SIGKILLed save (a dead pid) is removed by the next run -------------
+stale_ck = os.path.join(tmp, "stale.safetensors")
+child = subprocess.Popen(["true"])
+child.wait()
+stale = f"{stale_ck}.tmp.{child.pid}"
+with open(stale, "wb") as f:
+    f.write(b"half a checkpoint")
+alive = f"{stale_ck}.tmp.{os.getpid()}"  # a live process's: not ours to remove
+with open(alive, "wb") as f:
+    f.write(b"x")
+r = run(common + ["--epochs", "1", "--save", stale_ck])
+check("a stale NAME.tmp.<dead pid> is removed at start, a live process's kept",
+      r.returncode == 0 and not os.path.exists(stale) and os.path.exists(alive), r.stderr.strip())
+os.remove(alive)
+
 # --- eval --out onto a device node: refused, the node kept (a node of our own, never /dev/null) --------
 if os.geteuid() == 0:
     node = os.path.join(tmp, "null-node")

@@ -73,5 +73,16 @@ check("a fresh run does not take over the log of another run (exit 2, --force na
       r.returncode == 2 and "log of another run" in r.stderr and "--force" in r.stderr and
       len(open(log).readlines()) == 3, r.stderr.strip())
 
+# interrupted after the last step of an epoch, before its evaluation: batch_in_epoch == the epoch's batches
+mid = os.path.join(tmp, "mid.safetensors")
+r = run(common[:4] + [moved] + common[5:] + ["--epochs", "3", "--stop-after", "1", "--save", mid])
+tensors, meta = lc.read_safetensors(mid)
+meta = dict(meta, batch_in_epoch="4", epoch_seen="58", epoch_correct="5", epoch_loss_sum="130", step="8")
+with open(mid, "wb") as f:
+    f.write(lc.serialize_safetensors(tensors, meta))
+r = run(["train", "--resume", mid, "--save", mid, "--plain", "--quiet", "--stop-after", "1"])
+check("a checkpoint saved after an epoch's last step (batch_in_epoch = batches per epoch) resumes: it evaluates "
+      "that epoch and goes on", r.returncode == 0 and lc.read_safetensors(mid)[1].get("epoch") == "2", r.stderr.strip())
+
 shutil.rmtree(tmp, ignore_errors=True)
 finish()

@@ -309,9 +309,10 @@ st_status st_resume_counters_check(const st_checkpoint_info *info, const st_trai
         return st_fail(ST_ERR_FORMAT,
                        "%s: checkpoint metadata 'batch_in_epoch' = %lld, but all %d epochs of the run are done", path,
                        (long long)info->batch_in_epoch, c->epochs);
-    if (info->batch_in_epoch >= total && info->batch_in_epoch > 0)
+    /* == total: interrupted after the epoch's last step, before its evaluation */
+    if (info->batch_in_epoch > total)
         return st_fail(ST_ERR_FORMAT,
-                       "%s: checkpoint metadata 'batch_in_epoch' = %lld is not below the %lld batches of an epoch of "
+                       "%s: checkpoint metadata 'batch_in_epoch' = %lld is more than the %lld batches of an epoch of "
                        "this run",
                        path, (long long)info->batch_in_epoch, (long long)total);
     int64_t most_seen = info->batch_in_epoch * (int64_t)c->batch_size;

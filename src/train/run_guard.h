@@ -38,8 +38,9 @@ st_status st_save_guard(const char *save, const char *run_id, const char *resume
 st_status st_run_dir_guard(const char *dir, const char *run_id, const char *resume, int force);
 
 /*! Checks the progress counters of a resumed checkpoint (`c->resume`)
- *  against the run: epochs done <= --epochs; batch_in_epoch below the
- *  epoch's batches (batches_per_epoch, capped by --max-batches) and 0 once
+ *  against the run: epochs done <= --epochs; batch_in_epoch at most the
+ *  epoch's batches (batches_per_epoch, capped by --max-batches; equal when
+ *  interrupted after the last step, before the evaluation) and 0 once
  *  the run is finished; the partial-epoch sums within what those batches can
  *  hold; step <= the batches done; best_epoch < epochs done.
  *  @return ST_OK, or ST_ERR_FORMAT naming the file, the counter, its value and the bound. */
