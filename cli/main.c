@@ -130,6 +130,7 @@ static int cmd_train(int argc, char **argv) {
         {"resume", ST_FLAG_STRING, c.resume, sizeof c.resume, 0, "continue the run saved in this checkpoint"},
         {"save", ST_FLAG_STRING, c.save, sizeof c.save, 0, "checkpoint file written after every epoch and on Ctrl-C"},
         {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save, --log and --run-dir replace files of another run or kind (never a folder, device or FIFO)"},
+        {"allow-empty-layers", ST_FLAG_SWITCH, &c.allow_empty_layers, 0, 1, "let a layer keep no weight at all (a tiny --density)"},
         {"detect-anomaly", ST_FLAG_SWITCH, &c.detect_anomaly, 0, 1, "check inputs, outputs, gradients, weights and optimiser state every step"},
         {"log", ST_FLAG_STRING, c.log, sizeof c.log, 0, "JSON-lines log, one object per epoch"},
         {"run-dir", ST_FLAG_STRING, run_dir, sizeof run_dir, 0, "folder for this run (created): --save DIR/checkpoint.safetensors --log DIR/log.jsonl unless given (see `sparsetrain report`)"},

@@ -170,6 +170,22 @@ fifo_run = os.path.join(tmp, "fifo-run")
 os.makedirs(fifo_run)
 os.mkfifo(os.path.join(fifo_run, "log.jsonl"))
 
+# damaged values: a NaN weight (lenet5), a negative BN variance (a small ResNet)
+nan_tensors = dict(tensors)
+nan_tensors["fc4.weight"] = tensors["fc4.weight"].copy()
+nan_tensors["fc4.weight"].flat[3] = np.nan
+bn_ck = os.path.join(tmp, "bn.safetensors")
+r = subprocess.run([BIN] + common + ["--model", "cifar_resnet_8_1", "--max-batches", "1", "--save", bn_ck],
+                   capture_output=True, text=True)
+check("a checkpoint with batch norm", r.returncode == 0, r.stderr.strip())
+bn_tensors, bn_meta = lc.read_safetensors(bn_ck)
+var_name = next(k for k in bn_tensors if k.endswith("running_var") and not k.startswith("best."))
+bn_tensors[var_name] = bn_tensors[var_name].copy()
+bn_tensors[var_name].flat[0] = -1.0
+
+not_utf8 = os.fsdecode(os.path.join(os.fsencode(tmp), b"data\xff"))
+shutil.copytree(good, not_utf8)
+
 # files that a refused command must leave byte for byte as they were
 keep = {"log-over-checkpoint": ck, "log-is-resume": resumable, "eval-out-checkpoint": ck,
         "report-out-checkpoint": os.path.join(run_a, "checkpoint.safetensors"),
@@ -258,6 +274,12 @@ cases = {
     "checkpoint-too-big": ["eval", "--checkpoint", big, "--datadir", good],
     "data-fifo": common + ["--datadir", fifo_data],
     "report-log-fifo": ["report", fifo_run, "-o", os.path.join(tmp, "fifo-report.html")],
+    "eval-nan-weight": ["eval", "--last", "--datadir", good, "--checkpoint",
+                        write("nan.safetensors", lc.serialize_safetensors(nan_tensors, meta))],
+    "eval-negative-variance": ["eval", "--last", "--datadir", good, "--checkpoint",
+                               write("negvar.safetensors", lc.serialize_safetensors(bn_tensors, bn_meta))],
+    "density-empty-layers": common + ["--sparse", "--fix", "--density", "1e-9"],
+    "datadir-not-utf8": common + ["--datadir", not_utf8],
     "log-over-checkpoint": common + ["--log", ck],
     "log-is-resume": ["train", "--resume", resumable, "--save", os.path.join(tmp, "s.safetensors"), "--log", resumable],
     "save-is-log": common + ["--save", os.path.join(tmp, "x"), "--log", os.path.join(tmp, "sub", "..", "x")],

@@ -9,6 +9,17 @@
 #include "train/run_args.h"
 
 st_status st_train_config_to_json(const st_train_config *c, char **json) {
+    /* every string is stored in the checkpoint's JSON: refuse at start, not at the first save */
+    const struct { const char *flag, *value; } text[] = {
+        {"--model", c->model},         {"--data", c->data},           {"--datadir", c->datadir},
+        {"--optimizer", c->optimizer}, {"--lr-schedule", c->lr_schedule}, {"--sparse_init", c->sparse_init},
+        {"--mask-sampling", c->mask_sampling}};
+    for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
+        if (!st_json_utf8_valid(text[i].value, strlen(text[i].value)))
+            return st_fail(ST_ERR_ARGUMENT,
+                           "%s is not valid UTF-8 text; it is stored in the checkpoint's arguments (JSON): use a name "
+                           "in UTF-8 (for a folder, a symbolic link with a UTF-8 name)",
+                           text[i].flag);
     st_json_builder b;
     st_json_builder_init(&b);
 #define KEY(k) st_json_append_text(&b, first ? "{\"" k "\": " : ", \"" k "\": "), first = 0

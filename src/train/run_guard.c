@@ -338,3 +338,23 @@ st_status st_resume_counters_check(const st_checkpoint_info *info, const st_trai
                        path, info->best_epoch, info->epoch);
     return ST_OK;
 }
+
+st_status st_layers_kept_check(const st_model *m, const st_train_config *c) {
+    if (!c->sparse || c->allow_empty_layers) return ST_OK;
+    int empty = 0, layers = 0;
+    const st_param *first = NULL;
+    for (int i = 0; i < m->n_params; i++) {
+        const st_param *p = &m->params[i];
+        if (!p->sparse) continue;
+        layers++;
+        if (p->sparse->kept == 0) {
+            if (!first) first = p;
+            empty++;
+        }
+    }
+    if (!empty) return ST_OK;
+    return st_fail(ST_ERR_ARGUMENT,
+                   "--density %g leaves %d of %d sparse layers with no kept weight (the first: %s, %lld weights): "
+                   "nothing can flow through them; raise --density, or pass --allow-empty-layers",
+                   c->density, empty, layers, first->name, (long long)first->numel);
+}

@@ -13,6 +13,7 @@
 
 #include "sparsetrain.h"
 #include "io/checkpoint.h"
+#include "models/model.h"
 #include "train/trainer.h"
 
 #define ST_RUN_ID_CHARS 32 /* lowercase hex digits */
@@ -46,6 +47,14 @@ st_status st_run_dir_guard(const char *dir, const char *run_id, const char *resu
  *  @return ST_OK, or ST_ERR_FORMAT naming the file, the counter, its value and the bound. */
 st_status st_resume_counters_check(const st_checkpoint_info *info, const st_train_config *c,
                                    int64_t batches_per_epoch);
+
+/*! After the masks of a fresh sparse run are drawn: refuses a layer that
+ *  keeps no weight at all (a density so small that a layer is cut off: the
+ *  network cannot learn through it) unless c->allow_empty_layers; the message
+ *  names the first such layer, how many there are and the density that keeps
+ *  at least one weight in each.
+ *  @return ST_OK or ST_ERR_ARGUMENT. */
+st_status st_layers_kept_check(const st_model *m, const st_train_config *c);
 
 /* What a run holds while it runs: its locks (released by st_run_guard_end). */
 typedef struct st_run_guard {

@@ -209,6 +209,7 @@ static st_status setup_model(run *r, const st_safetensors *resume_file) {
     if (s == ST_OK && c->sparse)
         s = st_model_sample_masks(m, densities, strcmp(c->mask_sampling, "exact") == 0 ? ST_MASK_EXACT : ST_MASK_BERNOULLI,
                                   c->seed);
+    if (s == ST_OK && !resume_file) s = st_layers_kept_check(m, c);
     if (s == ST_OK) {
         for (int l = 0; l < n; l++) by_param[ids[l]] = densities[l];
         st_model_init_weights(m, c->seed, (st_init_scaling)c->scaled, c->density, by_param);

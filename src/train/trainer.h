@@ -46,6 +46,7 @@ typedef struct st_train_config {
     int max_batches;           /* --max-batches: cap batches per epoch (0 = all; smoke tests) */
     int quiet;
     int force;                 /* --force: --save may overwrite a checkpoint of another run (run_guard.h) */
+    int allow_empty_layers;    /* --allow-empty-layers: a sparse layer may keep 0 weights (run_guard.h) */
     int detect_anomaly;        /* --detect-anomaly: check inputs, outputs, weights and optimiser state every step */
     /* The run-defining flags given on the command line, as argument keys
      * separated by commas ("density,epochs"): with --resume, each must agree
