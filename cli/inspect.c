@@ -18,7 +18,7 @@
 #include "sparse/distributions.h"
 #include "sparse/flops.h"
 #include "sparse/masks.h"
-#include "models/execution.h"
+#include "exec/policy.h"
 #include "sparse/saliency.h"
 #include "train/trainer.h"
 

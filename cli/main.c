@@ -1,6 +1,7 @@
 /* The sparsetrain command: parses flags and calls the library.
  * Subcommands: train, eval, inspect, bench, report. Exit codes: 0 ok, 1 runtime failure (bad file,
  * numerical fault), 2 usage error, 130 interrupted (checkpoint saved). */
+#include <omp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,9 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/threads.h"
 #include "eval_cli.h"
 #include "flags.h"
 #include "report_cli.h"
+#include "train_output.h"
 #include "inspect.h"
 #include "sparse/distributions.h"
 #include "sparsetrain.h"
@@ -173,11 +176,17 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "sparsetrain train: --threads must be >= 0\n");
         return 2;
     }
+    if (st_threads_check("--threads", c.threads) != ST_OK) return report("train", ST_ERR_ARGUMENT); /* before OpenMP sees it */
     c.stop_flag = &stop_requested;
     if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
     install_signal_handlers();
+    if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (c.progress < 0) c.progress = isatty(fileno(stderr)) ? 1 : 0;
+    st_train_output out = {.bar = c.progress == 1, .quiet = c.quiet};
+    const st_train_hooks hooks = st_train_output_hooks(&out);
     st_train_result res;
-    st_status s = st_train_run(&c, &res);
+    st_status s = st_train_run(&c, &hooks, &res);
+    st_train_output_finish(&out);
     if (s != ST_OK) {
         if (s == ST_ERR_INTERRUPTED && c.save[0])
             fprintf(stderr, "sparsetrain train: %s\nresume with: sparsetrain train --resume %s%s%s\n", st_last_error(),

@@ -12,7 +12,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/threads.h"
-#include "models/execution.h"
+#include "exec/policy.h"
 #include "io/checkpoint.h"
 #include "io/json.h"
 #include "io/safetensors.h"

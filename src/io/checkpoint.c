@@ -99,8 +99,25 @@ static void free_entries(entry_list *l) {
     free(l->names);
 }
 
-st_status st_checkpoint_save(const char *path, const st_model *m, const st_optimizer *opt, float *const *best_values,
-                             const int64_t *best_num_batches_tracked, const st_checkpoint_info *info) {
+/* The best copy's param i in dense form. */
+static const float *snapshot_dense(entry_list *l, const st_param_snapshot *best, const st_param *p, int i) {
+    float *dense = own(l, malloc(sizeof(float) * (size_t)p->numel));
+    if (dense) st_param_snapshot_dense(best, p, i, dense);
+    return dense;
+}
+
+/* The best copy's own mask of param i when it differs from the live one, else NULL. */
+static const uint8_t *snapshot_mask(entry_list *l, const st_param_snapshot *best, const st_param *p, int i) {
+    if (!p->sparse || st_param_snapshot_same_mask(best, p, i)) return NULL;
+    uint8_t *mask = own(l, malloc((size_t)p->numel));
+    if (mask) st_param_snapshot_mask(best, i, mask);
+    return mask;
+}
+
+st_status st_checkpoint_save(const char *path, const st_model *m, const st_optimizer *opt,
+                             const st_param_snapshot *best_copy, const int64_t *best_num_batches_tracked,
+                             const st_checkpoint_info *info) {
+    const int have_best = best_copy && best_copy->taken;
     entry_list l = {0};
     char name[ST_NAME_MAX + 64];
     static const int64_t scalar_shape[1] = {0};
@@ -115,7 +132,7 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
         if (op->kind != ST_OP_BATCHNORM) continue;
         snprintf(name, sizeof name, "%s.num_batches_tracked", op->bn_name);
         add_entry(&l, name, ST_DTYPE_I64, 0, scalar_shape, &op->num_batches_tracked);
-        if (best_values && best_num_batches_tracked) {
+        if (have_best && best_num_batches_tracked) {
             snprintf(name, sizeof name, "best.%s.num_batches_tracked", op->bn_name);
             add_entry(&l, name, ST_DTYPE_I64, 0, scalar_shape, &best_num_batches_tracked[bn_index]);
         }
@@ -128,9 +145,12 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
             snprintf(name, sizeof name, "mask.%s", p->name);
             add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, mask);
         }
-        if (best_values) {
+        if (have_best) {
             snprintf(name, sizeof name, "best.%s", p->name);
-            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, dense_form(&l, p, best_values[i]));
+            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, snapshot_dense(&l, best_copy, p, i));
+            const uint8_t *best_mask = snapshot_mask(&l, best_copy, p, i);
+            snprintf(name, sizeof name, "best.mask.%s", p->name);
+            if (best_mask) add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, best_mask);
         }
         for (int which = 0; opt && which < 2; which++) {
             float *state = which == 0 ? opt->state1[i] : opt->state2[i];
@@ -285,7 +305,8 @@ st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st
         memcpy(p->value, t->data, (size_t)p->numel * sizeof(float));
         ST_TRY(check_values(path, name, p->value, p->numel));
         if (!p->sparse) continue;
-        snprintf(name, sizeof name, "mask.%s", p->name);
+        snprintf(name, sizeof name, "%smask.%s", prefix, p->name); /* the best copy's own mask, if it has one */
+        if (!prefix[0] || !st_safetensors_find(f, name)) snprintf(name, sizeof name, "mask.%s", p->name);
         if (st_safetensors_find(f, name)) {
             st_dtype dt = st_safetensors_find(f, name)->dtype == ST_DTYPE_BOOL ? ST_DTYPE_BOOL : ST_DTYPE_U8;
             ST_TRY(find_tensor(f, path, name, dt, p->ndim, p->shape, &t));

@@ -42,10 +42,13 @@ typedef struct st_checkpoint_info {
  * data point into `f`); layer_densities when present (else n = 0). */
 st_status st_checkpoint_read_info(const st_safetensors *f, const char *path, st_checkpoint_info *info);
 
-/* Writes model (+ optimizer if not NULL, + best copy if best_values not NULL:
- * one float array per param, same order as m->params) atomically to path. */
-st_status st_checkpoint_save(const char *path, const st_model *m, const st_optimizer *opt, float *const *best_values,
-                             const int64_t *best_num_batches_tracked, const st_checkpoint_info *info);
+/* Writes model (+ optimizer if not NULL, + the best copy if `best` is not
+ * NULL: a snapshot of the model's store, written as "best.<name>" in dense
+ * form under its own mask, plus "best.mask.<weight>" for every weight whose
+ * mask has moved since the snapshot) atomically to path. */
+st_status st_checkpoint_save(const char *path, const st_model *m, const st_optimizer *opt,
+                             const st_param_snapshot *best, const int64_t *best_num_batches_tracked,
+                             const st_checkpoint_info *info);
 
 /* Opens and validates that `f` is a sparsetrain checkpoint; fills the model
  * description from its metadata. */
@@ -54,7 +57,9 @@ st_status st_checkpoint_describe(const st_safetensors *f, const char *path, char
 
 /* Loads weights, buffers and masks of a model built to the checkpoint's
  * description; every tensor must be present with the right shape. With
- * prefix "best." loads the best-on-validation copy instead (if present). */
+ * prefix "best." loads the best-on-validation copy instead (if present),
+ * under its own mask "best.mask.<weight>" where the file has one, else
+ * under "mask.<weight>". */
 st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st_model *m, const char *prefix);
 /* Loads optimiser state and step count. */
 st_status st_checkpoint_load_optimizer(const st_safetensors *f, const char *path, const st_model *m,

@@ -8,23 +8,11 @@
 #include <stdint.h>
 
 #include "nn/layers.h"
+#include "params/param_store.h"
 #include "sparse/sparse_weight.h"
 #include "sparsetrain.h"
 
-#define ST_NAME_MAX 96
 
-/* A named tensor of the state_dict: a trainable parameter or a buffer. */
-typedef struct st_param {
-    char name[ST_NAME_MAX];
-    int ndim;
-    int64_t shape[4];
-    int64_t numel;
-    float *value;              /* numel floats (for a prunable weight: its sparse weight's values) */
-    float *grad;               /* numel floats; NULL for buffers */
-    st_sparse_weight *sparse;  /* non-NULL for prunable weights (every conv/linear weight) */
-    int is_buffer;             /* running_mean / running_var: saved, never trained */
-    double fan_in, fan_out;    /* for initialisation (weights only) */
-} st_param;
 
 typedef enum st_op_kind {
     ST_OP_CONV,
@@ -48,8 +36,6 @@ typedef struct st_op {
     int kernel, stride, padding;
     float *save_mean, *save_invstd; /* BN (channels) */
     int32_t *argmax;           /* MAXPOOL (capacity * out size) */
-    st_conv2d_plan *conv_plan; /* CONV: backend prepared for the last batch size seen */
-    struct st_spconv_plan *sp_plan; /* CONV/LINEAR under sparse execution, for the last batch size */
 } st_op;
 
 /* Activation buffers belong to the forward/backward walk: between convolutions
@@ -62,15 +48,17 @@ typedef struct st_activation {
     float *grad;                 /* capacity * size */
 } st_activation;
 
-typedef struct st_model_schedule st_model_schedule; /* fused execution order (model.c) */
+typedef struct st_model_schedule st_model_schedule; /* fused execution order (exec/executor.h) */
+struct st_executor;                                 /* dense or sparse (exec/executor.h) */
 
 typedef struct st_model {
     char name[64];
     int num_classes, in_channels, in_height, in_width;
     st_op *ops;
     int n_ops, cap_ops;
-    st_param *params;
+    st_param *params;            /* names and shapes; every array behind them belongs to `store` */
     int n_params, cap_params;
+    st_param_store store;        /* values, gradients, optimiser slots, masks (params/param_store.h) */
     st_activation *acts;
     int n_acts, cap_acts;
     int capacity;                /* batch size the activation buffers hold */
@@ -80,13 +68,11 @@ typedef struct st_model {
     size_t workspace_floats;
     float *log_probs;            /* capacity * classes */
     st_model_schedule *schedule; /* built on the first forward pass */
-    /* Sparse execution (st_model_use_sparse_execution): prunable weights are
-     * packed (CSR, kept values only) and every activation between the input
-     * and the logits is held batch-innermost (CHWN, kernels/sparse_conv.h).
-     * The images and the logits stay plain; these buffers hold their CHWN
-     * forms (capacity-sized). */
-    int sparse_exec;
-    float *chwn_input, *chwn_input_grad, *chwn_logits, *chwn_logits_grad;
+    /* How it runs (exec/executor.h): the dense executor until
+     * st_model_use_sparse_execution; the executor's own state (kernel plans,
+     * layout copies of the images and logits). */
+    const struct st_executor *exec;
+    void *exec_state;
     int profile; /* 1: accumulate the time of every step of the walk (st_model_step_profile) */
 } st_model;
 
@@ -113,11 +99,11 @@ int st_model_step_count(const st_model *m);
 void st_model_step_profile(const st_model *m, int step, st_step_profile *out);
 void st_model_profile_reset(st_model *m);
 
-/* Floats held in a parameter's value / grad / optimiser-state arrays: its
- * kept count for a packed weight, else numel. */
-static inline int64_t st_param_stored(const st_param *p) {
-    return p->sparse ? st_sparse_weight_stored(p->sparse) : p->numel;
-}
+
+/* Elements of one image of activation `a`; shapes of an op for `batch` images. */
+static inline int64_t st_activation_size(const st_activation *a) { return (int64_t)a->channels * a->height * a->width; }
+void st_model_conv_shape(const st_model *m, const st_op *op, int batch, st_conv2d_shape *s);
+void st_model_pool_shape(const st_model *m, const st_op *op, int batch, st_pool_shape *s);
 
 /* Builds a model by name (SPEC section 2): cifar_resnet_N[_W], vgg11/13/16/19,
  * lenet5, lenet300-100. Parameters are allocated but not initialised. */
@@ -144,6 +130,10 @@ int st_model_add_flatten(st_model *m, int in);
  * kernels on CHWN activations. Call after masks and weights are final and
  * before creating an optimiser; it cannot be undone. */
 st_status st_model_use_sparse_execution(st_model *m);
+/* "dense" or "sparse"; the convolution implementation in use (e.g.
+ * "jit:avx512_core", "sparse-direct:avx2", "none" before the first pass). */
+const char *st_model_executor_name(const st_model *m);
+void st_model_conv_implementation(const st_model *m, char *out, size_t size);
 
 /* Prepares activation buffers for batches of up to `capacity` images. */
 st_status st_model_reserve(st_model *m, int capacity);
@@ -152,6 +142,10 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
 /* Loss + backward after st_model_forward in training mode: fills every
  * parameter gradient (overwriting) and returns the mean loss and #correct. */
 st_status st_model_loss_backward(st_model *m, const int32_t *labels, int batch, double *loss, int *correct);
+/* The same, adding into the parameter gradients (st_model_zero_grad clears
+ * them), e.g. over the micro-batches of one step. */
+st_status st_model_loss_backward_accumulate(st_model *m, const int32_t *labels, int batch, double *loss,
+                                            int *correct);
 /* Loss and top-1 correct count only (evaluation). */
 double st_model_loss(st_model *m, const int32_t *labels, int batch, int *correct);
 void st_model_zero_grad(st_model *m);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "exec/executor.h"
 #include "models/builders.h"
 
 /* Parses a positive decimal integer that spans the whole of [s, end). */
@@ -56,8 +57,10 @@ st_status st_model_create(const char *name, int num_classes, int in_channels, in
     m->in_height = in_height;
     m->in_width = in_width;
     m->training = 1;
+    m->exec = &st_dense_executor;
     st_model_add_input(m, in_channels, in_height, in_width);
     st_status s = build_by_name(m, name);
+    if (s == ST_OK) s = st_param_store_bind(&m->store, m->params, m->n_params);
     if (s != ST_OK) {
         st_model_free(m);
         return s;

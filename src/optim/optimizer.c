@@ -12,7 +12,7 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-st_status st_optimizer_create(st_optimizer *o, const st_model *m, st_optimizer_kind kind, double momentum,
+st_status st_optimizer_create(st_optimizer *o, st_model *m, st_optimizer_kind kind, double momentum,
                               int nesterov, double weight_decay) {
     memset(o, 0, sizeof *o);
     o->kind = kind;
@@ -22,35 +22,29 @@ st_status st_optimizer_create(st_optimizer *o, const st_model *m, st_optimizer_k
     o->beta1 = 0.9;
     o->beta2 = 0.999;
     o->eps = 1e-8;
+    o->store = &m->store;
+    o->slot[0] = o->slot[1] = -1;
+    o->state1 = o->state2 = st_param_store_slot_table(o->store, -1);
     if (nesterov && kind == ST_OPTIMIZER_SGD && momentum <= 0)
         return st_fail(ST_ERR_ARGUMENT, "Nesterov momentum requires --momentum > 0");
     o->n_params = m->n_params;
-    o->state1 = st_calloc((size_t)m->n_params, sizeof(float *), "optimizer state");
-    o->state2 = st_calloc((size_t)m->n_params, sizeof(float *), "optimizer state");
-    if (!o->state1 || !o->state2) return ST_ERR_NOMEM;
-    for (int i = 0; i < m->n_params; i++) {
-        const st_param *p = &m->params[i];
-        if (p->is_buffer) continue;
-        if (kind == ST_OPTIMIZER_ADAM || momentum != 0) {
-            o->state1[i] = st_calloc((size_t)st_param_stored(p), sizeof(float), "optimizer state");
-            if (!o->state1[i]) return ST_ERR_NOMEM;
-        }
-        if (kind == ST_OPTIMIZER_ADAM) {
-            o->state2[i] = st_calloc((size_t)st_param_stored(p), sizeof(float), "optimizer state");
-            if (!o->state2[i]) return ST_ERR_NOMEM;
-        }
+    if (kind == ST_OPTIMIZER_ADAM || momentum != 0) {
+        ST_TRY(st_param_store_add_slot(o->store, kind == ST_OPTIMIZER_SGD ? "momentum_buffer" : "exp_avg", &o->slot[0]));
+        o->state1 = st_param_store_slot_table(o->store, o->slot[0]);
+    }
+    if (kind == ST_OPTIMIZER_ADAM) {
+        ST_TRY(st_param_store_add_slot(o->store, "exp_avg_sq", &o->slot[1]));
+        o->state2 = st_param_store_slot_table(o->store, o->slot[1]);
     }
     return ST_OK;
 }
 
 void st_optimizer_free(st_optimizer *o) {
     if (!o) return;
-    for (int i = 0; i < o->n_params; i++) {
-        if (o->state1) free(o->state1[i]);
-        if (o->state2) free(o->state2[i]);
+    if (o->store) {
+        st_param_store_remove_slot(o->store, o->slot[0]);
+        st_param_store_remove_slot(o->store, o->slot[1]);
     }
-    free(o->state1);
-    free(o->state2);
     memset(o, 0, sizeof *o);
 }
 

@@ -18,14 +18,19 @@ typedef struct st_optimizer {
     double beta1, beta2, eps; /* Adam: 0.9, 0.999, 1e-8 */
     int64_t steps;        /* optimiser steps taken */
     int n_params;
-    /* per param, in the parameter's stored form (st_param_stored floats: only
-     * the kept positions of a packed weight) */
-    float **state1;       /* per param: SGD momentum_buffer / Adam exp_avg (NULL for buffers) */
+    /* The state lives in the model's parameter store (params/param_store.h),
+     * which moves it with every mask change: these are the store's tables of
+     * per-parameter arrays, in the parameter's stored form (st_param_stored
+     * floats: only the kept positions of a packed weight). */
+    float **state1;       /* per param: SGD momentum_buffer / Adam exp_avg (NULL for buffers / no such state) */
     float **state2;       /* per param: Adam exp_avg_sq (NULL otherwise) */
+    st_param_store *store; /* where the slots are */
+    int slot[2];          /* the store's slots of state1 / state2, -1 when absent */
 } st_optimizer;
 
-st_status st_optimizer_create(st_optimizer *o, const st_model *m, st_optimizer_kind kind, double momentum,
+st_status st_optimizer_create(st_optimizer *o, st_model *m, st_optimizer_kind kind, double momentum,
                               int nesterov, double weight_decay);
+/* Releases the optimiser's slots of the store (call before freeing the model). */
 void st_optimizer_free(st_optimizer *o);
 /* One step at learning rate `lr` over every trainable parameter of `m`;
  * masked weights and their state are kept at exactly 0. */

@@ -63,6 +63,7 @@ st_status st_sparse_weight_pack(st_sparse_weight *w, float **grad) {
     w->col = col;
     w->kept = kept;
     w->packed = 1;
+    w->version++;
     if (grad) {
         free(*grad);
         *grad = g;
@@ -114,7 +115,67 @@ st_status st_sparse_weight_set_mask(st_sparse_weight *w, const uint8_t *mask) {
         kept += w->mask[i];
     }
     w->kept = kept;
+    w->version++;
     st_sparse_weight_apply_mask(w, w->values);
+    return ST_OK;
+}
+
+st_status st_sparse_weight_new_packed(int rows, int64_t cols, const uint8_t *mask, st_sparse_weight *out) {
+    memset(out, 0, sizeof *out);
+    if (rows <= 0 || cols <= 0 || cols > INT32_MAX)
+        return st_fail(ST_ERR_ARGUMENT, "weight shape (%d, %lld) cannot be packed", rows, (long long)cols);
+    const int64_t n = (int64_t)rows * cols;
+    int64_t kept = 0;
+    for (int64_t k = 0; k < n; k++) kept += mask[k] != 0;
+    out->rows = rows;
+    out->cols = cols;
+    out->kept = kept;
+    out->packed = 1;
+    out->row_ptr = st_malloc(sizeof(int64_t) * ((size_t)rows + 1), "packed weight");
+    out->col = st_malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1), "packed weight");
+    out->values = st_calloc((size_t)(kept ? kept : 1), sizeof(float), "packed weight");
+    if (!out->row_ptr || !out->col || !out->values) {
+        st_sparse_weight_release(out);
+        return ST_ERR_NOMEM;
+    }
+    int64_t e = 0;
+    for (int r = 0; r < rows; r++) {
+        out->row_ptr[r] = e;
+        for (int64_t c = 0; c < cols; c++)
+            if (mask[(int64_t)r * cols + c]) out->col[e++] = (int32_t)c;
+    }
+    out->row_ptr[rows] = e;
+    return ST_OK;
+}
+
+st_status st_sparse_weight_new_masked(int rows, int64_t cols, const uint8_t *mask, st_sparse_weight *out) {
+    ST_TRY(st_sparse_weight_init(out, rows, cols));
+    st_status s = st_sparse_weight_set_mask(out, mask);
+    if (s != ST_OK) st_sparse_weight_release(out);
+    return s;
+}
+
+st_status st_sparse_weight_copy_structure(const st_sparse_weight *w, st_sparse_weight *out) {
+    *out = *w;
+    out->values = NULL;
+    out->mask = NULL;
+    out->row_ptr = NULL;
+    out->col = NULL;
+    const int64_t n = st_sparse_weight_numel(w);
+    if (w->packed) {
+        out->row_ptr = st_malloc(sizeof(int64_t) * ((size_t)w->rows + 1), "weight structure");
+        out->col = st_malloc(sizeof(int32_t) * (size_t)(w->kept ? w->kept : 1), "weight structure");
+        if (!out->row_ptr || !out->col) {
+            st_sparse_weight_release(out);
+            return ST_ERR_NOMEM;
+        }
+        memcpy(out->row_ptr, w->row_ptr, sizeof(int64_t) * ((size_t)w->rows + 1));
+        memcpy(out->col, w->col, sizeof(int32_t) * (size_t)w->kept);
+    } else if (w->mask) {
+        out->mask = st_malloc((size_t)n, "weight structure");
+        if (!out->mask) return ST_ERR_NOMEM;
+        memcpy(out->mask, w->mask, (size_t)n);
+    }
     return ST_OK;
 }
 

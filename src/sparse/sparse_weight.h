@@ -24,6 +24,7 @@ typedef struct st_sparse_weight {
     int packed;        /* 1: values hold the `kept` values in CSR order */
     int64_t *row_ptr;  /* packed: rows + 1 */
     int32_t *col;      /* packed: kept column indices, increasing within a row */
+    uint64_t version;  /* changes whenever the mask (or the form) changes: plans built from it compare it */
 } st_sparse_weight;
 
 st_status st_sparse_weight_init(st_sparse_weight *w, int rows, int64_t cols);
@@ -38,6 +39,12 @@ static inline int64_t st_sparse_weight_stored(const st_sparse_weight *w) {
 /* Converts to the packed form; *grad (a dense gradient buffer of the weight,
  * may be NULL) is replaced by a zeroed `kept`-float buffer. */
 st_status st_sparse_weight_pack(st_sparse_weight *w, float **grad);
+/* A new weight with `mask` (rows*cols bytes, nonzero = kept) and zeroed
+ * values: packed (CSR) or dense form with the mask. */
+st_status st_sparse_weight_new_packed(int rows, int64_t cols, const uint8_t *mask, st_sparse_weight *out);
+st_status st_sparse_weight_new_masked(int rows, int64_t cols, const uint8_t *mask, st_sparse_weight *out);
+/* A copy of w's structure (form, mask or CSR, kept count, version) without values. */
+st_status st_sparse_weight_copy_structure(const st_sparse_weight *w, st_sparse_weight *out);
 /* dense (rows, cols) <- stored form, zeros at masked positions */
 void st_sparse_weight_scatter(const st_sparse_weight *w, const float *stored, float *dense);
 /* stored form <- dense (rows, cols) (values at masked positions are dropped) */

@@ -13,7 +13,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "kernels/isa.h"
-#include "models/execution.h"
+#include "exec/policy.h"
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -102,16 +102,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         r->images_per_s = 1e3 * c->batch_size / r->step_ms;
         st_model_prunable_counts(m, &r->kept, &r->total);
         r->threads = omp_get_max_threads();
-        snprintf(r->conv_implementation, sizeof r->conv_implementation, "none");
-        if (m->sparse_exec)
-            snprintf(r->conv_implementation, sizeof r->conv_implementation, "sparse-direct:%s",
-                     st_isa_name(st_isa_current()));
-        for (int i = 0; i < m->n_ops; i++)
-            if (m->ops[i].kind == ST_OP_CONV && m->ops[i].conv_plan) {
-                snprintf(r->conv_implementation, sizeof r->conv_implementation, "%s",
-                         st_conv2d_plan_implementation(m->ops[i].conv_plan, 0));
-                break;
-            }
+        st_model_conv_implementation(m, r->conv_implementation, sizeof r->conv_implementation);
         const int n_steps = st_model_step_count(m);
         r->layers = calloc((size_t)n_steps + 1, sizeof *r->layers);
         if (!r->layers) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
@@ -144,7 +135,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         }
         struct rusage ru;
         if (getrusage(RUSAGE_SELF, &ru) == 0) r->peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
-        snprintf(r->execution, sizeof r->execution, "%s", m->sparse_exec ? "sparse" : "dense");
+        snprintf(r->execution, sizeof r->execution, "%s", st_model_executor_name(m));
         snprintf(r->isa, sizeof r->isa, "%s", st_isa_name(st_isa_current()));
     }
     st_optimizer_free(&opt);

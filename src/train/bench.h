@@ -15,7 +15,7 @@ typedef struct st_bench_config {
     int channels, height, width, classes;
     int warmup, steps;     /* warm-up steps, timed steps */
     uint64_t seed;
-    char execution[16];    /* auto, sparse or dense (models/execution.h) */
+    char execution[16];    /* auto, sparse or dense (exec/policy.h) */
 } st_bench_config;
 
 /* One step of the walk (a layer or a fused group), timed per training step. */

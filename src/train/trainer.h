@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "data/dataset.h"
 #include "sparsetrain.h"
 
 #define ST_PATH_MAX 1024
@@ -32,7 +33,7 @@ typedef struct st_train_config {
     double density;            /* --density 0.05 */
     double fc_density;         /* --fc_density 1.0 (ERK_plus) */
     char mask_sampling[16];    /* --mask-sampling bernoulli|exact */
-    char execution[16];        /* --execution auto|sparse|dense (models/execution.h) */
+    char execution[16];        /* --execution auto|sparse|dense (exec/policy.h) */
     int scaled;                /* --scaled (1), --scaled-per-layer (2) */
     int augment;               /* -1 = data set default (CIFAR yes, MNIST no) */
     /* run-time only (not part of the run's identity) */
@@ -68,7 +69,95 @@ typedef struct st_train_result {
 } st_train_result;
 
 void st_train_config_defaults(st_train_config *c);
-st_status st_train_run(st_train_config *c, st_train_result *result);
+
+/* ---------- a run as library calls ----------
+ * st_trainer_create does the whole set-up (data, model, layer densities,
+ * masks, initialisation, execution, optimiser, and --resume); then each
+ * piece of a run is callable on its own:
+ *   st_trainer_step        one optimiser step on one batch: zero the
+ *                          gradients, forward, backward, the after_backward
+ *                          hook, the optimiser, the after_step hook; or its
+ *                          parts (st_trainer_zero_grad, st_trainer_accumulate
+ *                          for each micro-batch, st_trainer_apply);
+ *   st_trainer_train_epoch one epoch of steps (resuming mid-epoch);
+ *   st_trainer_evaluate    accuracy and loss on the validation or test split;
+ *   st_trainer_end_epoch   evaluation, best-on-validation snapshot, log line,
+ *                          checkpoint;
+ * and st_train_run chains them for `sparsetrain train`. The library prints
+ * nothing: the hooks report set-up, progress and epochs to the caller. */
+typedef struct st_trainer st_trainer;
+
+typedef struct st_setup_layer {
+    const char *name;
+    int64_t numel, kept;
+    double density;           /* as the distribution chose it */
+} st_setup_layer;
+
+typedef struct st_setup_report {
+    const st_train_config *config;
+    int64_t parameters, kept, prunable;
+    int64_t train_images, valid_images, test_images;
+    int threads;
+    int n_layers;             /* prunable layers (sparse runs), with their densities */
+    const st_setup_layer *layers;
+    const char *execution;    /* "dense" or "sparse" */
+    double flop_density;
+} st_setup_report;
+
+typedef struct st_batch_report {
+    int epoch, epochs;        /* 0-based epoch */
+    int64_t done, total;      /* batches of this epoch */
+    double loss, accuracy;    /* running means over the epoch */
+    double images_per_s, elapsed_s;
+} st_batch_report;
+
+typedef struct st_epoch_report {
+    int epoch, epochs;        /* 0-based epoch */
+    double lr, train_loss, train_acc;
+    double val_acc;           /* -1 without a validation split */
+    double test_acc, test_loss, images_per_s, seconds;
+} st_epoch_report;
+
+typedef struct st_train_hooks {
+    void *user;
+    /* Per-step work between backward and the optimiser (gradient
+     * all-reduce, gradient-based mask updates) and after the optimiser (mask
+     * updates); an error stops the run. */
+    st_status (*after_backward)(st_trainer *t, void *user);
+    st_status (*after_step)(st_trainer *t, void *user);
+    /* Reports: once after set-up, after every batch, after every epoch. */
+    void (*on_setup)(const st_setup_report *r, void *user);
+    void (*on_batch)(const st_batch_report *r, void *user);
+    void (*on_epoch)(const st_epoch_report *r, void *user);
+} st_train_hooks;
+
+typedef enum st_split { ST_SPLIT_VALID = 0, ST_SPLIT_TEST = 1 } st_split;
+
+/* hooks may be NULL; c must outlive the trainer. */
+st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_trainer **out);
+void st_trainer_free(st_trainer *t);
+struct st_model *st_trainer_model(st_trainer *t);
+struct st_optimizer *st_trainer_optimizer(st_trainer *t);
+/* The learning rate of 0-based `epoch` under the run's schedule. */
+double st_trainer_lr(const st_trainer *t, int epoch);
+
+void st_trainer_zero_grad(st_trainer *t);
+/* Forward + backward of one (micro-)batch, adding into the gradients. */
+st_status st_trainer_accumulate(st_trainer *t, const st_batch *b, double *loss, int *correct);
+/* after_backward hook, optimiser step at `lr`, after_step hook. */
+st_status st_trainer_apply(st_trainer *t, double lr);
+st_status st_trainer_step(st_trainer *t, const st_batch *b, double lr, double *loss, int *correct);
+
+/* One epoch; *stopped = 1 when c->stop_flag ended it early (a checkpoint is
+ * then saved with the position in the epoch). */
+st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped);
+st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, double *loss);
+st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result);
+st_status st_trainer_save(st_trainer *t);
+
+/* The whole run: epochs from where the checkpoint left off to c->epochs (or
+ * c->stop_after of them). */
+st_status st_train_run(st_train_config *c, const st_train_hooks *hooks, st_train_result *result);
 
 /* Evaluation of a saved checkpoint (`sparsetrain eval`) lives in eval/eval_run.h. */
 

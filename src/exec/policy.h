@@ -15,8 +15,8 @@
  * FLOP-weighted density 0.2 on cifar_resnet_20/56 (w ~36), slower at
  * ~0.36; faster at 0.17 and slower at 0.2 on cifar_resnet_20_64 (w ~141);
  * faster at 0.12 on vgg16 (w ~282). */
-#ifndef ST_MODELS_EXECUTION_H
-#define ST_MODELS_EXECUTION_H
+#ifndef ST_EXEC_POLICY_H
+#define ST_EXEC_POLICY_H
 
 #include "models/model.h"
 

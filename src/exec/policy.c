@@ -1,5 +1,5 @@
-/* Dense vs sparse execution choice (see execution.h). */
-#include "models/execution.h"
+/* Dense vs sparse execution choice (see policy.h). */
+#include "exec/policy.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,0 +1,77 @@
+/* Terminal output of `sparsetrain train` (see train_output.h). */
+#include "train_output.h"
+
+#include <stdio.h>
+#include <time.h>
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void on_setup(const st_setup_report *r, void *user) {
+    const st_train_output *out = user;
+    const st_train_config *c = r->config;
+    if (out->quiet) return;
+    if (c->sparse) {
+        int64_t kept = 0, total = 0;
+        for (int l = 0; l < r->n_layers; l++) kept += r->layers[l].kept, total += r->layers[l].numel;
+        printf("layer-wise densities (%s, target %.4g):\n", c->sparse_init, c->density);
+        for (int l = 0; l < r->n_layers; l++)
+            printf("  %-28s %9lld weights  density %.4f  kept %lld\n", r->layers[l].name, (long long)r->layers[l].numel,
+                   r->layers[l].density, (long long)r->layers[l].kept);
+        printf("  overall: %lld of %lld prunable weights kept (density %.4f)\n", (long long)kept, (long long)total,
+               (double)kept / (double)total);
+        printf("execution: %s (FLOP-weighted density %.4f; --execution %s)\n", r->execution, r->flop_density,
+               c->execution);
+    }
+    printf("%s on %s: %lld parameters, %lld of %lld prunable weights kept; %lld train / %lld val / %lld test "
+           "images; %d threads%s\n",
+           c->model, c->data, (long long)r->parameters, (long long)r->kept, (long long)r->prunable,
+           (long long)r->train_images, (long long)r->valid_images, (long long)r->test_images, r->threads,
+           c->resume[0] ? " (resumed)" : "");
+    fflush(stdout);
+}
+
+static void on_batch(const st_batch_report *r, void *user) {
+    st_train_output *out = user;
+    if (!out->bar) return;
+    const double t = now_seconds();
+    if (!(t - out->last_draw > 0.25 || r->done == r->total)) return;
+    out->last_draw = t;
+    const int width = 24, filled = r->total ? (int)(width * r->done / r->total) : width;
+    const double eta = r->done ? r->elapsed_s * (double)(r->total - r->done) / (double)r->done : 0;
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '=' : (i == filled ? '>' : ' ');
+    bar[width] = 0;
+    fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f acc %.2f%% %.0f img/s ETA %d:%02d ", r->epoch + 1,
+            r->epochs, bar, (long long)r->done, (long long)r->total, r->loss, 100 * r->accuracy, r->images_per_s,
+            (int)eta / 60, (int)eta % 60);
+    out->bar_open = 1;
+    if (r->done == r->total) st_train_output_finish(out);
+    fflush(stderr);
+}
+
+static void on_epoch(const st_epoch_report *r, void *user) {
+    st_train_output *out = user;
+    st_train_output_finish(out);
+    if (out->quiet) return;
+    printf("epoch %d/%d  lr %.4g  train loss %.4f acc %.2f%%", r->epoch + 1, r->epochs, r->lr, r->train_loss,
+           100 * r->train_acc);
+    if (r->val_acc >= 0) printf("  val acc %.2f%%", 100 * r->val_acc);
+    printf("  test acc %.2f%% loss %.4f  %.0f img/s  %.1f s\n", 100 * r->test_acc, r->test_loss, r->images_per_s,
+           r->seconds);
+    fflush(stdout);
+}
+
+void st_train_output_finish(st_train_output *out) {
+    if (!out->bar_open) return;
+    fputc('\n', stderr);
+    out->bar_open = 0;
+}
+
+st_train_hooks st_train_output_hooks(st_train_output *out) {
+    st_train_hooks h = {.user = out, .on_setup = on_setup, .on_batch = on_batch, .on_epoch = on_epoch};
+    return h;
+}

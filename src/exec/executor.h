@@ -1,0 +1,123 @@
+/* How a model runs: the walker, its fused schedule, and the executor
+ * interface that the dense and the sparse executor each implement.
+ *
+ *   walker.c          drives a forward / backward pass over the schedule,
+ *                     whichever executor the model has; runs the fused
+ *                     batch-norm / add / ReLU steps, whose kernels take any
+ *                     layout the executor describes (bn_shape); never asks
+ *                     which executor it is driving.
+ *   schedule.c        the fused schedule (which ops run as one step) and the
+ *                     activation layout groups.
+ *   dense_executor.c  oneDNN convolutions, NCHW or channel-blocked
+ *                     activations, dense-form weights (masked entries 0).
+ *   sparse_executor.c packed (CSR) weights and the direct sparse kernels on
+ *                     batch-innermost (CHWN) activations.
+ *   profile.c         per-step timing.
+ *   policy.c          which executor a model gets (--execution).
+ *
+ * An executor is a table of functions plus state of its own (m->exec_state:
+ * kernel plans, layout copies of the images and logits). The walker holds
+ * the images and logits in plain (NCHW, (N, classes)) form in acts[0] and
+ * acts[last]; images_in / logits_out / logits_grad_in / images_grad_out move
+ * them to and from the executor's own form. */
+#ifndef ST_EXEC_EXECUTOR_H
+#define ST_EXEC_EXECUTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/bn_act.h"
+#include "models/model.h"
+
+typedef struct st_executor {
+    const char *name; /* "dense", "sparse" */
+    /* Called once when a model switches to this executor (masks and weights
+     * final), e.g. to pack the weights; may refuse. */
+    st_status (*prepare)(st_model *m);
+    /* Buffers of its own for batches of up to m->capacity images. */
+    st_status (*reserve)(st_model *m);
+    /* Frees m->exec_state. */
+    void (*release)(st_model *m);
+    /* 1 when activation groups may take channel-blocked layouts (schedule.c). */
+    int (*allows_blocked_layouts)(const st_model *m);
+    /* The buffers a step reads and writes for activation `a`, and the shape
+     * the bn_act kernels see it in. */
+    float *(*act_value)(st_model *m, int a);
+    float *(*act_grad)(st_model *m, int a);
+    st_bn_act_shape (*bn_shape)(const st_model *m, int a, int batch);
+    /* The plain ends of the walk (see above). */
+    void (*images_in)(st_model *m, int batch);
+    void (*logits_out)(st_model *m, int batch);
+    void (*logits_grad_in)(st_model *m, int batch);
+    void (*images_grad_out)(st_model *m, int batch);
+    /* One op that runs as a step of its own: convolution, linear, pooling, flatten. */
+    st_status (*forward_op)(st_model *m, st_op *op, int batch);
+    void (*backward_op)(st_model *m, st_op *op, const float *dy, int batch);
+    /* The convolution implementation in use, e.g. "jit:avx512_core", "sparse-direct:avx2", "none". */
+    void (*describe)(const st_model *m, char *out, size_t size);
+} st_executor;
+
+extern const st_executor st_dense_executor;
+extern const st_executor st_sparse_executor;
+
+/* ---------- the fused schedule (schedule.c) ----------
+ * The walk runs "steps" rather than single ops so that batch norm, the
+ * residual add and ReLU are done in one pass each way (kernels/bn_act.h):
+ *   BN -> ReLU                one step at the BN's place
+ *   BN -> add(., r) -> ReLU   one step at the add's place (r may be computed
+ *                             after the BN, e.g. a shortcut convolution)
+ *   add -> ReLU, lone BN, lone ReLU, lone add
+ * An op is folded into a step only when its output has no other reader, so
+ * the skipped intermediate activations are never read. Backward visits the
+ * steps in reverse and tracks which activation gradients have been written
+ * this step: the first writer overwrites, later ones add, so no gradient
+ * buffer is cleared in advance. */
+
+typedef enum st_step_kind { ST_STEP_OP, ST_STEP_BN_ACT, ST_STEP_ADD_ACT } st_step_kind;
+
+typedef struct st_model_step {
+    double forward_s, backward_s; /* profiling (m->profile) */
+    int calls;
+    st_step_kind kind;
+    int op;          /* ST_STEP_OP: the op; ST_STEP_BN_ACT: the BN op */
+    int add, relu;   /* folded ADD / RELU ops, or -1 */
+    int x, residual; /* input activation (BN's or add's first), other add input or -1 */
+    int out;         /* activation the step writes */
+} st_model_step;
+
+/* Activation layouts. Convolutions on oneDNN run fastest on channel-blocked
+ * activations (nChw16c: (N, C/16, H, W, 16)), and the fused steps and global
+ * average pooling handle that layout too; only the other layers need NCHW.
+ * Activations joined by fused steps (a step's input, residual and output)
+ * form a group with one layout; a group is blocked when the executor allows
+ * it and its activations are written only by convolutions and fused steps
+ * and read only by convolutions, fused steps and global average pooling. Its
+ * block is the one the first convolution writing it prefers (decided when
+ * that plan is made), so no reorder is needed between layers. */
+struct st_model_schedule {
+    st_model_step *steps;
+    int n_steps;
+    uint8_t *grad_written; /* per activation, during backward */
+    int *group;            /* per activation: its layout group */
+    uint8_t *may_block;    /* per group: 1 if it may use a blocked layout */
+    int *block;            /* per group: 0 = undecided, 1 = NCHW, B = blocks of B channels */
+    int max_bn_channels;   /* widest batch norm: sizes its scratch in the workspace */
+};
+
+st_status st_schedule_build(st_model *m);
+void st_schedule_free(st_model_schedule *sc);
+/* Layout of activation `a`: 1 = NCHW, B = channel blocks of B. */
+int st_schedule_block(const st_model *m, int a);
+
+/* ---------- walker services for the executors (walker.c) ---------- */
+
+/* Grows the shared workspace to at least `floats`. */
+st_status st_walk_ensure_workspace(st_model *m, size_t floats);
+/* Gradient buffer of activation `a` for a writer that can overwrite:
+ * *accumulate says whether an earlier writer got there first. NULL for the
+ * images unless m->want_input_grad asks for d loss / d images. */
+float *st_walk_grad_for_write(st_model *m, int a, int *accumulate);
+/* Gradient buffer for a layer function that always adds: zeroed on first use. */
+float *st_walk_grad_for_add(st_model *m, int a, int batch);
+
+#endif

@@ -1,0 +1,239 @@
+/* The sparse executor (see executor.h): prunable weights packed (CSR, kept
+ * values only, in the parameter store) and the direct sparse kernels
+ * (kernels/sparse_conv.h) on batch-innermost (CHWN) activations; batch norm,
+ * add and ReLU run channel-major through the same fused kernels as the dense
+ * executor. Its state: one kernel plan per convolution / linear op, rebuilt
+ * when the batch size or the weight's mask version changes, and the CHWN
+ * copies of the images and logits (and their gradients). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/status.h"
+#include "exec/executor.h"
+#include "kernels/chwn_ops.h"
+#include "kernels/isa.h"
+#include "kernels/sparse_conv.h"
+
+typedef struct sparse_state {
+    st_spconv_plan **plans; /* per op */
+    uint64_t *versions;     /* per op: the weight's mask version its plan was built from */
+    float *chwn_input, *chwn_input_grad, *chwn_logits, *chwn_logits_grad; /* capacity-sized */
+} sparse_state;
+
+static sparse_state *state(const st_model *m) { return (sparse_state *)m->exec_state; }
+
+static void free_buffers(sparse_state *s) {
+    free(s->chwn_input), free(s->chwn_input_grad), free(s->chwn_logits), free(s->chwn_logits_grad);
+    s->chwn_input = s->chwn_input_grad = s->chwn_logits = s->chwn_logits_grad = NULL;
+}
+
+static st_status ensure_state(st_model *m) {
+    if (m->exec_state) return ST_OK;
+    sparse_state *s = st_calloc(1, sizeof *s, "sparse executor");
+    if (!s) return ST_ERR_NOMEM;
+    s->plans = st_calloc((size_t)m->n_ops + 1, sizeof *s->plans, "sparse executor");
+    s->versions = st_calloc((size_t)m->n_ops + 1, sizeof *s->versions, "sparse executor");
+    m->exec_state = s;
+    return s->plans && s->versions ? ST_OK : ST_ERR_NOMEM;
+}
+
+/* Packs every prunable weight, with its gradient and optimiser state. */
+static st_status sparse_prepare(st_model *m) {
+    return st_param_store_pack(&m->store);
+}
+
+/* CHWN copies of the images and logits (and their gradients). */
+static st_status sparse_reserve(st_model *m) {
+    ST_TRY(ensure_state(m));
+    sparse_state *s = state(m);
+    const size_t in = (size_t)m->capacity * (size_t)st_activation_size(&m->acts[0]);
+    const size_t out = (size_t)m->capacity * (size_t)m->num_classes;
+    free_buffers(s);
+    s->chwn_input = st_malloc_aligned(in * sizeof(float), "sparse execution buffers");
+    s->chwn_input_grad = st_malloc_aligned(in * sizeof(float), "sparse execution buffers");
+    s->chwn_logits = st_malloc_aligned(out * sizeof(float), "sparse execution buffers");
+    s->chwn_logits_grad = st_malloc_aligned(out * sizeof(float), "sparse execution buffers");
+    if (!s->chwn_input || !s->chwn_input_grad || !s->chwn_logits || !s->chwn_logits_grad) return ST_ERR_NOMEM;
+    return ST_OK;
+}
+
+static void sparse_release(st_model *m) {
+    sparse_state *s = state(m);
+    if (!s) return;
+    if (s->plans)
+        for (int i = 0; i < m->n_ops; i++) st_spconv_plan_free(s->plans[i]);
+    free(s->plans);
+    free(s->versions);
+    free_buffers(s);
+    free(s);
+    m->exec_state = NULL;
+}
+
+static int sparse_allows_blocked_layouts(const st_model *m) {
+    (void)m;
+    return 0; /* CHWN throughout */
+}
+
+/* The value buffer an op reads or writes for activation `a`: the images and
+ * logits are used through their CHWN copies. */
+static float *sparse_act_value(st_model *m, int a) {
+    if (a == 0) return state(m)->chwn_input;
+    if (a == m->n_acts - 1) return state(m)->chwn_logits;
+    return m->acts[a].value;
+}
+
+static float *sparse_act_grad(st_model *m, int a) {
+    if (a == 0) return state(m)->chwn_input_grad;
+    if (a == m->n_acts - 1) return state(m)->chwn_logits_grad;
+    return m->acts[a].grad;
+}
+
+/* CHWN is one "image" whose channel planes hold H*W*N values. */
+static st_bn_act_shape sparse_bn_shape(const st_model *m, int a, int batch) {
+    const st_activation *x = &m->acts[a];
+    st_bn_act_shape s = {1, x->channels, x->height * x->width * batch, 1};
+    return s;
+}
+
+static void sparse_images_in(st_model *m, int batch) {
+    const st_activation *a = &m->acts[0];
+    st_nchw_to_chwn(a->value, batch, a->channels, a->height * a->width, state(m)->chwn_input);
+}
+
+static void sparse_logits_out(st_model *m, int batch) {
+    st_chwn_to_nchw(state(m)->chwn_logits, batch, m->num_classes, 1, m->acts[m->n_acts - 1].value, 0);
+}
+
+static void sparse_logits_grad_in(st_model *m, int batch) {
+    st_nchw_to_chwn(m->acts[m->n_acts - 1].grad, batch, m->num_classes, 1, state(m)->chwn_logits_grad);
+}
+
+static void sparse_images_grad_out(st_model *m, int batch) {
+    const st_activation *a = &m->acts[0];
+    st_chwn_to_nchw(state(m)->chwn_input_grad, batch, a->channels, a->height * a->width, a->grad, 0);
+}
+
+/* The kernel plan of a conv or linear op for `batch` images and the weight's current mask. */
+static st_status sparse_plan(st_model *m, st_op *op, int batch, st_spconv_plan **out) {
+    ST_TRY(ensure_state(m));
+    sparse_state *s = state(m);
+    const int k = (int)(op - m->ops);
+    const st_sparse_weight *w = m->params[op->weight].sparse;
+    if (!s->plans[k] || st_spconv_plan_geom(s->plans[k])->batch != batch || s->versions[k] != w->version) {
+        st_spconv_plan_free(s->plans[k]);
+        s->plans[k] = NULL;
+        const st_activation *a = &m->acts[op->in];
+        st_spconv_geom g;
+        if (op->kind == ST_OP_CONV)
+            st_spconv_geom_init(&g, batch, a->channels, a->height, a->width, m->acts[op->out].channels, op->kernel,
+                                op->stride, op->padding);
+        else
+            st_spconv_geom_init(&g, batch, (int)st_activation_size(a), 1, 1, m->acts[op->out].channels, 1, 1, 0);
+        ST_TRY(st_spconv_plan_create(&g, w->row_ptr, w->col, &s->plans[k]));
+        s->versions[k] = w->version;
+    }
+    *out = s->plans[k];
+    return ST_OK;
+}
+
+static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
+    const st_activation *in = &m->acts[op->in];
+    st_activation *out = &m->acts[op->out];
+    const float *x = sparse_act_value(m, op->in);
+    float *y = sparse_act_value(m, op->out);
+    switch (op->kind) {
+    case ST_OP_CONV:
+    case ST_OP_LINEAR: {
+        st_spconv_plan *plan;
+        ST_TRY(sparse_plan(m, op, batch, &plan));
+        st_spconv_forward(plan, x, m->params[op->weight].value, op->bias >= 0 ? m->params[op->bias].value : NULL, y);
+        break;
+    }
+    case ST_OP_MAXPOOL:
+    case ST_OP_AVGPOOL: {
+        st_chwn_pool s;
+        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride);
+        if (op->kind == ST_OP_MAXPOOL) st_chwn_maxpool_forward(&s, x, y, op->argmax);
+        else st_chwn_avgpool_forward(&s, x, y);
+        break;
+    }
+    case ST_OP_GLOBAL_AVGPOOL: st_chwn_global_avgpool_forward(in->channels, in->height * in->width, batch, x, y); break;
+    case ST_OP_FLATTEN: /* CHWN flattens to (C*H*W, N) with PyTorch's feature order */
+        memcpy(y, x, (size_t)batch * (size_t)st_activation_size(out) * sizeof(float));
+        break;
+    case ST_OP_BATCHNORM:
+    case ST_OP_RELU:
+    case ST_OP_ADD: ST_ASSERT(!"scheduled as fused steps"); break;
+    }
+    return ST_OK;
+}
+
+
+static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batch) {
+    const st_activation *in = &m->acts[op->in];
+    const float *x = sparse_act_value(m, op->in);
+    switch (op->kind) {
+    case ST_OP_CONV:
+    case ST_OP_LINEAR: {
+        /* forward built the plan for this batch size */
+        st_spconv_plan *plan = state(m)->plans[op - m->ops];
+        ST_ASSERT(plan && st_spconv_plan_geom(plan)->batch == batch);
+        st_param *w = &m->params[op->weight];
+        st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+        int acc = 0;
+        float *dx = st_walk_grad_for_write(m, op->in, &acc);
+        if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);
+        break;
+    }
+    case ST_OP_MAXPOOL:
+    case ST_OP_AVGPOOL: {
+        int acc = 0;
+        float *dx = st_walk_grad_for_write(m, op->in, &acc);
+        if (!dx) break;
+        st_chwn_pool s;
+        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride);
+        if (op->kind == ST_OP_MAXPOOL) st_chwn_maxpool_backward(&s, op->argmax, dy, dx, acc);
+        else st_chwn_avgpool_backward(&s, dy, dx, acc);
+        break;
+    }
+    case ST_OP_GLOBAL_AVGPOOL: {
+        int acc = 0;
+        float *dx = st_walk_grad_for_write(m, op->in, &acc);
+        if (dx) st_chwn_global_avgpool_backward(in->channels, in->height * in->width, batch, dy, dx, acc);
+        break;
+    }
+    case ST_OP_FLATTEN: {
+        int acc = 0;
+        float *dx = st_walk_grad_for_write(m, op->in, &acc);
+        if (dx) st_add_act_backward((int64_t)batch * st_activation_size(&m->acts[op->out]), NULL, 0, dy, dx, acc, NULL, 0);
+        break;
+    }
+    case ST_OP_BATCHNORM:
+    case ST_OP_RELU:
+    case ST_OP_ADD: ST_ASSERT(!"scheduled as fused steps"); break;
+    }
+}
+
+static void sparse_describe(const st_model *m, char *out, size_t size) {
+    (void)m;
+    snprintf(out, size, "sparse-direct:%s", st_isa_name(st_isa_current()));
+}
+
+const st_executor st_sparse_executor = {
+    .name = "sparse",
+    .prepare = sparse_prepare,
+    .reserve = sparse_reserve,
+    .release = sparse_release,
+    .allows_blocked_layouts = sparse_allows_blocked_layouts,
+    .act_value = sparse_act_value,
+    .act_grad = sparse_act_grad,
+    .bn_shape = sparse_bn_shape,
+    .images_in = sparse_images_in,
+    .logits_out = sparse_logits_out,
+    .logits_grad_in = sparse_logits_grad_in,
+    .images_grad_out = sparse_images_grad_out,
+    .forward_op = sparse_forward_op,
+    .backward_op = sparse_backward_op,
+    .describe = sparse_describe,
+};

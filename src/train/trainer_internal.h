@@ -1,0 +1,41 @@
+/* What a run holds (trainer.h's st_trainer), shared by the set-up
+ * (trainer.c) and the steps and epochs (step.c). */
+#ifndef ST_TRAIN_TRAINER_INTERNAL_H
+#define ST_TRAIN_TRAINER_INTERNAL_H
+
+#include <stdio.h>
+
+#include "data/dataset.h"
+#include "eval/flops_summary.h"
+#include "io/checkpoint.h"
+#include "io/log_file.h"
+#include "models/model.h"
+#include "optim/optimizer.h"
+#include "train/run_guard.h"
+#include "train/trainer.h"
+
+struct st_trainer {
+    st_train_config *c;
+    st_train_hooks hooks;
+    st_dataset train, valid, test;
+    st_loader *train_loader, *valid_loader, *test_loader;
+    st_model *model;
+    st_optimizer opt;
+    int keep_best;              /* a validation split exists: keep the best-on-validation copy */
+    st_param_snapshot best;     /* that copy (with its own masks) */
+    int64_t *best_tracked;      /* and of every BN's num_batches_tracked */
+    int n_bn;
+    char *args_json;
+    st_log_file *log;           /* --log (io/log_file.h) */
+    st_run_guard guard;         /* locks on --save and --run-dir, held while the trainer lives */
+    st_checkpoint_info info;
+    int saved;                  /* --save holds a checkpoint of this run (written, or the one resumed) */
+    st_flops_summary flops;     /* of the masked model, for the log */
+    st_setup_layer *layers;     /* the set-up report's layers (sparse runs) */
+    int n_layers;
+    /* the epoch in progress, for the end-of-epoch record */
+    double epoch_loss_sum, epoch_seconds, epoch_t0;
+    int64_t epoch_correct, epoch_seen, epoch_seen_at_start;
+};
+
+#endif
