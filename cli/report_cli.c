@@ -70,6 +70,10 @@ int st_cli_report(int argc, char **argv) {
         s = st_report_run_load(dirs[loaded], &runs[loaded]);
         if (s != ST_OK) break;
     }
+    for (int i = 0; s == ST_OK && i < n; i++)
+        if (runs[i].skipped_lines)
+            fprintf(stderr, "sparsetrain report: warning: skipped %d line(s) of the log of %s that are not log objects "
+                    "(first: %s)\n", runs[i].skipped_lines, runs[i].dir, runs[i].first_skipped);
     /* never write over a file the report reads (by inode: -o run/log.jsonl with --force) */
     st_file_claims *claims = s == ST_OK ? malloc(sizeof *claims) : NULL;
     if (s == ST_OK && !claims) s = st_fail(ST_ERR_NOMEM, "out of memory");

@@ -218,6 +218,7 @@ st_status st_atomic_file_open(const char *path, st_file_kind kind, int force, st
     *out = NULL;
     ST_TRY(st_output_check(path, NULL, kind, force));
     size_t n = strlen(path);
+    st_atomic_clean_stale(path); /* temporaries of this name left by killed processes */
 
     st_atomic_file *f = st_calloc(1, sizeof *f, "atomic file");
     if (!f) return ST_ERR_NOMEM;

@@ -58,9 +58,10 @@ st_status st_output_check(const char *path, const char *label, st_file_kind writ
 /* A file being written; becomes visible at PATH only on commit. */
 typedef struct st_atomic_file st_atomic_file;
 
-/*! Runs st_output_check(path, NULL, kind, force), then creates the temporary
- *  file PATH.tmp.<pid> (O_EXCL|O_NOFOLLOW; a stale file of that name, left by
- *  a dead process with our pid, is removed first).
+/*! Runs st_output_check(path, NULL, kind, force), removes PATH.tmp.<pid>
+ *  files of dead processes (st_atomic_clean_stale), then creates the
+ *  temporary file PATH.tmp.<pid> (O_EXCL|O_NOFOLLOW; a stale file of that
+ *  name, left by a dead process with our pid, is removed first).
  *  @return ST_OK and *out; ST_ERR_ARGUMENT from the guard; ST_ERR_IO naming
  *  the path and the errno text (missing or read-only directory, ...); ST_ERR_NOMEM. */
 st_status st_atomic_file_open(const char *path, st_file_kind kind, int force, st_atomic_file **out);

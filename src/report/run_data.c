@@ -104,12 +104,13 @@ static st_status load_log(const char *path, st_report_run *r) {
         st_json_document *doc;
         if (st_json_parse(line, strlen(line), source, NULL, &doc) != ST_OK) {
             /* a torn line (a run killed mid-write) loses that line, not the run */
-            fprintf(stderr, "sparsetrain report: warning: skipped %s (%s)\n", source, st_last_error());
+            if (!r->skipped_lines++) snprintf(r->first_skipped, sizeof r->first_skipped, "%s", st_last_error());
             continue;
         }
         const st_json_value *o = st_json_root(doc);
         if (o->type != ST_JSON_OBJECT || !isfinite(number_or_nan(o, "epoch"))) {
-            fprintf(stderr, "sparsetrain report: warning: skipped %s (not a log object with an epoch)\n", source);
+            if (!r->skipped_lines++)
+                snprintf(r->first_skipped, sizeof r->first_skipped, "line %d: not a log object with an epoch", line_no);
         } else if (r->n_epochs == cap && !grow_log(r, cap = cap ? 2 * cap : 64)) {
             s = st_fail(ST_ERR_NOMEM, "out of memory reading %s", path);
         } else {

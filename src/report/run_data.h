@@ -35,6 +35,8 @@ typedef struct st_report_run {
     st_report_layer *layers;
     /* log */
     int n_epochs;
+    int skipped_lines;         /* log lines that were not log objects (torn by a kill): skipped */
+    char first_skipped[512];   /* the first of them and why, for the warning */
     double *epoch, *lr, *train_loss, *train_acc, *val_acc, *test_acc; /* NaN where absent */
     double train_flops_dense, train_flops_sparse; /* summed over the logged epochs */
     /* eval.json */
