@@ -280,6 +280,7 @@ cases = {
                                write("negvar.safetensors", lc.serialize_safetensors(bn_tensors, bn_meta))],
     "density-empty-layers": common + ["--sparse", "--fix", "--density", "1e-9"],
     "datadir-not-utf8": common + ["--datadir", not_utf8],
+    "model-input-too-small": common + ["--model", "vgg11"],
     "log-over-checkpoint": common + ["--log", ck],
     "log-is-resume": ["train", "--resume", resumable, "--save", os.path.join(tmp, "s.safetensors"), "--log", resumable],
     "save-is-log": common + ["--save", os.path.join(tmp, "x"), "--log", os.path.join(tmp, "sub", "..", "x")],
