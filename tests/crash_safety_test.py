@@ -324,6 +324,27 @@ if mounted:
 else:
     print("   (not root: the full-disk log case needs a small tmpfs and is skipped)")
 
+# --- a signal during the evaluation stops it at once, saving the trained epoch as not yet evaluated ----
+slow = write_idx_dataset(os.path.join(tmp, "slow-eval"), n_train=64, n_test=5000)
+ev_ck = os.path.join(tmp, "eval-stop.safetensors")
+p = subprocess.Popen([BIN, "train", "--data", "mnist", "--datadir", slow, "--model", "lenet5", "--batch-size", "16",
+                      "--test-batch-size", "1", "--max-batches", "1", "--epochs", "3", "--threads", "1", "--plain",
+                      "--quiet", "--save", ev_ck], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+while not os.path.exists(ev_ck) and p.poll() is None:  # epoch 1 evaluated and saved
+    time.sleep(0.01)
+time.sleep(0.3)  # epoch 2's one batch is trained; its evaluation (5000 one-image batches) is going
+t0 = time.time()
+p.send_signal(signal.SIGINT)
+out, err = p.communicate(timeout=120)
+waited = time.time() - t0
+meta = lc.read_safetensors(ev_ck)[1]
+check(f"SIGINT during the evaluation: exit 130 within {waited:.2f} s, the epoch saved as trained, not evaluated",
+      p.returncode == 130 and "while evaluating epoch 2" in err and waited < 1.0 and meta.get("epoch") == "1" and
+      meta.get("batch_in_epoch") == "1", err.strip()[-300:])
+r = run(["train", "--resume", ev_ck, "--save", ev_ck, "--plain", "--quiet", "--stop-after", "1"])
+check("... and the resume evaluates that epoch and goes on",
+      r.returncode == 0 and lc.read_safetensors(ev_ck)[1].get("epoch") == "2", r.stderr.strip())
+
 # --- a temporary file left by a SIGKILLed save (a dead pid) is removed by the next run -------------
 stale_ck = os.path.join(tmp, "stale.safetensors")
 child = subprocess.Popen(["true"])

@@ -2,6 +2,7 @@
  * of an epoch (model selection, log line, checkpoint). Nothing here prints:
  * progress and results go to the caller's hooks. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,14 +24,16 @@ double st_trainer_lr(const st_trainer *t, int epoch) {
                           c->epochs);
 }
 
-static st_status evaluate_loader(st_model *m, st_loader *loader, double *accuracy, double *loss) {
+static st_status evaluate_loader(st_model *m, st_loader *loader, const volatile sig_atomic_t *stop, double *accuracy,
+                                 double *loss) {
     m->training = 0;
     ST_TRY(st_loader_start_epoch(loader, 0));
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     for (;;) {
         st_batch b;
-        st_status s = st_loader_next(loader, &b);
+        st_status s = stop && *stop ? st_fail(ST_ERR_INTERRUPTED, "interrupted during the evaluation")
+                                    : st_loader_next(loader, &b);
         if (s != ST_OK) {
             m->training = 1;
             return s;
@@ -52,7 +55,7 @@ static st_status evaluate_loader(st_model *m, st_loader *loader, double *accurac
 st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, double *loss) {
     st_loader *loader = split == ST_SPLIT_VALID ? t->valid_loader : t->test_loader;
     if (!loader) return st_fail(ST_ERR_ARGUMENT, "this run has no validation split (--valid_split 0)");
-    return evaluate_loader(t->model, loader, accuracy, loss);
+    return evaluate_loader(t->model, loader, t->c->stop_flag, accuracy, loss);
 }
 
 static st_status remember_best(st_trainer *r) {
@@ -221,15 +224,31 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
     t->epoch_correct = correct;
     t->epoch_seen = seen;
     t->epoch_seen_at_start = seen_at_start;
+    t->epoch_batches = b_index;
     return ST_OK;
+}
+
+/* Stopped during the evaluation of a trained epoch: save it as trained but
+ * not evaluated (batch_in_epoch = its batches), so a resume evaluates it. */
+static st_status save_unevaluated(st_trainer *t, int epoch) {
+    t->info.epoch = epoch;
+    t->info.batch_in_epoch = t->epoch_batches;
+    t->info.epoch_loss_sum = t->epoch_loss_sum;
+    t->info.epoch_correct = t->epoch_correct;
+    t->info.epoch_seen = t->epoch_seen;
+    ST_TRY(st_trainer_save(t));
+    return st_fail(ST_ERR_INTERRUPTED, "interrupted while evaluating epoch %d%s%s", epoch + 1,
+                   t->c->save[0] ? "; checkpoint saved to " : " (no --save given)", t->c->save);
 }
 
 st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result) {
     const st_train_config *c = t->c;
     const double lr = st_trainer_lr(t, epoch);
     double val_acc = -1, test_acc, test_loss;
-    if (t->valid_loader) ST_TRY(st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL));
-    ST_TRY(st_trainer_evaluate(t, ST_SPLIT_TEST, &test_acc, &test_loss));
+    st_status es = t->valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;
+    if (es == ST_OK) es = st_trainer_evaluate(t, ST_SPLIT_TEST, &test_acc, &test_loss);
+    if (es == ST_ERR_INTERRUPTED) return save_unevaluated(t, epoch);
+    ST_TRY(es);
     const int64_t seen = t->epoch_seen;
     const double train_loss = seen ? t->epoch_loss_sum / (double)seen : 0;
     const double train_acc = seen ? (double)t->epoch_correct / (double)seen : 0;

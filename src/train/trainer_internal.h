@@ -36,6 +36,7 @@ struct st_trainer {
     /* the epoch in progress, for the end-of-epoch record */
     double epoch_loss_sum, epoch_seconds, epoch_t0;
     int64_t epoch_correct, epoch_seen, epoch_seen_at_start;
+    int64_t epoch_batches;      /* batches trained in it (a checkpoint saved during its evaluation records them) */
 };
 
 #endif
