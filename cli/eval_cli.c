@@ -2,11 +2,13 @@
  * JSON output; the work is st_eval_run (src/eval/eval_run.c). */
 #include "eval_cli.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 #include "eval/eval_run.h"
 #include "flags.h"
 #include "io/atomic_file.h"
@@ -113,6 +115,8 @@ int st_cli_eval(int argc, char **argv) {
     st_status s = st_claim_input(&claims, c.checkpoint, "--checkpoint");
     if (s == ST_OK) s = st_claim_output(&claims, out, "--out");
     if (s == ST_OK && out[0]) s = st_output_check(out, "--out", ST_FILE_EVAL_JSON, force);
+    if (s == ST_OK) s = st_threads_check("--threads", c.threads); /* before OpenMP sees it */
+    if (s == ST_OK && c.threads > 0) omp_set_num_threads(c.threads); /* the library uses the caller's thread count */
     st_eval_result res;
     if (s == ST_OK) s = st_eval_run(&c, &res);
     char *text = NULL;

@@ -20,13 +20,14 @@
 #include "sparse/masks.h"
 #include "exec/policy.h"
 #include "sparse/saliency.h"
+#include "run/setup.h"
 #include "train/trainer.h"
 
 typedef struct inspect_options {
     char model[64], data[32], datadir[ST_PATH_MAX], input[32];
     char sparse_init[32], mask_sampling[16], execution[16];
     double density, fc_density, valid_split;
-    int classes, batch_size, threads, scaled, json;
+    int classes, batch_size, threads, scaled, json, augment;
     uint64_t seed;
 } inspect_options;
 
@@ -44,41 +45,6 @@ static int data_shape(const char *data, int *c, int *h, int *w, int *classes) {
             return 1;
         }
     return 0;
-}
-
-/* The training batch(es) snip / GraSP score on: the training split and loader
- * of `sparsetrain train` with the same flags, so the densities match the run's. */
-static st_status collect_training_images(const inspect_options *o, const st_model *m, st_saliency_batch *batch) {
-    const char *dir = o->datadir[0] ? o->datadir : st_dataset_default_dir(o->data);
-    st_dataset full, train;
-    memset(&full, 0, sizeof full);
-    memset(&train, 0, sizeof train);
-    ST_TRY(st_dataset_load(o->data, dir, 1, &full));
-    int64_t n_train = o->valid_split > 0 ? (int64_t)((1.0 - o->valid_split) * (double)full.count) : full.count;
-    st_status s = ST_OK;
-    if (full.channels != m->in_channels || full.height != m->in_height || full.width != m->in_width ||
-        full.num_classes != m->num_classes)
-        s = st_fail(ST_ERR_ARGUMENT, "--input %dx%dx%d with %d classes does not match %s (%dx%dx%d, %d classes)",
-                    m->in_channels, m->in_height, m->in_width, m->num_classes, o->data, full.channels, full.height,
-                    full.width, full.num_classes);
-    if (s == ST_OK && (n_train <= 0 || n_train > full.count))
-        s = st_fail(ST_ERR_ARGUMENT, "--valid_split %g leaves no training data", o->valid_split);
-    if (s == ST_OK) s = st_dataset_slice(&full, 0, n_train, &train);
-    st_dataset_free(&full);
-    int is_cifar = strncmp(o->data, "cifar", 5) == 0;
-    st_loader_options lo = {.batch_size = o->batch_size,
-                            .shuffle = 1,
-                            .augment = is_cifar,
-                            .reflect_pad = strcmp(o->data, "cifar10") == 0,
-                            .seed = o->seed};
-    st_loader *loader = NULL;
-    if (s == ST_OK) s = st_loader_create(&train, &lo, &loader);
-    if (s == ST_OK)
-        s = st_saliency_collect(o->sparse_init, loader, train.num_classes, train.channels, train.height, train.width,
-                                ST_GRASP_SAMPLES_PER_CLASS, batch);
-    st_loader_free(loader);
-    st_dataset_free(&train);
-    return s;
 }
 
 typedef struct layer_row {
@@ -220,25 +186,34 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
                : "dense kernels (oneDNN) on dense weights with masks");
 }
 
-static st_status run_inspect(const inspect_options *o, st_model *m) {
-    st_layer_shape *shapes;
-    int *ids, n;
-    ST_TRY(st_model_prunable_layers(m, &shapes, &ids, &n));
-    free(shapes);
-    double *densities = st_calloc((size_t)n + 1, sizeof(double), "densities");
+/* The model with the masks `sparsetrain train` gives it for the same flags
+ * (run/setup.h): snip and GraSP score the training loader train would use. */
+static st_status run_inspect(const inspect_options *o, int c, int h, int w, int classes) {
+    st_run_data data;
+    memset(&data, 0, sizeof data);
+    st_status s = ST_OK;
+    if (st_sparse_init_needs_data(o->sparse_init)) {
+        st_run_data_spec ds = {o->data, o->datadir, o->valid_split, o->batch_size, 100, o->augment, o->seed, 0};
+        s = st_run_data_open(&ds, &data);
+        if (s == ST_OK && (data.train.channels != c || data.train.height != h || data.train.width != w ||
+                           data.train.num_classes != classes))
+            s = st_fail(ST_ERR_ARGUMENT, "--input %dx%dx%d with %d classes does not match %s (%dx%dx%d, %d classes)",
+                        c, h, w, classes, o->data, data.train.channels, data.train.height, data.train.width,
+                        data.train.num_classes);
+    }
+    st_run_model_spec spec = {o->model, classes, c, h, w, strcmp(o->sparse_init, "dense") != 0, o->sparse_init,
+                              o->density, o->fc_density, o->mask_sampling, o->scaled, o->seed, data.train_loader};
+    st_model *m = NULL;
+    st_run_layers layers = {0};
+    if (s == ST_OK) s = st_run_model_build(&spec, &m, &layers);
+    st_run_data_close(&data);
+    if (s != ST_OK) return s;
+    const int n = layers.n;
+    const int *ids = layers.ids;
+    const double *densities = layers.densities;
     double *macs = st_calloc((size_t)n + 1, sizeof(double), "FLOPs");
     layer_row *rows = st_calloc((size_t)n + 1, sizeof(layer_row), "layer table");
-    st_saliency_batch batch = {0};
-    st_status s = densities && macs && rows ? ST_OK : ST_ERR_NOMEM;
-    /* The weights as `train` initialises them: global_magnitude and GraSP read them. */
-    if (s == ST_OK) st_model_init_weights(m, o->seed, o->scaled ? ST_INIT_SCALED : ST_INIT_PLAIN, o->density, NULL);
-    if (s == ST_OK && st_sparse_init_needs_data(o->sparse_init)) s = collect_training_images(o, m, &batch);
-    if (s == ST_OK)
-        s = st_model_layer_densities(m, o->sparse_init, o->density, o->fc_density, &batch, o->seed, densities);
-    st_saliency_batch_free(&batch);
-    if (s == ST_OK)
-        s = st_model_sample_masks(m, densities, strcmp(o->mask_sampling, "exact") == 0 ? ST_MASK_EXACT : ST_MASK_BERNOULLI,
-                                  o->seed);
+    s = macs && rows ? ST_OK : ST_ERR_NOMEM;
     double other = 0;
     if (s == ST_OK) s = st_model_forward_flops(m, macs, &other);
     if (s == ST_OK) {
@@ -264,10 +239,10 @@ static st_status run_inspect(const inspect_options *o, st_model *m) {
         else
             print_table(o, m, rows, n, total, kept, expected, layer_dense, layer_sparse, other);
     }
-    free(densities);
     free(macs);
     free(rows);
-    free(ids);
+    st_run_layers_free(&layers);
+    st_model_free(m);
     return s;
 }
 
@@ -285,6 +260,7 @@ int st_cli_inspect(int argc, char **argv) {
     o.valid_split = defaults.valid_split;
     o.batch_size = defaults.batch_size;
     o.seed = defaults.seed;
+    o.augment = defaults.augment;
     st_flag flags[] = {
         {"model", ST_FLAG_STRING, o.model, sizeof o.model, 0, "model name (cifar_resnet_20)"},
         {"data", ST_FLAG_STRING, o.data, sizeof o.data, 0, "data set whose image shape and classes to use (mnist, fashion-mnist, cifar10, cifar100); required by snip and GraSP"},
@@ -297,6 +273,9 @@ int st_cli_inspect(int argc, char **argv) {
         {"mask-sampling", ST_FLAG_STRING, o.mask_sampling, sizeof o.mask_sampling, 0, "bernoulli or exact (as train)"},
         {"seed", ST_FLAG_U64, &o.seed, 0, 0, "random seed of masks and weights (17)"},
         {"scaled", ST_FLAG_SWITCH, &o.scaled, 0, 1, "initialise as train --scaled (global_magnitude and GraSP read the weights)"},
+        {"scaled-per-layer", ST_FLAG_SWITCH, &o.scaled, 0, 2, "initialise as train --scaled-per-layer"},
+        {"augment", ST_FLAG_SWITCH, &o.augment, 0, 1, "as train: augment the images snip / GraSP score (default: CIFAR only)"},
+        {"no-augment", ST_FLAG_SWITCH, &o.augment, 0, 0, "as train: no augmentation of the images snip / GraSP score"},
         {"batch-size", ST_FLAG_INT, &o.batch_size, 0, 0, "training batch size; snip scores one batch (128)"},
         {"valid_split", ST_FLAG_DOUBLE, &o.valid_split, 0, 0, "held-out fraction, as train (0.1)"},
         {"threads", ST_FLAG_INT, &o.threads, 0, 0, "worker threads (default: all cores)"},
@@ -344,10 +323,7 @@ int st_cli_inspect(int argc, char **argv) {
         return 2;
     }
     if (o.threads > 0) omp_set_num_threads(o.threads);
-    st_model *m = NULL;
-    st_status s = st_model_create(o.model, classes, c, h, w, &m);
-    if (s == ST_OK) s = run_inspect(&o, m);
-    st_model_free(m);
+    st_status s = run_inspect(&o, c, h, w, classes);
     if (s != ST_OK) {
         fprintf(stderr, "sparsetrain inspect: error: %s\n", st_last_error());
         return s == ST_ERR_ARGUMENT ? 2 : 1;

@@ -290,6 +290,8 @@ static int cmd_bench(int argc, char **argv) {
     if (r != 0) return r > 0 ? 0 : 2;
     c.width = c.height;
     if (apply_isa("bench", isa)) return 2;
+    if (st_threads_check("--threads", c.threads) != ST_OK) return report("bench", ST_ERR_ARGUMENT); /* before OpenMP */
+    if (c.threads > 0) omp_set_num_threads(c.threads); /* the library uses the caller's thread count */
     st_bench_result res;
     st_status s = st_bench_run(&c, &res);
     if (s != ST_OK) return report("bench", s);

@@ -17,6 +17,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "run/setup.h"
 
 void st_eval_config_defaults(st_eval_config *c) {
     memset(c, 0, sizeof *c);
@@ -186,9 +187,7 @@ static st_status open_model(const st_eval_config *c, st_safetensors *f, const st
     snprintf(probe, sizeof probe, "best.%s", (*m)->params[0].name);
     int best = c->use_best && st_safetensors_find(f, probe) != NULL;
     ST_TRY(st_checkpoint_load_model(f, c->checkpoint, *m, best ? "best." : ""));
-    st_exec_policy policy; /* a sparse checkpoint runs on the sparse kernels like its training did */
-    ST_TRY(st_exec_policy_parse(c->execution[0] ? c->execution : "auto", &policy));
-    return st_model_apply_execution(*m, policy);
+    return st_run_apply_execution(*m, c->execution); /* a sparse checkpoint runs on the sparse kernels like its training did */
 }
 
 static st_status evaluate_all(const st_eval_config *c, st_model *m, const st_dataset *test, st_eval_result *r) {
@@ -245,7 +244,6 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     if (c->limit < 0) return st_fail(ST_ERR_ARGUMENT, "--limit must be >= 0 (got %lld)", (long long)c->limit);
     if (c->attack_limit < 0) return st_fail(ST_ERR_ARGUMENT, "--attack-limit must be >= 0 (got %d)", c->attack_limit);
     ST_TRY(st_threads_check("--threads", c->threads));
-    if (c->threads > 0) omp_set_num_threads(c->threads);
     st_safetensors *f;
     ST_TRY(st_safetensors_read(c->checkpoint, &f));
     char model_name[64];

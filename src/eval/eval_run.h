@@ -21,7 +21,7 @@ typedef struct st_eval_config {
     char data[32];             /* "" = the data set the checkpoint was trained on */
     char datadir[ST_PATH_MAX];
     int batch_size;
-    int threads;
+    int threads;               /* --threads, set by the caller (the library runs on the OpenMP thread count it is given) */
     int use_best;              /* evaluate the best-on-validation copy if present */
     int limit;                 /* evaluate only the first `limit` test (and OOD) images; 0 = all */
     char execution[16];        /* auto, sparse or dense (exec/policy.h); "" = auto */

@@ -17,6 +17,7 @@
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
+#include "run/setup.h"
 #include "sparse/masks.h"
 
 static double now_ms(void) {
@@ -40,17 +41,14 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     if (c->batch_size <= 0 || c->steps <= 0 || c->warmup < 0)
         return st_fail(ST_ERR_ARGUMENT, "bench: batch size and steps must be positive");
     ST_TRY(st_threads_check("--threads", c->threads));
-    if (c->threads > 0) omp_set_num_threads(c->threads);
+    /* the model as `sparsetrain train` builds it (run/setup.h): exact-count masks, plain initialisation */
+    st_run_model_spec spec = {c->model, c->classes, c->channels, c->height, c->width, strcmp(c->sparse_init, "dense") != 0,
+                              c->sparse_init, c->density, 1.0, "exact", 0, c->seed, NULL};
     st_model *m;
-    ST_TRY(st_model_create(c->model, c->classes, c->channels, c->height, c->width, &m));
-    st_layer_shape *shapes;
-    int *ids, n;
-    st_status s = st_model_prunable_layers(m, &shapes, &ids, &n);
-    if (s != ST_OK) {
-        st_model_free(m);
-        return s;
-    }
-    double *dens = calloc((size_t)n + 1, sizeof *dens);
+    st_run_layers layers;
+    ST_TRY(st_run_model_build(&spec, &m, &layers));
+    st_run_layers_free(&layers);
+    st_status s = ST_OK;
     size_t image = (size_t)c->channels * c->height * c->width;
     float *images = malloc(sizeof(float) * image * (size_t)c->batch_size);
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)c->batch_size);
@@ -58,16 +56,8 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     double *step = malloc(sizeof(double) * (size_t)c->steps);
     st_optimizer opt;
     memset(&opt, 0, sizeof opt);
-    if (!dens || !images || !labels || !fwd || !bwd || !step) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
-    if (s == ST_OK) s = st_layer_densities(c->sparse_init, c->density, 1.0, shapes, n, dens);
-    if (s == ST_OK && strcmp(c->sparse_init, "dense") != 0)
-        s = st_model_sample_masks(m, dens, ST_MASK_BERNOULLI, c->seed);
-    if (s == ST_OK) {
-        st_model_init_weights(m, c->seed, ST_INIT_PLAIN, c->density, NULL);
-        st_exec_policy policy;
-        s = st_exec_policy_parse(c->execution[0] ? c->execution : "auto", &policy);
-        if (s == ST_OK) s = st_model_apply_execution(m, policy);
-    }
+    if (!images || !labels || !fwd || !bwd || !step) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
+    if (s == ST_OK) s = st_run_apply_execution(m, c->execution);
     if (s == ST_OK) {
         st_rng rng;
         st_rng_seed(&rng, c->seed, 99);
@@ -139,9 +129,6 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         snprintf(r->isa, sizeof r->isa, "%s", st_isa_name(st_isa_current()));
     }
     st_optimizer_free(&opt);
-    free(shapes);
-    free(ids);
-    free(dens);
     free(images);
     free(labels);
     free(fwd);

@@ -11,7 +11,7 @@ typedef struct st_bench_config {
     char sparse_init[32];  /* "dense" for a dense model */
     double density;
     int batch_size;
-    int threads;
+    int threads;           /* --threads, set by the caller (the library runs on the OpenMP thread count it is given) */
     int channels, height, width, classes;
     int warmup, steps;     /* warm-up steps, timed steps */
     uint64_t seed;

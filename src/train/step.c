@@ -53,7 +53,7 @@ static st_status evaluate_loader(st_model *m, st_loader *loader, const volatile 
 }
 
 st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, double *loss) {
-    st_loader *loader = split == ST_SPLIT_VALID ? t->valid_loader : t->test_loader;
+    st_loader *loader = split == ST_SPLIT_VALID ? t->data.valid_loader : t->data.test_loader;
     if (!loader) return st_fail(ST_ERR_ARGUMENT, "this run has no validation split (--valid_split 0)");
     return evaluate_loader(t->model, loader, t->c->stop_flag, accuracy, loss);
 }
@@ -128,7 +128,7 @@ static st_status accumulate_at(st_trainer *t, const st_batch *b, const step_plac
     st_model *m = t->model;
     const st_train_config *c = t->c;
     st_anomaly_where where = where_of(t, at);
-    const int64_t image_floats = (int64_t)b->count * t->train.channels * t->train.height * t->train.width;
+    const int64_t image_floats = (int64_t)b->count * t->data.train.channels * t->data.train.height * t->data.train.width;
     if (c->detect_anomaly) ST_TRY(st_anomaly_check_input(b->images, image_floats, &where));
     const float *logits;
     ST_TRY(st_model_forward(m, b->images, b->count, &logits));
@@ -175,14 +175,14 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
     const st_train_config *c = t->c;
     *stopped = 0;
     const double lr = st_trainer_lr(t, epoch);
-    int64_t total = st_loader_batches_per_epoch(t->train_loader);
+    int64_t total = st_loader_batches_per_epoch(t->data.train_loader);
     if (c->max_batches > 0 && total > c->max_batches) total = c->max_batches;
-    ST_TRY(st_loader_start_epoch(t->train_loader, epoch));
+    ST_TRY(st_loader_start_epoch(t->data.train_loader, epoch));
     double loss_sum = 0;
     const double t0 = now_seconds();
     int64_t correct = 0, seen = 0, b_index = 0;
     if (t->info.batch_in_epoch > 0) { /* resuming mid-epoch: skip what was done */
-        ST_TRY(st_loader_skip(t->train_loader, t->info.batch_in_epoch)); /* O(1) */
+        ST_TRY(st_loader_skip(t->data.train_loader, t->info.batch_in_epoch)); /* O(1) */
         b_index = t->info.batch_in_epoch;
         loss_sum = t->info.epoch_loss_sum;
         correct = t->info.epoch_correct;
@@ -192,7 +192,7 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
     const int64_t seen_at_start = seen;
     for (; b_index < total; b_index++) {
         st_batch b;
-        ST_TRY(st_loader_next(t->train_loader, &b));
+        ST_TRY(st_loader_next(t->data.train_loader, &b));
         if (b.count == 0) break;
         step_place at = {epoch, b_index + 1, lr};
         double loss;
@@ -245,7 +245,7 @@ st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result
     const st_train_config *c = t->c;
     const double lr = st_trainer_lr(t, epoch);
     double val_acc = -1, test_acc, test_loss;
-    st_status es = t->valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;
+    st_status es = t->data.valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;
     if (es == ST_OK) es = st_trainer_evaluate(t, ST_SPLIT_TEST, &test_acc, &test_loss);
     if (es == ST_ERR_INTERRUPTED) return save_unevaluated(t, epoch);
     ST_TRY(es);

@@ -83,12 +83,7 @@ static st_status validate_config(const st_train_config *c) {
 
 void st_trainer_free(st_trainer *r) {
     if (!r) return;
-    st_loader_free(r->train_loader);
-    st_loader_free(r->valid_loader);
-    st_loader_free(r->test_loader);
-    st_dataset_free(&r->train);
-    st_dataset_free(&r->valid);
-    st_dataset_free(&r->test);
+    st_run_data_close(&r->data);
     st_param_snapshot_release(&r->best);
     free(r->best_tracked);
     free(r->layers);
@@ -104,36 +99,10 @@ st_model *st_trainer_model(st_trainer *t) { return t->model; }
 st_optimizer *st_trainer_optimizer(st_trainer *t) { return &t->opt; }
 
 static st_status load_data(st_trainer *r) {
-    st_train_config *c = r->c;
-    const char *dir = c->datadir[0] ? c->datadir : st_dataset_default_dir(c->data);
-    if (!dir) return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100)", c->data);
-    st_dataset full;
-    memset(&full, 0, sizeof full);
-    ST_TRY(st_dataset_load(c->data, dir, 1, &full));
-    st_status s = st_dataset_load(c->data, dir, 0, &r->test);
-    int64_t n_train = full.count;
-    if (s == ST_OK && c->valid_split > 0) {
-        /* The reference holds out the last fraction of the training set, in file order. */
-        n_train = (int64_t)floor((1.0 - c->valid_split) * (double)full.count);
-        if (n_train <= 0 || n_train >= full.count) {
-            s = st_fail(ST_ERR_ARGUMENT, "--valid_split %g leaves no training or no validation data", c->valid_split);
-        } else {
-            s = st_dataset_slice(&full, n_train, full.count - n_train, &r->valid);
-        }
-    }
-    if (s == ST_OK) s = st_dataset_slice(&full, 0, n_train, &r->train);
-    st_dataset_free(&full);
-    if (s != ST_OK) return s;
-    int is_cifar = strncmp(c->data, "cifar", 5) == 0;
-    st_loader_options o = {.batch_size = c->batch_size,
-                           .shuffle = 1,
-                           .augment = c->augment < 0 ? is_cifar : c->augment,
-                           .reflect_pad = strcmp(c->data, "cifar10") == 0,
-                           .seed = c->seed};
-    ST_TRY(st_loader_create(&r->train, &o, &r->train_loader));
-    st_loader_options e = {.batch_size = c->test_batch_size, .shuffle = 0, .augment = 0, .seed = c->seed};
-    if (r->valid.count) ST_TRY(st_loader_create(&r->valid, &e, &r->valid_loader));
-    return st_loader_create(&r->test, &e, &r->test_loader);
+    const st_train_config *c = r->c;
+    st_run_data_spec spec = {c->data, c->datadir, c->valid_split, c->batch_size, c->test_batch_size, c->augment,
+                             c->seed, 1};
+    return st_run_data_open(&spec, &r->data);
 }
 
 /* The best copy of a resumed run, from `tmp` (a dense model holding the
@@ -168,63 +137,37 @@ static st_status restore_best(st_trainer *r, const st_model *tmp) {
 
 static st_status setup_model(st_trainer *r, const st_safetensors *resume_file) {
     st_train_config *c = r->c;
-    ST_TRY(st_model_create(c->model, r->train.num_classes, r->train.channels, r->train.height, r->train.width,
-                           &r->model));
+    const st_dataset *train = &r->data.train;
+    st_run_model_spec spec = {c->model, train->num_classes, train->channels, train->height, train->width, c->sparse,
+                              c->sparse_init, c->density, c->fc_density, c->mask_sampling, c->scaled, c->seed,
+                              r->data.train_loader};
+    st_run_layers layers;
+    ST_TRY(st_run_model_build(&spec, &r->model, &layers));
     st_model *m = r->model;
-    st_layer_shape *shapes;
-    int *ids, n;
-    ST_TRY(st_model_prunable_layers(m, &shapes, &ids, &n));
-    double *densities = st_calloc((size_t)n, sizeof(double), "densities");
-    double *by_param = st_calloc((size_t)m->n_params, sizeof(double), "densities");
-    st_status s = densities && by_param ? ST_OK : ST_ERR_NOMEM;
-    const char *init = c->sparse ? c->sparse_init : "dense";
-    st_saliency_batch batch = {0};
-    if (s == ST_OK && st_sparse_init_needs_weights(init)) {
-        /* snip, GraSP and global_magnitude score the initialised dense network
-         * (with --scaled-per-layer, scaled by the overall density: the layer
-         * densities are what is being computed). */
-        st_model_init_weights(m, c->seed, c->scaled ? ST_INIT_SCALED : ST_INIT_PLAIN, c->density, NULL);
-        if (st_sparse_init_needs_data(init))
-            s = st_saliency_collect(init, r->train_loader, r->train.num_classes, r->train.channels, r->train.height,
-                                    r->train.width, ST_GRASP_SAMPLES_PER_CLASS, &batch);
-    }
-    if (s == ST_OK) s = st_model_layer_densities(m, init, c->density, c->fc_density, &batch, c->seed, densities);
-    st_saliency_batch_free(&batch);
-    if (s == ST_OK && n <= ST_CHECKPOINT_MAX_LAYERS) { /* recorded in every checkpoint as "layer_densities" */
+    const int n = layers.n;
+    st_status s = resume_file ? ST_OK : st_layers_kept_check(m, c); /* a fresh run's masks */
+    if (n <= ST_CHECKPOINT_MAX_LAYERS) { /* recorded in every checkpoint as "layer_densities" */
         r->info.n_layer_densities = n;
-        memcpy(r->info.layer_densities, densities, sizeof(double) * (size_t)n);
+        memcpy(r->info.layer_densities, layers.densities, sizeof(double) * (size_t)n);
     }
-    if (s == ST_OK && c->sparse)
-        s = st_model_sample_masks(m, densities, strcmp(c->mask_sampling, "exact") == 0 ? ST_MASK_EXACT : ST_MASK_BERNOULLI,
-                                  c->seed);
-    if (s == ST_OK && !resume_file) s = st_layers_kept_check(m, c);
-    if (s == ST_OK) {
-        for (int l = 0; l < n; l++) by_param[ids[l]] = densities[l];
-        st_model_init_weights(m, c->seed, (st_init_scaling)c->scaled, c->density, by_param);
-        if (c->sparse) { /* for the set-up report */
-            r->layers = st_calloc((size_t)n + 1, sizeof *r->layers, "layer report");
-            if (!r->layers) s = ST_ERR_NOMEM;
-            for (int l = 0; s == ST_OK && l < n; l++) {
-                const st_param *p = &m->params[ids[l]];
-                r->layers[l] = (st_setup_layer){p->name, p->numel, p->sparse->kept, densities[l]};
-            }
-            if (s == ST_OK) r->n_layers = n;
+    if (c->sparse) { /* for the set-up report */
+        r->layers = st_calloc((size_t)n + 1, sizeof *r->layers, "layer report");
+        if (!r->layers) s = ST_ERR_NOMEM;
+        for (int l = 0; s == ST_OK && l < n; l++) {
+            const st_param *p = &m->params[layers.ids[l]];
+            r->layers[l] = (st_setup_layer){p->name, p->numel, p->sparse->kept, layers.densities[l]};
         }
+        if (s == ST_OK) r->n_layers = n;
     }
-    free(shapes);
-    free(ids);
-    free(densities);
-    free(by_param);
+    st_run_layers_free(&layers);
     if (s != ST_OK) return s;
     if (resume_file) ST_TRY(st_checkpoint_load_model(resume_file, c->resume, m, ""));
     /* masks and weights are final: choose dense or sparse execution (packs the weights) */
-    st_exec_policy policy;
-    ST_TRY(st_exec_policy_parse(c->execution, &policy));
-    ST_TRY(st_model_apply_execution(m, policy));
+    ST_TRY(st_run_apply_execution(m, c->execution));
     ST_TRY(st_optimizer_create(&r->opt, m, strcmp(c->optimizer, "adam") == 0 ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD,
                                c->momentum, strcmp(c->optimizer, "sgd") == 0, c->l2));
     for (int i = 0; i < m->n_ops; i++) r->n_bn += m->ops[i].kind == ST_OP_BATCHNORM;
-    if (r->valid.count) {
+    if (r->data.valid.count) {
         r->keep_best = 1;
         r->best_tracked = st_calloc((size_t)r->n_bn + 1, sizeof(int64_t), "best weights");
         if (!r->best_tracked) return ST_ERR_NOMEM;
@@ -295,16 +238,16 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
     s = st_train_config_to_json(c, &r->args_json);
     if (s == ST_OK) s = load_data(r);
     if (s == ST_OK) s = setup_model(r, resume_file);
-    if (s == ST_OK && resume_file) s = st_resume_counters_check(&r->info, c, st_loader_batches_per_epoch(r->train_loader));
+    if (s == ST_OK && resume_file) s = st_resume_counters_check(&r->info, c, st_loader_batches_per_epoch(r->data.train_loader));
     if (s == ST_OK) s = st_flops_summary_of(r->model, &r->flops);
     st_safetensors_free(resume_file);
     if (s == ST_OK && c->log[0]) s = st_log_open(c->log, "--log", c->run_id, c->resume[0] != 0, c->force, &r->log);
     if (s == ST_OK && r->hooks.on_setup) {
         st_setup_report rep = {.config = c,
                                .parameters = st_model_parameter_count(r->model),
-                               .train_images = r->train.count,
-                               .valid_images = r->valid.count,
-                               .test_images = r->test.count,
+                               .train_images = r->data.train.count,
+                               .valid_images = r->data.valid.count,
+                               .test_images = r->data.test.count,
                                .threads = omp_get_max_threads(),
                                .n_layers = r->n_layers,
                                .layers = r->layers,

@@ -11,14 +11,14 @@
 #include "io/log_file.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
+#include "run/setup.h"
 #include "train/run_guard.h"
 #include "train/trainer.h"
 
 struct st_trainer {
     st_train_config *c;
     st_train_hooks hooks;
-    st_dataset train, valid, test;
-    st_loader *train_loader, *valid_loader, *test_loader;
+    st_run_data data;           /* train / valid / test sets and loaders (run/setup.h) */
     st_model *model;
     st_optimizer opt;
     int keep_best;              /* a validation split exists: keep the best-on-validation copy */
