@@ -193,7 +193,7 @@ static st_status run_inspect(const inspect_options *o, int c, int h, int w, int 
     memset(&data, 0, sizeof data);
     st_status s = ST_OK;
     if (st_sparse_init_needs_data(o->sparse_init)) {
-        st_run_data_spec ds = {o->data, o->datadir, o->valid_split, o->batch_size, 100, o->augment, o->seed, 0};
+        st_run_data_spec ds = {o->data, o->datadir, o->valid_split, o->batch_size, 100, o->augment, o->seed, 0, 0, 0};
         s = st_run_data_open(&ds, &data);
         if (s == ST_OK && (data.train.channels != c || data.train.height != h || data.train.width != w ||
                            data.train.num_classes != classes))

@@ -193,6 +193,23 @@ keep = {"log-over-checkpoint": ck, "log-is-resume": resumable, "eval-out-checkpo
         "run-dir-other-run": os.path.join(run_a, "log.jsonl"), "log-other-run": os.path.join(run_a, "log.jsonl"),
         "log-not-a-log": os.path.join(tmp, "notes.txt")}
 
+
+def image_tree(name, train_classes, val_classes=("cat", "dog")):
+    """An ImageFolder tree whose class folders each hold one (undecoded) .JPEG,
+    except those named empty_*; the errors here come before any decoding."""
+    root = os.path.join(tmp, name)
+    os.makedirs(root)
+    for split, classes in (("train", train_classes), ("val", val_classes)):
+        os.makedirs(os.path.join(root, split))
+        for c in classes:
+            os.makedirs(os.path.join(root, split, c))
+            if not c.startswith("empty"):
+                open(os.path.join(root, split, c, "x.JPEG"), "wb").write(b"\xff\xd8 not decoded here")
+    return root
+
+
+imagenet = common + ["--data", "imagenet", "--model", "cifar_resnet_8_1", "--image-size", "32"]
+os.makedirs(os.path.join(tmp, "no-split"))
 cases = {
     "no-command": [],
     "unknown-command": ["fly"],
@@ -233,6 +250,14 @@ cases = {
                                       "--model", "cifar_resnet_8_1"],
     "cifar-tar-bad-checksum": common + ["--data", "cifar10", "--datadir", cifar_folder("cifar-tar", 0, archive=True),
                                         "--model", "cifar_resnet_8_1"],
+    "imagefolder-no-split": imagenet + ["--datadir", os.path.join(tmp, "no-split")],
+    "imagefolder-empty-tree": imagenet + ["--datadir", image_tree("tree-empty", ())],
+    "imagefolder-empty-class": imagenet + ["--datadir", image_tree("tree-empty-class", ("cat", "empty_class"))],
+    "imagefolder-val-class": imagenet + ["--datadir", image_tree("tree-val-class", ("cat", "dog"), ("cat", "zebra"))],
+    "imagefolder-valid-split": imagenet + ["--datadir", image_tree("tree-split", ("cat", "dog")), "--valid_split", "0.1"],
+    "imagefolder-image-size": imagenet + ["--datadir", image_tree("tree-size", ("cat", "dog")), "--image-size", "4"],
+    "imagefolder-workers": imagenet + ["--datadir", image_tree("tree-workers", ("cat", "dog")), "--workers", "100"],
+    "bench-imagefolder-missing": ["bench", "--imagefolder", os.path.join(tmp, "no-split")],
     "resume-missing": ["train", "--resume", os.path.join(tmp, "none.safetensors")],
     "resume-truncated": ["train", "--resume", write("trunc.safetensors", blob[: len(blob) // 2])],
     "resume-not-checkpoint": ["train", "--resume", write("plain.safetensors",

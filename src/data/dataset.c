@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 
 #include "core/status.h"
 #include "io/file_read.h"
+#include "data/image_folder.h"
 
 const char *st_dataset_default_dir(const char *name) {
     if (!name) return NULL;
@@ -20,10 +22,33 @@ const char *st_dataset_default_dir(const char *name) {
     if (strcmp(name, "mnist") == 0) return "/usr/share/datasets/mnist";
     if (strcmp(name, "cifar10") == 0) return "data/cifar10";
     if (strcmp(name, "cifar100") == 0) return "data/cifar100";
+    if (strcmp(name, "imagenet") == 0) return "data/imagenet";
     return NULL;
 }
 
+/* An ImageFolder split as a streamed data set (torchvision's ImageNet normalisation). */
+static st_status image_folder_load(const char *dir, int train, const st_dataset_options *options, st_dataset *out) {
+    int size = options && options->image_size > 0 ? options->image_size : 224;
+    st_image_folder *f;
+    ST_TRY(st_image_folder_open(dir, train, size, &f));
+    out->folder = f;
+    out->count = f->count;
+    out->channels = 3;
+    out->height = out->width = size;
+    out->num_classes = f->num_classes;
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    memcpy(out->mean, mean, sizeof mean);
+    memcpy(out->std, std, sizeof std);
+    snprintf(out->name, sizeof out->name, "imagenet");
+    return ST_OK;
+}
+
 st_status st_dataset_load(const char *name, const char *dir, int train, st_dataset *out) {
+    return st_dataset_load_with(name, dir, train, NULL, out);
+}
+
+st_status st_dataset_load_with(const char *name, const char *dir, int train, const st_dataset_options *options,
+                               st_dataset *out) {
     if (!out) return st_fail(ST_ERR_ARGUMENT, "st_dataset_load: no output dataset given");
     memset(out, 0, sizeof *out);
     if (!name) return st_fail(ST_ERR_ARGUMENT, "st_dataset_load: no data set name given");
@@ -35,9 +60,11 @@ st_status st_dataset_load(const char *name, const char *dir, int train, st_datas
         s = st_cifar_load(name, dir, train, 0, out);
     else if (strcmp(name, "cifar100") == 0)
         s = st_cifar_load(name, dir, train, 1, out);
+    else if (strcmp(name, "imagenet") == 0)
+        s = image_folder_load(dir, train, options, out);
     else
         return st_fail(ST_ERR_ARGUMENT,
-                       "unknown data set '%s' (expected mnist, fashion-mnist, cifar10 or cifar100)", name);
+                       "unknown data set '%s' (expected mnist, fashion-mnist, cifar10, cifar100 or imagenet)", name);
     if (s != ST_OK) st_dataset_free(out);
     return s;
 }
@@ -48,8 +75,14 @@ st_status st_dataset_slice(const st_dataset *src, int64_t start, int64_t count, 
     if (start < 0 || count < 0 || start > src->count || count > src->count - start)
         return st_fail(ST_ERR_ARGUMENT, "%s: slice [%lld, %lld) is outside the %lld images",
                        src->name, (long long)start, (long long)(start + count), (long long)src->count);
-    size_t image_bytes = (size_t)src->channels * (size_t)src->height * (size_t)src->width;
     st_dataset d = *src;
+    if (src->folder) { /* streamed: slice the file list */
+        d.count = count;
+        ST_TRY(st_image_folder_slice(src->folder, start, count, &d.folder));
+        *out = d;
+        return ST_OK;
+    }
+    size_t image_bytes = (size_t)src->channels * (size_t)src->height * (size_t)src->width;
     d.count = count;
     d.pixels = st_malloc((size_t)count * image_bytes, "dataset slice pixels");
     d.labels = st_malloc((size_t)count * sizeof(int32_t), "dataset slice labels");
@@ -70,6 +103,7 @@ void st_dataset_free(st_dataset *d) {
     if (!d) return;
     free(d->pixels);
     free(d->labels);
+    st_image_folder_free(d->folder);
     memset(d, 0, sizeof *d);
 }
 

@@ -18,8 +18,16 @@ typedef struct st_dataset {
     uint8_t *pixels;             /* (count, C, H, W) bytes, each image planar; owned */
     int32_t *labels;             /* (count), each in [0, num_classes); owned */
     float mean[3], std[3];       /* per-channel normalisation of pixel/255 */
-    char name[32];               /* "mnist", "fashion-mnist", "cifar10", "cifar100" */
+    char name[32];               /* "mnist", "fashion-mnist", "cifar10", "cifar100", "imagenet" */
+    /* ImageFolder data ("imagenet") is streamed from disk: pixels and labels are
+     * NULL and the images are read through `folder` (data/image_folder.h); owned. */
+    struct st_image_folder *folder;
 } st_dataset;
+
+/* Options of data sets whose image size is chosen (ImageFolder). */
+typedef struct st_dataset_options {
+    int image_size; /* output images are S x S (0 = 224) */
+} st_dataset_options;
 
 /*! Loads the training (train != 0) or test split of a data set into `out`.
  * name: "mnist" | "fashion-mnist" | "cifar10" | "cifar100".
@@ -36,9 +44,16 @@ typedef struct st_dataset {
  * On failure `out` is left zeroed. */
 st_status st_dataset_load(const char *name, const char *dir, int train, st_dataset *out);
 
+/*! As st_dataset_load, with options (NULL = defaults). name "imagenet": an
+ * ImageFolder tree dir/train/<class>/(*.JPEG) + dir/val/<class>/(*.JPEG) (the val
+ * split is the test split), scanned, not loaded (see data/image_folder.h);
+ * 3 x S x S images normalised with the ImageNet mean/std. */
+st_status st_dataset_load_with(const char *name, const char *dir, int train, const st_dataset_options *options,
+                               st_dataset *out);
+
 /*! @return the default folder of a data set ("/usr/share/datasets/fashion-mnist"
  * for Debian's dataset-fashion-mnist, "/usr/share/datasets/mnist",
- * "data/cifar10", "data/cifar100"), or NULL for an unknown name. */
+ * "data/cifar10", "data/cifar100", "data/imagenet"), or NULL for an unknown name. */
 const char *st_dataset_default_dir(const char *name);
 
 /*! Copies images [start, start+count) of `src` into `out` (which then owns its
@@ -63,12 +78,20 @@ typedef struct st_loader_options {
     int augment;     /* pad 4, random crop back to HxW, random horizontal flip */
     int reflect_pad; /* 1: reflect padding (reference CIFAR-10 loader), 0: zeros (CIFAR-100) */
     uint64_t seed;
+    /* Threads preparing batches (0 = 1 for in-memory data, 2 for ImageFolder data).
+     * ImageFolder data: each thread reads and decodes single images of the batches
+     * ahead; augment selects RandomResizedCrop + flip, otherwise Resize + CenterCrop. */
+    int workers;
 } st_loader_options;
 
 typedef struct st_loader st_loader;
 
 /*! Creates a loader over `data`, which must outlive it (it is read, not copied).
- * Starts one background thread that prepares up to ST_LOADER_SLOTS batches ahead.
+ * Starts opt->workers background threads that prepare up to ST_LOADER_SLOTS
+ * batches ahead (the bounded prefetch queue). Batches do not depend on the
+ * number of workers. Unreadable ImageFolder images are reported once and left
+ * out of their batch (which is then smaller); a batch of at least 4 images none
+ * of which can be read is an error (ST_ERR_IO) rather than silence.
  * @return ST_ERR_ARGUMENT for batch_size < 1 or reflect padding wider than the image. */
 st_status st_loader_create(const st_dataset *data, const st_loader_options *opt, st_loader **out);
 
@@ -85,7 +108,8 @@ st_status st_loader_skip(st_loader *l, int64_t n);
 
 /*! Fills `batch` with the next batch of the epoch; batch->count == 0 once the
  * epoch is finished (and on every later call). The last batch may be smaller
- * (no drop_last). The batch memory belongs to the loader and stays valid until
+ * (no drop_last); so may one holding unreadable images, and a batch with none
+ * readable is passed over. The batch memory belongs to the loader and stays valid until
  * the next call of st_loader_next / st_loader_start_epoch / st_loader_free.
  * @return ST_ERR_ARGUMENT if no epoch was started. */
 st_status st_loader_next(st_loader *l, st_batch *batch);

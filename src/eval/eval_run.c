@@ -37,6 +37,7 @@ st_status st_noise_dataset(const char *kind, const st_dataset *like, int64_t cou
         return st_fail(ST_ERR_ARGUMENT, "--ood noise:%s is unknown (noise:uniform, noise:gaussian)", kind);
     st_dataset d = *like;
     d.count = count;
+    d.folder = NULL; /* noise is held in memory even when `like` streams from an image folder */
     const size_t image = (size_t)like->channels * like->height * like->width;
     d.pixels = st_malloc((size_t)count * image, "noise images");
     d.labels = st_calloc((size_t)(count ? count : 1), sizeof(int32_t), "noise labels");
@@ -255,12 +256,13 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     memset(&test, 0, sizeof test);
     st_model *m = NULL;
     if (s == ST_OK && (!data || !st_dataset_default_dir(data)))
-        s = st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100)",
+        s = st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100, imagenet)",
                     data ? data : "");
     if (s == ST_OK) {
         snprintf(result->model, sizeof result->model, "%s", model_name);
         snprintf(result->data, sizeof result->data, "%s", data);
-        s = st_dataset_load(data, c->datadir[0] ? c->datadir : st_dataset_default_dir(data), 0, &test);
+        st_dataset_options dopt = {.image_size = height}; /* imagenet: the size the model was trained at */
+        s = st_dataset_load_with(data, c->datadir[0] ? c->datadir : st_dataset_default_dir(data), 0, &dopt, &test);
     }
     if (s == ST_OK) s = open_model(c, f, &test, data, model_name, classes, channels, height, width, &m);
     if (s == ST_OK) s = evaluate_all(c, m, &test, result);

@@ -16,12 +16,18 @@ st_status st_run_data_open(const st_run_data_spec *spec, st_run_data *d) {
     memset(d, 0, sizeof *d);
     const char *dir = spec->datadir && spec->datadir[0] ? spec->datadir : st_dataset_default_dir(spec->data);
     if (!dir)
-        return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100)", spec->data);
+        return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100, imagenet)",
+                       spec->data);
     st_dataset full;
     memset(&full, 0, sizeof full);
-    ST_TRY(st_dataset_load(spec->data, dir, 1, &full));
-    st_status s = spec->with_test ? st_dataset_load(spec->data, dir, 0, &d->test) : ST_OK;
+    st_dataset_options dopt = {.image_size = spec->image_size};
+    ST_TRY(st_dataset_load_with(spec->data, dir, 1, &dopt, &full));
+    st_status s = spec->with_test ? st_dataset_load_with(spec->data, dir, 0, &dopt, &d->test) : ST_OK;
     int64_t n_train = full.count;
+    if (s == ST_OK && full.folder && spec->valid_split > 0)
+        s = st_fail(ST_ERR_ARGUMENT, "--valid_split %g: an ImageFolder tree is sorted by class, so holding out its last "
+                    "images would hold out whole classes; use --valid_split 0 (the val folder is the test set)",
+                    spec->valid_split);
     if (s == ST_OK && spec->valid_split > 0) {
         /* The reference holds out the last fraction of the training set, in file order. */
         n_train = (int64_t)floor((1.0 - spec->valid_split) * (double)full.count);
@@ -32,14 +38,16 @@ st_status st_run_data_open(const st_run_data_spec *spec, st_run_data *d) {
     }
     if (s == ST_OK) s = st_dataset_slice(&full, 0, n_train, &d->train);
     st_dataset_free(&full);
-    const int is_cifar = strncmp(spec->data, "cifar", 5) == 0;
+    const int augments = strncmp(spec->data, "cifar", 5) == 0 || d->train.folder != NULL;
     st_loader_options o = {.batch_size = spec->batch_size,
                            .shuffle = 1,
-                           .augment = spec->augment < 0 ? is_cifar : spec->augment,
+                           .augment = spec->augment < 0 ? augments : spec->augment,
                            .reflect_pad = strcmp(spec->data, "cifar10") == 0,
-                           .seed = spec->seed};
+                           .seed = spec->seed,
+                           .workers = spec->workers};
     if (s == ST_OK) s = st_loader_create(&d->train, &o, &d->train_loader);
-    st_loader_options e = {.batch_size = spec->test_batch_size, .shuffle = 0, .augment = 0, .seed = spec->seed};
+    st_loader_options e = {
+        .batch_size = spec->test_batch_size, .shuffle = 0, .augment = 0, .seed = spec->seed, .workers = spec->workers};
     if (s == ST_OK && d->valid.count) s = st_loader_create(&d->valid, &e, &d->valid_loader);
     if (s == ST_OK && spec->with_test) s = st_loader_create(&d->test, &e, &d->test_loader);
     if (s != ST_OK) st_run_data_close(d);

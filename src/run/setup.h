@@ -27,9 +27,11 @@ typedef struct st_run_data_spec {
     const char *datadir;     /* "" or NULL = its usual folder */
     double valid_split;      /* held-out fraction of the training set, [0, 1) */
     int batch_size, test_batch_size;
-    int augment;             /* -1 = the data set's default (CIFAR yes, MNIST no), 0 / 1 */
+    int augment;             /* -1 = the data set's default (CIFAR and ImageFolder yes, MNIST no), 0 / 1 */
     uint64_t seed;
     int with_test;           /* also load the test split and its loader */
+    int image_size;          /* ImageFolder data: crops of S x S (0 = 224) */
+    int workers;             /* data loading threads (0 = the loader's default) */
 } st_run_data_spec;
 
 typedef struct st_run_data {

@@ -45,6 +45,7 @@ st_status st_train_config_to_json(const st_train_config *c, char **json) {
     KEY("mask_sampling"); st_json_append_string(&b, c->mask_sampling);
     KEY("scaled"); st_json_append_int(&b, c->scaled);
     KEY("augment"); st_json_append_int(&b, c->augment);
+    KEY("image_size"); st_json_append_int(&b, c->image_size);
     KEY("max_batches"); st_json_append_int(&b, c->max_batches);
 #undef KEY
     st_json_append_text(&b, "}");
@@ -112,6 +113,8 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     if (s == ST_OK) s = get_string(r, "mask_sampling", c->mask_sampling, sizeof c->mask_sampling);
     if (s == ST_OK) s = get_int(r, "scaled", &c->scaled);
     if (s == ST_OK) s = get_int(r, "augment", &c->augment);
+    c->image_size = 0; /* absent from checkpoints written before ImageFolder data */
+    if (s == ST_OK && st_json_object_get(r, "image_size")) s = get_int(r, "image_size", &c->image_size);
     if (s == ST_OK) s = get_int(r, "max_batches", &c->max_batches);
     st_json_free(doc);
     if (s != ST_OK) return st_fail_context(s, "%s", source);

@@ -100,8 +100,8 @@ st_optimizer *st_trainer_optimizer(st_trainer *t) { return &t->opt; }
 
 static st_status load_data(st_trainer *r) {
     const st_train_config *c = r->c;
-    st_run_data_spec spec = {c->data, c->datadir, c->valid_split, c->batch_size, c->test_batch_size, c->augment,
-                             c->seed, 1};
+    st_run_data_spec spec = {c->data,      c->datadir, c->valid_split, c->batch_size, c->test_batch_size,
+                             c->augment, c->seed,    1,              c->image_size, c->workers};
     return st_run_data_open(&spec, &r->data);
 }
 

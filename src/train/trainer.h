@@ -35,13 +35,15 @@ typedef struct st_train_config {
     char mask_sampling[16];    /* --mask-sampling bernoulli|exact */
     char execution[16];        /* --execution auto|sparse|dense (exec/policy.h) */
     int scaled;                /* --scaled (1), --scaled-per-layer (2) */
-    int augment;               /* -1 = data set default (CIFAR yes, MNIST no) */
+    int augment;               /* -1 = data set default (CIFAR and ImageNet yes, MNIST no) */
+    int image_size;            /* --image-size: ImageFolder (imagenet) images are S x S (0 = 224) */
     /* run-time only (not part of the run's identity) */
     char resume[ST_PATH_MAX];  /* --resume */
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
     char log[ST_PATH_MAX];     /* --log (JSON lines) */
     char run_dir[ST_PATH_MAX]; /* --run-dir ("" = none): locked for the run, must not be another run's (run_guard.h) */
     int threads;               /* --threads (0 = all cores) */
+    int workers;               /* --workers: data loading threads (0 = 1 in memory, 2 for ImageFolder data) */
     int progress;              /* -1 auto (terminal), 0 plain lines, 1 bar */
     int stop_after;            /* --stop-after K: leave after K epochs of this invocation (0 = no) */
     int max_batches;           /* --max-batches: cap batches per epoch (0 = all; smoke tests) */

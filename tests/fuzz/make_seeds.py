@@ -7,7 +7,8 @@ tiny model trained for one batch by the built CLI:
 
     python3 tests/fuzz/make_seeds.py [--cli build/sparsetrain]
 
-Only the standard library is used; output is deterministic.
+Only the standard library is used, except for the JPEG seeds (Pillow, Debian
+python3-pil; skipped with a note without it); output is deterministic.
 """
 import argparse
 import gzip
@@ -181,6 +182,32 @@ def checkpoint_seeds(cli, rng):
             put("checkpoint", "cifar_resnet_8_1-sparse", f.read())
 
 
+def jpeg_seeds(rng):
+    """Small JPEGs in the variants ImageNet holds: baseline 4:2:0 and 4:4:4,
+    progressive, grayscale, CMYK (Adobe), restart markers; plus a truncated one."""
+    try:
+        from PIL import Image
+    except ImportError:
+        print("note: Pillow (python3-pil) missing: JPEG seeds not written")
+        return
+    w, h = 19, 13
+    pixels = bytes(rng.randrange(256) if i % 7 == 0 else (i * 5) % 256 for i in range(w * h * 3))
+    rgb = Image.frombytes("RGB", (w, h), pixels)
+
+    def encode(im, **options):
+        b = io.BytesIO()
+        im.save(b, "JPEG", **options)
+        return b.getvalue()
+    put("jpeg", "baseline-420", encode(rgb, quality=75))
+    put("jpeg", "baseline-444", encode(rgb, quality=90, subsampling=0))
+    put("jpeg", "progressive", encode(rgb, quality=75, progressive=True))
+    put("jpeg", "grayscale", encode(rgb.convert("L"), quality=75))
+    put("jpeg", "cmyk", encode(rgb.convert("CMYK"), quality=75))
+    put("jpeg", "optimized-restarts", encode(rgb, quality=50, optimize=True, restart_marker_blocks=1))
+    whole = encode(rgb, quality=75)
+    put("jpeg", "truncated", whole[: len(whole) * 2 // 3])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cli", help="built sparsetrain executable (for the checkpoint seed)")
@@ -192,6 +219,7 @@ def main():
     safetensors_seeds()
     json_seeds()
     flags_seeds()
+    jpeg_seeds(rng)
     checkpoint_seeds(args.cli, rng)
 
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "data/image_folder.h"
 #include "flags.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
@@ -353,10 +354,41 @@ static void fuzz_output_guard(const uint8_t *data, size_t size) {
     put_file("output.file", NULL, 0);
 }
 
+/* ------------------------------------------------------------------ jpeg */
+
+/* Decodes the input as one ImageFolder image would be, then runs both
+ * transforms on what came out: the training crop at a few positions and the
+ * evaluation resize + center crop, into a 32 x 32 output. */
+static void fuzz_jpeg(const uint8_t *data, size_t size) {
+    st_rgb_image img = {0};
+    if (st_jpeg_decode(data, size, "fuzz input", &img) == ST_OK) {
+        if (img.width < 1 || img.height < 1 || (size_t)img.width * img.height * 3 > img.capacity) abort();
+        enum { S = 32 };
+        uint8_t out[S * S * 3];
+        for (int position = 0; position < 3; position++) {
+            st_crop c = st_random_resized_crop(7, 0, position, img.height, img.width, NULL);
+            if (c.top < 0 || c.left < 0 || c.height < 1 || c.width < 1 || c.top + c.height > img.height ||
+                c.left + c.width > img.width)
+                abort();
+            (void)st_image_resize_bilinear(img.pixels, img.width, c.top, c.left, c.height, c.width, S, S, out);
+        }
+        int rh, rw;
+        st_crop c;
+        st_eval_geometry(img.height, img.width, st_eval_resize_size(S), S, &rh, &rw, &c);
+        if ((uint64_t)rh * rw <= (1u << 22)) {
+            st_status s = st_image_resize_bilinear_window(img.pixels, img.width, 0, 0, img.height, img.width, rh, rw,
+                                                          c.top, c.left, S, S, out);
+            if (s != ST_OK && s != ST_ERR_NOMEM) abort(); /* the center crop always fits the resized image */
+        }
+    }
+    st_rgb_image_free(&img);
+}
+
 const st_fuzz_target st_fuzz_targets[] = {
     {"idx", fuzz_idx},   {"idx_gz", fuzz_idx_gz},         {"cifar", fuzz_cifar},
     {"tar", fuzz_tar},   {"safetensors", fuzz_safetensors}, {"checkpoint", fuzz_checkpoint},
-    {"json", fuzz_json}, {"flags", fuzz_flags},           {"output_guard", fuzz_output_guard},
+    {"json", fuzz_json}, {"flags", fuzz_flags},           {"jpeg", fuzz_jpeg},
+    {"output_guard", fuzz_output_guard},
     {NULL, NULL},
 };
 

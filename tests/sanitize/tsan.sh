@@ -6,14 +6,15 @@
 # OpenMP's barriers and tasks, so our own OpenMP kernels are checked with 2
 # threads. OpenBLAS and oneDNN bring their own uninstrumented libgomp:
 # ignore_noninstrumented_modules=1 leaves their internals out.
-# Checked: the background batch loader (test_data_loader: pthreads only), the
+# Checked: the background batch loader (test_data_loader, and test_image_folder
+# with several workers decoding JPEGs: pthreads only), the
 # OpenMP kernels and layers (test_sparse_conv, test_kernels, test_layers),
 # and a short `train` + `eval` (loader thread + OpenMP) on generated data.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:-$root/build-tsan}"
 CC=clang cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DST_TSAN=ON >/dev/null
-cmake --build "$build" -j"$(nproc)" --target sparsetrain test_data_loader test_sparse_conv test_kernels test_layers
+cmake --build "$build" -j"$(nproc)" --target sparsetrain test_data_loader test_image_folder test_sparse_conv test_kernels test_layers
 archer=""
 for dir in "$(clang -print-resource-dir)/../.." /usr/lib/llvm-*/lib; do
   [ -f "$dir/libarcher.so" ] && { archer="$(cd "$dir" && pwd)/libarcher.so"; break; }
@@ -26,7 +27,7 @@ else
   echo "tsan: libarcher.so not found: OpenMP kernels run with 1 thread (only the loader thread is checked)"
   export OMP_NUM_THREADS=1
 fi
-for t in test_data_loader test_sparse_conv test_kernels test_layers; do
+for t in test_data_loader test_image_folder test_sparse_conv test_kernels test_layers; do
   echo "== tsan: $t =="
   "$build/tests/$t" >"$build/tsan-$t.log" 2>&1 || { tail -60 "$build/tsan-$t.log"; exit 1; }
 done

@@ -1,0 +1,314 @@
+"""ImageFolder data (--data imagenet) against torchvision on a tiny generated tree:
+class indexing and file order equal torchvision.datasets.ImageFolder's; the
+evaluation transform (Resize + CenterCrop) and the training crops
+(RandomResizedCrop + flip) equal torchvision's on PIL images within one intensity
+level (1/255) per pixel, with our crop draws replayed through torchvision's own
+get_params; normalisation equals ToTensor + Normalize within 1e-6; batches are
+identical for 1, 2 and 3 worker threads; grayscale and CMYK JPEGs are converted
+as PIL converts them; corrupt, truncated and non-JPEG files are reported once
+(naming the file) and skipped; an empty class folder and an empty tree are clear
+errors; `sparsetrain train --data imagenet` trains a CIFAR ResNet on 64x64 crops
+and resumes exactly; `sparsetrain bench --imagefolder` runs.
+Exits 77 (CTest: skipped) without PIL / torchvision."""
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import types
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, check, finish  # noqa: E402
+
+try:
+    import torch
+    from PIL import Image
+    import torchvision
+    import torchvision.transforms as T
+    import torchvision.transforms.functional as F
+    import torchvision.transforms.transforms as transforms_module
+except ImportError as e:
+    print(f"SKIP: {e} (Debian packages python3-pil python3-torchvision; scripts/setup.sh installs them)")
+    sys.exit(77)
+
+PROBE = os.path.join(BUILD, "tests", "imagefolder_probe")
+BIN = os.path.join(BUILD, "sparsetrain")
+S = 64                      # output size used by the tests (the pipeline's S; ImageNet uses 224)
+R = 73                      # round(64 * 256 / 224), the evaluation Resize
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+tmp = tempfile.mkdtemp(prefix="sparsetrain-imagefolder-")
+rng = np.random.RandomState(3)
+
+
+def picture(w, h, seed):
+    """A smooth colour gradient with texture, so resampling errors would show."""
+    r = np.random.RandomState(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([127 + 120 * np.sin(x / (7 + seed % 5) + c) * np.cos(y / 11 + 2 * c) for c in range(3)], axis=-1)
+    img += r.normal(0, 12, size=img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def save(path, array, mode="RGB", quality=90):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    im = Image.fromarray(array)
+    if mode != "RGB":
+        im = im.convert(mode)
+    im.save(path, "JPEG", quality=quality)
+
+
+def jpeg_bytes(array):
+    b = io.BytesIO()
+    Image.fromarray(array).save(b, "JPEG", quality=90)
+    return b.getvalue()
+
+
+# ------------------------------------------------------------------ the tree
+root = os.path.join(tmp, "tree")
+sizes = [(500, 375), (37, 53), (91, 64), (200, 30), (64, 64), (333, 250), (75, 301)]
+bad_files = []
+for split, per_class in (("train", 5), ("val", 2)):
+    for c, cls in enumerate(["n002_bird", "n001_cat", "n010_dog"]):   # sorted order differs from creation order
+        for k in range(per_class):
+            w, h = sizes[(c * 3 + k) % len(sizes)]
+            ext = [".JPEG", ".jpg", ".jpeg"][k % 3]
+            save(os.path.join(root, split, cls, f"img_{k}{ext}"), picture(w, h, 10 * c + k))
+    save(os.path.join(root, split, "n001_cat", "gray_0.JPEG"), picture(120, 90, 7), mode="L")
+    save(os.path.join(root, split, "n010_dog", "cmyk_0.JPEG"), picture(96, 140, 8), mode="CMYK")
+    save(os.path.join(root, split, "n002_bird", "sub", "nested_0.JPEG"), picture(80, 60, 9))
+    if split == "train":  # a linked folder inside a class (followed, as os.walk(followlinks=True))
+        save(os.path.join(tmp, "elsewhere", "linked_0.jpg"), picture(45, 70, 13))
+        os.symlink(os.path.join(tmp, "elsewhere"), os.path.join(root, split, "n002_bird", "linked"))
+    # broken files: truncated JPEG, text named .JPEG, empty file
+    good = jpeg_bytes(picture(150, 100, 11))
+    for name, data in (("truncated.JPEG", good[: len(good) // 2]), ("not_a_jpeg.JPEG", b"<html>not an image</html>\n"),
+                       ("empty.jpg", b"")):
+        path = os.path.join(root, split, "n010_dog", name)
+        with open(path, "wb") as f:
+            f.write(data)
+        bad_files.append(os.path.join(split, "n010_dog", name))
+    # a format torchvision lists but we do not decode, and a file torchvision ignores
+    Image.fromarray(picture(40, 40, 12)).save(os.path.join(root, split, "n001_cat", "other.png"))
+    with open(os.path.join(root, split, "n001_cat", "notes.txt"), "w") as f:
+        f.write("not an image\n")
+
+
+def probe(*args, check_rc=True):
+    r = subprocess.run([PROBE] + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+    if check_rc and r.returncode != 0:
+        raise RuntimeError(f"probe {args}: {r.stderr}")
+    return r
+
+
+# ------------------------------------------------------- class indexing, order
+listing = {}
+for split in ("train", "val"):
+    out = probe("list", root, split).stdout.splitlines()
+    n = int(out[0].split()[1])
+    classes = out[1:1 + n]
+    samples = [(line.split("\t")[1], int(line.split("\t")[0])) for line in out[1 + n:]]
+    listing[split] = samples
+    ref = torchvision.datasets.ImageFolder(os.path.join(root, split))
+    ref_samples = [(os.path.relpath(p, os.path.join(root, split)), y) for p, y in ref.samples if not p.endswith(".png")]
+    check(f"{split}: classes are torchvision's (sorted folder names)", classes == ref.classes, f"{classes}")
+    check(f"{split}: images, order and labels equal ImageFolder.samples (minus the .png)", samples == ref_samples,
+          f"{len(samples)} vs {len(ref_samples)}")
+good = {split: [i for i, (p, _) in enumerate(listing[split]) if os.path.join(split, p) not in bad_files]
+        for split in listing}
+
+
+def pil_loader(split, index):
+    with open(os.path.join(root, split, listing[split][index][0]), "rb") as f:
+        return Image.open(f).convert("RGB")
+
+
+def ours(split, index, train, seed=5, epoch=0, position=0):
+    path = os.path.join(tmp, "out.bin")
+    r = probe("image", root, split, index, S, train, seed, epoch, position, path)
+    lines = r.stdout.splitlines()
+    crop = [int(v) for v in lines[0].split()[1:]]
+    draws, fallback = [], None
+    if train:
+        fallback = int(lines[1].split()[3])
+        draws = [(float(a), float(b)) for a, b in (l.split()[1:] for l in lines[2:])]
+    pixels = np.frombuffer(open(path, "rb").read(), dtype=np.uint8).reshape(S, S, 3)
+    return crop, draws, fallback, pixels
+
+
+# ------------------------------------------------------ evaluation transform
+eval_tf = T.Compose([T.Resize(R), T.CenterCrop(S)])
+worst = 0
+for split in ("val", "train"):
+    for i in good[split]:
+        _, _, _, px = ours(split, i, 0)
+        ref = np.asarray(eval_tf(pil_loader(split, i)))
+        worst = max(worst, int(np.abs(px.astype(int) - ref.astype(int)).max()))
+for name in ("gray_0.JPEG", "cmyk_0.JPEG"):
+    i = next(k for k, (p, _) in enumerate(listing["val"]) if p.endswith(name))
+    _, _, _, px = ours("val", i, 0)
+    ref = np.asarray(eval_tf(pil_loader("val", i)))
+    d = int(np.abs(px.astype(int) - ref.astype(int)).max())
+    check(f"{name} ({Image.open(os.path.join(root, 'val', listing['val'][i][0])).mode} JPEG) converted to RGB as PIL's "
+          "convert('RGB')", d <= 1, f"max |difference| {d}/255")
+check("eval transform (Resize 73 + CenterCrop 64) equals torchvision's on PIL within 1 level", worst <= 1,
+      f"max |difference| {worst}/255 over {len(good['val']) + len(good['train'])} images")
+
+# ------------------------------------------------------------ random crops
+class Replay:
+    """Stands in for torch inside torchvision.transforms.transforms so that
+    RandomResizedCrop.get_params consumes our draws instead of torch's."""
+
+    def __init__(self, draws, top, left):
+        self.uniforms = [v for pair in draws for v in pair]
+        self.ints = [top, left]
+        self.bounds_ok = True
+
+    def empty(self, *_):
+        outer = self
+
+        class U:
+            def uniform_(self, a, b):
+                v = outer.uniforms.pop(0)
+                outer.bounds_ok &= float(a) <= v <= float(b)
+                return torch.tensor([v], dtype=torch.float32)
+        return U()
+
+    def randint(self, lo, hi, size):
+        v = self.ints.pop(0)
+        self.bounds_ok &= lo <= v < hi
+        return torch.tensor([v])
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+params_ok, fallbacks, crops_worst, n_crops, flips = True, 0, 0, 0, 0
+for i in good["train"]:
+    img = pil_loader("train", i)
+    for epoch, position in ((0, i), (1, 3 * i + 1), (4, 1000 + i)):
+        (top, left, h, w, flip), draws, fallback, px = ours("train", i, 1, seed=9, epoch=epoch, position=position)
+        replay = Replay(draws, top, left)
+        transforms_module.torch = replay
+        try:
+            ref_params = T.RandomResizedCrop.get_params(img, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0])
+        finally:
+            transforms_module.torch = torch
+        used_all = not replay.uniforms and (fallback or not replay.ints)
+        if ref_params != (top, left, h, w) or not replay.bounds_ok or not used_all:
+            params_ok = False
+            print(f"  mismatch: image {i} epoch {epoch}: ours {(top, left, h, w)} torchvision {ref_params}")
+        fallbacks += fallback
+        ref = np.asarray(F.resized_crop(img, top, left, h, w, [S, S], T.InterpolationMode.BILINEAR))
+        crops_worst = max(crops_worst, int(np.abs(px.astype(int) - ref.astype(int)).max()))
+        n_crops += 1
+        flips += flip
+check("RandomResizedCrop: our draws give torchvision get_params' crop (10 attempts, central fallback)", params_ok,
+      f"{n_crops} crops, {fallbacks} via the fallback")
+check("some crops fell back and some were flipped (both paths exercised)", fallbacks > 0 and 0 < flips < n_crops,
+      f"{fallbacks} fallbacks, {flips} flips")
+check("resized crops equal torchvision's F.resized_crop on PIL within 1 level", crops_worst <= 1,
+      f"max |difference| {crops_worst}/255 over {n_crops} crops")
+
+
+# ---------------------------------------- batches: normalisation, workers, skips
+def batches(split, workers, batch, augment, shuffle, seed=1, epoch=0):
+    path = os.path.join(tmp, f"batches-{workers}.bin")
+    r = probe("batches", root, split, S, batch, workers, seed, epoch, augment, shuffle, path, check_rc=False)
+    return r, open(path, "rb").read() if r.returncode == 0 else b""
+
+
+r, blob = batches("val", 2, 4, 0, 0)
+counts = [int(l.split()[1]) for l in r.stdout.splitlines() if l.startswith("batch")]
+check("val loader runs", r.returncode == 0, r.stderr[-300:])
+check("val: unreadable files left out of their batches", sum(counts) == len(good["val"]),
+      f"batches {counts}, {len(good['val'])} readable images")
+reported = [l for l in r.stderr.splitlines() if "skipping" in l]
+check("val: each unreadable file reported once, naming it",
+      len(reported) == 3 and all(any(os.path.basename(b) in l for l in reported) for b in bad_files[3:]),
+      "; ".join(reported))
+# the normalised floats equal ToTensor + Normalize of torchvision's pipeline, in file order
+norm = T.Compose([T.Resize(R), T.CenterCrop(S), T.ToTensor(), T.Normalize(MEAN, STD)])
+expect = np.concatenate([norm(pil_loader("val", i)).numpy().ravel() for i in good["val"]])
+floats, at = [], 0
+for n in counts:
+    floats.append(np.frombuffer(blob, dtype=np.float32, count=n * 3 * S * S, offset=at))
+    at += n * 3 * S * S * 4 + n * 4
+floats = np.concatenate(floats) if floats else np.zeros(0)
+diff = float(np.abs(floats - expect).max()) if floats.size == expect.size else float("inf")
+# one intensity level after normalisation is 1/255/std ~ 0.0175
+check("val batches equal torchvision's Resize + CenterCrop + ToTensor + Normalize within 1e-6", diff <= 1e-6,
+      f"max |difference| {diff:.3g}")
+
+runs = {}
+for workers in (1, 2, 3):
+    r1, b1 = batches("train", workers, 5, 1, 1, seed=4, epoch=2)
+    runs[workers] = (r1.returncode, r1.stdout, b1)
+check("train batches identical for 1, 2 and 3 workers", runs[1][0] == 0 and runs[1] == runs[2] == runs[3],
+      runs[1][1].replace("\n", " ")[:200])
+r2, b2 = batches("train", 2, 5, 1, 1, seed=4, epoch=3)
+check("another epoch gives other batches", r2.returncode == 0 and b2 != runs[2][2])
+
+# ------------------------------------------------------------ bad trees
+def tree_error(make):
+    t = tempfile.mkdtemp(dir=tmp)
+    make(t)
+    return probe("list", t, "train", check_rc=False)
+
+
+r = tree_error(lambda t: (save(os.path.join(t, "train", "a", "x.JPEG"), picture(20, 20, 1)),
+                          os.makedirs(os.path.join(t, "train", "b_empty"))))
+check("empty class folder is an error naming it", r.returncode != 0 and "b_empty" in r.stderr, r.stderr.strip())
+r = tree_error(lambda t: os.makedirs(os.path.join(t, "train")))
+check("empty tree is an error", r.returncode != 0 and "no class folders" in r.stderr, r.stderr.strip())
+r = tree_error(lambda t: None)
+check("missing train folder is an error", r.returncode != 0 and "no such folder" in r.stderr, r.stderr.strip())
+
+# ------------------------------------------------------------ training
+counts_line = f"{len(listing['train'])} train / 0 val / {len(listing['val'])} test images"
+for label, extra in (("dense", []), ("sparse ERK 0.3, sparse execution",
+                                     ["--sparse", "--fix", "--density", "0.3", "--execution", "sparse"])):
+    r = subprocess.run([BIN, "train", "--data", "imagenet", "--datadir", root, "--image-size", str(S), "--model",
+                        "cifar_resnet_8", "--epochs", "1", "--max-batches", "3", "--batch-size", "4",
+                        "--test-batch-size", "4", "--workers", "2", "--plain", "--threads", "2"] + extra,
+                       capture_output=True, text=True, timeout=600)
+    out = r.stdout + r.stderr
+    check(f"sparsetrain train --data imagenet --image-size 64, cifar_resnet_8 {label}: 3 steps and a test pass",
+          r.returncode == 0 and "epoch 1/1" in r.stdout and counts_line in r.stdout, out.strip()[-300:])
+# exact resume: 2 epochs straight == 1 epoch + --resume (the crops are a function of (seed, epoch, position))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import load_checkpoint as lc  # noqa: E402
+base = [BIN, "train", "--data", "imagenet", "--datadir", root, "--image-size", "32", "--model", "cifar_resnet_8_4",
+        "--epochs", "2", "--max-batches", "2", "--batch-size", "4", "--test-batch-size", "8", "--threads", "2",
+        "--plain", "--quiet", "--lr", "0.05"]
+straight, half = os.path.join(tmp, "straight.safetensors"), os.path.join(tmp, "half.safetensors")
+r1 = subprocess.run(base + ["--save", straight, "--workers", "1"], capture_output=True, text=True, timeout=600)
+r2 = subprocess.run(base + ["--save", half, "--stop-after", "1", "--workers", "3"], capture_output=True, text=True,
+                    timeout=600)
+r3 = subprocess.run([BIN, "train", "--resume", half, "--save", half, "--threads", "2", "--plain", "--quiet"],
+                    capture_output=True, text=True, timeout=600)
+same = False
+if r1.returncode == 0 and r2.returncode == 0 and r3.returncode == 0:
+    a, b = lc.read_safetensors(straight)[0], lc.read_safetensors(half)[0]
+    same = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+check("imagenet: 2 epochs straight (1 worker) == 1 epoch + --resume (3 workers), bit-identical weights", same,
+      (r1.stderr + r2.stderr + r3.stderr).strip()[-300:])
+r = subprocess.run([BIN, "train", "--data", "imagenet", "--datadir", root, "--image-size", str(S), "--valid_split",
+                    "0.1", "--epochs", "1"], capture_output=True, text=True, timeout=60)
+check("--valid_split > 0 on an ImageFolder tree is refused", r.returncode != 0 and "whole classes" in r.stderr,
+      r.stderr.strip()[-200:])
+# ------------------------------------------------------------ the throughput benchmark
+import json  # noqa: E402
+r = subprocess.run([BIN, "bench", "--imagefolder", root, "--workers", "2", "--image-size", str(S), "--batch-size", "4",
+                    "--json"], capture_output=True, text=True, timeout=300)
+try:
+    res = json.loads(r.stdout)
+except ValueError:
+    res = {}
+check("sparsetrain bench --imagefolder times the pipeline (readable images delivered, unreadable counted)",
+      r.returncode == 0 and res.get("images") == len(good["train"]) and res.get("skipped") == 3
+      and res.get("images_per_s", 0) > 0 and res.get("decode_ms", 0) > 0, r.stdout.strip()[:300] + r.stderr[-200:])
+shutil.rmtree(tmp, ignore_errors=True)
+finish()
