@@ -719,6 +719,21 @@ static void test_output_guard(void) {
     CHECK_OK(st_file_kind_of(ck, &kind));
     CHECK(kind == ST_FILE_CHECKPOINT && count_temp_files(tmp_dir) == 0);
     CHECK_OK(st_safetensors_write(ck, &t, 1, meta, 1)); /* a checkpoint onto a checkpoint: allowed */
+    /* a checkpoint whose header runs past the first 64 KiB before naming its format: still a checkpoint */
+    char big_ck[4200];
+    path_in_tmp(big_ck, sizeof big_ck, "guard-big-header.safetensors");
+    size_t pad = 70000, hn = pad + 64;
+    char *header = calloc(hn + 9, 1);
+    int hl = snprintf(header + 8, hn, "{\"__metadata__\":{\"pad\":\"%0*d\",\"format\":\"sparsetrain-checkpoint-1\"}}",
+                      (int)pad, 0);
+    for (int i = 0; i < 8; i++) header[i] = (char)(((uint64_t)hl >> (8 * i)) & 0xff);
+    FILE *hf = fopen(big_ck, "wb");
+    CHECK(hf && fwrite(header, 1, (size_t)hl + 8, hf) == (size_t)hl + 8);
+    if (hf) fclose(hf);
+    free(header);
+    CHECK_OK(st_file_kind_of(big_ck, &kind));
+    CHECK(kind == ST_FILE_CHECKPOINT);
+    unlink(big_ck);
     /* a file of another kind: refused unless forced */
     write_text(other, "my notes\n");
     CHECK_OK(st_file_kind_of(other, &kind));

@@ -124,8 +124,22 @@ static st_status classify(const char *path, st_file_kind *kind, mode_t *mode) {
         if (r <= 0) break;
         n += (size_t)r;
     }
-    close(fd);
     *kind = n ? classify_head(buf, n, (uint64_t)st.st_size) : ST_FILE_EMPTY;
+    if (*kind == ST_FILE_SAFETENSORS) {
+        /* a header longer than the head (a big model's, or metadata written
+         * last by another writer): look for the format in all of it (at most
+         * ST_SAFETENSORS_MAX_HEADER bytes, never the tensors) */
+        uint64_t header = 0;
+        for (int i = 7; i >= 0; i--) header = (header << 8) | buf[i];
+        if (header > n - 8) {
+            unsigned char *all = malloc((size_t)header);
+            if (all && pread(fd, all, (size_t)header, 8) == (ssize_t)header &&
+                contains(all, (size_t)header, "\"" ST_CHECKPOINT_FORMAT "\""))
+                *kind = ST_FILE_CHECKPOINT;
+            free(all);
+        }
+    }
+    close(fd);
     free(buf);
     return ST_OK;
 }
