@@ -210,6 +210,8 @@ static st_status lock_save(const char *save, st_run_guard *g) {
                                "to finish, or choose another --save path",
                                save, head[0] ? head + strlen(LOCK_MARK) : "unknown", g->save_lock);
             }
+            /* no locks on this file system (some network mounts): run unlocked */
+            if (err == ENOLCK || err == EOPNOTSUPP || err == EINVAL) return ST_OK;
             return st_fail(ST_ERR_IO, "--save %s: cannot lock %s: %s", save, g->save_lock, strerror(err));
         }
         /* The holder we waited for may have removed the file: lock the one at the path. */
@@ -242,6 +244,7 @@ static st_status lock_dir(const char *dir, st_run_guard *g) {
                            "--run-dir %s is in use: another sparsetrain run holds its lock; wait for that run to "
                            "finish, or choose another folder",
                            dir);
+        if (err == ENOLCK || err == EOPNOTSUPP || err == EINVAL) return ST_OK; /* no locks here: run unlocked */
         return st_fail(ST_ERR_IO, "--run-dir %s: cannot lock it: %s", dir, strerror(err));
     }
     g->dir_fd = fd;

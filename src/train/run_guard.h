@@ -67,7 +67,8 @@ typedef struct st_run_guard {
  *  distinct files and none is the --resume file (io/atomic_file.h claims);
  *  the --save folder is writable; an advisory lock (flock) on --save (the
  *  file PATH.lock, holding our pid) and on --run-dir, held until
- *  st_run_guard_end, so a second run on the same path is refused; the --save
+ *  st_run_guard_end, so a second run on the same path is refused (on a file system without
+ *  locks, such as some network mounts, the run goes on unlocked); the --save
  *  guard (st_save_guard), the run-folder guard (st_run_dir_guard) and the log
  *  guard (io/log_file.h); and stale PATH.tmp.<pid> files of dead processes
  *  are removed. `c->run_id` must be set.
