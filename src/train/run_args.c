@@ -135,8 +135,28 @@ static st_status differs(const st_train_config *c, const char *flag, const char 
                    flag, ours, c->resume, flag, theirs, flag);
 }
 
+/* Every run-defining flag, with what a resume does with it (st_resume_merge):
+ * a flag added to st_train_config's run-defining part must be listed here,
+ * or a resume that gives it is refused rather than silently ignoring it. */
+static const char *const resume_known[] = {
+    "epochs", "datadir", "test_batch_size", "execution", /* take the command line's value */
+    "model", "data", "batch_size", "lr", "momentum", "l2", "optimizer", "lr_schedule", "seed", "valid_split",
+    "sparse", "fix", "sparse_init", "density", "fc_density", "mask_sampling", "scaled", "augment", "max_batches",
+    "image_size", /* must equal the checkpoint's */
+};
+
 st_status st_resume_merge(const st_train_config *cmdline, st_train_config *c) {
     const char *g = cmdline->given;
+    for (const char *p = g; *p;) {
+        size_t n = strcspn(p, ",");
+        int known = 0;
+        for (size_t k = 0; k < sizeof resume_known / sizeof resume_known[0] && !known; k++)
+            known = strlen(resume_known[k]) == n && strncmp(resume_known[k], p, n) == 0;
+        if (!known)
+            return st_fail(ST_ERR_ARGUMENT, "--%.*s cannot be given with --resume (the run keeps its own value)", (int)n,
+                           p);
+        p += n + (p[n] == ',');
+    }
     char a[64], b[64];
     if (given(g, "epochs")) {
         if (cmdline->epochs <= 0) return st_fail(ST_ERR_ARGUMENT, "--epochs must be positive (got %d)", cmdline->epochs);
@@ -177,6 +197,7 @@ st_status st_resume_merge(const st_train_config *cmdline, st_train_config *c) {
     SAME_INT("scaled", "scaled", scaled);
     SAME_INT("augment", "augment", augment);
     SAME_INT("max_batches", "max-batches", max_batches);
+    SAME_INT("image_size", "image-size", image_size);
 #undef SAME_STRING
 #undef SAME_INT
 #undef SAME_DOUBLE
