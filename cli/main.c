@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/threads.h"
+#include "environment.h"
 #include "eval_cli.h"
 #include "flags.h"
 #include "report_cli.h"
@@ -377,6 +378,7 @@ static void bound_openmp_spinning(char **argv) {
 
 int main(int argc, char **argv) {
     bound_openmp_spinning(argv);
+    st_cli_apply_environment();
     if (argc < 2) {
         usage(stderr);
         return 2;

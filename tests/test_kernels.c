@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "core/runtime.h"
+#include "kernels/isa.h"
 #include "kernels/bn_act.h"
 #include "kernels/conv_onednn.h"
 #include "models/init.h"
@@ -323,8 +325,11 @@ typedef struct model_run {
  * variables naming a backend / layout, on fixed weights and data. */
 static model_run run_model(const char *name, int channels, int size, int batch, const char *backend,
                            const char *layout) {
-    setenv("ST_CONV2D_BACKEND", backend, 1);
-    setenv("ST_ACTIVATION_LAYOUT", layout, 1);
+    /* the library's process-wide kernel choices (core/runtime.h), as the CLI sets them from ST_CONV2D_BACKEND / ST_ACTIVATION_LAYOUT */
+    st_runtime rt = *st_runtime_get();
+    rt.conv_backend = strcmp(backend, "reference") == 0 ? ST_CONV2D_REFERENCE : ST_CONV2D_AUTO;
+    rt.nchw_activations = strcmp(layout, "nchw") == 0;
+    st_runtime_set(&rt);
     st_model *m = NULL;
     CHECK_OK(st_model_create(name, 10, channels, size, size, &m));
     st_model_init_weights(m, 11, ST_INIT_PLAIN, 1.0, NULL);
@@ -357,8 +362,8 @@ static model_run run_model(const char *name, int channels, int size, int batch, 
     memcpy(r.eval_logits, logits, sizeof(float) * (size_t)r.n_logits);
     st_model_free(m);
     free(images);
-    unsetenv("ST_CONV2D_BACKEND");
-    unsetenv("ST_ACTIVATION_LAYOUT");
+    st_runtime none = {0};
+    st_runtime_set(&none);
     return r;
 }
 
@@ -408,7 +413,8 @@ static void test_model_paths(const char *name, int channels, int size, int batch
 }
 
 int main(int argc, char **argv) {
-    const char *isa = getenv("ST_ISA");
+    const char *isa = getenv("ST_ISA"); /* this program is the caller: it applies the cap (as the CLI does) */
+    if (isa) CHECK_OK(st_isa_force(isa));
     printf("instruction set cap: %s\n", isa ? isa : "none (best available)");
     st_rng rng;
     st_rng_seed(&rng, 2024, 7);
@@ -420,10 +426,12 @@ int main(int argc, char **argv) {
         test_conv_plan(&rng, 2, 20, 9, 9, 50, 5, 1, 0, 1, 1);   /* lenet5-like: channels not a multiple of 16 */
         test_conv_plan(&rng, 8, 32, 16, 16, 32, 3, 1, 1, 0, 1);
         test_conv_plan(&rng, 16, 64, 8, 8, 64, 3, 1, 1, 0, 0);
-        setenv("ST_CONV2D_ALGORITHM", "winograd", 1); /* opt-in Winograd, where the CPU has it */
+        st_runtime rt = {.winograd = 1}; /* opt-in Winograd, where the CPU has it */
+        st_runtime_set(&rt);
         test_conv_plan(&rng, 8, 32, 16, 16, 32, 3, 1, 1, 0, 1);
         test_conv_plan(&rng, 6, 16, 12, 12, 16, 3, 1, 1, 1, 0);
-        unsetenv("ST_CONV2D_ALGORITHM");
+        rt.winograd = 0;
+        st_runtime_set(&rt);
         test_conv_plan_blocked(&rng, 4, 16, 10, 10, 32, 3, 1, 1);
         test_conv_plan_blocked(&rng, 3, 32, 9, 9, 16, 3, 2, 1);
         test_conv_plan_blocked(&rng, 3, 3, 12, 12, 16, 3, 1, 1);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime.h"
 #include "core/status.h"
 #include "exec/executor.h"
 #include "kernels/bn_act.h"
@@ -47,13 +48,12 @@ static void dense_release(st_model *m) {
     m->exec_state = NULL;
 }
 
-/* Blocked layouts need oneDNN; ST_CONV2D_BACKEND=reference and
- * ST_ACTIVATION_LAYOUT=nchw keep every activation NCHW (for comparisons). */
+/* Blocked layouts need oneDNN; the reference backend and NCHW activations
+ * (core/runtime.h, for comparisons) keep every activation NCHW. */
 static int dense_allows_blocked_layouts(const st_model *m) {
     (void)m;
-    const char *env_backend = getenv("ST_CONV2D_BACKEND"), *env_layout = getenv("ST_ACTIVATION_LAYOUT");
-    return st_onednn_available() && !(env_backend && strcmp(env_backend, "reference") == 0) &&
-           !(env_layout && strcmp(env_layout, "nchw") == 0);
+    const st_runtime *rt = st_runtime_get();
+    return st_onednn_available() && rt->conv_backend != ST_CONV2D_REFERENCE && !rt->nchw_activations;
 }
 
 static float *dense_act_value(st_model *m, int a) { return m->acts[a].value; }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime.h"
 #include "core/status.h"
 
 #ifndef ST_HAVE_ONEDNN
@@ -220,14 +221,11 @@ static int block_of(const dnnl_memory_desc_t *md, const dnnl_dims_t dims) {
     return 0;
 }
 
-/* ST_CONV2D_ALGORITHM=winograd turns Winograd on. It is off by default: it
+/* st_runtime.winograd (the CLI: ST_CONV2D_ALGORITHM=winograd) turns Winograd on. It is off by default: it
  * trains ~8 % faster here, but its rounding differs from direct convolution
  * (~1e-6 relative per layer, amplified ~300x through ReLU and batch norm in
  * an ill-conditioned sparse network) and PyTorch uses direct convolution. */
-static int winograd_requested(void) {
-    const char *v = getenv("ST_CONV2D_ALGORITHM");
-    return v && strcmp(v, "winograd") == 0;
-}
+static int winograd_requested(void) { return st_runtime_get()->winograd; }
 
 static st_status create(st_onednn_conv *c, int batch, int in_c, int in_h, int in_w, int out_c, int kernel,
                         int stride, int padding, int x_block, int y_block) {

@@ -36,10 +36,7 @@ static st_isa capped(st_isa cap) {
 st_isa st_isa_current(void) {
     int c = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
     if (c >= 0) return (st_isa)c;
-    st_isa cap = ST_ISA_AVX512;
-    const char *env = getenv("ST_ISA");
-    if (env && !parse_isa(env, &cap)) cap = ST_ISA_GENERIC; /* unknown: the safe choice */
-    c = (int)capped(cap);
+    c = (int)capped(ST_ISA_AVX512); /* the best this CPU has, unless st_isa_force capped it */
     __atomic_store_n(&chosen, c, __ATOMIC_RELEASE);
     return (st_isa)c;
 }

@@ -1,7 +1,7 @@
 /* Run-time instruction-set selection, in one place for every kernel family
  * (fused BN/add/ReLU, sparse convolutions). The best ISA the CPU supports is
- * picked from cpuid on first use; ST_ISA=generic|avx2|avx512 in the
- * environment, or st_isa_force() (the CLI's --isa), caps the choice. */
+ * picked from cpuid on first use; st_isa_force() caps the choice (the CLI's
+ * --isa, or ST_ISA=generic|avx2|avx512 in its environment). */
 #ifndef ST_KERNELS_ISA_H
 #define ST_KERNELS_ISA_H
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/runtime.h"
 #include "core/status.h"
 #include "kernels/conv_onednn.h"
 #include "kernels/im2col.h"
@@ -203,12 +204,8 @@ struct st_conv2d_plan {
     st_onednn_conv *onednn;
 };
 
-static st_conv2d_backend backend_from_environment(void) {
-    const char *v = getenv("ST_CONV2D_BACKEND");
-    if (v && strcmp(v, "reference") == 0) return ST_CONV2D_REFERENCE;
-    if (v && strcmp(v, "onednn") == 0) return ST_CONV2D_ONEDNN;
-    return ST_CONV2D_AUTO;
-}
+/* AUTO: the caller's process-wide choice (core/runtime.h). */
+static st_conv2d_backend backend_from_runtime(void) { return (st_conv2d_backend)st_runtime_get()->conv_backend; }
 
 st_status st_conv2d_plan_create(const st_conv2d_shape *s, int has_bias, st_conv2d_backend backend,
                                 st_conv2d_plan **out) {
@@ -222,7 +219,7 @@ st_status st_conv2d_plan_create_blocked(const st_conv2d_shape *s, int has_bias, 
     if (!p) return ST_ERR_NOMEM;
     p->shape = *s;
     p->has_bias = has_bias;
-    if (backend == ST_CONV2D_AUTO) backend = backend_from_environment();
+    if (backend == ST_CONV2D_AUTO) backend = backend_from_runtime();
     p->backend = ST_CONV2D_REFERENCE;
     p->output_block = 1;
     const int plain = x_block == 1 && y_block == 1;
