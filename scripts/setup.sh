@@ -13,7 +13,7 @@ PACKAGES=(
   libjpeg62-turbo-dev                # ImageFolder (ImageNet) JPEG decoding
   dataset-fashion-mnist              # the embedded default data set
   python3 python3-numpy python3-torch  # PyTorch parity tests and benchmarks
-  python3-pil python3-torchvision    # ImageFolder tests: JPEG writing, torchvision's transforms as reference
+  python3-pil python3-torchvision    # ImageFolder tests (JPEG writing) and the CIFAR augmentation: torchvision's transforms as reference
   clang libclang-rt-dev libomp-dev valgrind  # CI only: libFuzzer, ThreadSanitizer, leak checks
   python3-sklearn                    # independent reference for the OOD metrics (tests)
   chromium                           # headless rendering test of `sparsetrain report`

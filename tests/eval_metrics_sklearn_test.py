@@ -14,13 +14,12 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, check, finish  # noqa: E402
+from testlib import BUILD, check, finish, skip  # noqa: E402
 
 try:
     from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 except ImportError:
-    print("SKIP: scikit-learn is not installed (Debian package python3-sklearn; scripts/setup.sh installs it)")
-    sys.exit(0)
+    skip("scikit-learn is not installed (Debian package python3-sklearn; scripts/setup.sh installs it)")
 
 TOOL = os.path.join(BUILD, "tests", "test_eval_metrics")
 tmp = tempfile.mkdtemp(prefix="sparsetrain-metrics-")

@@ -6,8 +6,9 @@ the same training twice: in float32 (PyTorch's normal precision) and in
 float64 (a near-exact reference). Checked:
 
 * logits of the first forward pass: C vs PyTorch float32, relative error <= 1e-4;
-* every parameter gradient of the first backward pass and the loss of every
-  SGD/Adam step (masks re-applied after each step, as the reference code does).
+* every parameter gradient of the first backward pass, the loss of every
+  SGD/Adam step (masks re-applied after each step, as the reference code does)
+  and the final weights after the last step (relative L2 over all parameters).
 
 A ResNet with batch norm at initialisation is numerically sensitive: PyTorch's
 own float32 and float64 runs of cifar_resnet_20 differ by ~1e-3 in some
@@ -61,7 +62,8 @@ def torch_run(model, masks, images, labels, optimizer, lr, dtype):
         with torch.no_grad():  # the reference's mask.step(): optimizer.step() then apply_mask()
             for n, m in masks.items():
                 params[n].mul_(m.to(dtype))
-    return np.array(losses), logits0, grads0
+    final = {n: p.detach().double().numpy().copy() for n, p in params.items()}
+    return np.array(losses), logits0, grads0, final
 
 
 def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr, seed):
@@ -90,8 +92,8 @@ def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr
         subprocess.run([os.path.join(BUILD, "tests", "test_model"), "--parity", inp, out], check=True)
         result, _ = lc.read_safetensors(out)
 
-    l32, logits32, g32 = torch_run(model, masks, images, labels, optimizer, lr, torch.float32)
-    l64, logits64, g64 = torch_run(model, masks, images, labels, optimizer, lr, torch.float64)
+    l32, logits32, g32, f32 = torch_run(model, masks, images, labels, optimizer, lr, torch.float32)
+    l64, logits64, g64, f64 = torch_run(model, masks, images, labels, optimizer, lr, torch.float64)
     tag = f"{model_name} d={density} {optimizer} lr={lr} batch={batch} seed={seed}"
     lo = rel(result["logits0"], logits32)
     check(f"{tag}: logits", lo <= 1e-4, f"C vs torch32 {lo:.2e} (tolerance 1e-4)")
@@ -104,6 +106,15 @@ def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr
     r64 = np.abs(c - l64) / np.abs(l64)
     t = np.abs(l32 - l64) / np.abs(l64)
     check_against(f"{tag}: loss sequence over {steps} steps", float(r32.max()), float(r64.max()), float(t.max()), 1e-3)
+    # Final weights after all steps (the C side writes them as final.<name>),
+    # all parameters as one vector (relative L2): per tensor, BN biases that
+    # start at 0 have no meaningful relative error. Same rule as above at 1e-4
+    # (float32 rounding of ~1e-7 per step, compounded over the steps).
+    def flat(d):
+        return np.concatenate([np.asarray(d[n], dtype=np.float64).ravel() for n in f64])
+    fin = flat({n: result["final." + n] for n in f64})
+    check_against(f"{tag}: final weights after {steps} steps", rel(fin, flat(f32)), rel(fin, flat(f64)),
+                  rel(flat(f32), flat(f64)), 1e-4)
     print("   C       :", " ".join(f"{x:.5f}" for x in c[:10]))
     print("   torch32 :", " ".join(f"{x:.5f}" for x in l32[:10]))
     print("   torch64 :", " ".join(f"{x:.5f}" for x in l64[:10]))

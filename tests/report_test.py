@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, check, finish  # noqa: E402
+from testlib import BUILD, check, finish, skip_part  # noqa: E402
 
 BIN = os.path.join(BUILD, "sparsetrain")
 tmp = tempfile.mkdtemp(prefix="sparsetrain-report-")
@@ -80,12 +80,12 @@ for model, sparse, seed in (("lenet300-100", False, 1), ("lenet300-100", False, 
 log = [json.loads(l) for l in open(os.path.join(runs[2][3], "log.jsonl"))]
 ins = json.loads(run(["inspect", "--model", "lenet300-100", "--sparse_init", "ERK", "--density", "0.2", "--seed", "1",
                       "--json"]).stdout)
-check("log FLOPs per example = inspect's (sparse and dense)",
+check("log FLOPs per example = inspect's (sparse and dense)",  # 1e-9: the same count printed through %.9g / JSON
       abs(log[-1]["flops_forward_sparse"] - ins["flops_sparse"]) <= 1e-9 * ins["flops_sparse"] and
       abs(log[-1]["flops_forward_dense"] - ins["flops_dense"]) <= 1e-9 * ins["flops_dense"],
       f"log {log[-1]['flops_forward_sparse']} / {log[-1]['flops_forward_dense']}, inspect {ins['flops_sparse']} / "
       f"{ins['flops_dense']}")
-check("log training FLOPs = 3 x forward x images of the epoch (540 after the validation split)",
+check("log training FLOPs = 3 x forward x images of the epoch (540 after the validation split)",  # 1e-6: %g printing
       abs(log[-1]["flops_epoch_train_sparse"] - 3 * ins["flops_sparse"] * 540) <= 1e-6 * log[-1]["flops_epoch_train_sparse"],
       str(log[-1]["flops_epoch_train_sparse"]))
 
@@ -135,7 +135,7 @@ check("gap-to-dense table: mean of the two dense seeds minus the sparse run",
 # --- rendering in headless Chromium ---------------------------------------------------------------
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
 if not chromium:
-    print("SKIP (rendering): chromium is not installed (Debian package chromium; scripts/setup.sh installs it)")
+    skip_part("rendering: chromium is not installed (Debian package chromium; scripts/setup.sh installs it)")
 else:
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000",

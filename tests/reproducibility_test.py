@@ -62,10 +62,11 @@ for name, flags in configs.items():
     masks = [k for k in a if k.startswith("mask.")]
     check(f"{name}: 1 vs 2 threads -> identical masks", all(np.array_equal(a[k], c[k]) for k in masks))
     diff = max_rel_diff(c, a) if a and c else 1.0
+    # 1e-4: 2 threads reassociate float32 sums (dense GEMM/oneDNN), ~1e-7 per step, compounded over the run's steps
     check(f"{name}: 1 vs 2 threads -> weights equal within float tolerance (max diff / max |w| <= 1e-4)",
           diff <= 1e-4, f"{diff:.2e}")
     d, _ = train(name, flags, 2, 6, "d")
-    check(f"{name}: another seed gives another run", bool(d) and max_rel_diff(d, a) > 1e-2)
+    check(f"{name}: another seed gives another run", bool(d) and max_rel_diff(d, a) > 1e-2)  # other masks: O(1)
 
 shutil.rmtree(tmp, ignore_errors=True)
 finish()

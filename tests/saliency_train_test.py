@@ -14,14 +14,11 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from testlib import BUILD, SRC, check, finish  # noqa: E402
+from testlib import BUILD, SRC, check, finish, skip  # noqa: E402
 import load_checkpoint as lc  # noqa: E402
 
-
-
 if not os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"):
-    print("skip: Fashion-MNIST (Debian dataset-fashion-mnist) is not installed")
-    sys.exit(0)
+    skip("Fashion-MNIST (Debian package dataset-fashion-mnist; scripts/setup.sh installs it) is not installed")
 
 CLI = os.path.join(BUILD, "sparsetrain")
 INSPECT = [CLI, "inspect"]

@@ -1,6 +1,11 @@
 /* The batch loader: every image exactly once per epoch, reproducible order per
  * (seed, epoch), batch sizes, normalisation, and augmentation checked against
- * a direct padded-crop-flip computation written independently here. */
+ * a direct padded-crop-flip computation written independently here. With
+ * `--augment IN OUT` it is the C side of tests/augment_parity_test.py: it
+ * augments and normalises the images of IN (U8 "images" N x C x H x W, F32
+ * "mean"/"std", metadata "seed", "reflect") with the draws of epoch 0 and
+ * writes them ("images", F32) and the draws ("draws", I32 N x 3: offset y,
+ * offset x, flip) to OUT. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,6 +14,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "io/safetensors.h"
 #include "sparsetrain.h"
 #include "testing.h"
 
@@ -100,6 +106,7 @@ static void test_order_and_batches(void) {
         const uint8_t *src = d.pixels + (size_t)o1[k] * image;
         for (size_t j = 0; j < image; j++) {
             int c = (int)(j / (9 * 7));
+            /* 1e-5: float32 table vs the double formula (|value| <= ~3, 6e-8 relative); 1/255 vs 1/256 is 4e-3 */
             if (!(fabs(im1[(size_t)k * image + j] - normalised(&d, c, src[j])) <= 1e-5)) bad++;
         }
     }
@@ -399,12 +406,84 @@ static void test_lifecycle_and_errors(void) {
     st_dataset_free(&d);
 }
 
-int main(void) {
+/* The shuffle is uniform: over 6000 epochs of 6 images, every image lands at
+ * every position ~1000 times. Binomial(6000, 1/6) has standard deviation 29;
+ * +-150 is ~5 of them. A biased shuffle fails: Sattolo's variant (the
+ * Fisher-Yates index off by one) never leaves an image in place (0 on the
+ * diagonal), a "swap with any position" shuffle skews the counts by ~10 %. */
+static void test_shuffle_uniform(void) {
+    st_dataset d;
+    make_dataset(&d, 6, 1, 1, 1, 3);
+    st_loader_options opt = {.batch_size = 6, .shuffle = 1, .augment = 0, .reflect_pad = 0, .seed = 123};
+    st_loader *l = NULL;
+    CHECK_OK(st_loader_create(&d, &opt, &l));
+    int64_t counts[6][6] = {{0}};
+    int32_t order[6];
+    for (int64_t epoch = 0; epoch < 6000 && l; epoch++) {
+        read_epoch(l, &d, 6, epoch, order, NULL);
+        for (int pos = 0; pos < 6; pos++) counts[pos][order[pos]]++;
+    }
+    int64_t lo = 6000, hi = 0;
+    for (int pos = 0; pos < 6; pos++)
+        for (int i = 0; i < 6; i++) {
+            lo = counts[pos][i] < lo ? counts[pos][i] : lo;
+            hi = counts[pos][i] > hi ? counts[pos][i] : hi;
+        }
+    printf("shuffle over 6000 epochs: each image at each position %lld .. %lld times (expected 1000)\n",
+           (long long)lo, (long long)hi);
+    CHECK(lo >= 850 && hi <= 1150);
+    st_loader_free(l);
+    st_dataset_free(&d);
+}
+
+static int augment_harness(const char *in, const char *out) {
+    st_safetensors *f = NULL;
+    if (st_safetensors_read(in, &f) != ST_OK) {
+        fprintf(stderr, "%s\n", st_last_error());
+        return 1;
+    }
+    const st_tensor_entry *im = st_safetensors_find(f, "images"), *mean = st_safetensors_find(f, "mean"),
+                          *std = st_safetensors_find(f, "std");
+    const char *seed = st_safetensors_meta(f, "seed"), *reflect = st_safetensors_meta(f, "reflect");
+    if (!im || im->dtype != ST_DTYPE_U8 || im->ndim != 4 || !mean || !std || !seed || !reflect) {
+        fprintf(stderr, "%s: needs U8 images (N, C, H, W), mean, std, metadata seed and reflect\n", in);
+        st_safetensors_free(f);
+        return 1;
+    }
+    const int n = (int)im->shape[0], c = (int)im->shape[1], h = (int)im->shape[2], w = (int)im->shape[3];
+    st_dataset d;
+    memset(&d, 0, sizeof d);
+    d.channels = c;
+    memcpy(d.mean, mean->data, sizeof(float) * (size_t)c);
+    memcpy(d.std, std->data, sizeof(float) * (size_t)c);
+    float table[3][256];
+    st_normalise_table(&d, table);
+    const size_t image = (size_t)c * h * w;
+    float *y = new_floats((size_t)n * image);
+    int32_t *draws = new_bytes(sizeof(int32_t) * 3 * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        st_augment_draw dr = st_augment_draw_for(strtoull(seed, NULL, 10), 0, i, ST_AUGMENT_PAD);
+        st_augment_image((const uint8_t *)im->data + (size_t)i * image, c, h, w, &dr, ST_AUGMENT_PAD, atoi(reflect),
+                         (const float(*)[256])table, y + (size_t)i * image);
+        draws[3 * i] = dr.offset_y, draws[3 * i + 1] = dr.offset_x, draws[3 * i + 2] = dr.flip;
+    }
+    st_tensor_entry t[2] = {{.name = "images", .dtype = ST_DTYPE_F32, .ndim = 4, .shape = {n, c, h, w}, .data = y},
+                            {.name = "draws", .dtype = ST_DTYPE_I32, .ndim = 2, .shape = {n, 3}, .data = draws}};
+    st_status s = st_safetensors_write(out, t, 2, NULL, 0);
+    if (s != ST_OK) fprintf(stderr, "%s\n", st_last_error());
+    free(y), free(draws);
+    st_safetensors_free(f);
+    return s == ST_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "--augment") == 0) return augment_harness(argv[2], argv[3]);
     alarm(300); /* a hang (e.g. a lost wake-up) fails the test instead of stalling CTest */
     test_reflect_border();
     test_order_and_batches();
     test_augmentation(1);
     test_augmentation(0);
     test_lifecycle_and_errors();
+    test_shuffle_uniform();
     TEST_MAIN_END();
 }

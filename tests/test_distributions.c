@@ -1,6 +1,11 @@
 /* Layer-wise density distributions (SPEC 4): hand-computed values on small
  * shapes, properties over many random models and densities, and the shape
- * of ERK on cifar_resnet_20. */
+ * of ERK on cifar_resnet_20.
+ *
+ * Tolerances: densities are hand-computed in double, so 1e-12 (1e-15 where
+ * one division is involved) allows a few roundings; kept counts d * N are
+ * sums of ~20 products, 1e-9 .. 1e-6 absolute of a count that must be exact.
+ */
 #include <string.h>
 
 #include "core/rng.h"

@@ -4,7 +4,12 @@
  * FPR at 95 % TPR with tied scores, histogram, bad input.
  * With `--ood FILE` or `--ece FILE` it is the C side of
  * tests/eval_metrics_sklearn_test.py: FILE holds lines "in S" / "out S"
- * (OOD) or "C K" (confidence, correct 0/1); prints the metrics as JSON. */
+ * (OOD) or "C K" (confidence, correct 0/1); prints the metrics as JSON.
+ *
+ * Tolerances: 0 where the metric is a ratio of small integers (exact in
+ * double), else 1e-12 / 1e-15: the rounding of a few double operations on
+ * hand-computed values.
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,7 +1,9 @@
 /* Tests of src/io: the strict JSON parser and builder, the safetensors
  * reader/writer (round trips, every kind of corruption, failed writes) and the
  * atomic file writer. With `--roundtrip IN OUT` it instead copies a safetensors
- * file through the C reader and writer (used by tests/checkpoint_io_test.py). */
+ * file through the C reader and writer, and with `--checkpoint-roundtrip IN
+ * OUT` a checkpoint through the checkpoint loader and writer (both used by
+ * tests/checkpoint_io_test.py). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "io/atomic_file.h"
+#include "io/checkpoint.h"
 #include "io/json.h"
 #include "io/log_file.h"
 #include "io/safetensors.h"
@@ -922,10 +925,81 @@ static int roundtrip(const char *in, const char *out) {
     return s == ST_OK ? 0 : 1;
 }
 
+/* `test_io --checkpoint-roundtrip IN OUT`: load the checkpoint IN into a
+ * model, its optimiser state and its info (and its best-on-validation copy
+ * when present), then write OUT with the checkpoint writer the trainer uses
+ * (st_checkpoint_save). */
+static int checkpoint_roundtrip(const char *in, const char *out) {
+    st_safetensors *f = NULL;
+    st_model *m = NULL, *best = NULL;
+    st_optimizer opt;
+    int have_opt = 0;
+    st_param_snapshot snap = {0};
+    int have_best = 0;
+    int64_t *best_tracked = NULL;
+    uint8_t *own = NULL, *live = NULL;
+    char name[64];
+    int classes, channels, height, width;
+    st_checkpoint_info info;
+    st_status s = st_safetensors_read(in, &f);
+    if (s == ST_OK) s = st_checkpoint_describe(f, in, name, sizeof name, &classes, &channels, &height, &width);
+    if (s == ST_OK) s = st_model_create(name, classes, channels, height, width, &m);
+    if (s == ST_OK) s = st_checkpoint_load_model(f, in, m, "");
+    if (s == ST_OK) s = st_checkpoint_read_info(f, in, &info);
+    const char *kind = s == ST_OK ? st_safetensors_meta(f, "optimizer") : NULL;
+    if (s == ST_OK && kind && strcmp(kind, "none") != 0) {
+        const int adam = strcmp(kind, "adam") == 0;
+        s = st_optimizer_create(&opt, m, adam ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, 0.9, 0, 0.0);
+        have_opt = s == ST_OK;
+        if (s == ST_OK) s = st_checkpoint_load_optimizer(f, in, m, &opt);
+    }
+    char probe[ST_NAME_MAX + 8];
+    if (s == ST_OK) snprintf(probe, sizeof probe, "best.%s", m->params[0].name);
+    if (s == ST_OK && st_safetensors_find(f, probe)) {
+        /* as the trainer's resume: the best copy under the live mask where
+         * the masks agree, else under its own */
+        s = st_model_create(name, classes, channels, height, width, &best);
+        if (s == ST_OK) s = st_checkpoint_load_model(f, in, best, "best.");
+        if (s == ST_OK) s = st_param_snapshot_take(&m->store, &snap);
+        have_best = s == ST_OK;
+        best_tracked = calloc((size_t)m->n_ops + 1, sizeof(int64_t));
+        if (!best_tracked) s = ST_ERR_NOMEM;
+        for (int i = 0; s == ST_OK && i < m->n_params; i++) {
+            const uint8_t *mask = NULL;
+            if (m->params[i].sparse) {
+                free(own), free(live);
+                own = malloc((size_t)m->params[i].numel), live = malloc((size_t)m->params[i].numel);
+                if (!own || !live) {
+                    s = ST_ERR_NOMEM;
+                    break;
+                }
+                st_sparse_weight_mask_dense(best->params[i].sparse, own);
+                st_sparse_weight_mask_dense(m->params[i].sparse, live);
+                if (memcmp(own, live, (size_t)m->params[i].numel) != 0) mask = own;
+            }
+            s = st_param_snapshot_set_dense(&m->store, &snap, i, best->params[i].value, mask);
+        }
+        for (int i = 0, k = 0; s == ST_OK && i < best->n_ops; i++)
+            if (best->ops[i].kind == ST_OP_BATCHNORM) best_tracked[k++] = best->ops[i].num_batches_tracked;
+    }
+    if (s == ST_OK)
+        s = st_checkpoint_save(out, m, have_opt ? &opt : NULL, have_best ? &snap : NULL, best_tracked, &info);
+    if (s != ST_OK) fprintf(stderr, "test_io: %s\n", st_last_error());
+    if (have_opt) st_optimizer_free(&opt);
+    if (have_best) st_param_snapshot_release(&snap);
+    free(own), free(live);
+    free(best_tracked);
+    st_model_free(best);
+    st_model_free(m);
+    st_safetensors_free(f);
+    return s == ST_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--roundtrip") == 0) return roundtrip(argv[2], argv[3]);
+    if (argc == 4 && strcmp(argv[1], "--checkpoint-roundtrip") == 0) return checkpoint_roundtrip(argv[2], argv[3]);
     if (argc != 1) {
-        fprintf(stderr, "usage: test_io [--roundtrip IN.safetensors OUT.safetensors]\n");
+        fprintf(stderr, "usage: test_io [--roundtrip | --checkpoint-roundtrip] IN.safetensors OUT.safetensors\n");
         return 2;
     }
     const char *base = getenv("ST_TEST_TMP");

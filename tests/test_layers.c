@@ -97,6 +97,10 @@ static uint8_t *every_nth(size_t n, size_t step) {
     return select;
 }
 
+/* Central differences in float32 with step h = 1e-2: truncation error O(h^2)
+ * ~1e-4 relative plus float32 rounding of the loss difference ~eps/h ~1e-5;
+ * 2e-3 (relative L2 over the checked entries) leaves room for ReLU/max kinks
+ * crossed by the step, while a wrong gradient term is O(1e-1 .. 1). */
 #define FD_STEP 1e-2f
 #define FD_TOL 2e-3
 
@@ -165,7 +169,7 @@ static void test_conv2d(int batch, int cin, int h, int w, int cout, int k, int s
     double *yref = calloc(ny, sizeof(double));
     conv_reference(&c.s, c.x, c.w.values, c.bias, yref);
     st_conv2d_forward(&c.s, c.x, &c.w, c.bias, c.y, c.workspace);
-    compare_values("forward vs direct convolution", c.y, yref, ny, 1e-5);
+    compare_values("forward vs direct convolution", c.y, yref, ny, 1e-5); /* float32 sums vs a double reference */
     free(yref);
 
     /* backward into pre-filled buffers (dw pre-filled with 0 where masked) */
@@ -246,7 +250,7 @@ static void test_conv2d_determinism(void) {
     printf("  2 threads vs 1 thread dw rel diff %.2e        %s\n", diff / ref, diff / ref < 1e-5 ? "ok" : "FAIL");
     CHECK(same_2);
     CHECK(same_nested);
-    CHECK(diff / ref < 1e-5);
+    CHECK(diff / ref < 1e-5); /* 2 threads sum dw in another order: float32 reassociation, ~1e-7 */
     for (int r = 0; r < 4; r++) free(dx[r]), free(dw[r]), free(db[r]);
     free(x), free(dy), free(y), free(ws);
     st_sparse_weight_release(&w);
@@ -298,7 +302,7 @@ static void test_linear(int batch, int in, int out, int with_bias, int masked, u
             yref[(size_t)n * out + o] = s;
         }
     st_linear_forward(batch, c.x, &c.w, c.bias, c.y);
-    compare_values("forward vs direct product", c.y, yref, ny, 1e-5);
+    compare_values("forward vs direct product", c.y, yref, ny, 1e-5); /* float32 sums vs a double reference */
     free(yref);
 
     float *dx_pre = new_floats(nx), *dw_pre = new_floats(nw), *db_pre = new_floats((size_t)out);
@@ -392,6 +396,8 @@ static void test_batchnorm(int batch, int channels, int spatial, size_t fd_every
                 yref[j] = (c.x[j] - mean) * invstd * c.gamma[ch] + c.beta[ch];
             }
     }
+    /* statistics accumulate in double: only the float32 rounding of the
+     * stored results (~6e-8) and of y's products (~1e-7 x |xhat|) remain */
     compare_values("forward (train) vs formula", c.y, yref, n, 1e-5);
     compare_values("save_mean", c.mean, mref, C, 1e-6);
     compare_values("save_invstd", c.invstd, iref, C, 1e-5);
@@ -408,6 +414,19 @@ static void test_batchnorm(int batch, int channels, int spatial, size_t fd_every
     float *yeval = new_floats(n);
     st_batchnorm_forward_eval(&c.s, c.x, c.gamma, c.beta, rm0, rv0, yeval);
     compare_values("forward (eval) uses running stats", yeval, yref, n, 1e-5);
+    /* ... with tiny running variances (dead or constant channels), where the
+     * eps of 1e-5 dominates: 1 / sqrt(1e-6 + 1e-5) vs 1 / sqrt(1e-6) is 3.3x */
+    float *rv_small = new_floats(C);
+    for (size_t ch = 0; ch < C; ch++) rv_small[ch] = 1e-6f * (float)(1 + ch % 4);
+    for (size_t ch = 0; ch < C; ch++)
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < spatial; i++) {
+                size_t j = ((size_t)b * C + ch) * spatial + i;
+                yref[j] = (c.x[j] - rm0[ch]) / sqrt(rv_small[ch] + 1e-5) * c.gamma[ch] + c.beta[ch];
+            }
+    st_batchnorm_forward_eval(&c.s, c.x, c.gamma, c.beta, rm0, rv_small, yeval);
+    compare_values("forward (eval), tiny running variances: eps counts", yeval, yref, n, 1e-5);
+    free(rv_small);
     free(yeval);
 
     /* backward at the saved stats of the unperturbed input */
@@ -560,6 +579,25 @@ static void test_pool(int max, int batch, int channels, int h, int w, int k, int
     free(ref), free(num), free(dx_pre), free(dx), free(c.x), free(c.y), free(c.r), free(c.argmax);
 }
 
+/* Ties in max pooling (common after a ReLU: whole windows of 0) go to the
+ * first maximum in row-major window order, as PyTorch's max_pool2d, and the
+ * backward pass routes the gradient there only. */
+static void test_maxpool_ties(void) {
+    st_pool_shape s;
+    st_pool_shape_init(&s, 1, 1, 4, 4, 2, 2);
+    const float x[16] = {0, 0, 1, 3, /**/ 0, 0, 3, 2, /**/ 5, 5, 0, 0, /**/ 5, 5, 0, 0};
+    float y[4], dy[4] = {1, 2, 3, 4}, dx[16] = {0};
+    int32_t argmax[4];
+    st_maxpool_forward(&s, x, y, argmax);
+    /* windows: {0,0,0,0} -> index 0; {1,3,3,2} -> the 3 at index 3; {5,5,5,5} -> 8; {0,0,0,0} -> 10 */
+    CHECK(argmax[0] == 0 && argmax[1] == 3 && argmax[2] == 8 && argmax[3] == 10);
+    CHECK(y[0] == 0 && y[1] == 3 && y[2] == 5 && y[3] == 0);
+    st_maxpool_backward(&s, argmax, dy, dx);
+    float want[16] = {0};
+    want[0] = 1, want[3] = 2, want[8] = 3, want[10] = 4;
+    CHECK(memcmp(dx, want, sizeof want) == 0);
+}
+
 typedef struct gap_case {
     int batch, channels, spatial;
     float *x, *y, *r;
@@ -640,6 +678,7 @@ static void test_loss(int batch, int classes) {
         ref_loss -= ref_lp[(size_t)b * classes + c.labels[b]] / batch;
         ref_correct += best == c.labels[b];
     }
+    /* log-sum-exp in double, results rounded to float32 (6e-8 relative) */
     compare_values("log_probs vs direct", c.log_probs, ref_lp, n, 1e-6);
     CHECK_NEAR(loss, ref_loss, 1e-6 * fabs(ref_loss));
     CHECK(correct == ref_correct);
@@ -934,6 +973,7 @@ int main(int argc, char **argv) {
     test_relu_add();
     test_pool(1, 2, 3, 6, 8, 2, 2, 1);
     test_pool(1, 2, 2, 7, 9, 3, 2, 1); /* overlapping windows, ragged edge */
+    test_maxpool_ties();
     test_pool(0, 2, 3, 6, 8, 2, 2, 1);
     test_pool(0, 2, 2, 7, 5, 3, 1, 1);
     test_pool(1, 8, 16, 16, 16, 2, 2, 331); /* parallel path */

@@ -2,7 +2,11 @@
  * trains a step, masks stay exact through SGD/Adam steps, seeded masks are
  * reproducible. With `--parity IN OUT` it is the C side of
  * tests/model_parity_test.py: loads weights, masks and batches from IN,
- * writes the first step's logits and gradients and the losses of N SGD steps. */
+ * writes the first step's logits and gradients, the losses of N SGD/Adam
+ * steps, and the final weights ("final.<name>") and optimiser state
+ * ("state1.<name>": momentum_buffer / exp_avg, "state2.<name>": exp_avg_sq).
+ * Metadata: lr, momentum, weight_decay, adam (0/1), nesterov (0/1; default 1
+ * for SGD). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +38,12 @@ static int parity(const char *in_path, const char *out_path) {
     int steps = (int)images->shape[0], batch = (int)images->shape[1];
     int adam = meta_double(f, "adam", 0) != 0;
     st_optimizer opt;
-    st_optimizer_create(&opt, m, adam ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, meta_double(f, "momentum", 0.9),
-                        !adam, meta_double(f, "weight_decay", 5e-4));
+    int nesterov = !adam && meta_double(f, "nesterov", 1) != 0;
+    if (st_optimizer_create(&opt, m, adam ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, meta_double(f, "momentum", 0.9),
+                            nesterov, meta_double(f, "weight_decay", 5e-4)) != ST_OK) {
+        fprintf(stderr, "%s\n", st_last_error());
+        return 1;
+    }
     double lr = meta_double(f, "lr", 0.1);
     double *losses = calloc((size_t)steps, sizeof(double));
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)batch);
@@ -57,20 +65,25 @@ static int parity(const char *in_path, const char *out_path) {
                 }
         st_optimizer_step(&opt, m, lr);
     }
-    /* outputs: logits0, losses, grad.<name>, final.<name> */
+    /* outputs: logits0, losses, grad.<name>, final.<name>, state1.<name>, state2.<name> */
     int n = 0;
-    st_tensor_entry *out = calloc((size_t)(2 * m->n_params + 2), sizeof *out);
-    char **names = calloc((size_t)(2 * m->n_params + 2), sizeof(char *));
+    st_tensor_entry *out = calloc((size_t)(4 * m->n_params + 2), sizeof *out);
+    char **names = calloc((size_t)(4 * m->n_params + 2), sizeof(char *));
     out[n++] = (st_tensor_entry){.name = "logits0", .dtype = ST_DTYPE_F32, .ndim = 2, .shape = {batch, classes}, .data = logits0};
     out[n++] = (st_tensor_entry){.name = "losses", .dtype = ST_DTYPE_F64, .ndim = 1, .shape = {steps}, .data = losses};
     for (int i = 0; i < m->n_params; i++) {
         st_param *p = &m->params[i];
-        for (int which = 0; which < 2; which++) {
-            if (which == 0 && !grads[i]) continue;
+        static const char *prefix[4] = {"grad.", "final.", "state1.", "state2."};
+        for (int which = 0; which < 4; which++) {
+            const float *data = which == 0 ? grads[i] : which == 1 ? p->value : which == 2 ? opt.state1[i] : opt.state2[i];
+            if (!data) continue;
+            if (which >= 2 && st_param_stored(p) != p->numel) {
+                fprintf(stderr, "%s: optimiser state is packed; the parity harness needs dense execution\n", p->name);
+                return 1;
+            }
             names[n] = malloc(strlen(p->name) + 8);
-            sprintf(names[n], "%s%s", which == 0 ? "grad." : "final.", p->name);
-            out[n] = (st_tensor_entry){.name = names[n], .dtype = ST_DTYPE_F32, .ndim = p->ndim,
-                                       .data = which == 0 ? (const float *)grads[i] : p->value};
+            sprintf(names[n], "%s%s", prefix[which], p->name);
+            out[n] = (st_tensor_entry){.name = names[n], .dtype = ST_DTYPE_F32, .ndim = p->ndim, .data = data};
             for (int d = 0; d < p->ndim; d++) out[n].shape[d] = p->shape[d];
             n++;
         }
@@ -205,12 +218,25 @@ static void test_masks_reproducible(void) {
     }
     CHECK(same);
     double density = (double)kept / (double)total;
-    CHECK(fabs(density - 0.1) < 0.005); /* 270k Bernoulli(0.1) draws */
+    CHECK(fabs(density - 0.1) < 0.005); /* 270k Bernoulli(0.1) draws: standard error 5.8e-4, ~9 of them */
     /* exact sampling keeps round(d * n) per layer */
     CHECK_OK(st_model_sample_masks(b, d, ST_MASK_EXACT, 3));
     for (int l = 0; l < n; l++) {
         st_param *q = &b->params[ids[l]];
         CHECK(q->sparse->kept == (int64_t)llround(0.1 * (double)q->numel));
+    }
+    /* ... rounding half up: lenet300-100's fc3 has 1000 weights, and
+     * 1000 / 16 = 62.5 exactly (1/16 is exact in binary) must keep 63. */
+    {
+        st_model *l;
+        CHECK_OK(st_model_create("lenet300-100", 10, 1, 28, 28, &l));
+        double sixteenth[3] = {1.0 / 16, 1.0 / 16, 1.0 / 16};
+        CHECK_OK(st_model_sample_masks(l, sixteenth, ST_MASK_EXACT, 3));
+        int fc3 = st_model_find_param(l, "fc3.weight");
+        CHECK(fc3 >= 0 && l->params[fc3].numel == 1000 && l->params[fc3].sparse->kept == 63);
+        int fc1 = st_model_find_param(l, "fc1.weight");
+        CHECK(fc1 >= 0 && l->params[fc1].sparse->kept == 235200 / 16);
+        st_model_free(l);
     }
     /* a different seed gives a different mask */
     CHECK_OK(st_model_sample_masks(b, d, ST_MASK_BERNOULLI, 18));
@@ -220,6 +246,57 @@ static void test_masks_reproducible(void) {
     free(d);
     st_model_free(a);
     st_model_free(b);
+}
+
+/* Standard deviation of a parameter's values. */
+static double value_std(const st_param *p) {
+    double sum = 0, sq = 0;
+    for (int64_t k = 0; k < p->numel; k++) {
+        sum += p->value[k];
+        sq += (double)p->value[k] * p->value[k];
+    }
+    const double mean = sum / (double)p->numel;
+    return sqrt(sq / (double)p->numel - mean * mean);
+}
+
+/* Initialisation on rectangular layers, where fan-in and fan-out differ, so
+ * that a swap of the two fails. The sample std of n normal draws has a
+ * relative standard error of 1/sqrt(2n); each tolerance is ~5 of those and
+ * far below the fan-in/fan-out gap. */
+static void test_rectangular_init(void) {
+    st_model *m;
+    CHECK_OK(st_model_create("lenet300-100", 10, 1, 28, 28, &m));
+    st_model_init_weights(m, 21, ST_INIT_PLAIN, 1.0, NULL);
+    /* fc1: 300 x 784, fan-in 784 (fan-out 300 would give a 1.6x larger std);
+     * n = 235200, standard error 0.15 %: tolerance 1 % */
+    const st_param *p = &m->params[st_model_find_param(m, "fc1.weight")];
+    CHECK(p->shape[0] == 300 && p->shape[1] == 784);
+    CHECK_NEAR(value_std(p), sqrt(2.0 / 784.0), 0.01 * sqrt(2.0 / 784.0));
+    /* its bias: uniform(+-1/sqrt(fan-in)), std = bound / sqrt(3); n = 300,
+     * standard error ~2.9 % for a uniform: tolerance 15 % (fan-out would give
+     * a bound 1.6x larger, and values beyond 1/sqrt(784)) */
+    p = &m->params[st_model_find_param(m, "fc1.bias")];
+    for (int64_t k = 0; k < p->numel; k++) CHECK(fabsf(p->value[k]) <= (float)(1.0 / sqrt(784.0)));
+    CHECK_NEAR(value_std(p), 1.0 / sqrt(784.0) / sqrt(3.0), 0.15 / sqrt(784.0) / sqrt(3.0));
+    st_model_free(m);
+    /* a widening ResNet conv: blocks.3.conv1 is 32 x 16 x 3 x 3, fan-in 144
+     * vs fan-out 288 (std ratio 1.41); n = 4608, standard error 1.0 %:
+     * tolerance 5 % */
+    CHECK_OK(st_model_create("cifar_resnet_20", 10, 3, 32, 32, &m));
+    st_model_init_weights(m, 22, ST_INIT_PLAIN, 1.0, NULL);
+    p = &m->params[st_model_find_param(m, "blocks.3.conv1.weight")];
+    CHECK(p->shape[0] == 32 && p->shape[1] == 16);
+    CHECK_NEAR(value_std(p), sqrt(2.0 / 144.0), 0.05 * sqrt(2.0 / 144.0));
+    st_model_free(m);
+    /* VGG convs use fan-out (the reference's kaiming_normal_(mode='fan_out')):
+     * feature.0 is 64 x 3 x 3 x 3, fan-out 576 vs fan-in 27 (std ratio 4.6);
+     * n = 1728, standard error 1.7 %: tolerance 8 % */
+    CHECK_OK(st_model_create("vgg11", 10, 3, 32, 32, &m));
+    st_model_init_weights(m, 23, ST_INIT_PLAIN, 1.0, NULL);
+    p = &m->params[st_model_find_param(m, "feature.0.weight")];
+    CHECK(p->shape[0] == 64 && p->shape[1] == 3);
+    CHECK_NEAR(value_std(p), sqrt(2.0 / 576.0), 0.08 * sqrt(2.0 / 576.0));
+    st_model_free(m);
 }
 
 static void test_init_statistics(void) {
@@ -234,7 +311,7 @@ static void test_init_statistics(void) {
         sq += (double)p->value[k] * p->value[k];
     }
     double std = sqrt(sq / (double)p->numel - (sum / (double)p->numel) * (sum / (double)p->numel));
-    CHECK_NEAR(std, sqrt(2.0 / 576.0), 0.02 * sqrt(2.0 / 576.0));
+    CHECK_NEAR(std, sqrt(2.0 / 576.0), 0.02 * sqrt(2.0 / 576.0)); /* n = 36864: std's standard error 0.37 % */
     idx = st_model_find_param(m, "fc.bias"); /* uniform(+-1/sqrt(64)) */
     p = &m->params[idx];
     for (int64_t k = 0; k < p->numel; k++) CHECK(fabsf(p->value[k]) <= 0.125f);
@@ -246,8 +323,22 @@ static void test_init_statistics(void) {
     p = &m->params[idx];
     sq = 0;
     for (int64_t k = 0; k < p->numel; k++) sq += (double)p->value[k] * p->value[k];
+    /* n = 36864 (0.37 % standard error); a missing or inverted scaling is off by 2x */
     CHECK_NEAR(sqrt(sq / (double)p->numel), sqrt(2.0 / (576.0 * 0.25)), 0.03 * sqrt(2.0 / (576.0 * 0.25)));
+    /* --scaled-per-layer: each layer's own density (indexed by param id), not the overall one */
+    double *ld = calloc((size_t)m->n_params, sizeof(double));
+    for (int i = 0; i < m->n_params; i++) ld[i] = 1.0;
+    const int conv = st_model_find_param(m, "blocks.8.conv2.weight"), fc = st_model_find_param(m, "fc.weight");
+    ld[conv] = 1.0 / 9.0, ld[fc] = 0.5;
+    st_model_init_weights(m, 18, ST_INIT_SCALED_LAYER, 0.25, ld);
+    /* n = 36864 and 640 (standard errors 0.37 % and 2.8 %); the overall density would give 1.5x / 0.7x */
+    CHECK_NEAR(value_std(&m->params[conv]), sqrt(2.0 / 64.0), 0.03 * sqrt(2.0 / 64.0));
+    CHECK_NEAR(value_std(&m->params[fc]), sqrt(2.0 / 32.0), 0.15 * sqrt(2.0 / 32.0));
+    const int other = st_model_find_param(m, "blocks.7.conv2.weight"); /* density 1: plain */
+    CHECK_NEAR(value_std(&m->params[other]), sqrt(2.0 / 576.0), 0.03 * sqrt(2.0 / 576.0));
+    free(ld);
     st_model_free(m);
+    test_rectangular_init();
 }
 
 int main(int argc, char **argv) {

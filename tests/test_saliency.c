@@ -2,7 +2,11 @@
  * selection rule on hand-made scores, Xavier init, weight restoration, the
  * checkpoint's layer_densities metadata. With `--parity IN OUT` it is the C
  * side of tests/saliency_parity_test.py: loads weights and a batch from IN,
- * writes the raw scores and the per-layer densities to OUT. */
+ * writes the raw scores and the per-layer densities to OUT.
+ *
+ * Tolerances: 1e-15 / 1e-12 on hand-computed densities allow a few double
+ * roundings; the statistical and float32 ones carry their reason inline.
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +148,7 @@ static void test_xavier(void) {
         const st_param *p = &m->params[st_model_find_param(m, names[i])];
         double sq = 0;
         for (int64_t k = 0; k < p->numel; k++) sq += (double)p->value[k] * p->value[k];
+        /* sample std of n normal draws: standard error 1/sqrt(2n) = 0.37 % (n = 36864), 2.8 % (n = 640) */
         CHECK_NEAR(sqrt(sq / (double)p->numel), expect[i], (i ? 0.06 : 0.02) * expect[i]);
     }
     /* non-prunable tensors are untouched */
@@ -203,7 +208,7 @@ static void test_hvp(const char *name, int channels, int size, int batch) {
             diff += (grad[l][k] - g) * (grad[l][k] - g);
             norm += g * g;
         }
-    CHECK(sqrt(diff / norm) < 1e-4);
+    CHECK(sqrt(diff / norm) < 1e-4); /* float32 backward passes in two orders: reassociation (~1e-6) */
     CHECK_OK(st_model_loss_hvp(m, b.images, b.labels, b.count, 0.5, u, NULL, hu));
     CHECK_OK(st_model_loss_hvp(m, b.images, b.labels, b.count, 0.5, v, NULL, hv));
     double uhv = 0, vhu = 0, scale = 0;
@@ -215,7 +220,7 @@ static void test_hvp(const char *name, int channels, int size, int batch) {
         }
     if (!(fabs(uhv - vhu) <= 1e-4 * scale))
         fprintf(stderr, "%s: u.Hv = %.9g, v.Hu = %.9g (scale %.3g)\n", name, uhv, vhu, scale);
-    CHECK(fabs(uhv - vhu) <= 1e-4 * scale);
+    CHECK(fabs(uhv - vhu) <= 1e-4 * scale); /* H is symmetric; float32 double backward: ~1e-6 of the terms' scale */
     CHECK(scale > 0);
     CHECK(st_model_loss_hvp(m, b.images, b.labels, b.count, 1.0, NULL, NULL, hv) == ST_ERR_ARGUMENT);
     for (int l = 0; l < n; l++) {
@@ -263,7 +268,7 @@ static void test_densities_end_to_end(void) {
             /* distinct scores: exactly int(N d) kept (GraSP: one more, the reference's <=) */
             double want = (double)(int64_t)(total * 0.1) + (k == 1 ? 0 : 0);
             if (k == 1) want = total - (double)(int64_t)(total * 0.9) + 1;
-            CHECK_NEAR(kept, want, 0.5);
+            CHECK_NEAR(kept, want, 0.5); /* an integer count: exact (0.5 only absorbs the double sum of densities) */
             CHECK_OK(st_model_layer_densities(m, methods[k], 0.1, 1.0, &b, 5, d2));
             CHECK(memcmp(d, d2, sizeof(double) * (size_t)n) == 0);
             printf("%s %s:", models[mi], methods[k]);

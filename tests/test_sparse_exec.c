@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "exec/policy.h"
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -120,7 +121,8 @@ static double input_gradient_difference(st_rng *rng, st_model *dense, st_model *
  * rounding differences from step to step (see docs/TESTING.md), so the first
  * step's gradients are compared tightly and the short loss curve / weights
  * at a small learning rate. */
-static void compare_model(const char *name, int c, int h, int w, double density, st_optimizer_kind kind) {
+static void compare_model_batches(const char *name, int c, int h, int w, double density, st_optimizer_kind kind,
+                                  const int batches[4]) {
     const double lr = kind == ST_OPTIMIZER_SGD ? 0.01 : 1e-3;
     st_model *dense = build(name, c, h, w, density), *sparse = build(name, c, h, w, density);
     CHECK_OK(st_model_use_sparse_execution(sparse));
@@ -134,9 +136,11 @@ static void compare_model(const char *name, int c, int h, int w, double density,
     st_optimizer od, os;
     CHECK_OK(st_optimizer_create(&od, dense, kind, 0.9, kind == ST_OPTIMIZER_SGD, 5e-4));
     CHECK_OK(st_optimizer_create(&os, sparse, kind, 0.9, kind == ST_OPTIMIZER_SGD, 5e-4));
-    const int size = c * h * w, batches[] = {20, 20, 20, 7};
-    float *x = new_floats((size_t)32 * size);
-    int32_t *y = new_bytes(sizeof(int32_t) * 32);
+    const int size = c * h * w;
+    int most = 11;
+    for (int i = 0; i < 4; i++) most = batches[i] > most ? batches[i] : most;
+    float *x = new_floats((size_t)most * size);
+    int32_t *y = new_bytes(sizeof(int32_t) * (size_t)most);
     st_rng rng;
     st_rng_seed(&rng, 3, 0);
     double worst = 0.0, grad_err = 0.0, werr = 0.0, eval_err = 0.0, loss_err = 0.0, input_err = 0.0;
@@ -163,20 +167,36 @@ static void compare_model(const char *name, int c, int h, int w, double density,
             input_err = input_gradient_difference(&rng, dense, sparse, size, x, y);
         }
     }
-    printf("%-16s %s: input gradient (eval mode) %.2g\n", name, kind == ST_OPTIMIZER_SGD ? "sgd " : "adam", input_err);
-    CHECK(input_err < 1e-3);
-    printf("%-16s %s: first logits %.2g, gradients %.2g, weights %.2g, eval logits %.2g; 4-step losses %.2g\n",
-           name, kind == ST_OPTIMIZER_SGD ? "sgd " : "adam", worst, grad_err, werr, eval_err, loss_err);
-    /* A ReLU input within rounding of 0 may flip its mask between the two
-     * executions' float orders: one gradient element changes entirely and
-     * moves every earlier gradient by ~1/sqrt(elements of that layer)
-     * (~3e-3 for cifar_resnet_20 at batch 20). Models whose rounding flips no
-     * mask agree to ~1e-6; a wrong kernel shows up as O(1) differences. */
+    printf("%-16s %s batch %d: input gradient (eval mode) %.2g\n", name, kind == ST_OPTIMIZER_SGD ? "sgd " : "adam",
+           batches[0], input_err);
+    printf("%-16s %s batch %d: first logits %.2g, gradients %.2g, weights %.2g, eval logits %.2g; 4-step losses %.2g\n",
+           name, kind == ST_OPTIMIZER_SGD ? "sgd " : "adam", batches[0], worst, grad_err, werr, eval_err, loss_err);
+    /* Both executions are float32 with different summation orders, so they
+     * differ by accumulated rounding only (measured: <= 3e-6 everywhere but
+     * Adam's weights and the ResNet loss curve); a wrong kernel, index or
+     * layout gives O(1e-2 .. 1) differences. Each limit leaves ~10-30x over
+     * the measured worst case of the cases below:
+     * - logits, input gradient, eval logits: a few hundred float32 roundings
+     *   per output (~1e-6 measured); */
     CHECK(worst < 1e-5);
-    CHECK(grad_err < 2e-2);
-    CHECK(werr < 2e-2);
-    CHECK(eval_err < 1e-3);
-    CHECK(loss_err < 1e-3);
+    CHECK(input_err < 1e-5);
+    CHECK(eval_err < 1e-5);
+    /* - first gradients (relative L2 per tensor; ~2e-6 measured). A ReLU
+     *   input within rounding of 0 could flip its mask between the two float
+     *   orders and move the earlier gradients by ~1/sqrt(layer size) (~3e-3);
+     *   none does for these seeds, so such a flip would fail here and need
+     *   a look (change the seed only after confirming it is a flip); */
+    CHECK(grad_err < 1e-4);
+    /* - weights after one step: SGD moves each weight by lr * gradient, so
+     *   ~lr * 1e-6 (~1e-6 measured); Adam normalises each step, so weights
+     *   whose gradient is near 0 move by ~lr in either order (6e-5 measured
+     *   relative to the layer's largest weight); */
+    CHECK(werr < (kind == ST_OPTIMIZER_SGD ? 2e-5 : 1e-3));
+    /* - losses of 4 steps: batch norm at initialisation amplifies rounding
+     *   from step to step (docs/TESTING.md; 4.6e-4 measured for
+     *   cifar_resnet_20 at 28x28, 6e-5 for vgg11); without batch norm (the
+     *   LeNets) ~2e-8. */
+    CHECK(loss_err < (strncmp(name, "lenet", 5) != 0 ? 2e-3 : 1e-6));
     st_optimizer_free(&od), st_optimizer_free(&os);
     st_model_free(dense), st_model_free(sparse);
     free(x), free(y);
@@ -226,12 +246,58 @@ static void test_thread_invariance(void) {
     free(weights[0]), free(weights[1]);
 }
 
+static void compare_model(const char *name, int c, int h, int w, double density, st_optimizer_kind kind) {
+    static const int small[4] = {20, 20, 20, 7}; /* a ragged last batch */
+    compare_model_batches(name, c, h, w, density, kind, small);
+}
+
+/* --execution auto picks each side by the model's FLOP-weighted density
+ * against its width's crossover (models/execution.h); sparse and dense force
+ * one. */
+static void test_execution_policy(void) {
+    st_exec_policy policy;
+    CHECK_OK(st_exec_policy_parse("auto", &policy));
+    CHECK(policy == ST_EXEC_AUTO);
+    CHECK(st_exec_policy_parse("fast", &policy) == ST_ERR_ARGUMENT);
+    const double densities[2] = {0.1, 0.6};
+    for (int k = 0; k < 2; k++) {
+        st_model *m = NULL;
+        CHECK_OK(st_model_create("cifar_resnet_20", 10, 3, 32, 32, &m));
+        if (!m) return;
+        st_layer_shape *shapes;
+        int *ids, n;
+        CHECK_OK(st_model_prunable_layers(m, &shapes, &ids, &n));
+        double *d = new_bytes(sizeof(double) * (size_t)n);
+        for (int i = 0; i < n; i++) d[i] = densities[k];
+        CHECK_OK(st_model_sample_masks(m, d, ST_MASK_EXACT, 3));
+        const double fd = st_model_flop_density(m), w = st_model_mean_width(m), x = st_model_sparse_crossover(m);
+        printf("cifar_resnet_20 uniform %.1f: FLOP density %.4f, mean width %.1f, crossover %.3f\n", densities[k], fd,
+               w, x);
+        CHECK(fabs(fd - densities[k]) < 1e-3); /* every layer keeps round(d n): within a weight per layer */
+        CHECK(fabs(x - 0.34 * pow(36.0 / w, 0.4)) < 1e-12);
+        CHECK(st_model_wants_sparse_execution(m, ST_EXEC_AUTO) == (k == 0)); /* 0.1 < crossover < 0.6 */
+        CHECK(st_model_wants_sparse_execution(m, ST_EXEC_SPARSE) == 1);
+        CHECK(st_model_wants_sparse_execution(m, ST_EXEC_DENSE) == 0);
+        CHECK_OK(st_model_apply_execution(m, ST_EXEC_AUTO));
+        CHECK(strcmp(st_model_executor_name(m), k == 0 ? "sparse" : "dense") == 0);
+        free(d), free(shapes), free(ids);
+        st_model_free(m);
+    }
+}
+
 int main(void) {
+    test_execution_policy();
     test_thread_invariance();
     compare_model("lenet300-100", 1, 28, 28, 0.1, ST_OPTIMIZER_SGD);
     compare_model("lenet5", 1, 28, 28, 0.2, ST_OPTIMIZER_ADAM);
     compare_model("cifar_resnet_20", 3, 32, 32, 0.1, ST_OPTIMIZER_SGD);
     compare_model("cifar_resnet_20", 1, 28, 28, 0.05, ST_OPTIMIZER_SGD);
     compare_model("vgg11", 3, 32, 32, 0.05, ST_OPTIMIZER_SGD);
+    /* Batches of 128+ take the kernels' wide path (runs of 128 floats, see
+     * src/kernels/sparse_conv_x86.c), with a remainder (130 = 128 + 2) and a
+     * ragged last batch; small images keep it fast. */
+    static const int wide[4] = {130, 128, 256, 7};
+    compare_model_batches("cifar_resnet_8_4", 3, 12, 12, 0.2, ST_OPTIMIZER_SGD, wide);
+    compare_model_batches("lenet5", 1, 28, 28, 0.2, ST_OPTIMIZER_ADAM, wide);
     TEST_MAIN_END();
 }

@@ -8,6 +8,12 @@ BUILD = os.environ.get("ST_BUILD_DIR", os.path.join(SRC, "build"))
 sys.path.insert(0, os.path.join(SRC, "tools"))
 
 failures = []
+skipped = []  # parts not run because a dependency is missing (skip_part)
+
+# CTest's SKIP_RETURN_CODE (tests/CMakeLists.txt): a test that could not run
+# (a missing dependency) exits with it and CTest reports it "Skipped", never
+# "Passed"; .ci/run fails if any test was skipped, since CI installs everything.
+SKIP_CODE = 77
 
 
 def check(name, ok, detail=""):
@@ -37,11 +43,28 @@ def check_against(name, ours_vs_32, ours_vs_64, torch32_vs_64, tol):
                     f"torch32 vs torch64 {torch32_vs_64:.2e} (tolerance {tol:g})")
 
 
+def skip(reason):
+    """The whole test cannot run (a dependency is missing): exits SKIP_CODE."""
+    print(f"SKIP: {reason}")
+    sys.exit(SKIP_CODE)
+
+
+def skip_part(reason):
+    """A part of the test cannot run (a dependency is missing): the rest runs,
+    and finish() then reports the test skipped (SKIP_CODE) unless a check failed."""
+    print(f"SKIP (part): {reason}")
+    skipped.append(reason)
+
+
 def finish():
-    """Exits non-zero if any check failed, printing the summary."""
+    """Exits 1 if any check failed, SKIP_CODE if a part was skipped, else 0,
+    printing the summary."""
     if failures:
         print(f"FAILED: {len(failures)} check(s)")
         sys.exit(1)
+    if skipped:
+        print(f"SKIPPED: {len(skipped)} part(s) not run ({'; '.join(skipped)}); the rest passed")
+        sys.exit(SKIP_CODE)
     print("PASS")
 
 

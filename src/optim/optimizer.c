@@ -68,14 +68,18 @@ static void sgd_update(int64_t n, float *restrict w, const float *restrict g, fl
 }
 
 static void adam_update(int64_t n, float *restrict w, const float *restrict g, float *restrict m,
-                        float *restrict v, float wd, float beta1, float beta2, float eps, double step_size,
+                        float *restrict v, float wd, double beta1_d, double beta2_d, float eps, double step_size,
                         double bias_correction2_sqrt) {
     float ss = (float)step_size, bc2 = (float)bias_correction2_sqrt;
+    /* 1 - beta in double, then rounded, as PyTorch's Python scalars: (1.0f -
+     * 0.999f) is 1.3e-5 away from 0.001f (tests/optimizer_parity_test.py). */
+    float beta1 = (float)beta1_d, beta2 = (float)beta2_d;
+    float one_minus_beta1 = (float)(1.0 - beta1_d), one_minus_beta2 = (float)(1.0 - beta2_d);
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (int64_t i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
-        m[i] = m[i] * beta1 + d * (1.0f - beta1);
-        v[i] = v[i] * beta2 + d * d * (1.0f - beta2);
+        m[i] = m[i] * beta1 + d * one_minus_beta1;
+        v[i] = v[i] * beta2 + one_minus_beta2 * d * d; /* addcmul_: value * t1 * t2 */
         float denom = sqrtf(v[i]) / bc2 + eps;
         w[i] = w[i] + (-ss) * (m[i] / denom);
     }
@@ -93,7 +97,7 @@ void st_optimizer_step(st_optimizer *o, st_model *m, double lr) {
                        (float)o->momentum, o->nesterov);
         else
             adam_update(st_param_stored(p), p->value, p->grad, o->state1[i], o->state2[i], (float)o->weight_decay,
-                        (float)o->beta1, (float)o->beta2, (float)o->eps, lr / bc1, sqrt(bc2));
+                        o->beta1, o->beta2, (float)o->eps, lr / bc1, sqrt(bc2));
         if (p->sparse) {
             /* The gradient is already masked; re-applying the mask keeps the
              * invariant exact even if a future update rule were not linear. */
