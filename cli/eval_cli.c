@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 #include "eval/eval_run.h"
 #include "flags.h"
 #include "io/atomic_file.h"
@@ -61,7 +62,7 @@ static void print_text(const st_eval_config *c, const st_eval_result *r) {
 int st_cli_eval(int argc, char **argv) {
     st_eval_config c;
     st_eval_config_defaults(&c);
-    int last = 0, json = 0;
+    int last = 0, json = 0, force = 0;
     char attack[16] = "", eps[32] = "8/255", step_size[32] = "2/255", out[ST_PATH_MAX] = "";
     st_flag flags[] = {
         {"checkpoint", ST_FLAG_STRING, c.checkpoint, sizeof c.checkpoint, 0, "checkpoint file (.safetensors) to evaluate", NULL, NULL, 0},
@@ -83,6 +84,7 @@ int st_cli_eval(int argc, char **argv) {
         {"seed", ST_FLAG_U64, &c.seed, 0, 0, "seed of the noise images and the PGD random start (17)", NULL, NULL, 0},
         {"json", ST_FLAG_SWITCH, &json, 0, 1, "print one JSON object instead of the text report", NULL, NULL, 0},
         {"out", ST_FLAG_STRING, out, sizeof out, 0, "also write the JSON object to this file (e.g. RUN_DIR/eval.json for report)", NULL, NULL, 0},
+        {"force", ST_FLAG_SWITCH, &force, 0, 1, "let --out replace a file that is not an eval result (never a folder, device or FIFO)", NULL, NULL, 0},
     };
     int r = st_flags_parse("eval",
                            "usage: sparsetrain eval --checkpoint FILE [--data D] [--ood D2|noise] [--attack fgsm|pgd "
@@ -107,12 +109,19 @@ int st_cli_eval(int argc, char **argv) {
     }
     c.attack.seed = c.seed;
     c.use_best = !last;
-    if (c.threads > 0) omp_set_num_threads(c.threads); /* the library uses the caller's thread count */
+    /* --out is checked before the work: never the checkpoint itself, never a device */
+    st_file_claims claims;
+    st_file_claims_init(&claims);
+    st_status s = st_claim_input(&claims, c.checkpoint, "--checkpoint");
+    if (s == ST_OK) s = st_claim_output(&claims, out, "--out");
+    if (s == ST_OK && out[0]) s = st_output_check(out, "--out", ST_FILE_EVAL_JSON, force);
+    if (s == ST_OK) s = st_threads_check("--threads", c.threads); /* before OpenMP sees it */
+    if (s == ST_OK && c.threads > 0) omp_set_num_threads(c.threads); /* the library uses the caller's thread count */
     st_eval_result res;
-    st_status s = st_eval_run(&c, &res);
+    if (s == ST_OK) s = st_eval_run(&c, &res);
     char *text = NULL;
     if (s == ST_OK && (json || out[0])) s = st_eval_result_json(&c, &res, &text);
-    if (s == ST_OK && out[0]) s = st_atomic_write_file(out, text, strlen(text));
+    if (s == ST_OK && out[0]) s = st_atomic_write_file(out, ST_FILE_EVAL_JSON, force, text, strlen(text));
     if (s != ST_OK) {
         free(text);
         fprintf(stderr, "sparsetrain eval: error: %s\n", st_last_error());

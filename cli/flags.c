@@ -71,9 +71,21 @@ static void print_usage(const char *usage, const st_flag *flags, int n) {
            "--flag value and --flag=value are the same.\n");
 }
 
+/* Numbers are plain decimals: no leading blanks (strtoull would read " -1"
+ * as 2^64 - 1), no hexadecimal ("0x10"). */
+static int plain_decimal(const char *value) {
+    if (!value[0] || value[0] == ' ' || (value[0] >= '\t' && value[0] <= '\r')) return 0;
+    return strpbrk(value, "xXpP") == NULL;
+}
+
 static int set_value(const char *command, st_flag *f, const char *value) {
     char *end = NULL;
     errno = 0;
+    if (f->type != ST_FLAG_STRING && f->type != ST_FLAG_SWITCH && !plain_decimal(value)) {
+        fprintf(stderr, "sparsetrain %s: --%s expects %s, got '%s'\n", command, f->name,
+                f->type == ST_FLAG_DOUBLE ? "a decimal number" : "a decimal integer", value);
+        return -1;
+    }
     switch (f->type) {
     case ST_FLAG_STRING:
         if (f->target && strlen(value) >= f->size) {
@@ -215,4 +227,12 @@ int st_flags_check_train(const char *command, st_flag *flags, int n, const st_tr
         return -1;
     }
     return 0;
+}
+
+int st_flags_parse_given(const char *command, const char *usage, st_flag *flags, int n, int argc, char **argv,
+                         int first, int *given) {
+    const int r = st_flags_parse(command, usage, flags, n, argc, argv, first);
+    if (given)
+        for (int k = 0; k < n; k++) given[k] = flags[k].given > 0;
+    return r;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 #include "data/dataset.h"
 #include "flags.h"
 #include "io/json.h"
@@ -315,6 +316,10 @@ int st_cli_inspect(int argc, char **argv) {
     if (!problem && !(o.valid_split >= 0 && o.valid_split < 1)) problem = "--valid_split must be in [0, 1)";
     if (problem) {
         fprintf(stderr, "sparsetrain inspect: %s\n", problem);
+        return 2;
+    }
+    if (st_threads_check("--threads", o.threads) != ST_OK) {
+        fprintf(stderr, "sparsetrain inspect: %s\n", st_last_error());
         return 2;
     }
     if (o.threads > 0) omp_set_num_threads(o.threads);

@@ -4,12 +4,14 @@
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/threads.h"
 #include "environment.h"
 #include "eval_cli.h"
 #include "flags.h"
@@ -218,7 +220,8 @@ static int cmd_train(int argc, char **argv) {
         {"no-augment", ST_FLAG_SWITCH, &c.augment, 0, 0, "disable augmentation", NULL, NULL, 0},
         {"resume", ST_FLAG_STRING, c.resume, sizeof c.resume, 0, "continue the run saved in this checkpoint", NULL, NULL, 0},
         {"save", ST_FLAG_STRING, c.save, sizeof c.save, 0, "checkpoint file written after every epoch and on Ctrl-C", NULL, NULL, 0},
-        {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save overwrite a checkpoint of another run", NULL, NULL, 0},
+        {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save, --log and --run-dir replace files of another run or kind (never a folder, device or FIFO)", NULL, NULL, 0},
+        {"allow-empty-layers", ST_FLAG_SWITCH, &c.allow_empty_layers, 0, 1, "let a layer keep no weight at all (a tiny --density)", NULL, NULL, 0},
         {"detect-anomaly", ST_FLAG_SWITCH, &c.detect_anomaly, 0, 1, "check inputs, outputs, gradients, weights and optimiser state every step", NULL, NULL, 0},
         {"log", ST_FLAG_STRING, c.log, sizeof c.log, 0, "JSON-lines log, one object per epoch", NULL, NULL, 0},
         {"run-dir", ST_FLAG_STRING, run_dir, sizeof run_dir, 0, "folder for this run (created): --save DIR/checkpoint.safetensors --log DIR/log.jsonl unless given (see `sparsetrain report`)", NULL, NULL, 0},
@@ -251,9 +254,21 @@ static int cmd_train(int argc, char **argv) {
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
     c.valid_split = -1; /* not given: the data set's default, below */
-    int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
-                           flags, n, argc, argv, 2);
+    int given[sizeof flags / sizeof flags[0]] = {0};
+    int r = st_flags_parse_given("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
+                                 flags, n, argc, argv, 2, given);
     if (r != 0) return r > 0 ? 0 : 2;
+    for (int i = 0; i < n; i++) { /* the run-defining flags given, for --resume (trainer.h `given`) */
+        const char *name = flags[i].name;
+        uintptr_t field = (uintptr_t)flags[i].target; /* the run-defining fields come before `resume` */
+        if (!given[i] || field < (uintptr_t)&c || field >= (uintptr_t)&c.resume) continue;
+        if (strcmp(name, "scaled-per-layer") == 0) name = "scaled";
+        if (strcmp(name, "no-augment") == 0) name = "augment";
+        size_t at = strlen(c.given);
+        snprintf(c.given + at, sizeof c.given - at, "%s%s", at ? "," : "", name);
+    }
+    for (char *p = c.given; *p; p++)
+        if (*p == '-') *p = '_';
     /* ImageFolder trees are sorted by class, so a hold-out by file order would be whole
      * classes; the reference ImageNet recipe has none (its val split is the test set). */
     if (c.valid_split == -1) c.valid_split = strcmp(c.data, "imagenet") == 0 ? 0.0 : 0.1;
@@ -265,6 +280,7 @@ static int cmd_train(int argc, char **argv) {
         }
         save_in_run_dir = !c.save[0];
         log_in_run_dir = !c.log[0];
+        snprintf(c.run_dir, sizeof c.run_dir, "%s", run_dir);
         if (!c.save[0]) snprintf(c.save, sizeof c.save, "%s/checkpoint.safetensors", run_dir);
         if (!c.log[0]) snprintf(c.log, sizeof c.log, "%s/log.jsonl", run_dir);
     }
@@ -275,6 +291,7 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "sparsetrain train: --threads must be >= 0\n");
         return 2;
     }
+    if (st_threads_check("--threads", c.threads) != ST_OK) return report("train", ST_ERR_ARGUMENT); /* before OpenMP sees it */
     c.stop_flag = &stop_requested;
     install_signal_handlers();
     if (!c.datadir[0] && !c.resume[0] && st_dataset_default_dir(c.data)) {
@@ -306,6 +323,17 @@ static int cmd_train(int argc, char **argv) {
         else
             report("train", s);
         return exit_code(s);
+    }
+    if (c.resume[0] && res.epochs_done == 0) { /* nothing left to train: say so, with the results it has */
+        printf("the run in %s is already finished (%d of %d epochs); nothing to train", c.resume, c.epochs, c.epochs);
+        if (res.best_val_acc >= 0)
+            printf("; best validation epoch %d: test acc %.2f%% (val acc %.2f%%)", res.best_epoch,
+                   100 * res.best_test_acc, 100 * res.best_val_acc);
+        else if (res.best_epoch > 0)
+            printf("; last epoch's test acc %.2f%%", 100 * res.best_test_acc);
+        printf("\nevaluate it with: sparsetrain eval --checkpoint %s (or train on with --resume %s --epochs N)\n",
+               c.resume, c.resume);
+        return 0;
     }
     print_train_result(&res);
     return 0;
@@ -430,6 +458,7 @@ static int cmd_bench(int argc, char **argv) {
     }
     c.width = c.height;
     if (apply_isa("bench", isa)) return 2;
+    if (st_threads_check("--threads", c.threads) != ST_OK) return report("bench", ST_ERR_ARGUMENT); /* before OpenMP */
     if (c.threads > 0) omp_set_num_threads(c.threads); /* the library uses the caller's thread count */
     st_bench_result res;
     st_status s = st_bench_run(&c, &res);

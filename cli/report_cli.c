@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "io/atomic_file.h"
 #include "report/report.h"
 
 static void usage(FILE *out) {
@@ -18,11 +19,14 @@ static void usage(FILE *out) {
             "(checkpoint.safetensors\nor *.safetensors, from train --save) and/or eval.json (from eval --out); "
             "train --run-dir DIR writes the first two.\n\n"
             "  -o, --out FILE   the HTML file to write (required)\n"
+            "  --force          let -o replace a file that is not an HTML report (never a folder, device or FIFO,\n"
+            "                   never a file the report reads)\n"
             "  --help           show this help\n");
 }
 
 int st_cli_report(int argc, char **argv) {
     const char *out = NULL;
+    int force = 0;
     const char **dirs = calloc((size_t)argc, sizeof *dirs);
     int n = 0;
     if (!dirs) return 1;
@@ -40,6 +44,8 @@ int st_cli_report(int argc, char **argv) {
                 return 2;
             }
             out = argv[++i];
+        } else if (strcmp(a, "--force") == 0) {
+            force = 1;
         } else if (strncmp(a, "--out=", 6) == 0) {
             out = a + 6;
         } else if (a[0] == '-' && a[1]) {
@@ -58,18 +64,32 @@ int st_cli_report(int argc, char **argv) {
     }
     st_report_run *runs = calloc((size_t)n, sizeof *runs);
     st_status s = runs ? ST_OK : st_fail(ST_ERR_NOMEM, "out of memory");
+    if (s == ST_OK) s = st_output_check(out, "-o", ST_FILE_HTML, force); /* before reading anything */
     int loaded = 0;
     for (; s == ST_OK && loaded < n; loaded++) {
         s = st_report_run_load(dirs[loaded], &runs[loaded]);
         if (s != ST_OK) break;
     }
-    if (s == ST_OK) s = st_report_write(runs, n, out);
+    for (int i = 0; s == ST_OK && i < n; i++)
+        if (runs[i].skipped_lines)
+            fprintf(stderr, "sparsetrain report: warning: skipped %d line(s) of the log of %s that are not log objects "
+                    "(first: %s)\n", runs[i].skipped_lines, runs[i].dir, runs[i].first_skipped);
+    /* never write over a file the report reads (by inode: -o run/log.jsonl with --force) */
+    st_file_claims *claims = s == ST_OK ? malloc(sizeof *claims) : NULL;
+    if (s == ST_OK && !claims) s = st_fail(ST_ERR_NOMEM, "out of memory");
+    if (claims) st_file_claims_init(claims);
+    static const char *const labels[3] = {"the log", "the checkpoint", "the eval result"};
+    for (int i = 0; s == ST_OK && i < n; i++)
+        for (int k = 0; s == ST_OK && k < 3; k++) s = st_claim_input(claims, runs[i].files[k], labels[k]);
+    if (s == ST_OK) s = st_claim_output(claims, out, "-o");
+    free(claims);
+    if (s == ST_OK) s = st_report_write(runs, n, out, force);
     for (int i = 0; i < loaded && runs; i++) st_report_run_free(&runs[i]);
     free(runs);
     free(dirs);
     if (s != ST_OK) {
         fprintf(stderr, "sparsetrain report: error: %s\n", st_last_error());
-        return 1;
+        return s == ST_ERR_ARGUMENT ? 2 : 1;
     }
     printf("wrote %s (%d run%s)\n", out, n, n == 1 ? "" : "s");
     return 0;

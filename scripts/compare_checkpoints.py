@@ -5,6 +5,7 @@ import struct
 import sys
 
 TIMING = {"images_per_s", "seconds"}
+IDENTITY = {"run_id"}  # every fresh run draws its own id (docs/FORMATS.md): not a result
 
 
 def tensors(path):
@@ -18,7 +19,7 @@ def tensors(path):
 
 def log(path):
     with open(path) as f:
-        return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in f if line.strip()]
+        return [{k: v for k, v in json.loads(line).items() if k not in TIMING | IDENTITY} for line in f if line.strip()]
 
 
 def main(old_ckpt, new_ckpt, old_log, new_log):

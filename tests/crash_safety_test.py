@@ -256,5 +256,120 @@ check("NaN in a fresh run: exit 1, nothing written", one_line_error(r, 1, "step 
 r = run(common + ["--epochs", "1", "--detect-anomaly"])
 check("--detect-anomaly on a healthy run changes nothing", r.returncode == 0, r.stderr.strip())
 
+# --- a running run holds its --save path and --run-dir (issue 12) ----------------------------------
+def start_long(args):
+    """A run that keeps going until signalled; returns once its first checkpoint exists."""
+    p = subprocess.Popen([BIN] + common + ["--epochs", "100000"] + args, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    return p
+
+
+held = os.path.join(tmp, "held.safetensors")
+p = start_long(["--save", held])
+deadline = time.time() + 120
+while not os.path.exists(held) and time.time() < deadline and p.poll() is None:
+    time.sleep(0.01)
+r = run(common + ["--epochs", "1", "--save", held])
+check("a second run on the --save path of a running one: refused at once, exit 1, naming the path, the lock and the pid",
+      one_line_error(r, 1, held, "in use", "another sparsetrain run", f"pid {p.pid}"), r.stderr.strip())
+r = run(["train", "--resume", held, "--save", held, "--plain", "--quiet"])
+check("... also when it resumes that very checkpoint", one_line_error(r, 1, held, "in use"), r.stderr.strip())
+p.send_signal(signal.SIGINT)
+p.communicate(timeout=120)
+check("the first run ends normally (130 on SIGINT), its lock file removed",
+      p.returncode == 130 and not os.path.exists(held + ".lock") and valid_checkpoint(held))
+r = run(["train", "--resume", held, "--save", held, "--plain", "--quiet", "--stop-after", "1"])
+check("... after which the path is free again", r.returncode == 0, r.stderr.strip())
+
+rd = os.path.join(tmp, "held-dir")
+p = start_long(["--run-dir", rd])
+while not os.path.exists(os.path.join(rd, "checkpoint.safetensors")) and p.poll() is None:
+    time.sleep(0.01)
+r = run(common + ["--epochs", "1", "--run-dir", rd, "--force", "--save", os.path.join(tmp, "elsewhere.safetensors")])
+check("a second run on the --run-dir of a running one: refused, exit 1, even with --force",
+      one_line_error(r, 1, rd, "in use", "another sparsetrain run"), r.stderr.strip())
+log_before = read(os.path.join(rd, "log.jsonl"))
+p.send_signal(signal.SIGINT)
+p.communicate(timeout=120)
+r = run(common + ["--epochs", "1", "--run-dir", rd, "--save", os.path.join(tmp, "elsewhere.safetensors")])
+check("a run folder of another run, idle: refused (exit 2), its log untouched",
+      one_line_error(r, 2, rd, "belongs to another run", "--force") and
+      read(os.path.join(rd, "log.jsonl")).startswith(log_before), r.stderr.strip())
+
+# --- a log that cannot be written stops the run after its checkpoint is saved -------------------------
+if mounted:
+    logdisk = os.path.join(tmp, "logdisk")
+    os.makedirs(logdisk)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", logdisk], check=True)
+    try:
+        with open(os.path.join(logdisk, "filler"), "wb") as f:  # leave less room than one log line
+            try:
+                f.write(b"x" * 8192)
+            except OSError:
+                pass
+        with open(os.path.join(logdisk, "filler"), "r+b") as f:
+            f.truncate(os.path.getsize(os.path.join(logdisk, "filler")) - 100)
+        lg = os.path.join(logdisk, "log.jsonl")
+        ck = os.path.join(tmp, "logfull.safetensors")
+        r = run(common + ["--epochs", "3", "--save", ck, "--log", lg])
+        _, meta = lc.read_safetensors(ck) if os.path.exists(ck) else ({}, {})
+        check("full disk under --log: exit 1 naming the log and the cause",
+              one_line_error(r, 1, lg, "No space left on device"), f"exit {r.returncode}: {r.stderr.strip()}")
+        check("... the epoch's checkpoint is saved, the log holds no torn line",
+              meta.get("epoch") == "1" and read(lg).count(b"\n") == len(read(lg).splitlines()) and
+              all(line.startswith(b"{") and line.endswith(b"}") for line in read(lg).splitlines()),
+              repr(read(lg)[-80:]))
+    finally:
+        subprocess.run(["umount", logdisk])
+else:
+    print("   (not root: the full-disk log case needs a small tmpfs and is skipped)")
+
+# --- a signal during the evaluation stops it at once, saving the trained epoch as not yet evaluated ----
+slow = write_idx_dataset(os.path.join(tmp, "slow-eval"), n_train=64, n_test=5000)
+ev_ck = os.path.join(tmp, "eval-stop.safetensors")
+p = subprocess.Popen([BIN, "train", "--data", "mnist", "--datadir", slow, "--model", "lenet5", "--batch-size", "16",
+                      "--test-batch-size", "1", "--max-batches", "1", "--epochs", "3", "--threads", "1", "--plain",
+                      "--quiet", "--save", ev_ck], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+while not os.path.exists(ev_ck) and p.poll() is None:  # epoch 1 evaluated and saved
+    time.sleep(0.01)
+time.sleep(0.3)  # epoch 2's one batch is trained; its evaluation (5000 one-image batches) is going
+t0 = time.time()
+p.send_signal(signal.SIGINT)
+out, err = p.communicate(timeout=120)
+waited = time.time() - t0
+meta = lc.read_safetensors(ev_ck)[1]
+check(f"SIGINT during the evaluation: exit 130 within {waited:.2f} s, the epoch saved as trained, not evaluated",
+      p.returncode == 130 and "while evaluating epoch 2" in err and waited < 1.0 and meta.get("epoch") == "1" and
+      meta.get("batch_in_epoch") == "1", err.strip()[-300:])
+r = run(["train", "--resume", ev_ck, "--save", ev_ck, "--plain", "--quiet", "--stop-after", "1"])
+check("... and the resume evaluates that epoch and goes on",
+      r.returncode == 0 and lc.read_safetensors(ev_ck)[1].get("epoch") == "2", r.stderr.strip())
+
+# --- a temporary file left by a SIGKILLed save (a dead pid) is removed by the next run -------------
+stale_ck = os.path.join(tmp, "stale.safetensors")
+child = subprocess.Popen(["true"])
+child.wait()
+stale = f"{stale_ck}.tmp.{child.pid}"
+with open(stale, "wb") as f:
+    f.write(b"half a checkpoint")
+alive = f"{stale_ck}.tmp.{os.getpid()}"  # a live process's: not ours to remove
+with open(alive, "wb") as f:
+    f.write(b"x")
+r = run(common + ["--epochs", "1", "--save", stale_ck])
+check("a stale NAME.tmp.<dead pid> is removed at start, a live process's kept",
+      r.returncode == 0 and not os.path.exists(stale) and os.path.exists(alive), r.stderr.strip())
+os.remove(alive)
+
+# --- eval --out onto a device node: refused, the node kept (a node of our own, never /dev/null) --------
+if os.geteuid() == 0:
+    node = os.path.join(tmp, "null-node")
+    os.mknod(node, 0o666 | 0o020000, os.makedev(1, 3))
+    r = run(["eval", "--checkpoint", os.path.join(tmp, "sig0.safetensors"), "--datadir", data, "--out", node])
+    import stat as stat_module
+    check("eval --out onto a device node: refused, exit 2, the node is still a device",
+          one_line_error(r, 2, node, "is a device") and stat_module.S_ISCHR(os.stat(node).st_mode), r.stderr.strip())
+else:
+    print("   (not root: the device-node case is skipped)")
+
 shutil.rmtree(tmp, ignore_errors=True)
 finish()

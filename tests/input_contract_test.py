@@ -12,7 +12,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 import io
+import json
 
 import numpy as np
 
@@ -151,6 +153,74 @@ except ImportError:
     open(os.path.join(tmp, "nomodel.pth"), "wb").write(b"")
     open(evil_pth, "wb").write(b"")
 
+
+# ---- outputs (issue 12): a run folder, a FIFO, a second checkpoint to resume --------------------
+run_a = os.path.join(tmp, "run-a")
+r = subprocess.run([BIN] + common + ["--run-dir", run_a], capture_output=True, text=True)
+check("a good run folder to aim at", r.returncode == 0, r.stderr.strip())
+fifo = os.path.join(tmp, "a.fifo")
+os.mkfifo(fifo)
+resumable = write("resumable.safetensors", blob)
+os.makedirs(os.path.join(tmp, "sub"))
+sparse = ["--sparse", "--fix", "--density", "0.1"]
+# an unfinished run (1 of 3 epochs) with crafted progress counters (issue 12: a huge batch_in_epoch hung)
+ck3 = os.path.join(tmp, "ck3.safetensors")
+r = subprocess.run([BIN] + common + ["--epochs", "3", "--stop-after", "1", "--save", ck3], capture_output=True, text=True)
+check("an unfinished checkpoint to damage", r.returncode == 0, r.stderr.strip())
+tensors3, meta3 = lc.read_safetensors(ck3)
+
+
+def crafted(name, **changes):
+    return write(name, lc.serialize_safetensors(tensors3, dict(meta3, **changes)))
+
+
+# bounded readers (issue 12): headers and sizes are checked before a file is read or inflated
+def gz_bomb(name, head, zeros):
+    def edit(folder):
+        path = os.path.join(folder, "t10k-images-idx3-ubyte")
+        os.remove(path)
+        c = zlib.compressobj(1, zlib.DEFLATED, 31)
+        with open(path + ".gz", "wb") as f:
+            f.write(c.compress(head))
+            for _ in range(zeros >> 20):
+                f.write(c.compress(bytes(1 << 20)))
+            f.write(c.flush())
+    return idx_variant(name, edit)
+
+
+big = os.path.join(tmp, "big.safetensors")
+with open(big, "wb") as f:
+    f.truncate(6 << 30)  # sparse: no disk used
+fifo_data = idx_variant("fifo-data", lambda d: (os.remove(os.path.join(d, "t10k-labels-idx1-ubyte")),
+                                                os.mkfifo(os.path.join(d, "t10k-labels-idx1-ubyte"))))
+fifo_run = os.path.join(tmp, "fifo-run")
+os.makedirs(fifo_run)
+os.mkfifo(os.path.join(fifo_run, "log.jsonl"))
+
+# damaged values: a NaN weight (lenet5), a negative BN variance (a small ResNet)
+nan_tensors = dict(tensors)
+nan_tensors["fc4.weight"] = tensors["fc4.weight"].copy()
+nan_tensors["fc4.weight"].flat[3] = np.nan
+bn_ck = os.path.join(tmp, "bn.safetensors")
+r = subprocess.run([BIN] + common + ["--model", "cifar_resnet_8_1", "--max-batches", "1", "--save", bn_ck],
+                   capture_output=True, text=True)
+check("a checkpoint with batch norm", r.returncode == 0, r.stderr.strip())
+bn_tensors, bn_meta = lc.read_safetensors(bn_ck)
+var_name = next(k for k in bn_tensors if k.endswith("running_var") and not k.startswith("best."))
+bn_tensors[var_name] = bn_tensors[var_name].copy()
+bn_tensors[var_name].flat[0] = -1.0
+
+not_utf8 = os.fsdecode(os.path.join(os.fsencode(tmp), b"data\xff"))
+shutil.copytree(good, not_utf8)
+
+# files that a refused command must leave byte for byte as they were
+keep = {"log-over-checkpoint": ck, "log-is-resume": resumable, "eval-out-checkpoint": ck,
+        "report-out-checkpoint": os.path.join(run_a, "checkpoint.safetensors"),
+        "report-out-log-force": os.path.join(run_a, "log.jsonl"),
+        "run-dir-other-run": os.path.join(run_a, "log.jsonl"), "log-other-run": os.path.join(run_a, "log.jsonl"),
+        "log-not-a-log": os.path.join(tmp, "notes.txt")}
+
+
 def image_tree(name, train_classes, val_classes=("cat", "dog")):
     """An ImageFolder tree whose class folders each hold one (undecoded) .JPEG,
     except those named empty_*; the errors here come before any decoding."""
@@ -256,6 +326,49 @@ cases = {
     "inspect-bad-input": ["inspect", "--model", "lenet5", "--input", "3x32"],
     "inspect-snip-no-data": ["inspect", "--model", "lenet5", "--sparse_init", "snip"],
     "bench-zero-steps": ["bench", "--steps", "0"],
+    "resume-batch-huge": ["train", "--resume", crafted("b53.safetensors", batch_in_epoch=str(2 ** 53))],
+    "resume-batch-past-epoch": ["train", "--resume", crafted("b1000.safetensors", batch_in_epoch="1000")],
+    "resume-seen-too-many": ["train", "--resume", crafted("seen.safetensors", batch_in_epoch="1", epoch_seen="17")],
+    "resume-step-too-many": ["train", "--resume", crafted("step.safetensors", step="1000")],
+    "resume-epoch-past-run": ["train", "--resume", crafted("e9.safetensors", epoch="9")],
+    "resume-changed-flag": ["train", "--resume", ck3, "--density", "0.5"],
+    "resume-bogus-model": ["train", "--resume", ck3, "--model", "bogus"],
+    "resume-bad-args": ["train", "--resume", crafted("args.safetensors",
+                                                     args=json.dumps(dict(json.loads(meta3["args"]), density=5)))],
+    "seed-blank": ["train", "--seed", " -1"],
+    "lr-hex": ["train", "--lr", "0x10"],
+    "idx-declared-too-many": common + ["--datadir", gz_bomb("declared", struct.pack(">IIII", 0x803, 2_700_000, 28, 28),
+                                                             1 << 20)],
+    "idx-gzip-bomb": common + ["--datadir", gz_bomb("bomb", b"\x00\x00\x09\x03", 32 << 20)],
+    "checkpoint-too-big": ["eval", "--checkpoint", big, "--datadir", good],
+    "data-fifo": common + ["--datadir", fifo_data],
+    "report-log-fifo": ["report", fifo_run, "-o", os.path.join(tmp, "fifo-report.html")],
+    "eval-nan-weight": ["eval", "--last", "--datadir", good, "--checkpoint",
+                        write("nan.safetensors", lc.serialize_safetensors(nan_tensors, meta))],
+    "eval-negative-variance": ["eval", "--last", "--datadir", good, "--checkpoint",
+                               write("negvar.safetensors", lc.serialize_safetensors(bn_tensors, bn_meta))],
+    "density-empty-layers": common + ["--sparse", "--fix", "--density", "1e-9"],
+    "datadir-not-utf8": common + ["--datadir", not_utf8],
+    "model-input-too-small": common + ["--model", "vgg11"],
+    "log-over-checkpoint": common + ["--log", ck],
+    "log-is-resume": ["train", "--resume", resumable, "--save", os.path.join(tmp, "s.safetensors"), "--log", resumable],
+    "save-is-log": common + ["--save", os.path.join(tmp, "x"), "--log", os.path.join(tmp, "sub", "..", "x")],
+    "log-fifo": common + ["--log", fifo],
+    "save-fifo": common + ["--save", fifo],
+    "log-other-run": common + ["--log", os.path.join(run_a, "log.jsonl")],
+    "log-not-a-log": common + ["--log", os.path.join(tmp, "notes.txt")],
+    "run-dir-other-run": common + ["--run-dir", run_a, "--save", os.path.join(tmp, "b.safetensors")],
+    "save-name-too-long": common + ["--save", os.path.join(tmp, "n" * 250)],
+    "threads-too-many": common + sparse + ["--threads", "100000"],
+    "eval-out-checkpoint": ["eval", "--checkpoint", ck, "--datadir", good, "--out", ck],
+    "eval-out-fifo": ["eval", "--checkpoint", ck, "--datadir", good, "--out", fifo],
+    "eval-out-folder": ["eval", "--checkpoint", ck, "--datadir", good, "--out", os.path.join(tmp, "a-folder")],
+    "eval-threads-too-many": ["eval", "--checkpoint", ck, "--datadir", good, "--threads", "100000"],
+    "inspect-threads-too-many": ["inspect", "--model", "lenet5", "--threads", "100000"],
+    "bench-threads-too-many": ["bench", "--model", "lenet5", "--threads", "100000"],
+    "report-out-checkpoint": ["report", run_a, "-o", os.path.join(run_a, "checkpoint.safetensors")],
+    "report-out-log-force": ["report", run_a, "--force", "-o", os.path.join(run_a, "log.jsonl")],
+    "report-out-fifo": ["report", run_a, "-o", fifo],
 }
 
 rows = contract_rows()
@@ -266,6 +379,7 @@ for rid, (code, words) in rows.items():
     if rid not in cases:
         continue
     before = set(os.listdir(tmp))
+    kept = open(keep[rid], "rb").read() if rid in keep else None
     r = subprocess.run([BIN] + cases[rid], capture_output=True, text=True, timeout=300)
     leftovers = [f for f in set(os.listdir(tmp)) - before if ".tmp." in f]
     msg = r.stderr.strip()
@@ -276,6 +390,8 @@ for rid, (code, words) in rows.items():
         lines = msg.splitlines()
         ok = (r.returncode == code and (len(lines) == 1 or rid in ("no-command", "unknown-command")) and
               all(n.lower() in msg.lower() for n in needles))
+    if kept is not None and open(keep[rid], "rb").read() != kept:
+        ok, msg = False, f"{keep[rid]} was changed; " + msg
     check(f"{rid}: exit {code}", ok and not leftovers, f"exit {r.returncode}: {msg[:300]}")
 
 check("no pickle ever ran code", not os.path.exists(os.path.join(tmp, "pwned")))

@@ -106,8 +106,10 @@ def main():
     # ---- every row of the flag table ----
     rows = flag_table()
     check("the flag table lists every reference flag", len(rows) >= 35, str(len(rows)))
+    # the width-1 model keeps the rows cheap; its 9-weight layers keep no weight at uniform 5 %, which
+    # sparsetrain refuses unless allowed (a real model's layers are hundreds of times larger)
     base = ["--data", "cifar10", "--model", "cifar_resnet_8_1", "--epochs", "1", "--max-batches", "1",
-            "--batch-size", "8", "--threads", "1", "--plain"]
+            "--batch-size", "8", "--threads", "1", "--plain", "--allow-empty-layers"]
     for flag, command, expect in rows:
         words = shlex.split(command)[2:]
         if "--epoch" in words and words[words.index("--epoch") + 1] != "1":
@@ -115,7 +117,8 @@ def main():
         p = run(["train"] + base + words, work)
         err = p.stderr.strip()
         if expect == "runs":
-            ok = p.returncode == 0 and "final test accuracy" in p.stdout
+            # (resuming the finished one-epoch run of the --save row says so and prints its results)
+            ok = p.returncode == 0 and ("final test accuracy" in p.stdout or "is already finished" in p.stdout)
         elif expect == "ignored":
             ok = p.returncode == 0 and "is ignored:" in err and len(err.splitlines()) == 1
         else:

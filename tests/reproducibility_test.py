@@ -21,6 +21,7 @@ BIN = os.path.join(BUILD, "sparsetrain")
 tmp = tempfile.mkdtemp(prefix="sparsetrain-repro-")
 data = write_idx_dataset(os.path.join(tmp, "data"), n_train=160, n_test=64)
 TIMING = {"images_per_s", "seconds"}
+RUN_ID = {"run_id"}  # each fresh run draws its own id (docs/FORMATS.md)
 
 configs = {
     "sparse cifar_resnet_8_4": ["--model", "cifar_resnet_8_4", "--sparse", "--fix", "--sparse_init", "ERK",
@@ -37,7 +38,7 @@ def train(name, flags, threads, seed, label):
                         "--save", ck, "--log", log] + flags, capture_output=True, text=True, timeout=600)
     check(f"{name}: train with {threads} thread(s), seed {seed}", r.returncode == 0, r.stderr.strip()[-300:])
     tensors = lc.read_safetensors(ck)[0] if r.returncode == 0 else {}
-    lines = [{k: v for k, v in json.loads(l).items() if k not in TIMING} for l in open(log)] if r.returncode == 0 else []
+    lines = [{k: v for k, v in json.loads(l).items() if k not in TIMING | RUN_ID} for l in open(log)] if r.returncode == 0 else []
     return tensors, lines
 
 

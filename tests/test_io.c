@@ -14,11 +14,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/json.h"
+#include "io/log_file.h"
 #include "io/safetensors.h"
 #include "sparsetrain.h"
 #include "testing.h"
@@ -296,6 +298,7 @@ static void test_safetensors_roundtrip(void) {
     free(buf);
 
     /* No tensors and no metadata: "{}" padded to 8 bytes. */
+    path_in_tmp(path, sizeof path, "empty.safetensors");
     CHECK_OK(st_safetensors_write(path, NULL, 0, NULL, 0));
     CHECK_OK(st_safetensors_read(path, &f));
     CHECK(f && st_safetensors_count(f) == 0 && st_safetensors_meta_count(f) == 0);
@@ -452,7 +455,7 @@ static void test_safetensors_corruption(void) {
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         unsigned char *copy = calloc(size + 1, 1);
         memcpy(copy, bytes, size);
-        CHECK_OK(st_atomic_write_file(path, copy, cuts[i]));
+        CHECK_OK(st_atomic_write_file(path, ST_FILE_OTHER, 1, copy, cuts[i]));
         free(copy);
         st_safetensors *f = NULL;
         CHECK(st_safetensors_read(path, &f) == ST_ERR_FORMAT);
@@ -615,7 +618,7 @@ static void test_failed_writes(void) {
     small_limit.rlim_cur = 64 * 1024;
     void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
     if (setrlimit(RLIMIT_FSIZE, &small_limit) == 0) {
-        st_status st = st_safetensors_write(path, &big_entry, 1, NULL, 0);
+        st_status st = st_safetensors_write_as(path, ST_FILE_SAFETENSORS, 1, &big_entry, 1, NULL, 0);
         setrlimit(RLIMIT_FSIZE, &old_limit);
         CHECK(st == ST_ERR_IO);
         CHECK(strstr(st_last_error(), path) != NULL && strstr(st_last_error(), strerror(EFBIG)) != NULL);
@@ -635,8 +638,8 @@ static void test_failed_writes(void) {
     mkdir(dir, 0755);
     char inside[4300];
     snprintf(inside, sizeof inside, "%s/file", dir);
-    CHECK_OK(st_atomic_write_file(inside, "x", 1));
-    CHECK(st_safetensors_write(dir, s.tensors, 6, s.meta, 3) == ST_ERR_IO);
+    CHECK_OK(st_atomic_write_file(inside, ST_FILE_OTHER, 0, "x", 1));
+    CHECK(st_safetensors_write(dir, s.tensors, 6, s.meta, 3) == ST_ERR_ARGUMENT); /* refused by the guard */
     CHECK(strstr(st_last_error(), dir) != NULL);
     CHECK(file_exists(inside) && count_temp_files(tmp_dir) == 0);
 
@@ -651,9 +654,9 @@ static void test_failed_writes(void) {
 static void test_atomic_file(void) {
     char path[4200];
     path_in_tmp(path, sizeof path, "atomic.txt");
-    CHECK_OK(st_atomic_write_file(path, "old", 3));
+    CHECK_OK(st_atomic_write_file(path, ST_FILE_OTHER, 0, "old", 3));
     st_atomic_file *f = NULL;
-    CHECK_OK(st_atomic_file_open(path, &f));
+    CHECK_OK(st_atomic_file_open(path, ST_FILE_OTHER, 0, &f));
     CHECK_OK(st_atomic_file_write(f, "new contents", 12));
     CHECK(count_temp_files(tmp_dir) == 1);
     st_atomic_file_abort(f);   /* abandoned: old contents stay */
@@ -662,22 +665,223 @@ static void test_atomic_file(void) {
     FILE *fp = fopen(path, "rb");
     CHECK(fp && fread(buf, 1, sizeof buf, fp) == 3 && memcmp(buf, "old", 3) == 0);
     if (fp) fclose(fp);
-    CHECK_OK(st_atomic_file_open(path, &f));
+    CHECK_OK(st_atomic_file_open(path, ST_FILE_OTHER, 0, &f));
     CHECK_OK(st_atomic_file_write(f, "new contents", 12));
     CHECK_OK(st_atomic_file_commit(f));
     fp = fopen(path, "rb");
     CHECK(fp && fread(buf, 1, sizeof buf, fp) == 12 && memcmp(buf, "new contents", 12) == 0);
     if (fp) fclose(fp);
     st_atomic_file_abort(NULL);
-    CHECK(st_atomic_write_file("", "x", 1) == ST_ERR_ARGUMENT);
-    CHECK(st_atomic_write_file("dir/", "x", 1) == ST_ERR_ARGUMENT);
+    CHECK(st_atomic_write_file("", ST_FILE_OTHER, 0, "x", 1) == ST_ERR_ARGUMENT);
+    CHECK(st_atomic_write_file("dir/", ST_FILE_OTHER, 0, "x", 1) == ST_ERR_ARGUMENT);
     /* A relative path without a directory part syncs "." */
     char cwd[4096];
     if (getcwd(cwd, sizeof cwd) && chdir(tmp_dir) == 0) {
-        CHECK_OK(st_atomic_write_file("relative.txt", "r", 1));
+        CHECK_OK(st_atomic_write_file("relative.txt", ST_FILE_OTHER, 0, "r", 1));
         CHECK(file_exists("relative.txt"));
         CHECK(chdir(cwd) == 0);
     }
+}
+
+
+static int read_whole(const char *path, char *buf, size_t size) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    int n = (int)fread(buf, 1, size - 1, fp);
+    fclose(fp);
+    buf[n > 0 ? n : 0] = 0;
+    return n;
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *fp = fopen(path, "wb");
+    if (fp) {
+        fputs(text, fp);
+        fclose(fp);
+    }
+}
+
+/* The output guard: what may replace what, and never a folder/device/FIFO. */
+static void test_output_guard(void) {
+    char ck[4200], other[4200], fifo[4200], dir[4200], buf[256];
+    path_in_tmp(ck, sizeof ck, "guard.safetensors");
+    path_in_tmp(other, sizeof other, "guard-notes.txt");
+    path_in_tmp(fifo, sizeof fifo, "guard.fifo");
+    path_in_tmp(dir, sizeof dir, "guard-dir");
+    const st_meta_entry meta[1] = {{"format", "sparsetrain-checkpoint-1"}};
+    float x = 1;
+    st_tensor_entry t = {"w", ST_DTYPE_F32, 1, {1}, &x};
+    CHECK_OK(st_safetensors_write(ck, &t, 1, meta, 1)); /* declares itself a checkpoint */
+    st_file_kind kind;
+    CHECK_OK(st_file_kind_of(ck, &kind));
+    CHECK(kind == ST_FILE_CHECKPOINT);
+    /* anything else onto a checkpoint: refused, naming the file and --force; the file untouched */
+    CHECK(st_atomic_write_file(ck, ST_FILE_EVAL_JSON, 0, "{}", 2) == ST_ERR_ARGUMENT);
+    CHECK(strstr(st_last_error(), ck) && strstr(st_last_error(), "checkpoint") && strstr(st_last_error(), "--force"));
+    CHECK(st_safetensors_write(ck, &t, 1, NULL, 0) == ST_ERR_ARGUMENT); /* a plain safetensors file too */
+    CHECK_OK(st_file_kind_of(ck, &kind));
+    CHECK(kind == ST_FILE_CHECKPOINT && count_temp_files(tmp_dir) == 0);
+    CHECK_OK(st_safetensors_write(ck, &t, 1, meta, 1)); /* a checkpoint onto a checkpoint: allowed */
+    /* a checkpoint whose header runs past the first 64 KiB before naming its format: still a checkpoint */
+    char big_ck[4200];
+    path_in_tmp(big_ck, sizeof big_ck, "guard-big-header.safetensors");
+    size_t pad = 70000, hn = pad + 64;
+    char *header = calloc(hn + 9, 1);
+    int hl = snprintf(header + 8, hn, "{\"__metadata__\":{\"pad\":\"%0*d\",\"format\":\"sparsetrain-checkpoint-1\"}}",
+                      (int)pad, 0);
+    for (int i = 0; i < 8; i++) header[i] = (char)(((uint64_t)hl >> (8 * i)) & 0xff);
+    FILE *hf = fopen(big_ck, "wb");
+    CHECK(hf && fwrite(header, 1, (size_t)hl + 8, hf) == (size_t)hl + 8);
+    if (hf) fclose(hf);
+    free(header);
+    CHECK_OK(st_file_kind_of(big_ck, &kind));
+    CHECK(kind == ST_FILE_CHECKPOINT);
+    unlink(big_ck);
+    /* a file of another kind: refused unless forced */
+    write_text(other, "my notes\n");
+    CHECK_OK(st_file_kind_of(other, &kind));
+    CHECK(kind == ST_FILE_OTHER);
+    CHECK(st_atomic_write_file(other, ST_FILE_HTML, 0, "<!DOCTYPE html>", 15) == ST_ERR_ARGUMENT);
+    CHECK(read_whole(other, buf, sizeof buf) == 9 && strcmp(buf, "my notes\n") == 0);
+    CHECK_OK(st_atomic_write_file(other, ST_FILE_HTML, 1, "<!DOCTYPE html>", 15));
+    CHECK_OK(st_file_kind_of(other, &kind));
+    CHECK(kind == ST_FILE_HTML);
+    CHECK_OK(st_atomic_write_file(other, ST_FILE_HTML, 0, "<!DOCTYPE html>x", 16)); /* same kind */
+    /* a FIFO (never opened in a blocking way), a folder: refused even with force */
+    CHECK(mkfifo(fifo, 0644) == 0);
+    CHECK_OK(st_file_kind_of(fifo, &kind));
+    CHECK(kind == ST_FILE_SPECIAL);
+    CHECK(st_atomic_write_file(fifo, ST_FILE_EVAL_JSON, 1, "{}", 2) == ST_ERR_ARGUMENT);
+    CHECK(strstr(st_last_error(), "FIFO") != NULL);
+    struct stat st;
+    CHECK(stat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    mkdir(dir, 0755);
+    CHECK(st_atomic_write_file(dir, ST_FILE_EVAL_JSON, 1, "{}", 2) == ST_ERR_ARGUMENT);
+    CHECK(strstr(st_last_error(), "folder") != NULL);
+    /* a device is classified without being opened for writing (never replaced) */
+    CHECK_OK(st_file_kind_of("/dev/null", &kind));
+    CHECK(kind == ST_FILE_SPECIAL);
+    CHECK(st_output_check("/dev/null", "--out", ST_FILE_EVAL_JSON, 1) == ST_ERR_ARGUMENT);
+    CHECK(strstr(st_last_error(), "--out /dev/null is a device") != NULL);
+    /* a name too long for NAME.tmp.<pid>: refused before anything is written */
+    char longname[4400], name[260];
+    memset(name, 'n', 250);
+    name[250] = 0;
+    path_in_tmp(longname, sizeof longname, name);
+    CHECK(st_output_check(longname, "--save", ST_FILE_CHECKPOINT, 0) == ST_ERR_ARGUMENT);
+    CHECK(strstr(st_last_error(), "too long") != NULL);
+    CHECK(count_temp_files(tmp_dir) == 0);
+    unlink(fifo);
+    rmdir(dir);
+}
+
+/* The temporary name is never followed: a planted link there is removed, its target untouched. */
+static void test_temp_not_followed(void) {
+    char path[4200], temp[4300], victim[4200], buf[64];
+    path_in_tmp(path, sizeof path, "planted.json");
+    path_in_tmp(victim, sizeof victim, "victim.txt");
+    snprintf(temp, sizeof temp, "%s.tmp.%ld", path, (long)getpid());
+    write_text(victim, "precious");
+    CHECK(symlink(victim, temp) == 0);
+    CHECK_OK(st_atomic_write_file(path, ST_FILE_EVAL_JSON, 0, "{\"checkpoint\": 1}", 17));
+    CHECK(read_whole(victim, buf, sizeof buf) == 8 && strcmp(buf, "precious") == 0);
+    CHECK(read_whole(path, buf, sizeof buf) == 17);
+    struct stat st;
+    CHECK(lstat(temp, &st) != 0 && count_temp_files(tmp_dir) == 0);
+    /* stale temporaries of dead processes are cleaned, a live one's kept */
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0);
+    char dead[4300], live[4300];
+    snprintf(dead, sizeof dead, "%s.tmp.%ld", path, (long)child);
+    snprintf(live, sizeof live, "%s.tmp.%ld", path, (long)getppid());
+    write_text(dead, "x");
+    write_text(live, "x");
+    CHECK(st_atomic_clean_stale(path) == 1);
+    CHECK(lstat(dead, &st) != 0 && lstat(live, &st) == 0);
+    unlink(live);
+    unlink(victim);
+}
+
+/* Outputs of one invocation: distinct files, none an input (by inode, not by name). */
+static void test_claims(void) {
+    char a[4200], a2[4200], b[4200], hard[4200], sub[4200], sub2[4300];
+    path_in_tmp(a, sizeof a, "claim-a.safetensors");
+    snprintf(a2, sizeof a2, "%s/./claim-a.safetensors", tmp_dir);
+    path_in_tmp(b, sizeof b, "claim-b.jsonl");
+    path_in_tmp(hard, sizeof hard, "claim-hard");
+    path_in_tmp(sub, sizeof sub, "claim-sub");
+    mkdir(sub, 0755);
+    snprintf(sub2, sizeof sub2, "%s/../claim-b.jsonl", sub);
+    write_text(a, "x");
+    st_file_claims c;
+    st_file_claims_init(&c);
+    CHECK_OK(st_claim_input(&c, a, "--resume"));
+    CHECK(st_claim_output(&c, a2, "--log") == ST_ERR_ARGUMENT); /* the input, by another name */
+    CHECK(strstr(st_last_error(), "--log") && strstr(st_last_error(), "--resume"));
+    CHECK_OK(st_claim_successor(&c, a2, "--save")); /* the next checkpoint may replace the one resumed */
+    CHECK_OK(st_claim_output(&c, b, "--out"));      /* missing: folder + name */
+    CHECK(st_claim_output(&c, sub2, "--log") == ST_ERR_ARGUMENT);
+    CHECK(strstr(st_last_error(), "same file") != NULL);
+    CHECK(link(a, hard) == 0);
+    st_file_claims_init(&c);
+    CHECK_OK(st_claim_input(&c, a, "--checkpoint"));
+    CHECK(st_claim_output(&c, hard, "--out") == ST_ERR_ARGUMENT); /* a hard link is the same file */
+    unlink(hard);
+    unlink(a);
+    rmdir(sub);
+}
+
+/* The training log: ours is appended to (a torn tail cut), others' refused; failed writes cut back. */
+static void test_log_file(void) {
+    char path[4200], buf[512];
+    path_in_tmp(path, sizeof path, "run.jsonl");
+    const char *id = "0123456789abcdef0123456789abcdef", *other = "ffffffffffffffffffffffffffffffff";
+    st_log_file *f = NULL;
+    CHECK_OK(st_log_open(path, "--log", id, 0, 0, &f));
+    const char line[] = "{\"epoch\": 1, \"run_id\": \"0123456789abcdef0123456789abcdef\"}\n";
+    CHECK_OK(st_log_append(f, line, strlen(line)));
+    st_log_close(f);
+    st_log_run_id(path, buf, sizeof buf);
+    CHECK(strcmp(buf, id) == 0);
+    /* a fresh run of another id: refused without --force, naming the other run */
+    CHECK(st_log_check(path, "--log", other, 0, 0) == ST_ERR_ARGUMENT);
+    CHECK(strstr(st_last_error(), "another run") && strstr(st_last_error(), id));
+    /* resuming: appended, a torn last line cut off first */
+    FILE *fp = fopen(path, "ab");
+    fputs("{\"epoch\": 2, \"lr", fp);
+    fclose(fp);
+    CHECK_OK(st_log_open(path, "--log", id, 1, 0, &f));
+    CHECK_OK(st_log_append(f, line, strlen(line)));
+    st_log_close(f);
+    CHECK(read_whole(path, buf, sizeof buf) == (int)(2 * strlen(line)));
+    /* --force replaces another run's log */
+    CHECK_OK(st_log_open(path, "--log", other, 0, 1, &f));
+    st_log_close(f);
+    CHECK(read_whole(path, buf, sizeof buf) == 0);
+    /* a checkpoint or notes are never appended to */
+    char notes[4200];
+    path_in_tmp(notes, sizeof notes, "log-notes.txt");
+    write_text(notes, "notes\n");
+    CHECK(st_log_open(notes, "--log", id, 1, 0, &f) == ST_ERR_ARGUMENT && f == NULL);
+    CHECK(read_whole(notes, buf, sizeof buf) == 6);
+    /* a write past the file size limit (like a full disk) fails naming the log and keeps whole lines */
+    CHECK_OK(st_log_open(path, "--log", id, 0, 0, &f));
+    CHECK_OK(st_log_append(f, line, strlen(line)));
+    struct rlimit old_limit, small_limit;
+    CHECK(getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    small_limit = old_limit;
+    small_limit.rlim_cur = strlen(line) + 10;
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &small_limit) == 0) {
+        st_status s = st_log_append(f, line, strlen(line));
+        setrlimit(RLIMIT_FSIZE, &old_limit);
+        CHECK(s == ST_ERR_IO && strstr(st_last_error(), path) && strstr(st_last_error(), strerror(EFBIG)));
+        CHECK(read_whole(path, buf, sizeof buf) == (int)strlen(line));
+    }
+    signal(SIGXFSZ, old_handler);
+    st_log_close(f);
+    unlink(notes);
 }
 
 /* Removes the test's own scratch directory (files and one level of subdirectories). */
@@ -816,6 +1020,10 @@ int main(int argc, char **argv) {
     test_safetensors_write_arguments();
     test_failed_writes();
     test_atomic_file();
+    test_output_guard();
+    test_temp_not_followed();
+    test_claims();
+    test_log_file();
     if (!st_test_failures) remove_tree(tmp_dir, 0);   /* keep the evidence of a failure */
     TEST_MAIN_END();
 }

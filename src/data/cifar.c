@@ -14,7 +14,11 @@
 
 #define CIFAR_SIDE 32
 #define CIFAR_IMAGE_BYTES (3 * CIFAR_SIDE * CIFAR_SIDE)
-#define CIFAR_MAX_FILE_BYTES ((size_t)1 << 30)
+/* The official files hold 10000 records (CIFAR-10 batches, CIFAR-100
+ * test.bin) or 50000 (CIFAR-100 train.bin): a file or archive member larger
+ * than that is refused before it is read. */
+#define CIFAR_BATCH_RECORDS 10000
+#define CIFAR100_TRAIN_RECORDS 50000
 
 typedef struct cifar_layout {
     const char *subdir;  /* folder inside the archive */
@@ -68,7 +72,7 @@ static st_status append_records(st_dataset *d, const cifar_layout *layout, const
 }
 
 static st_status load_from_folder(st_dataset *d, const cifar_layout *layout, const char *folder,
-                                  const char *const *files, int nfiles) {
+                                  const char *const *files, int nfiles, size_t max_file) {
     size_t cap = strlen(folder) + 64;
     char *path = st_malloc(cap, "file name");
     if (!path) return ST_ERR_NOMEM;
@@ -77,7 +81,7 @@ static st_status load_from_folder(st_dataset *d, const cifar_layout *layout, con
         snprintf(path, cap, "%s/%s", folder, files[i]);
         uint8_t *raw;
         size_t size;
-        s = st_data_read_file(path, CIFAR_MAX_FILE_BYTES, &raw, &size);
+        s = st_data_read_file(path, max_file, &raw, &size);
         if (s != ST_OK) break;
         s = append_records(d, layout, raw, size, path);
         free(raw);
@@ -87,10 +91,10 @@ static st_status load_from_folder(st_dataset *d, const cifar_layout *layout, con
 }
 
 static st_status load_from_archive(st_dataset *d, const cifar_layout *layout, const char *archive,
-                                   const char *const *files, int nfiles) {
+                                   const char *const *files, int nfiles, size_t max_file) {
     st_tar_member members[6];
     for (int i = 0; i < nfiles; i++) members[i].wanted = files[i];
-    ST_TRY(st_tar_read_members(archive, members, nfiles, CIFAR_MAX_FILE_BYTES));
+    ST_TRY(st_tar_read_members(archive, members, nfiles, max_file));
     st_status s = ST_OK;
     for (int i = 0; i < nfiles && s == ST_OK; i++) {
         if (!members[i].data) {
@@ -189,9 +193,14 @@ st_status st_cifar_load(const char *name, const char *dir, int train, int cifar1
             continue;
         found = 1;
         snprintf(sub, cap, "%s/%s", dir, layout->subdir);
-        if (where == 0) s = load_from_folder(out, layout, dir, files, nfiles);
-        else if (where == 1) s = load_from_folder(out, layout, sub, files, nfiles);
-        else s = load_from_archive(out, layout, path, files, nfiles);
+        /* a file holds at most the official record count (pickles: plus file names, label lists and framing:
+         * 1.55 MB in the real CIFAR-100 train file, 0.3 MB in a CIFAR-10 batch) */
+        const size_t records = (size_t)(cifar100 && train ? CIFAR100_TRAIN_RECORDS : CIFAR_BATCH_RECORDS);
+        const size_t max_file = records * ((size_t)layout->label_bytes + CIFAR_IMAGE_BYTES) +
+                                (layout->python ? records * 64 + ((size_t)1 << 20) : 0);
+        if (where == 0) s = load_from_folder(out, layout, dir, files, nfiles, max_file);
+        else if (where == 1) s = load_from_folder(out, layout, sub, files, nfiles, max_file);
+        else s = load_from_archive(out, layout, path, files, nfiles, max_file);
     }
     if (!found) {
         const cifar_layout *b = cifar100 ? &cifar100_layout : &cifar10_layout;

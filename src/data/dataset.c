@@ -4,13 +4,16 @@
 #include "data/dataset.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/status.h"
+#include "io/file_read.h"
 #include "data/image_folder.h"
 
 const char *st_dataset_default_dir(const char *name) {
@@ -190,19 +193,43 @@ st_status st_data_gzip_failure(gzFile f, const char *path) {
     return st_fail(ST_ERR_FORMAT, "%s: corrupt gzip data (%s)", path, msg && *msg ? msg : "unknown zlib error");
 }
 
+st_status st_data_read_head(const char *path, uint8_t *buf, size_t n, size_t *got) {
+    *got = 0;
+    int fd;
+    uint64_t file_size;
+    ST_TRY(st_open_regular(path, UINT64_MAX, NULL, &fd, &file_size));
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return st_fail(ST_ERR_NOMEM, "cannot read %s: out of memory", path);
+    }
+    int r = n ? gzread(f, buf, (unsigned)n) : 0;
+    st_status s = r < 0 ? st_data_gzip_failure(f, path) : ST_OK;
+    gzclose(f);
+    if (s == ST_OK) *got = (size_t)r;
+    return s;
+}
+
 st_status st_data_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *size) {
     *out = NULL;
     *size = 0;
-    struct stat st;
-    if (stat(path, &st) != 0) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    if (S_ISDIR(st.st_mode)) return st_fail(ST_ERR_IO, "cannot read %s: it is a folder", path);
-    gzFile f = gzopen(path, "rb");
-    if (!f) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, errno ? strerror(errno) : "gzopen failed");
+    int fd;
+    uint64_t file_size;
+    /* a compressed file is hardly larger than its contents (gzip adds a few
+     * bytes, 0.03% at worst on random data): about the same bound holds for it */
+    ST_TRY(st_open_regular(path, (uint64_t)max_bytes + max_bytes / 64 + 4096, "a data file of this data set", &fd,
+                           &file_size));
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return st_fail(ST_ERR_NOMEM, "cannot read %s: out of memory", path);
+    }
     gzbuffer(f, 1 << 17);
 
     /* Plain files are read in one allocation; compressed ones grow by doubling
-     * so that a lying header or a gzip bomb cannot request memory up front. */
-    size_t cap = (size_t)st.st_size + 1;
+     * so that a lying header or a gzip bomb cannot request memory up front;
+     * decompression stops at max_bytes. */
+    size_t cap = (size_t)file_size + 1;
     if (cap < (1u << 16)) cap = 1u << 16;
     if (cap > max_bytes + 1) cap = max_bytes + 1;
     uint8_t *buf = st_malloc(cap, path);

@@ -121,6 +121,12 @@ st_status st_loader_create(const st_dataset *data, const st_loader_options *opt,
  * epoch), so re-running an epoch after a resume gives identical batches. */
 st_status st_loader_start_epoch(st_loader *l, int64_t epoch);
 
+/*! Skips the next `n` batches of the epoch in O(1) (resuming mid-epoch):
+ * batches depend only on (seed, epoch, position), so nothing is lost by not
+ * preparing them. Skipping past the end ends the epoch.
+ * @return ST_ERR_ARGUMENT if no epoch was started or n < 0. */
+st_status st_loader_skip(st_loader *l, int64_t n);
+
 /*! Fills `batch` with the next batch of the epoch; batch->count == 0 once the
  * epoch is finished (and on every later call). The last batch may be smaller
  * (no drop_last); so may one holding unreadable images, and a batch with none
@@ -145,6 +151,10 @@ void st_loader_free(st_loader *l);
  * into a malloc'd buffer (*out, *size; caller frees). `max_bytes` bounds the
  * decompressed size: a larger file is ST_ERR_FORMAT ("larger than expected"). */
 st_status st_data_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *size);
+
+/* Reads (gunzipping) at most the first n bytes of a file into buf (*got of
+ * them): a header is checked before the whole file is read. */
+st_status st_data_read_head(const char *path, uint8_t *buf, size_t n, size_t *got);
 
 /* Turns the error state of a zlib gzFile (gzerror) into a status whose message
  * names `path`: Z_ERRNO -> ST_ERR_IO, truncated or corrupt data -> ST_ERR_FORMAT. */

@@ -12,6 +12,10 @@
 #define IDX_MAX_BYTES ((size_t)1 << 31)
 #define MNIST_SIDE 28
 #define MNIST_CLASSES 10
+/* MNIST and Fashion-MNIST hold 60000 training and 10000 test images: a
+ * header declaring more is refused before the file is read. */
+#define IDX_MAX_TRAIN 60000u
+#define IDX_MAX_TEST 10000u
 
 static uint32_t read_be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
@@ -28,10 +32,36 @@ static st_status find_idx_file(const char *dataset, const char *dir, const char 
 
 /* Reads an IDX file of unsigned bytes with `ndims` dimensions; on success *data
  * holds only the payload (header removed) and dims[] the sizes. */
-static st_status read_idx(const char *path, int ndims, uint32_t dims[3], uint8_t **data, size_t *payload) {
+static st_status read_idx(const char *path, int ndims, uint32_t max_count, uint32_t dims[3], uint8_t **data,
+                          size_t *payload) {
+    /* The header first: magic, sizes and the count this data set can have
+     * are checked before the file is read (or inflated) any further. */
+    uint8_t head[16];
+    size_t got;
+    ST_TRY(st_data_read_head(path, head, 4 + 4 * (size_t)ndims, &got));
+    const char *what = ndims == 3 ? "image" : "label";
+    if (got >= 4 && read_be32(head) != (0x00000800u | (uint32_t)ndims))
+        return st_fail(ST_ERR_FORMAT, "%s: not an IDX %s file (magic 0x%08x, expected 0x%08x)", path, what,
+                       (unsigned)read_be32(head), 0x00000800u | (unsigned)ndims);
+    uint64_t declared = 4 + 4 * (uint64_t)ndims;
+    if (got == 4 + 4 * (size_t)ndims) {
+        uint32_t count = read_be32(head + 4);
+        if (count > max_count)
+            return st_fail(ST_ERR_FORMAT, "%s: the header declares %u %ss; this data set has at most %u", path,
+                           (unsigned)count, what, (unsigned)max_count);
+        uint64_t body = count;
+        for (int i = 1; i < ndims; i++) {
+            uint32_t side = read_be32(head + 4 + 4 * i);
+            if (side != MNIST_SIDE)
+                return st_fail(ST_ERR_FORMAT, "%s: images are %ux%u, MNIST-style images are %dx%d", path,
+                               (unsigned)read_be32(head + 8), (unsigned)read_be32(head + 12), MNIST_SIDE, MNIST_SIDE);
+            body *= side;
+        }
+        declared += body;
+    }
     uint8_t *buf;
     size_t size;
-    ST_TRY(st_data_read_file(path, IDX_MAX_BYTES, &buf, &size));
+    ST_TRY(st_data_read_file(path, declared < IDX_MAX_BYTES ? (size_t)declared : IDX_MAX_BYTES, &buf, &size));
     size_t header = 4 + 4 * (size_t)ndims;
     const char *kind = ndims == 3 ? "image" : "label";
     if (size < 4) {
@@ -100,13 +130,14 @@ st_status st_idx_load(const char *name, const char *dir, int train, st_dataset *
 
     uint32_t idims[3], ldims[3];
     size_t ibytes, lbytes;
-    if ((s = read_idx(image_path, 3, idims, &pixels, &ibytes)) != ST_OK) goto done;
+    uint32_t most = train ? IDX_MAX_TRAIN : IDX_MAX_TEST;
+    if ((s = read_idx(image_path, 3, most, idims, &pixels, &ibytes)) != ST_OK) goto done;
     if (idims[1] != MNIST_SIDE || idims[2] != MNIST_SIDE) {
         s = st_fail(ST_ERR_FORMAT, "%s: images are %ux%u, %s images are %dx%d", image_path, (unsigned)idims[1],
                     (unsigned)idims[2], name, MNIST_SIDE, MNIST_SIDE);
         goto done;
     }
-    if ((s = read_idx(label_path, 1, ldims, &label_bytes, &lbytes)) != ST_OK) goto done;
+    if ((s = read_idx(label_path, 1, most, ldims, &label_bytes, &lbytes)) != ST_OK) goto done;
     if (ldims[0] != idims[0]) {
         s = st_fail(ST_ERR_FORMAT, "%s holds %u images but %s holds %u labels", image_path, (unsigned)idims[0],
                     label_path, (unsigned)ldims[0]);

@@ -337,6 +337,29 @@ st_status st_loader_next(st_loader *l, st_batch *batch) {
     return status;
 }
 
+st_status st_loader_skip(st_loader *l, int64_t n) {
+    if (!l) return st_fail(ST_ERR_ARGUMENT, "st_loader_skip: NULL loader");
+    if (n < 0) return st_fail(ST_ERR_ARGUMENT, "loader: cannot skip %lld batches", (long long)n);
+    pthread_mutex_lock(&l->mutex);
+    if (!l->started) {
+        pthread_mutex_unlock(&l->mutex);
+        return st_fail(ST_ERR_ARGUMENT, "loader: st_loader_skip called before st_loader_start_epoch");
+    }
+    l->active = 0;
+    while (l->busy) pthread_cond_wait(&l->ready_cv, &l->mutex);
+    if (l->holding) {
+        l->released++;
+        l->holding = 0;
+    }
+    l->released = n > l->num_batches - l->released ? l->num_batches : l->released + n;
+    /* batches already prepared past the skip stay valid: batch b lives in slot b % SLOTS */
+    if (l->produced < l->released) l->produced = l->released;
+    l->active = 1;
+    pthread_cond_broadcast(&l->work_cv);
+    pthread_mutex_unlock(&l->mutex);
+    return ST_OK;
+}
+
 int64_t st_loader_batches_per_epoch(const st_loader *l) { return l ? l->num_batches : 0; }
 
 void st_loader_free(st_loader *l) {

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/status.h"
+#include "io/file_read.h"
 
 #define TAR_BLOCK 512
 #define TAR_MAX_NAME 4096
@@ -240,9 +242,14 @@ st_status st_tar_read_members(const char *path, st_tar_member *members, int coun
         members[i].data = NULL;
         members[i].size = 0;
     }
-    if (!st_data_path_exists(path)) return st_fail(ST_ERR_IO, "cannot open %s: no such file", path);
-    gzFile f = gzopen(path, "rb");
-    if (!f) return st_fail(ST_ERR_IO, "cannot open %s", path);
+    int fd;
+    uint64_t file_size;
+    ST_TRY(st_open_regular(path, UINT64_MAX, NULL, &fd, &file_size)); /* never blocks on a FIFO */
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return st_fail(ST_ERR_NOMEM, "cannot read %s: out of memory", path);
+    }
     gzbuffer(f, 1 << 17);
     char *long_name = st_malloc(TAR_MAX_NAME, "tar member name");
     char *name = st_malloc(TAR_MAX_NAME, "tar member name");

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "core/threads.h"
 #include "exec/policy.h"
 #include "io/checkpoint.h"
 #include "io/json.h"
@@ -243,6 +244,7 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     ST_TRY(st_attack_config_check(&c->attack));
     if (c->limit < 0) return st_fail(ST_ERR_ARGUMENT, "--limit must be >= 0 (got %lld)", (long long)c->limit);
     if (c->attack_limit < 0) return st_fail(ST_ERR_ARGUMENT, "--attack-limit must be >= 0 (got %d)", c->attack_limit);
+    ST_TRY(st_threads_check("--threads", c->threads));
     st_safetensors *f;
     ST_TRY(st_safetensors_read(c->checkpoint, &f));
     char model_name[64];

@@ -232,7 +232,7 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
             meta[n_meta++] = (st_meta_entry){"layer_densities", densities};
         }
     }
-    if (s == ST_OK) s = st_safetensors_write(path, l.items, l.n, meta, n_meta);
+    if (s == ST_OK) s = st_safetensors_write_as(path, ST_FILE_CHECKPOINT, info->force, l.items, l.n, meta, n_meta);
     free(densities);
     free_entries(&l);
     return s;
@@ -275,6 +275,23 @@ static st_status find_tensor(const st_safetensors *f, const char *path, const ch
     return ST_OK;
 }
 
+/* Weights and buffers of a checkpoint are finite (training never saves a
+ * non-finite step) and variances are not negative: anything else is a
+ * damaged file, named with the tensor and the first bad element. */
+static st_status check_values(const char *path, const char *name, const float *v, int64_t n) {
+    size_t len = strlen(name);
+    int variance = len >= 11 && strcmp(name + len - 11, "running_var") == 0;
+    for (int64_t k = 0; k < n; k++) {
+        if (!isfinite(v[k]))
+            return st_fail(ST_ERR_FORMAT, "%s: tensor '%s' holds %s at element %lld (a damaged checkpoint)", path, name,
+                           isnan(v[k]) ? "NaN" : "an infinity", (long long)k);
+        if (variance && v[k] < 0)
+            return st_fail(ST_ERR_FORMAT, "%s: tensor '%s' holds a negative variance %g at element %lld (a damaged checkpoint)",
+                           path, name, (double)v[k], (long long)k);
+    }
+    return ST_OK;
+}
+
 st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st_model *m, const char *prefix) {
     char name[ST_NAME_MAX + 64];
     const st_tensor_entry *t;
@@ -286,6 +303,7 @@ st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st
         if (p->sparse && p->sparse->packed)
             return st_fail(ST_ERR_ARGUMENT, "%s: weights are loaded before the model switches to sparse execution", path);
         memcpy(p->value, t->data, (size_t)p->numel * sizeof(float));
+        ST_TRY(check_values(path, name, p->value, p->numel));
         if (!p->sparse) continue;
         snprintf(name, sizeof name, "%smask.%s", prefix, p->name); /* the best copy's own mask, if it has one */
         if (!prefix[0] || !st_safetensors_find(f, name)) snprintf(name, sizeof name, "mask.%s", p->name);

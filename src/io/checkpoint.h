@@ -27,6 +27,7 @@ typedef struct st_checkpoint_info {
     uint64_t seed;
     int64_t batch_in_epoch;   /* batches of epoch `epoch` already done (interrupted mid-epoch) */
     double epoch_loss_sum;    /* partial-epoch accumulators, restored on resume */
+    int force;                /* saving may replace a file at the path that is not a checkpoint (--force) */
     int64_t epoch_correct, epoch_seen;
     /* Target density of every prunable layer (parameter order) as the run's
      * --sparse_init chose it; written as metadata "layer_densities" =

@@ -12,8 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/status.h"
+#include "io/file_read.h"
+#include "io/checkpoint.h"
 #include "io/atomic_file.h"
 #include "io/json.h"
 
@@ -237,6 +240,16 @@ static uint64_t get_le64(const unsigned char in[8]) {
 
 st_status st_safetensors_write(const char *path, const st_tensor_entry *tensors, int n_tensors,
                                const st_meta_entry *meta, int n_meta) {
+    st_file_kind kind = ST_FILE_SAFETENSORS; /* what the file declares itself to be */
+    for (int i = 0; meta && i < n_meta; i++)
+        if (meta[i].key && meta[i].value && strcmp(meta[i].key, "format") == 0 &&
+            strcmp(meta[i].value, ST_CHECKPOINT_FORMAT) == 0)
+            kind = ST_FILE_CHECKPOINT;
+    return st_safetensors_write_as(path, kind, 0, tensors, n_tensors, meta, n_meta);
+}
+
+st_status st_safetensors_write_as(const char *path, st_file_kind kind, int force, const st_tensor_entry *tensors,
+                                  int n_tensors, const st_meta_entry *meta, int n_meta) {
     if (!path) return st_fail(ST_ERR_ARGUMENT, "st_safetensors_write: NULL path");
     char *header;
     size_t header_length;
@@ -244,7 +257,7 @@ st_status st_safetensors_write(const char *path, const st_tensor_entry *tensors,
     ST_TRY(build_header(path, tensors, n_tensors, meta, n_meta, &header, &header_length, &data_bytes));
 
     st_atomic_file *f;
-    st_status status = st_atomic_file_open(path, &f);
+    st_status status = st_atomic_file_open(path, kind, force, &f);
     if (status != ST_OK) {
         free(header);
         return status;
@@ -566,18 +579,18 @@ st_status st_safetensors_read(const char *path, st_safetensors **out) {
     if (!out) return st_fail(ST_ERR_ARGUMENT, "st_safetensors_read: NULL output");
     *out = NULL;
     if (!path) return st_fail(ST_ERR_ARGUMENT, "st_safetensors_read: NULL path");
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return st_fail(ST_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat info;
-    if (fstat(fileno(fp), &info) != 0) {
+    int fd;
+    uint64_t file_size;
+    /* never blocks on a FIFO; a file beyond any checkpoint is refused before it is read */
+    ST_TRY(st_open_regular(path, ST_SAFETENSORS_MAX_FILE, "a safetensors file here", &fd, &file_size));
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
         int err = errno;
-        fclose(fp);
-        return st_fail(ST_ERR_IO, "cannot stat %s: %s", path, strerror(err));
+        close(fd);
+        return st_fail(ST_ERR_IO, "cannot read %s: %s", path, strerror(err));
     }
-    if (!S_ISREG(info.st_mode)) {
-        fclose(fp);
-        return st_fail(ST_ERR_IO, "cannot read %s: not a regular file", path);
-    }
+    struct stat info;
+    info.st_size = (off_t)file_size;
     if ((uintmax_t)info.st_size > (uintmax_t)(SIZE_MAX / 2)) {
         fclose(fp);
         return st_fail(ST_ERR_NOMEM, "cannot read %s: file too large for this platform", path);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/atomic_file.h"
 #include "sparsetrain.h"
 
 typedef enum st_dtype {
@@ -29,6 +30,10 @@ enum { ST_SAFETENSORS_MAX_DIMS = 8 };
 
 /* Largest header accepted (as the reference implementation: 100 MB). */
 #define ST_SAFETENSORS_MAX_HEADER ((uint64_t)100000000)
+/* Largest file st_safetensors_read accepts (it reads files whole): 4 GiB,
+ * ten times the checkpoint of the largest model here (VGG-19 with its
+ * best-on-validation copy, optimiser state and masks, about 0.3 GB). */
+#define ST_SAFETENSORS_MAX_FILE ((uint64_t)4 << 30)
 
 /*! @return the safetensors name ("F32", "BOOL", ...) of a dtype, or NULL if invalid. */
 const char *st_dtype_name(st_dtype dtype);
@@ -63,9 +68,18 @@ int64_t st_tensor_numel(const st_tensor_entry *t);
  *  text (e.g. "No space left on device"). Names must be unique, non-empty,
  *  valid UTF-8 and not "__metadata__"; metadata keys unique; `meta` may be
  *  NULL when n_meta is 0 (then no __metadata__ is written).
- *  @return ST_OK, ST_ERR_ARGUMENT (bad entry), ST_ERR_IO or ST_ERR_NOMEM. */
+ *  The output guard (io/atomic_file.h) treats the file as a checkpoint when
+ *  its metadata "format" says so, else as a plain safetensors file: it
+ *  replaces a missing or empty file or one of the same kind, nothing else.
+ *  @return ST_OK, ST_ERR_ARGUMENT (bad entry, or refused by the guard),
+ *  ST_ERR_IO or ST_ERR_NOMEM. */
 st_status st_safetensors_write(const char *path, const st_tensor_entry *tensors, int n_tensors,
                                const st_meta_entry *meta, int n_meta);
+
+/*! As st_safetensors_write, for a file of the given kind (ST_FILE_CHECKPOINT
+ *  for checkpoints); `force` lets it replace a file of another kind. */
+st_status st_safetensors_write_as(const char *path, st_file_kind kind, int force, const st_tensor_entry *tensors,
+                                  int n_tensors, const st_meta_entry *meta, int n_meta);
 
 /*! Serialises the same bytes st_safetensors_write would write into a new
  *  malloc'd buffer (*out, *out_size; free() it). For tests and pipes. */

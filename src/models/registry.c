@@ -60,6 +60,11 @@ st_status st_model_create(const char *name, int num_classes, int in_channels, in
     m->exec = &st_dense_executor;
     st_model_add_input(m, in_channels, in_height, in_width);
     st_status s = build_by_name(m, name);
+    if (s == ST_ERR_ARGUMENT && strstr(st_last_error(), "too small"))
+        s = st_fail_context(s,
+                            "model %s does not fit %dx%dx%d images (vgg* and cifar_resnet* are built for 32x32 CIFAR "
+                            "images, lenet5 and lenet300-100 for 28x28 MNIST images)",
+                            name, in_channels, in_height, in_width);
     if (s == ST_OK) s = st_param_store_bind(&m->store, m->params, m->n_params);
     if (s != ST_OK) {
         st_model_free(m);

@@ -317,10 +317,10 @@ st_status st_report_html(const st_report_run *runs, int n, char **html) {
     return st_json_builder_finish(&t, html, &length);
 }
 
-st_status st_report_write(const st_report_run *runs, int n, const char *path) {
+st_status st_report_write(const st_report_run *runs, int n, const char *path, int force) {
     char *html;
     ST_TRY(st_report_html(runs, n, &html));
-    st_status s = st_atomic_write_file(path, html, strlen(html));
+    st_status s = st_atomic_write_file(path, ST_FILE_HTML, force, html, strlen(html));
     free(html);
     return s;
 }

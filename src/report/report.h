@@ -8,9 +8,12 @@
 
 #include "report/run_data.h"
 
-/*! Writes the report of `n` loaded runs to `path` (atomically).
- * @return ST_ERR_IO if it cannot be written; ST_ERR_NOMEM. */
-st_status st_report_write(const st_report_run *runs, int n, const char *path);
+/*! Writes the report of `n` loaded runs to `path` (atomically, through the
+ * output guard of io/atomic_file.h: `force` lets it replace a file that is
+ * not an HTML report).
+ * @return ST_ERR_ARGUMENT if the guard refuses; ST_ERR_IO if it cannot be
+ * written; ST_ERR_NOMEM. */
+st_status st_report_write(const st_report_run *runs, int n, const char *path, int force);
 
 /*! The report as text (the caller frees *html). */
 st_status st_report_html(const st_report_run *runs, int n, char **html);

@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/status.h"
+#include "io/file_read.h"
 #include "data/dataset.h"
 #include "io/checkpoint.h"
 #include "io/json.h"
@@ -32,9 +34,18 @@ static void find_file(const char *dir, const char *name, const char *suffix, cha
     if (best[0]) snprintf(out, size, "%s/%s", dir, best);
 }
 
+/* Logs and eval results are small: a training log grows by ~0.4 KB an epoch. */
+#define REPORT_MAX_TEXT ((uint64_t)256 << 20)
+
 static st_status read_text(const char *path, char **text, size_t *length) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return st_fail(ST_ERR_IO, "cannot open %s", path);
+    int fd;
+    uint64_t file_size;
+    ST_TRY(st_open_regular(path, REPORT_MAX_TEXT, "a log or eval result", &fd, &file_size)); /* never blocks */
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return st_fail(ST_ERR_IO, "cannot read %s", path);
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
@@ -91,11 +102,15 @@ static st_status load_log(const char *path, st_report_run *r) {
         char source[ST_PATH_MAX + 400];
         snprintf(source, sizeof source, "%s line %d", path, line_no);
         st_json_document *doc;
-        s = st_json_parse(line, strlen(line), source, NULL, &doc);
-        if (s != ST_OK) break;
+        if (st_json_parse(line, strlen(line), source, NULL, &doc) != ST_OK) {
+            /* a torn line (a run killed mid-write) loses that line, not the run */
+            if (!r->skipped_lines++) snprintf(r->first_skipped, sizeof r->first_skipped, "%s", st_last_error());
+            continue;
+        }
         const st_json_value *o = st_json_root(doc);
-        if (o->type != ST_JSON_OBJECT) {
-            s = st_fail(ST_ERR_FORMAT, "%s: not a JSON object", source);
+        if (o->type != ST_JSON_OBJECT || !isfinite(number_or_nan(o, "epoch"))) {
+            if (!r->skipped_lines++)
+                snprintf(r->first_skipped, sizeof r->first_skipped, "line %d: not a log object with an epoch", line_no);
         } else if (r->n_epochs == cap && !grow_log(r, cap = cap ? 2 * cap : 64)) {
             s = st_fail(ST_ERR_NOMEM, "out of memory reading %s", path);
         } else {
@@ -282,6 +297,9 @@ st_status st_report_run_load(const char *dir, st_report_run *out) {
     if (!log[0] && !ck[0] && !ev[0])
         return st_fail(ST_ERR_IO, "run folder %s holds no training log (*.jsonl), checkpoint (*.safetensors) or eval.json",
                        dir);
+    snprintf(out->files[0], sizeof out->files[0], "%s", log);
+    snprintf(out->files[1], sizeof out->files[1], "%s", ck);
+    snprintf(out->files[2], sizeof out->files[2], "%s", ev);
     st_status s = ST_OK;
     if (log[0]) s = load_log(log, out);
     if (s == ST_OK && log[0]) s = sum_log_flops(log, out);

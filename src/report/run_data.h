@@ -22,6 +22,7 @@ typedef struct st_report_layer {
 typedef struct st_report_run {
     char dir[ST_PATH_MAX];
     char name[128];            /* the folder's last path component */
+    char files[3][ST_PATH_MAX + 300]; /* the log, checkpoint and eval.json read ("" where absent) */
     /* checkpoint */
     int has_checkpoint;
     char model[64], data[32], sparse_init[32];
@@ -34,6 +35,8 @@ typedef struct st_report_run {
     st_report_layer *layers;
     /* log */
     int n_epochs;
+    int skipped_lines;         /* log lines that were not log objects (torn by a kill): skipped */
+    char first_skipped[512];   /* the first of them and why, for the warning */
     double *epoch, *lr, *train_loss, *train_acc, *val_acc, *test_acc; /* NaN where absent */
     double train_flops_dense, train_flops_sparse; /* summed over the logged epochs */
     /* eval.json */

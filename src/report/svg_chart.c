@@ -34,6 +34,11 @@ static double py(const frame *f, double y) {
     return CHART_H - MARGIN_B - (y - f->y0) / (f->y1 - f->y0) * (CHART_H - MARGIN_T - MARGIN_B);
 }
 
+/* Values a chart can place: finite and far enough from the largest double
+ * that ranges and rounded ticks stay finite (a log line with 1e308 is left
+ * out rather than turning every coordinate into NaN). */
+static int plottable(double v) { return isfinite(v) && fabs(v) <= 1e300; }
+
 /* A round tick step giving about `want` intervals over `range`. */
 static double nice_step(double range, int want) {
     double raw = range / want, p = pow(10, floor(log10(raw))), m = raw / p;
@@ -155,7 +160,7 @@ void st_svg_line_chart(st_text *t, const st_chart_axes *a, const st_chart_series
     for (int i = 0; i < n_series; i++)
         for (int k = 0; k < s[i].n; k++) {
             double x = s[i].x[k], y = s[i].y[k];
-            if (!isfinite(x) || !isfinite(y) || (a->log_x && !(x > 0))) continue;
+            if (!plottable(x) || !plottable(y) || (a->log_x && !(x > 0))) continue;
             f.x0 = fmin(f.x0, x), f.x1 = fmax(f.x1, x), f.y0 = fmin(f.y0, y), f.y1 = fmax(f.y1, y);
         }
     if (!isfinite(f.x0)) f.x0 = a->log_x ? 1 : 0, f.x1 = a->log_x ? 10 : 1, f.y0 = 0, f.y1 = 1;
@@ -177,7 +182,7 @@ void st_svg_line_chart(st_text *t, const st_chart_axes *a, const st_chart_series
         int open = 0;
         for (int k = 0; k < s[i].n; k++) {
             double x = s[i].x[k], y = s[i].y[k];
-            int ok = isfinite(x) && isfinite(y) && (!a->log_x || x > 0);
+            int ok = plottable(x) && plottable(y) && (!a->log_x || x > 0);
             if (ok && !open) {
                 st_text_printf(t, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colour);
                 open = 1;
@@ -191,7 +196,7 @@ void st_svg_line_chart(st_text *t, const st_chart_axes *a, const st_chart_series
         if (open) st_text_printf(t, "\"/>");
         for (int k = 0; k < s[i].n && s[i].n <= 60; k++) {
             double x = s[i].x[k], y = s[i].y[k];
-            if (!isfinite(x) || !isfinite(y) || (a->log_x && !(x > 0))) continue;
+            if (!plottable(x) || !plottable(y) || (a->log_x && !(x > 0))) continue;
             st_text_printf(t, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"><title>", px(&f, x), py(&f, y),
                            colour);
             st_text_escaped(t, s[i].name ? s[i].name : "");
@@ -210,7 +215,7 @@ void st_svg_bar_chart(st_text *t, const st_chart_axes *a, const char *const *lab
     const double slot = (px(&f, 1) - px(&f, 0)), width = slot * 0.8;
     const int every = n > 40 ? (n + 19) / 20 : n > 20 ? 2 : 1;
     for (int i = 0; i < n; i++) {
-        double v = isfinite(values[i]) ? values[i] : 0, top = py(&f, v), base = py(&f, 0);
+        double v = plottable(values[i]) ? values[i] : 0, top = py(&f, v), base = py(&f, 0);
         st_text_printf(t, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>",
                        px(&f, i) + slot * 0.1, top, width, base - top > 0 ? base - top : 0.5, st_chart_colour(0));
         st_text_escaped(t, labels && labels[i] ? labels[i] : "");

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "core/status.h"
+#include "core/threads.h"
 #include "kernels/isa.h"
 #include "exec/policy.h"
 #include "models/init.h"
@@ -39,6 +40,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     memset(r, 0, sizeof *r);
     if (c->batch_size <= 0 || c->steps <= 0 || c->warmup < 0)
         return st_fail(ST_ERR_ARGUMENT, "bench: batch size and steps must be positive");
+    ST_TRY(st_threads_check("--threads", c->threads));
     /* the model as `sparsetrain train` builds it (run/setup.h): exact-count masks, plain initialisation */
     st_run_model_spec spec = {c->model, c->classes, c->channels, c->height, c->width, strcmp(c->sparse_init, "dense") != 0,
                               c->sparse_init, c->density, 1.0, "exact", 0, c->seed, NULL};

@@ -9,6 +9,17 @@
 #include "train/run_args.h"
 
 st_status st_train_config_to_json(const st_train_config *c, char **json) {
+    /* every string is stored in the checkpoint's JSON: refuse at start, not at the first save */
+    const struct { const char *flag, *value; } text[] = {
+        {"--model", c->model},         {"--data", c->data},           {"--datadir", c->datadir},
+        {"--optimizer", c->optimizer}, {"--lr-schedule", c->lr_schedule}, {"--sparse_init", c->sparse_init},
+        {"--mask-sampling", c->mask_sampling}};
+    for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
+        if (!st_json_utf8_valid(text[i].value, strlen(text[i].value)))
+            return st_fail(ST_ERR_ARGUMENT,
+                           "%s is not valid UTF-8 text; it is stored in the checkpoint's arguments (JSON): use a name "
+                           "in UTF-8 (for a folder, a symbolic link with a UTF-8 name)",
+                           text[i].flag);
     st_json_builder b;
     st_json_builder_init(&b);
 #define KEY(k) st_json_append_text(&b, first ? "{\"" k "\": " : ", \"" k "\": "), first = 0
@@ -111,5 +122,88 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
                                                           : (snprintf(c->protocol, sizeof c->protocol, "sound"), ST_OK);
     st_json_free(doc);
     if (s != ST_OK) return st_fail_context(s, "%s", source);
+    return ST_OK;
+}
+
+static int given(const char *list, const char *key) {
+    size_t n = strlen(key);
+    for (const char *p = list; (p = strstr(p, key)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static st_status differs(const st_train_config *c, const char *flag, const char *ours, const char *theirs) {
+    return st_fail(ST_ERR_ARGUMENT,
+                   "--%s %s differs from the run being resumed (%s has %s %s): a resumed run keeps its run-defining "
+                   "flags; drop --%s, or start a new run without --resume",
+                   flag, ours, c->resume, flag, theirs, flag);
+}
+
+/* Every run-defining flag, with what a resume does with it (st_resume_merge):
+ * a flag added to st_train_config's run-defining part must be listed here,
+ * or a resume that gives it is refused rather than silently ignoring it. */
+static const char *const resume_known[] = {
+    "epochs", "datadir", "test_batch_size", "execution", /* take the command line's value */
+    "model", "data", "batch_size", "lr", "momentum", "l2", "optimizer", "lr_schedule", "seed", "valid_split",
+    "sparse", "fix", "sparse_init", "density", "fc_density", "mask_sampling", "scaled", "augment", "max_batches",
+    "image_size", /* must equal the checkpoint's */
+};
+
+st_status st_resume_merge(const st_train_config *cmdline, st_train_config *c) {
+    const char *g = cmdline->given;
+    for (const char *p = g; *p;) {
+        size_t n = strcspn(p, ",");
+        int known = 0;
+        for (size_t k = 0; k < sizeof resume_known / sizeof resume_known[0] && !known; k++)
+            known = strlen(resume_known[k]) == n && strncmp(resume_known[k], p, n) == 0;
+        if (!known)
+            return st_fail(ST_ERR_ARGUMENT, "--%.*s cannot be given with --resume (the run keeps its own value)", (int)n,
+                           p);
+        p += n + (p[n] == ',');
+    }
+    char a[64], b[64];
+    if (given(g, "epochs")) {
+        if (cmdline->epochs <= 0) return st_fail(ST_ERR_ARGUMENT, "--epochs must be positive (got %d)", cmdline->epochs);
+        c->epochs = cmdline->epochs;
+    }
+    if (given(g, "datadir")) snprintf(c->datadir, sizeof c->datadir, "%s", cmdline->datadir);
+    if (given(g, "test_batch_size")) c->test_batch_size = cmdline->test_batch_size;
+#define SAME_STRING(key, flag, field) \
+    if (given(g, key) && strcmp(cmdline->field, c->field) != 0) return differs(c, flag, cmdline->field, c->field)
+#define SAME_INT(key, flag, field)                                                \
+    if (given(g, key) && cmdline->field != c->field) {                        \
+        snprintf(a, sizeof a, "%lld", (long long)cmdline->field);             \
+        snprintf(b, sizeof b, "%lld", (long long)c->field);                   \
+        return differs(c, flag, a, b);                                        \
+    }
+#define SAME_DOUBLE(key, flag, field)                                             \
+    if (given(g, key) && cmdline->field != c->field) {                        \
+        snprintf(a, sizeof a, "%.10g", cmdline->field);                        \
+        snprintf(b, sizeof b, "%.10g", c->field);                              \
+        return differs(c, flag, a, b);                                        \
+    }
+    SAME_STRING("model", "model", model);
+    SAME_STRING("data", "data", data);
+    SAME_INT("batch_size", "batch-size", batch_size);
+    SAME_DOUBLE("lr", "lr", lr);
+    SAME_DOUBLE("momentum", "momentum", momentum);
+    SAME_DOUBLE("l2", "l2", l2);
+    SAME_STRING("optimizer", "optimizer", optimizer);
+    SAME_STRING("lr_schedule", "lr-schedule", lr_schedule);
+    SAME_INT("seed", "seed", seed);
+    SAME_DOUBLE("valid_split", "valid_split", valid_split);
+    SAME_INT("sparse", "sparse", sparse);
+    SAME_INT("fix", "fix", fix);
+    SAME_STRING("sparse_init", "sparse_init", sparse_init);
+    SAME_DOUBLE("density", "density", density);
+    SAME_DOUBLE("fc_density", "fc_density", fc_density);
+    SAME_STRING("mask_sampling", "mask-sampling", mask_sampling);
+    SAME_INT("scaled", "scaled", scaled);
+    SAME_INT("augment", "augment", augment);
+    SAME_INT("max_batches", "max-batches", max_batches);
+    SAME_INT("image_size", "image-size", image_size);
+#undef SAME_STRING
+#undef SAME_INT
+#undef SAME_DOUBLE
     return ST_OK;
 }

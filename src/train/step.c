@@ -2,6 +2,7 @@
  * of an epoch (model selection, log line, checkpoint). Nothing here prints:
  * progress and results go to the caller's hooks. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,15 +24,17 @@ double st_trainer_lr(const st_trainer *t, int epoch) {
                           c->epochs);
 }
 
-/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation). */
-static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, double *accuracy, double *loss) {
+/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early. */
+static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, const volatile sig_atomic_t *stop,
+                                 double *accuracy, double *loss) {
     m->training = 0;
     ST_TRY(st_loader_start_epoch(loader, epoch));
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     for (;;) {
         st_batch b;
-        st_status s = st_loader_next(loader, &b);
+        st_status s = stop && *stop ? st_fail(ST_ERR_INTERRUPTED, "interrupted during the evaluation")
+                                    : st_loader_next(loader, &b);
         if (s != ST_OK) {
             m->training = 1;
             return s;
@@ -53,7 +56,8 @@ static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, 
 st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, double *loss) {
     st_loader *loader = split == ST_SPLIT_VALID ? t->data.valid_loader : t->data.test_loader;
     if (!loader) return st_fail(ST_ERR_ARGUMENT, "this run has no validation split (--valid_split 0)");
-    return evaluate_loader(t->model, loader, split == ST_SPLIT_VALID ? t->info.epoch : 0, accuracy, loss);
+    return evaluate_loader(t->model, loader, split == ST_SPLIT_VALID ? t->info.epoch : 0, t->c->stop_flag, accuracy,
+                           loss);
 }
 
 static st_status remember_best(st_trainer *r) {
@@ -71,6 +75,7 @@ st_status st_trainer_save(st_trainer *r) {
     r->info.seed = r->c->seed;
     r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
+    r->info.force = r->c->force;
     int have_best = r->keep_best && r->info.best_epoch >= 0;
     ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? &r->best : NULL,
                               have_best ? r->best_tracked : NULL, &r->info));
@@ -78,24 +83,33 @@ st_status st_trainer_save(st_trainer *r) {
     return ST_OK;
 }
 
-static void write_log_line(st_trainer *r, int epoch, double lr, double loss, double acc, double val, double test, double ips,
-                           double seconds, int64_t examples) {
-    if (!r->log) return;
-    fprintf(r->log,
+/* One line of the JSON-lines log (io/log_file.h: one write, synced; a failed
+ * write is an error after the checkpoint is saved). */
+static st_status write_log_line(st_trainer *r, int epoch, double lr, double loss, double acc, double val, double test,
+                                double ips, double seconds, int64_t examples) {
+    if (!r->log) return ST_OK;
+    char *text = NULL;
+    size_t length = 0;
+    FILE *line = open_memstream(&text, &length);
+    if (!line) return st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
+    fprintf(line,
             "{\"epoch\": %d, \"lr\": %.9g, \"train_loss\": %.9g, \"train_acc\": %.9g, \"val_acc\": ", epoch + 1, lr,
             loss, acc);
     if (val >= 0)
-        fprintf(r->log, "%.9g", val);
+        fprintf(line, "%.9g", val);
     else
-        fprintf(r->log, "null");
-    fprintf(r->log, ", \"test_acc\": %.9g, \"images_per_s\": %.6g, \"seconds\": %.6g", test, ips, seconds);
+        fprintf(line, "null");
+    fprintf(line, ", \"test_acc\": %.9g, \"images_per_s\": %.6g, \"seconds\": %.6g", test, ips, seconds);
     /* FLOPs (eval/flops_summary.h): per example of inference, and of this epoch's training */
-    fprintf(r->log,
+    fprintf(line,
             ", \"flops_forward_dense\": %.9g, \"flops_forward_sparse\": %.9g, \"flops_epoch_train_dense\": %.9g, "
-            "\"flops_epoch_train_sparse\": %.9g}\n",
+            "\"flops_epoch_train_sparse\": %.9g, \"run_id\": \"%s\"}\n",
             r->flops.forward_dense, r->flops.forward_sparse, r->flops.train_dense * (double)examples,
-            r->flops.train_sparse * (double)examples);
-    fflush(r->log);
+            r->flops.train_sparse * (double)examples, r->c->run_id);
+    fclose(line);
+    st_status s = text ? st_log_append(r->log, text, length) : st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
+    free(text);
+    return s;
 }
 
 /* Where the step in progress is, for the anomaly checks' messages. */
@@ -170,8 +184,8 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
     const double t0 = now_seconds();
     int64_t correct = 0, seen = 0, b_index = 0;
     if (t->info.batch_in_epoch > 0) { /* resuming mid-epoch: skip what was done */
-        st_batch skip;
-        for (; b_index < t->info.batch_in_epoch; b_index++) ST_TRY(st_loader_next(t->data.train_loader, &skip));
+        ST_TRY(st_loader_skip(t->data.train_loader, t->info.batch_in_epoch)); /* O(1) */
+        b_index = t->info.batch_in_epoch;
         loss_sum = t->info.epoch_loss_sum;
         correct = t->info.epoch_correct;
         seen = t->info.epoch_seen;
@@ -213,15 +227,31 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
     t->epoch_correct = correct;
     t->epoch_seen = seen;
     t->epoch_seen_at_start = seen_at_start;
+    t->epoch_batches = b_index;
     return ST_OK;
+}
+
+/* Stopped during the evaluation of a trained epoch: save it as trained but
+ * not evaluated (batch_in_epoch = its batches), so a resume evaluates it. */
+static st_status save_unevaluated(st_trainer *t, int epoch) {
+    t->info.epoch = epoch;
+    t->info.batch_in_epoch = t->epoch_batches;
+    t->info.epoch_loss_sum = t->epoch_loss_sum;
+    t->info.epoch_correct = t->epoch_correct;
+    t->info.epoch_seen = t->epoch_seen;
+    ST_TRY(st_trainer_save(t));
+    return st_fail(ST_ERR_INTERRUPTED, "interrupted while evaluating epoch %d%s%s", epoch + 1,
+                   t->c->save[0] ? "; checkpoint saved to " : " (no --save given)", t->c->save);
 }
 
 st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result) {
     const st_train_config *c = t->c;
     const double lr = st_trainer_lr(t, epoch);
     double val_acc = -1, test_acc, test_loss;
-    if (t->data.valid_loader) ST_TRY(st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL));
-    ST_TRY(st_trainer_evaluate(t, ST_SPLIT_TEST, &test_acc, &test_loss));
+    st_status es = t->data.valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;
+    if (es == ST_OK) es = st_trainer_evaluate(t, ST_SPLIT_TEST, &test_acc, &test_loss);
+    if (es == ST_ERR_INTERRUPTED) return save_unevaluated(t, epoch);
+    ST_TRY(es);
     const int64_t seen = t->epoch_seen;
     const double train_loss = seen ? t->epoch_loss_sum / (double)seen : 0;
     const double train_acc = seen ? (double)t->epoch_correct / (double)seen : 0;
@@ -240,11 +270,13 @@ st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result
                              now_seconds() - t->epoch_t0};
         t->hooks.on_epoch(&r, t->hooks.user);
     }
-    write_log_line(t, epoch, lr, train_loss, train_acc, val_acc, test_acc, ips, now_seconds() - t->epoch_t0, seen);
+    const st_status logged =
+        write_log_line(t, epoch, lr, train_loss, train_acc, val_acc, test_acc, ips, now_seconds() - t->epoch_t0, seen);
     t->info.epoch = epoch + 1;
     t->info.epoch_loss_sum = 0;
     t->info.epoch_correct = t->info.epoch_seen = 0;
     ST_TRY(st_trainer_save(t));
+    ST_TRY(logged); /* a log that cannot be written stops the run, its checkpoint saved */
     if (result) {
         result->test_acc = test_acc;
         result->epochs_done = epoch + 1;

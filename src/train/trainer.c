@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 #include "exec/policy.h"
 #include "data/dataset.h"
 #include "eval/flops_summary.h"
 #include "io/checkpoint.h"
+#include "io/log_file.h"
 #include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
@@ -61,6 +63,7 @@ static st_status validate_config(const st_train_config *c) {
     if (c->test_batch_size <= 0)
         return st_fail(ST_ERR_ARGUMENT, "--test-batch-size must be positive (got %d)", c->test_batch_size);
     if (c->epochs <= 0) return st_fail(ST_ERR_ARGUMENT, "--epochs must be positive (got %d)", c->epochs);
+    ST_TRY(st_threads_check("--threads", c->threads));
     if (!(c->lr > 0) || !isfinite(c->lr)) return st_fail(ST_ERR_ARGUMENT, "--lr must be a positive number");
     if (!(c->momentum >= 0 && c->momentum < 1)) return st_fail(ST_ERR_ARGUMENT, "--momentum must be in [0, 1)");
     if (!(c->l2 >= 0) || !isfinite(c->l2)) return st_fail(ST_ERR_ARGUMENT, "--l2 must be >= 0");
@@ -91,7 +94,8 @@ void st_trainer_free(st_trainer *r) {
     st_optimizer_free(&r->opt);
     st_model_free(r->model);
     free(r->args_json);
-    if (r->log) fclose(r->log);
+    st_log_close(r->log);
+    st_run_guard_end(&r->guard);
     free(r);
 }
 
@@ -146,7 +150,7 @@ static st_status setup_model(st_trainer *r, const st_safetensors *resume_file) {
     ST_TRY(st_run_model_build(&spec, &r->model, &layers));
     st_model *m = r->model;
     const int n = layers.n;
-    st_status s = ST_OK;
+    st_status s = resume_file ? ST_OK : st_layers_kept_check(m, c); /* a fresh run's masks */
     if (n <= ST_CHECKPOINT_MAX_LAYERS) { /* recorded in every checkpoint as "layer_densities" */
         r->info.n_layer_densities = n;
         memcpy(r->info.layer_densities, layers.densities, sizeof(double) * (size_t)n);
@@ -197,6 +201,7 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
     *out = NULL;
     st_safetensors *resume_file = NULL;
     if (c->resume[0]) {
+        st_train_config cmdline = *c; /* as the command line gave it (st_resume_merge) */
         ST_TRY(st_safetensors_read(c->resume, &resume_file));
         char *datadir = strdup(c->datadir); /* a --datadir given with --resume wins over the checkpoint's */
         if (!datadir) {
@@ -211,6 +216,7 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
                               : st_train_config_from_json(args, c->resume, c);
         if (datadir[0]) snprintf(c->datadir, sizeof c->datadir, "%s", datadir); /* where the files are now */
         free(datadir);
+        if (s == ST_OK) s = st_resume_merge(&cmdline, c);
         if (s != ST_OK) {
             st_safetensors_free(resume_file);
             return s;
@@ -223,41 +229,31 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
     else
         st_run_id_new(c->run_id);
     st_status s = validate_config(c);
-    if (s == ST_OK) s = st_save_guard(c->save, c->run_id, c->resume, c->force);
+    if (s != ST_OK && resume_file) /* the command line's part was checked by st_resume_merge */
+        s = st_fail_context(ST_ERR_FORMAT, "%s holds run arguments that are not valid", c->resume);
+    st_run_guard guard; /* outputs, locks, run ownership: checked now, not after the first epoch */
+    if (s == ST_OK) s = st_run_guard_begin(c, &guard);
     if (s != ST_OK) {
         st_safetensors_free(resume_file);
         return s;
     }
-    if (c->save[0]) { /* fail now, not after the first epoch */
-        char dir[ST_PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", c->save);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            slash[slash == dir ? 1 : 0] = 0;
-        else
-            snprintf(dir, sizeof dir, ".");
-        if (access(dir, W_OK) != 0) {
-            st_safetensors_free(resume_file);
-            return st_fail(ST_ERR_IO, "cannot write checkpoint %s: folder %s is missing or not writable", c->save, dir);
-        }
-    }
     st_trainer *r = st_calloc(1, sizeof *r, "trainer");
     if (!r) {
+        st_run_guard_end(&guard);
         st_safetensors_free(resume_file);
         return ST_ERR_NOMEM;
     }
+    r->guard = guard; /* released by st_trainer_free */
     r->c = c;
     if (hooks) r->hooks = *hooks;
     r->saved = c->save[0] && c->resume[0] && strcmp(c->save, c->resume) == 0;
     s = st_train_config_to_json(c, &r->args_json);
     if (s == ST_OK) s = load_data(r);
     if (s == ST_OK) s = setup_model(r, resume_file);
+    if (s == ST_OK && resume_file) s = st_resume_counters_check(&r->info, c, st_loader_batches_per_epoch(r->data.train_loader));
     if (s == ST_OK) s = st_flops_summary_of(r->model, &r->flops);
     st_safetensors_free(resume_file);
-    if (s == ST_OK && c->log[0]) {
-        r->log = fopen(c->log, c->resume[0] ? "a" : "w");
-        if (!r->log) s = st_fail(ST_ERR_IO, "cannot open log file %s", c->log);
-    }
+    if (s == ST_OK && c->log[0]) s = st_log_open(c->log, "--log", c->run_id, c->resume[0] != 0, c->force, &r->log);
     if (s == ST_OK && r->hooks.on_setup) {
         st_setup_report rep = {.config = c,
                                .parameters = st_model_parameter_count(r->model),

@@ -43,6 +43,7 @@ typedef struct st_train_config {
     char resume[ST_PATH_MAX];  /* --resume */
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
     char log[ST_PATH_MAX];     /* --log (JSON lines) */
+    char run_dir[ST_PATH_MAX]; /* --run-dir ("" = none): locked for the run, must not be another run's (run_guard.h) */
     int threads;               /* --threads (0 = all cores) */
     int workers;               /* --workers: data loading threads (0 = 1 in memory, 2 for ImageFolder data) */
     int progress;              /* -1 auto (terminal), 0 plain lines, 1 bar */
@@ -50,9 +51,15 @@ typedef struct st_train_config {
     int max_batches;           /* --max-batches: cap batches per epoch (0 = all; smoke tests) */
     int quiet;
     int force;                 /* --force: --save may overwrite a checkpoint of another run (run_guard.h) */
+    int allow_empty_layers;    /* --allow-empty-layers: a sparse layer may keep 0 weights (run_guard.h) */
     int detect_anomaly;        /* --detect-anomaly: check inputs, outputs, weights and optimiser state every step */
     int log_interval;          /* --log-interval N: a plain "Train Epoch" line every N batches (0 = none) */
     int iters;                 /* --iters N: the CLI repeats the run with seeds seed..seed+N-1 (1) */
+    /* The run-defining flags given on the command line, as argument keys
+     * separated by commas ("density,epochs"): with --resume, each must agree
+     * with the checkpoint's value, except those a resume may change
+     * (epochs, datadir, test_batch_size; run_args.h). */
+    char given[512];
     char run_id[40];           /* set by st_train_run: new, or carried over by --resume (run_guard.h) */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask the run to finish
      * its current step, save a checkpoint and return ST_ERR_INTERRUPTED. */

@@ -8,9 +8,11 @@
 #include "data/dataset.h"
 #include "eval/flops_summary.h"
 #include "io/checkpoint.h"
+#include "io/log_file.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
 #include "run/setup.h"
+#include "train/run_guard.h"
 #include "train/trainer.h"
 
 struct st_trainer {
@@ -24,7 +26,8 @@ struct st_trainer {
     int64_t *best_tracked;      /* and of every BN's num_batches_tracked */
     int n_bn;
     char *args_json;
-    FILE *log;
+    st_log_file *log;           /* --log (io/log_file.h) */
+    st_run_guard guard;         /* locks on --save and --run-dir, held while the trainer lives */
     st_checkpoint_info info;
     int saved;                  /* --save holds a checkpoint of this run (written, or the one resumed) */
     st_flops_summary flops;     /* of the masked model, for the log */
@@ -33,6 +36,7 @@ struct st_trainer {
     /* the epoch in progress, for the end-of-epoch record */
     double epoch_loss_sum, epoch_seconds, epoch_t0;
     int64_t epoch_correct, epoch_seen, epoch_seen_at_start;
+    int64_t epoch_batches;      /* batches trained in it (a checkpoint saved during its evaluation records them) */
 };
 
 #endif

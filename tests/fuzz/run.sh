@@ -22,7 +22,7 @@ while getopts "t:b:" opt; do
 done
 shift $((OPTIND - 1))
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(idx idx_gz cifar cifar_py tar safetensors checkpoint json flags jpeg)
+[ ${#targets[@]} -eq 0 ] && targets=(idx idx_gz cifar cifar_py tar safetensors checkpoint json flags jpeg output_guard)
 
 if [ ! -x "$build/tests/fuzz/fuzz_${targets[0]}" ]; then
   CC=clang cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DST_FUZZ=ON >/dev/null || exit 1

@@ -14,12 +14,15 @@
 #include "data/dataset.h"
 #include "data/image_folder.h"
 #include "flags.h"
+#include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "io/log_file.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
 #include "train/run_args.h"
+#include "train/run_guard.h"
 #include "train/trainer.h"
 
 /* ------------------------------------------------------------ scratch files */
@@ -30,7 +33,7 @@ static const char *const scratch_files[] = {
     "t10k-labels-idx1-ubyte",     "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz",  "t10k-labels-idx1-ubyte.gz",  "test_batch.bin",
     "test.bin",                   "cifar-10-binary.tar.gz",     "cifar-100-binary.tar.gz",
-    "archive.tar",                NULL};
+    "archive.tar",                "output.file",                NULL};
 
 void st_fuzz_cleanup(void) {
     if (!scratch[0]) return;
@@ -346,6 +349,29 @@ static void fuzz_flags(const uint8_t *data, size_t size) {
 
 /* ---------------------------------------------------------------- table */
 
+/* ---------------------------------------------------------- output guard */
+
+/* Input: the contents of a file found at an output path. The guard's
+ * classifier, the --save guard (safetensors header only), the log's run-id
+ * reader and the log guard must never crash, and a missing or empty file is
+ * always fair game. */
+static void fuzz_output_guard(const uint8_t *data, size_t size) {
+    put_file("output.file", data, size);
+    char path[4200], id[64];
+    snprintf(path, sizeof path, "%s/output.file", scratch_dir());
+    st_file_kind kind;
+    if (st_file_kind_of(path, &kind) != ST_OK) abort(); /* a regular readable file */
+    if (size == 0 && kind != ST_FILE_EMPTY) abort();
+    for (int k = ST_FILE_CHECKPOINT; k <= ST_FILE_OTHER; k++) {
+        st_status s = st_output_check(path, "--out", (st_file_kind)k, 0);
+        if ((k == (int)kind || size == 0) && s != ST_OK) abort();
+    }
+    st_save_guard(path, "0123456789abcdef0123456789abcdef", "", 0);
+    st_log_run_id(path, id, sizeof id);
+    st_log_check(path, "--log", "0123456789abcdef0123456789abcdef", 1, 0);
+    put_file("output.file", NULL, 0);
+}
+
 /* ------------------------------------------------------------------ jpeg */
 
 /* Decodes the input as one ImageFolder image would be, then runs both
@@ -380,6 +406,7 @@ const st_fuzz_target st_fuzz_targets[] = {
     {"idx", fuzz_idx},   {"idx_gz", fuzz_idx_gz},         {"cifar", fuzz_cifar}, {"cifar_py", fuzz_cifar_py},
     {"tar", fuzz_tar},   {"safetensors", fuzz_safetensors}, {"checkpoint", fuzz_checkpoint},
     {"json", fuzz_json}, {"flags", fuzz_flags},           {"jpeg", fuzz_jpeg},
+    {"output_guard", fuzz_output_guard},
     {NULL, NULL},
 };
 
