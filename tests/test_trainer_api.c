@@ -3,7 +3,7 @@
  * once at set-up) and can change a mask through the parameter store
  * mid-run (where dynamic sparse training plugs in); gradients accumulate
  * over micro-batches when the caller does not zero them; the library
- * prints nothing. Needs Fashion-MNIST (Debian's dataset-fashion-mnist):
+ * prints nothing; the training loader of a run shuffles every epoch. Needs Fashion-MNIST (Debian's dataset-fashion-mnist):
  * skipped (exit 77) without it. */
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
+#include "run/setup.h"
 #include "train/trainer.h"
 #include "testing.h"
 
@@ -158,6 +159,45 @@ static void test_accumulate(void) {
     st_trainer_free(t);
 }
 
+/* The training loader the set-up path gives a run shuffles: every epoch is a
+ * permutation of the training split (each image once), and two epochs differ. */
+static void test_training_shuffle(void) {
+    st_run_data_spec spec = {.data = "fashion-mnist", .datadir = DATA, .valid_split = 0.1, .batch_size = 1000,
+                             .test_batch_size = 1000, .augment = -1, .seed = 17};
+    st_run_data d;
+    CHECK_OK(st_run_data_open(&spec, &d));
+    if (!d.train_loader) return;
+    const int64_t n = d.train.count;
+    int32_t *order[2] = {new_bytes(sizeof(int32_t) * (size_t)n), new_bytes(sizeof(int32_t) * (size_t)n)};
+    for (int e = 0; e < 2; e++) {
+        CHECK_OK(st_loader_start_epoch(d.train_loader, e));
+        int64_t at = 0;
+        for (;;) {
+            st_batch b;
+            CHECK_OK(st_loader_next(d.train_loader, &b));
+            if (b.count == 0 || at + b.count > n) break;
+            memcpy(order[e] + at, b.labels, sizeof(int32_t) * (size_t)b.count);
+            at += b.count;
+        }
+        CHECK(at == n);
+    }
+    int64_t same_place = 0, counts[2][10] = {{0}}, want[10] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        same_place += order[0][i] == order[1][i];
+        counts[0][order[0][i]]++, counts[1][order[1][i]]++, want[d.train.labels[i]]++;
+    }
+    /* labels only: a random pair of orders agrees at ~10 % of the places, an unshuffled pair at 100 % */
+    CHECK(same_place < n / 5);
+    CHECK(memcmp(counts[0], want, sizeof want) == 0 && memcmp(counts[1], want, sizeof want) == 0);
+    int64_t in_file_order = 0;
+    for (int64_t i = 0; i < n; i++) in_file_order += order[0][i] == d.train.labels[i];
+    CHECK(in_file_order < n / 5);
+    printf("training loader: epochs 0 and 1 agree on %.1f%% of the labels' places (file order: %.1f%%)\n",
+           100.0 * (double)same_place / (double)n, 100.0 * (double)in_file_order / (double)n);
+    free(order[0]), free(order[1]);
+    st_run_data_close(&d);
+}
+
 int main(void) {
     if (access(DATA "/train-images-idx3-ubyte.gz", R_OK) != 0 && access(DATA "/train-images-idx3-ubyte", R_OK) != 0) {
         printf("skipped: Fashion-MNIST is not installed (%s)\n", DATA);
@@ -165,5 +205,6 @@ int main(void) {
     }
     test_hooks();
     test_accumulate();
+    test_training_shuffle();
     TEST_MAIN_END();
 }
