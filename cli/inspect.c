@@ -10,6 +10,7 @@
 
 #include "core/status.h"
 #include "core/threads.h"
+#include "data/catalog.h"
 #include "data/dataset.h"
 #include "flags.h"
 #include "io/json.h"
@@ -31,20 +32,15 @@ typedef struct inspect_options {
     uint64_t seed;
 } inspect_options;
 
-/* Image shape and classes of each data set, so that no file is read unless
- * the distribution looks at data. */
+/* Image shape and classes of a data set from the catalogue, so that no file
+ * is read unless the distribution looks at data. 0 for an unknown name and
+ * for ImageFolder trees, whose shape comes from --image-size and their
+ * folders (give --input and --classes instead). */
 static int data_shape(const char *data, int *c, int *h, int *w, int *classes) {
-    static const struct {
-        const char *name;
-        int c, h, w, classes;
-    } known[] = {{"mnist", 1, 28, 28, 10}, {"fashion-mnist", 1, 28, 28, 10}, {"cifar10", 3, 32, 32, 10},
-                 {"cifar100", 3, 32, 32, 100}};
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(data, known[i].name) == 0) {
-            *c = known[i].c, *h = known[i].h, *w = known[i].w, *classes = known[i].classes;
-            return 1;
-        }
-    return 0;
+    const st_dataset_info *info = st_dataset_info_find(data);
+    if (!info || !info->height || !info->classes) return 0;
+    *c = info->channels, *h = info->height, *w = info->width, *classes = info->classes;
+    return 1;
 }
 
 typedef struct layer_row {
@@ -291,7 +287,7 @@ int st_cli_inspect(int argc, char **argv) {
     int c = 0, h = 0, w = 0, classes = 0;
     const char *problem = NULL;
     if (o.data[0] && !data_shape(o.data, &c, &h, &w, &classes))
-        problem = "--data must be mnist, fashion-mnist, cifar10 or cifar100";
+        problem = "--data must be mnist, fashion-mnist, cifar10 or cifar100 (for an ImageFolder tree give --input 3xSxS and --classes N)";
     else if (!o.data[0]) {
         int lenet = strncmp(o.model, "lenet", 5) == 0;
         c = lenet ? 1 : 3;

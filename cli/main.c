@@ -18,6 +18,7 @@
 #include "report_cli.h"
 #include "train_output.h"
 #include "inspect.h"
+#include "data/catalog.h"
 #include "sparse/distributions.h"
 #include "sparsetrain.h"
 #include "data/data_bench.h"
@@ -271,7 +272,10 @@ static int cmd_train(int argc, char **argv) {
         if (*p == '-') *p = '_';
     /* ImageFolder trees are sorted by class, so a hold-out by file order would be whole
      * classes; the reference ImageNet recipe has none (its val split is the test set). */
-    if (c.valid_split == -1) c.valid_split = strcmp(c.data, "imagenet") == 0 ? 0.0 : 0.1;
+    if (c.valid_split == -1) { /* the data set's default (data/catalog.c) */
+        const st_dataset_info *info = st_dataset_info_find(c.data);
+        c.valid_split = info ? info->valid_split : 0.1;
+    }
     if (st_flags_check_train("train", flags, n, &c, multiplier) != 0) return 2;
     if (run_dir[0]) {
         if (!make_dirs(run_dir)) {

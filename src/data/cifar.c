@@ -224,10 +224,7 @@ st_status st_cifar_load(const char *name, const char *dir, int train, int cifar1
     out->height = CIFAR_SIDE;
     out->width = CIFAR_SIDE;
     out->num_classes = cifar100 ? 100 : 10;
-    static const float mean10[3] = {0.4914f, 0.4822f, 0.4465f}, std10[3] = {0.2023f, 0.1994f, 0.2010f};
-    static const float mean100[3] = {0.5071f, 0.4865f, 0.4409f}, std100[3] = {0.2673f, 0.2564f, 0.2762f};
-    memcpy(out->mean, cifar100 ? mean100 : mean10, sizeof out->mean);
-    memcpy(out->std, cifar100 ? std100 : std10, sizeof out->std);
+    /* normalisation: the catalogue's (data/catalog.c) */
     snprintf(out->name, sizeof out->name, "%s", cifar100 ? "cifar100" : "cifar10");
     return ST_OK;
 }

@@ -1,6 +1,7 @@
 /* The ImageFolder throughput benchmark (see data_bench.h). Stage times come
  * from direct calls on the calling thread; the loader pass is what training
  * sees (shuffled order, normalised float batches, `workers` threads). */
+#include "data/catalog.h"
 #include "data/data_bench.h"
 
 #include <stdio.h>
@@ -27,7 +28,7 @@ static st_status time_stages(st_image_folder *f, const st_data_bench_config *c, 
     double t_read = 0, t_decode = 0, t_transform = 0, width = 0, height = 0, bytes = 0;
     int64_t timed = 0;
     char path[4096];
-    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+    const float *mean = st_dataset_info_find("imagenet")->mean, *std = st_dataset_info_find("imagenet")->std;
     float table[3][256];
     for (int ch = 0; ch < 3; ch++)
         for (int p = 0; p < 256; p++) table[ch][p] = ((float)p / 255.0f - mean[ch]) / std[ch];

@@ -14,16 +14,12 @@
 
 #include "core/status.h"
 #include "io/file_read.h"
+#include "data/catalog.h"
 #include "data/image_folder.h"
 
 const char *st_dataset_default_dir(const char *name) {
-    if (!name) return NULL;
-    if (strcmp(name, "fashion-mnist") == 0) return "/usr/share/datasets/fashion-mnist";
-    if (strcmp(name, "mnist") == 0) return "/usr/share/datasets/mnist";
-    if (strcmp(name, "cifar10") == 0) return "data/cifar10";
-    if (strcmp(name, "cifar100") == 0) return "data/cifar100";
-    if (strcmp(name, "imagenet") == 0) return "data/imagenet";
-    return NULL;
+    const st_dataset_info *info = st_dataset_info_find(name);
+    return info ? info->default_dir : NULL;
 }
 
 int st_idx_present(const char *dir) {
@@ -43,16 +39,15 @@ int st_idx_present(const char *dir) {
 }
 
 st_status st_dataset_find_dir(const char *name, const char *home, char *out, size_t size) {
-    const char *debian = st_dataset_default_dir(name);
-    if (!debian)
-        return st_fail(ST_ERR_ARGUMENT, "unknown data set '%s' (expected mnist, fashion-mnist, cifar10, cifar100 or imagenet)",
-                       name ? name : "");
-    if (strcmp(name, "mnist") != 0 && strcmp(name, "fashion-mnist") != 0 && strncmp(name, "cifar", 5) != 0) {
+    const st_dataset_info *info = st_dataset_info_find(name);
+    if (!info) return st_fail(ST_ERR_ARGUMENT, "unknown data set '%s' (expected " ST_DATASET_NAMES ")", name ? name : "");
+    const char *debian = info->default_dir;
+    if (info->format == ST_DATA_IMAGE_FOLDER) {
         if (strlen(debian) >= size) return st_fail(ST_ERR_ARGUMENT, "data folder name %s is too long", debian);
         snprintf(out, size, "%s", debian); /* imagenet: its one usual folder */
         return ST_OK;
     }
-    int cifar = strncmp(name, "cifar", 5) == 0, cifar100 = strcmp(name, "cifar100") == 0;
+    int cifar = info->format != ST_DATA_IDX, cifar100 = info->format == ST_DATA_CIFAR100;
     const char *raw = strcmp(name, "mnist") == 0 ? "MNIST/raw" : "FashionMNIST/raw";
     char candidates[8][1100];
     int n = 0;
@@ -86,7 +81,7 @@ st_status st_dataset_find_dir(const char *name, const char *home, char *out, siz
     return st_fail(ST_ERR_IO, "%s: data set not found (looked in %s); give --datadir FOLDER", name, list);
 }
 
-/* An ImageFolder split as a streamed data set (torchvision's ImageNet normalisation). */
+/* An ImageFolder split as a streamed data set. */
 static st_status image_folder_load(const char *dir, int train, const st_dataset_options *options, st_dataset *out) {
     int size = options && options->image_size > 0 ? options->image_size : 224;
     st_image_folder *f;
@@ -96,9 +91,6 @@ static st_status image_folder_load(const char *dir, int train, const st_dataset_
     out->channels = 3;
     out->height = out->width = size;
     out->num_classes = f->num_classes;
-    const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-    memcpy(out->mean, mean, sizeof mean);
-    memcpy(out->std, std, sizeof std);
     snprintf(out->name, sizeof out->name, "imagenet");
     return ST_OK;
 }
@@ -117,20 +109,22 @@ st_status st_dataset_load_with(const char *name, const char *dir, int train, con
         ST_TRY(st_dataset_find_dir(name, NULL, found, sizeof found));
         dir = found;
     }
-    st_status s;
-    if (strcmp(name, "mnist") == 0 || strcmp(name, "fashion-mnist") == 0)
-        s = st_idx_load(name, dir, train, out);
-    else if (strcmp(name, "cifar10") == 0)
-        s = st_cifar_load(name, dir, train, 0, out);
-    else if (strcmp(name, "cifar100") == 0)
-        s = st_cifar_load(name, dir, train, 1, out);
-    else if (strcmp(name, "imagenet") == 0)
-        s = image_folder_load(dir, train, options, out);
-    else
-        return st_fail(ST_ERR_ARGUMENT,
-                       "unknown data set '%s' (expected mnist, fashion-mnist, cifar10, cifar100 or imagenet)", name);
-    if (s != ST_OK) st_dataset_free(out);
-    return s;
+    const st_dataset_info *info = st_dataset_info_find(name);
+    if (!info) return st_fail(ST_ERR_ARGUMENT, "unknown data set '%s' (expected " ST_DATASET_NAMES ")", name);
+    st_status s = ST_OK;
+    switch (info->format) {
+    case ST_DATA_IDX: s = st_idx_load(name, dir, train, out); break;
+    case ST_DATA_CIFAR10: s = st_cifar_load(name, dir, train, 0, out); break;
+    case ST_DATA_CIFAR100: s = st_cifar_load(name, dir, train, 1, out); break;
+    case ST_DATA_IMAGE_FOLDER: s = image_folder_load(dir, train, options, out); break;
+    }
+    if (s != ST_OK) {
+        st_dataset_free(out);
+        return s;
+    }
+    memcpy(out->mean, info->mean, sizeof out->mean); /* the catalogue's normalisation */
+    memcpy(out->std, info->std, sizeof out->std);
+    return ST_OK;
 }
 
 st_status st_dataset_slice(const st_dataset *src, int64_t start, int64_t count, st_dataset *out) {

@@ -166,9 +166,7 @@ st_status st_idx_load(const char *name, const char *dir, int train, st_dataset *
     out->labels = labels;
     pixels = NULL;
     labels = NULL;
-    int fashion = strcmp(name, "fashion-mnist") == 0;
-    out->mean[0] = out->mean[1] = out->mean[2] = fashion ? 0.2860f : 0.1307f;
-    out->std[0] = out->std[1] = out->std[2] = fashion ? 0.3530f : 0.3081f;
+    int fashion = strcmp(name, "fashion-mnist") == 0; /* normalisation: the catalogue's (data/catalog.c) */
     snprintf(out->name, sizeof out->name, "%s", fashion ? "fashion-mnist" : "mnist");
 done:
     free(image_path);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/catalog.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/threads.h"
@@ -256,7 +257,7 @@ st_status st_eval_run(const st_eval_config *c, st_eval_result *result) {
     memset(&test, 0, sizeof test);
     st_model *m = NULL;
     if (s == ST_OK && (!data || !st_dataset_default_dir(data)))
-        s = st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100, imagenet)",
+        s = st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (" ST_DATASET_NAMES ")",
                     data ? data : "");
     if (s == ST_OK) {
         snprintf(result->model, sizeof result->model, "%s", model_name);

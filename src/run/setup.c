@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "data/catalog.h"
 #include "exec/policy.h"
 #include "models/init.h"
 #include "sparse/distributions.h"
@@ -15,8 +16,9 @@
 
 st_status st_run_data_open(const st_run_data_spec *spec, st_run_data *d) {
     memset(d, 0, sizeof *d);
-    if (!st_dataset_default_dir(spec->data))
-        return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (mnist, fashion-mnist, cifar10, cifar100, imagenet)",
+    const st_dataset_info *info = st_dataset_info_find(spec->data);
+    if (!info)
+        return st_fail(ST_ERR_ARGUMENT, "--data '%s' is unknown (" ST_DATASET_NAMES ")",
                        spec->data);
     /* NULL: st_dataset_load searches the usual folders */
     const char *dir = spec->datadir && spec->datadir[0] ? spec->datadir : NULL;
@@ -45,11 +47,11 @@ st_status st_run_data_open(const st_run_data_spec *spec, st_run_data *d) {
     if (s == ST_OK && on_test) s = st_dataset_slice(&d->test, 0, d->test.count, &d->valid);
     if (s == ST_OK) s = st_dataset_slice(&full, 0, n_train, &d->train);
     st_dataset_free(&full);
-    const int augments = strncmp(spec->data, "cifar", 5) == 0 || d->train.folder != NULL;
+    const int augments = info->augment;
     st_loader_options o = {.batch_size = spec->batch_size,
                            .shuffle = 1,
                            .augment = spec->augment < 0 ? augments : spec->augment,
-                           .reflect_pad = strcmp(spec->data, "cifar10") == 0,
+                           .reflect_pad = info->reflect_pad,
                            .seed = spec->seed,
                            .workers = spec->workers};
     if (s == ST_OK) s = st_loader_create(&d->train, &o, &d->train_loader);

@@ -156,8 +156,9 @@ st_status st_run_dir_guard(const char *dir, const char *run_id, const char *resu
         const st_json_value *meta = NULL;
         const char *id = read_header_meta(ck, &doc, &meta) ? meta_string(meta, "run_id") : NULL;
         snprintf(theirs, sizeof theirs, "%s", id ? id : "none recorded");
+        const int another = !id || !run_id || strcmp(id, run_id) != 0; /* before the document (holding id) is freed */
         st_json_free(doc);
-        if (!id || !run_id || strcmp(id, run_id) != 0) where = ck;
+        if (another) where = ck;
     }
     if (!where) {
         st_log_run_id(log, theirs, sizeof theirs);
