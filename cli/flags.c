@@ -228,11 +228,3 @@ int st_flags_check_train(const char *command, st_flag *flags, int n, const st_tr
     }
     return 0;
 }
-
-int st_flags_parse_given(const char *command, const char *usage, st_flag *flags, int n, int argc, char **argv,
-                         int first, int *given) {
-    const int r = st_flags_parse(command, usage, flags, n, argc, argv, first);
-    if (given)
-        for (int k = 0; k < n; k++) given[k] = flags[k].given > 0;
-    return r;
-}

@@ -35,10 +35,6 @@ typedef struct st_flag {
  * (usage printed), -1 on error (message printed to stderr). */
 int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n_flags, int argc, char **argv,
                    int first);
-/* The same, also setting given[k] = 1 for every flag k on the command line
- * (`given` has n_flags entries, zeroed by the caller). */
-int st_flags_parse_given(const char *command, const char *usage, st_flag *flags, int n_flags, int argc, char **argv,
-                         int first, int *given);
 
 /* Resolves the name part of an argument ("epoch" of "--epoch=3": `len` bytes
  * of `name`) against the table: the index of the flag, -1 when no flag

@@ -255,14 +255,13 @@ static int cmd_train(int argc, char **argv) {
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
     c.valid_split = -1; /* not given: the data set's default, below */
-    int given[sizeof flags / sizeof flags[0]] = {0};
-    int r = st_flags_parse_given("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
-                                 flags, n, argc, argv, 2, given);
+    int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
+                           flags, n, argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
     for (int i = 0; i < n; i++) { /* the run-defining flags given, for --resume (trainer.h `given`) */
         const char *name = flags[i].name;
         uintptr_t field = (uintptr_t)flags[i].target; /* the run-defining fields come before `resume` */
-        if (!given[i] || field < (uintptr_t)&c || field >= (uintptr_t)&c.resume) continue;
+        if (!flags[i].given || field < (uintptr_t)&c || field >= (uintptr_t)&c.resume) continue;
         if (strcmp(name, "scaled-per-layer") == 0) name = "scaled";
         if (strcmp(name, "no-augment") == 0) name = "augment";
         size_t at = strlen(c.given);

@@ -17,6 +17,15 @@ runs=(
   "cifar_resnet_20 ERK 0.05|--model cifar_resnet_20 --epochs 2 --max-batches 12 --sparse --fix --density 0.05 --execution sparse"
 )
 status=0
+# compare NAME TAG: OLD's and NEW's checkpoint and log of run TAG, byte for byte
+compare() {
+  if /usr/bin/python3 "$here/compare_checkpoints.py" "$work/old-$2.st" "$work/new-$2.st" \
+       "$work/old-$2.jsonl" "$work/new-$2.jsonl"; then
+    echo "identical: $1"
+  else
+    echo "DIFFERENT: $1"; status=1
+  fi
+}
 for k in "${!runs[@]}"; do
   name=${runs[$k]%%|*} args=${runs[$k]#*|}
   for side in old new; do
@@ -26,12 +35,7 @@ for k in "${!runs[@]}"; do
     "$bin" train $args --datadir "$data" --threads 2 --quiet --seed 17 \
       --save "$work/$side-$k.st" --log "$work/$side-$k.jsonl" >/dev/null
   done
-  if /usr/bin/python3 "$here/compare_checkpoints.py" "$work/old-$k.st" "$work/new-$k.st" \
-       "$work/old-$k.jsonl" "$work/new-$k.jsonl"; then
-    echo "identical: $name"
-  else
-    echo "DIFFERENT: $name"; status=1
-  fi
+  compare "$name" "$k"
 done
 # A checkpoint written by OLD half-way through a run resumes with both
 # binaries to the same end (NEW reads what OLD wrote).
@@ -48,10 +52,5 @@ for side in old new; do
   "$bin" train --resume "$work/$side-resumed.st" --save "$work/$side-resumed.st" --datadir "$data" \
     --threads 2 --quiet --log "$work/$side-resumed.jsonl" >/dev/null
 done
-if /usr/bin/python3 "$here/compare_checkpoints.py" "$work/old-resumed.st" "$work/new-resumed.st" \
-     "$work/old-resumed.jsonl" "$work/new-resumed.jsonl"; then
-  echo "identical: $name"
-else
-  echo "DIFFERENT: $name"; status=1
-fi
+compare "$name" resumed
 exit $status

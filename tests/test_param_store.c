@@ -19,11 +19,9 @@
 
 #include "core/rng.h"
 #include "io/checkpoint.h"
-#include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
-#include "sparse/distributions.h"
-#include "sparse/masks.h"
+#include "run/setup.h"
 #include "testing.h"
 
 #define C 3
@@ -31,18 +29,14 @@
 #define W 8
 #define SIZE (C * H * W)
 
+/* cifar_resnet_8 with ERK masks of exact counts, as a run builds it (run/setup.h). */
 static st_model *build(double density) {
+    st_run_model_spec spec = {"cifar_resnet_8", 10, C, H, W, 1, "ERK", density, 1.0, "exact", 0, 5, NULL};
     st_model *m = NULL;
-    CHECK_OK(st_model_create("cifar_resnet_8", 10, C, H, W, &m));
+    st_run_layers layers;
+    CHECK_OK(st_run_model_build(&spec, &m, &layers));
     if (!m) exit(1);
-    st_layer_shape *shapes;
-    int *ids, n;
-    CHECK_OK(st_model_prunable_layers(m, &shapes, &ids, &n));
-    double *d = new_bytes(sizeof(double) * (size_t)n);
-    CHECK_OK(st_layer_densities("ERK", density, 1.0, shapes, n, d));
-    CHECK_OK(st_model_sample_masks(m, d, ST_MASK_EXACT, 5));
-    st_model_init_weights(m, 5, ST_INIT_PLAIN, density, NULL);
-    free(d), free(shapes), free(ids);
+    st_run_layers_free(&layers);
     return m;
 }
 
