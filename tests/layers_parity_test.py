@@ -15,7 +15,7 @@ File names per layer (inputs -> outputs):
                                         running_mean_out running_var_out dx dgamma dbeta
   relu n                             x dy -> y dx
   add n                              x b -> y
-  maxpool N C H W K S                x dy -> y argmax(int32) dx
+  maxpool N C H W K S P              x dy -> y argmax(int32) dx (P: padding)
   avgpool N C H W K S                x dy -> y dx
   global_avgpool N C S               x dy -> y dx
   log_softmax_nll N K                logits labels(int32) -> log_probs loss_correct dlogits
@@ -219,18 +219,18 @@ def check_relu_add(size):
 
 # --------------------------------------------------------------------- pooling
 
-def check_pool(kind, n, c, h, w, k, s):
-    name = f"{kind} n={n} c={c} {h}x{w} k={k} s={s}"
+def check_pool(kind, n, c, h, w, k, s, p=0):
+    name = f"{kind} n={n} c={c} {h}x{w} k={k} s={s} p={p}"
     print(name)
     x = randn(n, c, h, w)
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     dy = randn(n, c, oh, ow)
-    read = run_case(name, f"{kind} {n} {c} {h} {w} {k} {s}", {"x": x, "dy": dy})
+    read = run_case(name, f"{kind} {n} {c} {h} {w} {k} {s} {p}", {"x": x, "dy": dy})
     if read is None:
         return
     xt = t(x, True)
     if kind == "maxpool":
-        y, idx = F.max_pool2d(xt, k, s, return_indices=True)
+        y, idx = F.max_pool2d(xt, k, s, p, return_indices=True)
     else:
         y = F.avg_pool2d(xt, k, s)
     y.backward(t(dy))
@@ -336,6 +336,8 @@ def main():
     check_pool("maxpool", 4, 6, 8, 10, 2, 2)
     check_pool("maxpool", 3, 4, 9, 11, 3, 2)
     check_pool("maxpool", 16, 32, 32, 32, 2, 2)
+    check_pool("maxpool", 2, 5, 16, 16, 3, 2, 1)  # the ImageNet ResNet stem's pooling
+    check_pool("maxpool", 3, 4, 9, 11, 3, 2, 1)
     check_pool("avgpool", 4, 6, 8, 10, 2, 2)
     check_pool("avgpool", 3, 4, 9, 7, 3, 1)
     check_global_avgpool(8, 64, 8, 8)

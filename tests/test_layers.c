@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "core/rng.h"
+#include "kernels/chwn_ops.h"
+#include "kernels/sparse_conv.h"
 #include "nn/layers.h"
 #include "testing.h"
 
@@ -530,12 +532,12 @@ static double pool_objective(void *p) {
     return dot_double(c->y, c->r, (size_t)c->s.batch * c->s.channels * c->s.out_h * c->s.out_w);
 }
 
-static void test_pool(int max, int batch, int channels, int h, int w, int k, int stride, size_t fd_every) {
-    printf("%s n=%d c=%d %dx%d k=%d s=%d\n", max ? "maxpool" : "avgpool", batch, channels, h, w, k, stride);
+static void test_pool(int max, int batch, int channels, int h, int w, int k, int stride, int pad, size_t fd_every) {
+    printf("%s n=%d c=%d %dx%d k=%d s=%d p=%d\n", max ? "maxpool" : "avgpool", batch, channels, h, w, k, stride, pad);
     pool_case c;
     st_rng rng;
     st_rng_seed(&rng, 6, (uint64_t)(k * 10 + stride));
-    st_pool_shape_init(&c.s, batch, channels, h, w, k, stride);
+    st_pool_shape_init(&c.s, batch, channels, h, w, k, stride, pad);
     c.max = max;
     const size_t nx = (size_t)batch * channels * h * w, ny = (size_t)batch * channels * c.s.out_h * c.s.out_w;
     c.x = new_floats(nx), c.y = new_floats(ny), c.r = new_floats(ny);
@@ -556,7 +558,9 @@ static void test_pool(int max, int batch, int channels, int h, int w, int k, int
                 double acc = max ? -INFINITY : 0.0;
                 for (int ky = 0; ky < k; ky++)
                     for (int kx = 0; kx < k; kx++) {
-                        double v = c.x[p * in_plane + (size_t)(oy * stride + ky) * w + ox * stride + kx];
+                        const int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue; /* padding never wins */
+                        double v = c.x[p * in_plane + (size_t)iy * w + ix];
                         acc = max ? (v > acc ? v : acc) : acc + v / (k * k);
                     }
                 ref[p * out_plane + (size_t)oy * c.s.out_w + ox] = acc;
@@ -579,12 +583,51 @@ static void test_pool(int max, int batch, int channels, int h, int w, int k, int
     free(ref), free(num), free(dx_pre), free(dx), free(c.x), free(c.y), free(c.r), free(c.argmax);
 }
 
+/* Batch-innermost (CHWN, sparse execution) max pooling gives the NCHW
+ * layer's values, winners and gradients exactly, with and without padding. */
+static void test_chwn_maxpool_padded(int batch, int channels, int h, int w, int k, int stride, int pad) {
+    printf("chwn maxpool n=%d c=%d %dx%d k=%d s=%d p=%d\n", batch, channels, h, w, k, stride, pad);
+    st_rng rng;
+    st_rng_seed(&rng, 61, (uint64_t)(k * 100 + stride * 10 + pad));
+    st_pool_shape s;
+    st_pool_shape_init(&s, batch, channels, h, w, k, stride, pad);
+    st_chwn_pool q;
+    st_chwn_pool_init(&q, channels, h, w, batch, k, stride, pad);
+    CHECK(q.out_h == s.out_h && q.out_w == s.out_w);
+    const int in_sp = h * w, out_sp = s.out_h * s.out_w;
+    const size_t nx = (size_t)batch * channels * in_sp, ny = (size_t)batch * channels * out_sp;
+    float *x = new_floats(nx), *y = new_floats(ny), *dy = new_floats(ny), *dx = new_floats(nx);
+    float *xc = new_floats(nx), *yc = new_floats(ny), *dyc = new_floats(ny), *dxc = new_floats(nx);
+    float *y_back = new_floats(ny), *dx_back = new_floats(nx);
+    int32_t *am = calloc(ny, sizeof(int32_t)), *amc = calloc(ny, sizeof(int32_t));
+    fill_normal(&rng, x, nx, 1.0);
+    fill_normal(&rng, dy, ny, 1.0);
+    st_maxpool_forward(&s, x, y, am);
+    st_maxpool_backward(&s, am, dy, dx);
+    st_nchw_to_chwn(x, batch, channels, in_sp, xc);
+    st_nchw_to_chwn(dy, batch, channels, out_sp, dyc);
+    st_chwn_maxpool_forward(&q, xc, yc, amc);
+    st_chwn_maxpool_backward(&q, amc, dyc, dxc, 0);
+    st_chwn_to_nchw(yc, batch, channels, out_sp, y_back, 0);
+    st_chwn_to_nchw(dxc, batch, channels, in_sp, dx_back, 0);
+    CHECK(memcmp(y, y_back, ny * sizeof(float)) == 0);
+    CHECK(memcmp(dx, dx_back, nx * sizeof(float)) == 0);
+    int same = 1;
+    for (int n = 0; n < batch; n++)
+        for (int c = 0; c < channels; c++)
+            for (int o = 0; o < out_sp; o++)
+                same &= am[((size_t)n * channels + c) * out_sp + o] == amc[((size_t)c * out_sp + o) * batch + n];
+    CHECK(same);
+    free(x), free(y), free(dy), free(dx), free(xc), free(yc), free(dyc), free(dxc), free(y_back), free(dx_back);
+    free(am), free(amc);
+}
+
 /* Ties in max pooling (common after a ReLU: whole windows of 0) go to the
  * first maximum in row-major window order, as PyTorch's max_pool2d, and the
  * backward pass routes the gradient there only. */
 static void test_maxpool_ties(void) {
     st_pool_shape s;
-    st_pool_shape_init(&s, 1, 1, 4, 4, 2, 2);
+    st_pool_shape_init(&s, 1, 1, 4, 4, 2, 2, 0);
     const float x[16] = {0, 0, 1, 3, /**/ 0, 0, 3, 2, /**/ 5, 5, 0, 0, /**/ 5, 5, 0, 0};
     float y[4], dy[4] = {1, 2, 3, 4}, dx[16] = {0};
     int32_t argmax[4];
@@ -840,7 +883,7 @@ static int run_parity(const char *dir) {
         free(x), free(y), free(dx);
     } else if (!strcmp(layer, "maxpool") || !strcmp(layer, "avgpool")) { /* N C H W K S */
         st_pool_shape s;
-        st_pool_shape_init(&s, a[0], a[1], a[2], a[3], a[4], a[5]);
+        st_pool_shape_init(&s, a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
         const size_t nx = (size_t)a[0] * a[1] * a[2] * a[3], ny = (size_t)a[0] * a[1] * s.out_h * s.out_w;
         float *x = read_bin(dir, "x", nx), *dy = read_bin(dir, "dy", ny), *y = new_floats(ny), *dx = new_floats(nx);
         if (layer[0] == 'm') {
@@ -971,13 +1014,17 @@ int main(int argc, char **argv) {
     test_batchnorm(6, 4, 1, 1, seed++);     /* batch norm 1d */
     test_batchnorm(8, 40, 64, 97, seed++); /* large enough for the parallel path */
     test_relu_add();
-    test_pool(1, 2, 3, 6, 8, 2, 2, 1);
-    test_pool(1, 2, 2, 7, 9, 3, 2, 1); /* overlapping windows, ragged edge */
+    test_pool(1, 2, 3, 6, 8, 2, 2, 0, 1);
+    test_pool(1, 2, 2, 7, 9, 3, 2, 0, 1); /* overlapping windows, ragged edge */
+    test_pool(1, 2, 2, 8, 8, 3, 2, 1, 1); /* padded, as the ImageNet ResNet stem */
+    test_pool(1, 2, 2, 7, 9, 3, 2, 1, 1);
+    test_chwn_maxpool_padded(3, 4, 9, 12, 3, 2, 1);
+    test_chwn_maxpool_padded(5, 3, 8, 8, 2, 2, 0);
     test_maxpool_ties();
-    test_pool(0, 2, 3, 6, 8, 2, 2, 1);
-    test_pool(0, 2, 2, 7, 5, 3, 1, 1);
-    test_pool(1, 8, 16, 16, 16, 2, 2, 331); /* parallel path */
-    test_pool(0, 8, 16, 16, 16, 2, 2, 331);
+    test_pool(0, 2, 3, 6, 8, 2, 2, 0, 1);
+    test_pool(0, 2, 2, 7, 5, 3, 1, 0, 1);
+    test_pool(1, 8, 16, 16, 16, 2, 2, 0, 331); /* parallel path */
+    test_pool(0, 8, 16, 16, 16, 2, 2, 0, 331);
     test_global_avgpool(3, 4, 9);
     test_loss(6, 10);
     TEST_MAIN_END();

@@ -147,6 +147,85 @@ static void test_parameter_counts(void) {
     CHECK(st_model_create("vgg11", 10, 1, 28, 28, &m) == ST_ERR_ARGUMENT);
 }
 
+/* The ImageNet family: torchvision's counts (sum(p.numel()) of
+ * torchvision.models.<name>(num_classes=10), 0.14), names and shapes. */
+static void test_imagenet_family(void) {
+    static const struct {
+        const char *name;
+        int64_t params10;
+    } counts[] = {{"ResNet18", 11181642},   {"ResNet34", 21289802},  {"ResNet50", 23528522},
+                  {"ResNet101", 42520650},  {"ResNet152", 58164298}, {"WideResNet50_2", 66854730},
+                  {"WideResNet101_2", 124858186}};
+    st_model *m;
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        CHECK_OK(st_model_create(counts[i].name, 10, 3, 64, 64, &m));
+        if (!m) continue;
+        CHECK(st_model_parameter_count(m) == counts[i].params10);
+        CHECK(m->imagenet_init == ST_IMAGENET_INIT_CLASSIC);
+        st_model_free(m);
+    }
+    /* SPEC section 2's count, at 1000 classes */
+    CHECK_OK(st_model_create("WideResNet50_2", 1000, 3, 224, 224, &m));
+    CHECK(m && st_model_parameter_count(m) == 68883240);
+    int idx = st_model_find_param(m, "layer2.0.conv2.weight"); /* width 2 * 128, stride on the 3x3 (v1.5) */
+    CHECK(idx >= 0 && m->params[idx].shape[0] == 256 && m->params[idx].shape[1] == 256 && m->params[idx].shape[2] == 3);
+    idx = st_model_find_param(m, "layer4.2.conv3.weight");
+    CHECK(idx >= 0 && m->params[idx].shape[0] == 2048 && m->params[idx].shape[1] == 1024);
+    CHECK(st_model_find_param(m, "layer1.0.downsample.0.weight") >= 0);  /* 64 -> 256 channels */
+    CHECK(st_model_find_param(m, "layer1.1.downsample.0.weight") < 0);
+    CHECK(st_model_find_param(m, "layer3.5.bn3.running_var") >= 0 && st_model_find_param(m, "layer3.6.bn1.weight") < 0);
+    idx = st_model_find_param(m, "fc.weight");
+    CHECK(idx >= 0 && m->params[idx].shape[0] == 1000 && m->params[idx].shape[1] == 2048);
+    st_model_free(m);
+    /* ResNet18: basic blocks, downsample only where stride 2 */
+    CHECK_OK(st_model_create("resnet18", 10, 3, 32, 32, &m)); /* the reference's --arch spelling */
+    CHECK(m && strcmp(m->name, "ResNet18") == 0);
+    CHECK(st_model_find_param(m, "layer1.0.downsample.0.weight") < 0);
+    CHECK(st_model_find_param(m, "layer2.0.downsample.1.running_mean") >= 0);
+    CHECK(st_model_find_param(m, "layer1.0.conv3.weight") < 0);
+    idx = st_model_find_param(m, "conv1.weight");
+    CHECK(idx == 0 && m->params[idx].shape[2] == 7);
+    /* -c/--model-config: classic (fan-out) or fanin; nothing else, and not for other families */
+    CHECK(st_model_set_init_config(m, "fanin") == ST_OK && m->imagenet_init == ST_IMAGENET_INIT_FANIN);
+    CHECK(st_model_set_init_config(m, "fan_in") == ST_ERR_ARGUMENT && strstr(st_last_error(), "fan_in"));
+    st_model_free(m);
+    CHECK_OK(st_model_create("cifar_resnet_20", 10, 3, 32, 32, &m));
+    CHECK(st_model_set_init_config(m, "classic") == ST_ERR_ARGUMENT);
+    st_model_free(m);
+    /* like torchvision, any input of at least 1x1 runs (the stem pads it) */
+    CHECK_OK(st_model_create("ResNet50", 10, 3, 1, 1, &m));
+    CHECK(m && m->acts[m->ops[m->n_ops - 1].in].channels == 2048);
+    st_model_free(m);
+}
+
+/* ImageNet init configs: conv std sqrt(2 / fan_out) (classic) or sqrt(2 /
+ * fan_in) (fanin), fc uniform +-1/sqrt(fan_in), BN 1 / 0. */
+static void test_imagenet_init(void) {
+    for (int config = 0; config < 2; config++) {
+        st_model *m;
+        CHECK_OK(st_model_create("ResNet18", 10, 3, 32, 32, &m));
+        if (!m) return;
+        if (config) CHECK_OK(st_model_set_init_config(m, "fanin"));
+        st_model_init_weights(m, 9, ST_INIT_PLAIN, 1.0, NULL);
+        const char *convs[] = {"layer3.1.conv2.weight", "layer4.0.conv1.weight", "layer2.0.downsample.0.weight"};
+        for (int c = 0; c < 3; c++) {
+            const st_param *p = &m->params[st_model_find_param(m, convs[c])];
+            double ss = 0;
+            for (int64_t k = 0; k < p->numel; k++) ss += (double)p->value[k] * p->value[k];
+            double want = 2.0 / (config ? p->fan_in : p->fan_out), got = ss / (double)p->numel;
+            CHECK(fabs(got / want - 1.0) < 0.05);
+        }
+        const st_param *fc = &m->params[st_model_find_param(m, "fc.weight")];
+        float bound = (float)(1.0 / sqrt(512.0)), big = 0;
+        for (int64_t k = 0; k < fc->numel; k++) big = fabsf(fc->value[k]) > big ? fabsf(fc->value[k]) : big;
+        CHECK(big <= bound && big > 0.9f * bound);
+        const st_param *g = &m->params[st_model_find_param(m, "layer1.1.bn2.weight")];
+        const st_param *b = &m->params[st_model_find_param(m, "layer1.1.bn2.bias")];
+        CHECK(g->value[0] == 1.0f && g->value[63] == 1.0f && b->value[0] == 0.0f); /* no zero-init of the last BN */
+        st_model_free(m);
+    }
+}
+
 /* Every model runs forward + backward + a step on a tiny batch; masked
  * weights and their optimiser state stay exactly 0 under SGD and Adam. */
 static void test_masks_survive_training(const char *name, int channels, int size, st_optimizer_kind kind) {
@@ -344,6 +423,8 @@ static void test_init_statistics(void) {
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--parity") == 0) return parity(argv[2], argv[3]);
     test_parameter_counts();
+    test_imagenet_family();
+    test_imagenet_init();
     test_masks_survive_training("cifar_resnet_20", 3, 16, ST_OPTIMIZER_SGD);
     test_masks_survive_training("cifar_resnet_20_8", 1, 12, ST_OPTIMIZER_ADAM);
     test_masks_survive_training("vgg11", 3, 32, ST_OPTIMIZER_SGD);

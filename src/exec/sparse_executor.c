@@ -153,7 +153,7 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
     case ST_OP_MAXPOOL:
     case ST_OP_AVGPOOL: {
         st_chwn_pool s;
-        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride);
+        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride, op->padding);
         if (op->kind == ST_OP_MAXPOOL) st_chwn_maxpool_forward(&s, x, y, op->argmax);
         else st_chwn_avgpool_forward(&s, x, y);
         break;
@@ -192,7 +192,7 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
         float *dx = st_walk_grad_for_write(m, op->in, &acc);
         if (!dx) break;
         st_chwn_pool s;
-        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride);
+        st_chwn_pool_init(&s, in->channels, in->height, in->width, batch, op->kernel, op->stride, op->padding);
         if (op->kind == ST_OP_MAXPOOL) st_chwn_maxpool_backward(&s, op->argmax, dy, dx, acc);
         else st_chwn_avgpool_backward(&s, dy, dx, acc);
         break;

@@ -42,11 +42,12 @@ void st_chwn_global_avgpool_backward(int channels, int spatial, int batch, const
     }
 }
 
-void st_chwn_pool_init(st_chwn_pool *p, int channels, int height, int width, int batch, int kernel, int stride) {
+void st_chwn_pool_init(st_chwn_pool *p, int channels, int height, int width, int batch, int kernel, int stride,
+                       int padding) {
     p->channels = channels, p->height = height, p->width = width, p->batch = batch;
-    p->kernel = kernel, p->stride = stride;
-    p->out_h = (height - kernel) / stride + 1;
-    p->out_w = (width - kernel) / stride + 1;
+    p->kernel = kernel, p->stride = stride, p->padding = padding;
+    p->out_h = (height + 2 * padding - kernel) / stride + 1;
+    p->out_w = (width + 2 * padding - kernel) / stride + 1;
 }
 
 static int64_t pool_elements(const st_chwn_pool *p) { return (int64_t)p->channels * p->height * p->width * p->batch; }
@@ -56,15 +57,20 @@ void st_chwn_maxpool_forward(const st_chwn_pool *p, const float *x, float *y, in
 #pragma omp parallel for schedule(static) if (pool_elements(p) > PARALLEL_MIN_ELEMENTS)
     for (int c = 0; c < p->channels; c++) {
         const float *xc = x + (int64_t)c * p->height * W * N;
-        for (int oh = 0; oh < p->out_h; oh++)
+        for (int oh = 0; oh < p->out_h; oh++) {
+            /* the window clipped to the image (padding <= kernel / 2 keeps it non-empty) */
+            const int y0 = oh * p->stride - p->padding;
+            const int kh0 = y0 < 0 ? -y0 : 0, kh1 = y0 + p->kernel > p->height ? p->height - y0 : p->kernel;
             for (int ow = 0; ow < p->out_w; ow++) {
+                const int x0 = ow * p->stride - p->padding;
+                const int kw0 = x0 < 0 ? -x0 : 0, kw1 = x0 + p->kernel > W ? W - x0 : p->kernel;
                 const int64_t o = (((int64_t)c * p->out_h + oh) * p->out_w + ow) * N;
                 for (int n = 0; n < N; n++) {
-                    int32_t at = (oh * p->stride) * W + ow * p->stride;
+                    int32_t at = (y0 + kh0) * W + x0 + kw0;
                     float best = xc[(int64_t)at * N + n];
-                    for (int kh = 0; kh < p->kernel; kh++)
-                        for (int kw = 0; kw < p->kernel; kw++) {
-                            const int32_t px = (oh * p->stride + kh) * W + ow * p->stride + kw;
+                    for (int kh = kh0; kh < kh1; kh++)
+                        for (int kw = kw0; kw < kw1; kw++) {
+                            const int32_t px = (y0 + kh) * W + x0 + kw;
                             const float v = xc[(int64_t)px * N + n];
                             /* first maximum wins; a NaN wins (and propagates) like in PyTorch */
                             if (v > best || (v != v && best == best)) {
@@ -76,6 +82,7 @@ void st_chwn_maxpool_forward(const st_chwn_pool *p, const float *x, float *y, in
                     argmax[o + n] = at;
                 }
             }
+        }
     }
 }
 

@@ -187,23 +187,33 @@ int st_model_add_relu(st_model *m, int in) {
     return add_simple(m, ST_OP_RELU, in, a.channels, a.height, a.width);
 }
 
-static int add_pool(st_model *m, st_op_kind kind, int in, int kernel, int stride) {
+static int add_pool(st_model *m, st_op_kind kind, int in, int kernel, int stride, int padding) {
     if (in < 0) return -1;
     st_activation a = m->acts[in];
-    if (a.height < kernel || a.width < kernel) {
+    if (padding < 0 || 2 * padding > kernel || (kind != ST_OP_MAXPOOL && padding != 0)) {
+        st_fail(ST_ERR_ARGUMENT, "pooling padding %d is invalid for a %dx%d window (max pooling: at most half the window)",
+                padding, kernel, kernel);
+        return -1;
+    }
+    if (a.height + 2 * padding < kernel || a.width + 2 * padding < kernel) {
         st_fail(ST_ERR_ARGUMENT, "input %dx%d is too small for %dx%d pooling (use a larger input for this model)",
                 a.height, a.width, kernel, kernel);
         return -1;
     }
-    int out = add_simple(m, kind, in, a.channels, (a.height - kernel) / stride + 1, (a.width - kernel) / stride + 1);
+    int out = add_simple(m, kind, in, a.channels, (a.height + 2 * padding - kernel) / stride + 1,
+                         (a.width + 2 * padding - kernel) / stride + 1);
     if (out < 0) return -1;
     m->ops[m->n_ops - 1].kernel = kernel;
     m->ops[m->n_ops - 1].stride = stride;
+    m->ops[m->n_ops - 1].padding = padding;
     return out;
 }
 
-int st_model_add_maxpool(st_model *m, int in, int kernel, int stride) { return add_pool(m, ST_OP_MAXPOOL, in, kernel, stride); }
-int st_model_add_avgpool(st_model *m, int in, int kernel, int stride) { return add_pool(m, ST_OP_AVGPOOL, in, kernel, stride); }
+int st_model_add_maxpool(st_model *m, int in, int kernel, int stride) { return add_pool(m, ST_OP_MAXPOOL, in, kernel, stride, 0); }
+int st_model_add_maxpool_padded(st_model *m, int in, int kernel, int stride, int padding) {
+    return add_pool(m, ST_OP_MAXPOOL, in, kernel, stride, padding);
+}
+int st_model_add_avgpool(st_model *m, int in, int kernel, int stride) { return add_pool(m, ST_OP_AVGPOOL, in, kernel, stride, 0); }
 
 int st_model_add_global_avgpool(st_model *m, int in) {
     if (in < 0) return -1;
@@ -258,7 +268,7 @@ void st_model_conv_shape(const st_model *m, const st_op *op, int batch, st_conv2
 
 void st_model_pool_shape(const st_model *m, const st_op *op, int batch, st_pool_shape *s) {
     const st_activation *a = &m->acts[op->in];
-    st_pool_shape_init(s, batch, a->channels, a->height, a->width, op->kernel, op->stride);
+    st_pool_shape_init(s, batch, a->channels, a->height, a->width, op->kernel, op->stride, op->padding);
 }
 
 int64_t st_model_parameter_count(const st_model *m) {

@@ -48,6 +48,16 @@ typedef struct st_activation {
     float *grad;                 /* capacity * size */
 } st_activation;
 
+/* The reference's ImageNet init configs (-c/--model-config, its resnet.py):
+ * every conv weight Kaiming-normal (gain sqrt 2) with fan-out (classic, the
+ * default, also torchvision's) or fan-in (fanin); BN weight 1, bias 0; the
+ * classifier nn.Linear's default. */
+typedef enum st_imagenet_init {
+    ST_IMAGENET_INIT_NONE = 0,
+    ST_IMAGENET_INIT_CLASSIC = 1,
+    ST_IMAGENET_INIT_FANIN = 2
+} st_imagenet_init;
+
 typedef struct st_model_schedule st_model_schedule; /* fused execution order (exec/executor.h) */
 struct st_executor;                                 /* dense or sparse (exec/executor.h) */
 
@@ -63,6 +73,7 @@ typedef struct st_model {
     int n_acts, cap_acts;
     int capacity;                /* batch size the activation buffers hold */
     int training;                /* 1: batch statistics; 0: running statistics */
+    int imagenet_init;           /* the ImageNet family's init config (st_imagenet_init; 0: not that family) */
     int want_input_grad;         /* 1: backward also writes acts[0].grad, d loss / d images (attacks) */
     float *workspace;            /* conv scratch, sized for capacity */
     size_t workspace_floats;
@@ -106,10 +117,15 @@ void st_model_conv_shape(const st_model *m, const st_op *op, int batch, st_conv2
 void st_model_pool_shape(const st_model *m, const st_op *op, int batch, st_pool_shape *s);
 
 /* Builds a model by name (SPEC section 2): cifar_resnet_N[_W], vgg11/13/16/19,
- * lenet5, lenet300-100. Parameters are allocated but not initialised. */
+ * lenet5, lenet300-100, ResNet18/34/50/101/152, WideResNet50_2/101_2 (also
+ * spelt as the reference's --arch: resnet18, ..., resnet152). Parameters are
+ * allocated but not initialised. */
 st_status st_model_create(const char *name, int num_classes, int in_channels, int in_height, int in_width,
                           st_model **out);
 void st_model_free(st_model *m);
+/* Chooses the ImageNet family's init config by the reference's name
+ * ("classic" or "fanin"); refuses other names and other model families. */
+st_status st_model_set_init_config(st_model *m, const char *config);
 
 /* Builder API used by the model files. Each returns the new activation id
  * (or -1 after recording an error on the model, see st_model_build_error). */
@@ -120,6 +136,8 @@ int st_model_add_linear(st_model *m, int in, const char *name, int out_features,
 int st_model_add_batchnorm(st_model *m, int in, const char *name);
 int st_model_add_relu(st_model *m, int in);
 int st_model_add_maxpool(st_model *m, int in, int kernel, int stride);
+/* Max pooling with `padding` (at most kernel / 2) on each side; padded positions never win. */
+int st_model_add_maxpool_padded(st_model *m, int in, int kernel, int stride, int padding);
 int st_model_add_avgpool(st_model *m, int in, int kernel, int stride);
 int st_model_add_global_avgpool(st_model *m, int in);
 int st_model_add_add(st_model *m, int a, int b);

@@ -91,12 +91,15 @@ void st_relu_forward(int64_t n, const float *x, float *y);
 void st_relu_backward(int64_t n, const float *y, const float *dy, float *dx); /* dx += dy * (y > 0) */
 void st_add_forward(int64_t n, const float *a, const float *b, float *y);
 
-/* ---- pooling (kernel k, stride s, no padding; out = (in - k) / s + 1) ---- */
+/* ---- pooling (kernel k, stride s, padding p; out = (in + 2p - k) / s + 1) ----
+ * Padding (p <= k / 2, as PyTorch requires) is for max pooling only: padded
+ * positions never win. Average pooling takes p = 0. */
 typedef struct st_pool_shape {
-    int batch, channels, in_h, in_w, kernel, stride;
+    int batch, channels, in_h, in_w, kernel, stride, padding;
     int out_h, out_w; /* derived */
 } st_pool_shape;
-void st_pool_shape_init(st_pool_shape *s, int batch, int channels, int in_h, int in_w, int kernel, int stride);
+void st_pool_shape_init(st_pool_shape *s, int batch, int channels, int in_h, int in_w, int kernel, int stride,
+                        int padding);
 void st_maxpool_forward(const st_pool_shape *s, const float *x, float *y, int32_t *argmax);
 void st_maxpool_backward(const st_pool_shape *s, const int32_t *argmax, const float *dy, float *dx);
 void st_avgpool_forward(const st_pool_shape *s, const float *x, float *y);

@@ -1,4 +1,5 @@
-/* Max and average pooling (square window, stride, no padding) and global
+/* Max pooling (square window, stride, padding: padded positions never win,
+ * as PyTorch's -inf padding), average pooling (no padding) and global
  * average pooling, NCHW. Each (image, channel) plane is independent, so the
  * planes are split over threads and backward scatters need no atomics.
  * argmax holds the index of the winner inside its input plane (ih * in_w + iw),
@@ -7,15 +8,17 @@
 
 #define POOL_PARALLEL_MIN 16384
 
-void st_pool_shape_init(st_pool_shape *s, int batch, int channels, int in_h, int in_w, int kernel, int stride) {
+void st_pool_shape_init(st_pool_shape *s, int batch, int channels, int in_h, int in_w, int kernel, int stride,
+                        int padding) {
     s->batch = batch;
     s->channels = channels;
     s->in_h = in_h;
     s->in_w = in_w;
     s->kernel = kernel;
     s->stride = stride;
-    s->out_h = (in_h - kernel) / stride + 1;
-    s->out_w = (in_w - kernel) / stride + 1;
+    s->padding = padding;
+    s->out_h = (in_h + 2 * padding - kernel) / stride + 1;
+    s->out_w = (in_w + 2 * padding - kernel) / stride + 1;
 }
 
 void st_maxpool_forward(const st_pool_shape *s, const float *x, float *y, int32_t *argmax) {
@@ -27,12 +30,16 @@ void st_maxpool_forward(const st_pool_shape *s, const float *x, float *y, int32_
         float *yp = y + (size_t)p * out_plane;
         int32_t *ap = argmax ? argmax + (size_t)p * out_plane : NULL;
         for (int oy = 0; oy < s->out_h; oy++) {
+            /* the window clipped to the image (padding <= kernel / 2 keeps it non-empty) */
+            const int y0 = oy * s->stride - s->padding;
+            const int ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + s->kernel > s->in_h ? s->in_h - y0 : s->kernel;
             for (int ox = 0; ox < s->out_w; ox++) {
-                const int y0 = oy * s->stride, x0 = ox * s->stride;
-                int best = y0 * s->in_w + x0;
+                const int x0 = ox * s->stride - s->padding;
+                const int kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + s->kernel > s->in_w ? s->in_w - x0 : s->kernel;
+                int best = (y0 + ky0) * s->in_w + x0 + kx0;
                 float best_value = xp[best];
-                for (int ky = 0; ky < s->kernel; ky++) {
-                    for (int kx = 0; kx < s->kernel; kx++) {
+                for (int ky = ky0; ky < ky1; ky++) {
+                    for (int kx = kx0; kx < kx1; kx++) {
                         const int idx = (y0 + ky) * s->in_w + x0 + kx;
                         const float v = xp[idx];
                         /* first maximum wins; a NaN wins (and propagates) like in PyTorch */

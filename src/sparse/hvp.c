@@ -39,7 +39,7 @@ static void conv_shape(const engine *e, const st_op *op, st_conv2d_shape *s) {
 
 static void pool_shape(const engine *e, const st_op *op, st_pool_shape *s) {
     const st_activation *in = &e->m->acts[op->in];
-    st_pool_shape_init(s, e->batch, in->channels, in->height, in->width, op->kernel, op->stride);
+    st_pool_shape_init(s, e->batch, in->channels, in->height, in->width, op->kernel, op->stride, op->padding);
 }
 
 static void add_into(float *dst, const float *src, int64_t n) {
