@@ -6,7 +6,9 @@
  * steps, and the final weights ("final.<name>") and optimiser state
  * ("state1.<name>": momentum_buffer / exp_avg, "state2.<name>": exp_avg_sq).
  * Metadata: lr, momentum, weight_decay, adam (0/1), nesterov (0/1; default 1
- * for SGD). */
+ * for SGD). With `--describe MODEL CLASSES CHANNELS SIZE` it prints every
+ * parameter and buffer as "name d0,d1,..." in order, and the count of
+ * trainable values (tests/imagenet_model_parity_test.py). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,8 +422,26 @@ static void test_init_statistics(void) {
     test_rectangular_init();
 }
 
+static int describe(const char *name, int classes, int channels, int size) {
+    st_model *m;
+    if (st_model_create(name, classes, channels, size, size, &m) != ST_OK) {
+        fprintf(stderr, "%s\n", st_last_error());
+        return 1;
+    }
+    for (int i = 0; i < m->n_params; i++) {
+        printf("%s ", m->params[i].name);
+        for (int d = 0; d < m->params[i].ndim; d++) printf("%s%lld", d ? "," : "", (long long)m->params[i].shape[d]);
+        printf("\n");
+    }
+    printf("parameters %lld\n", (long long)st_model_parameter_count(m));
+    st_model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--parity") == 0) return parity(argv[2], argv[3]);
+    if (argc == 6 && strcmp(argv[1], "--describe") == 0)
+        return describe(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     test_parameter_counts();
     test_imagenet_family();
     test_imagenet_init();

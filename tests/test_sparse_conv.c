@@ -169,6 +169,16 @@ static void test_fast_vs_reference(void) {
             compare_fast(&rng, 40, 3, 4, 4, 3, 3, 1, 0, d);   /* no padding */
             compare_fast(&rng, 24, 37, 1, 1, 9, 1, 1, 0, d);  /* linear layer */
             compare_fast(&rng, 1, 3, 3, 3, 2, 3, 1, 1, d);    /* a single image */
+            /* the ImageNet ResNets (imagenet_resnet.c) */
+            compare_fast(&rng, 6, 3, 21, 20, 8, 7, 2, 3, d);  /* the 7x7 stride-2 stem, odd size */
+            compare_fast(&rng, 10, 16, 7, 7, 24, 1, 1, 0, d); /* bottleneck 1x1 */
+            compare_fast(&rng, 9, 8, 9, 9, 16, 1, 2, 0, d);   /* downsample 1x1 stride 2, odd size */
+            compare_fast(&rng, 5, 6, 11, 10, 7, 3, 2, 1, d);  /* 3x3 stride 2 */
+            if (di == 1) { /* at ImageNet channel counts, density 0.05 (sizes cut to keep the reference fast) */
+                compare_fast(&rng, 4, 64, 28, 28, 64, 3, 2, 1, d);
+                compare_fast(&rng, 2, 512, 7, 7, 2048, 1, 1, 0, d);
+                compare_fast(&rng, 3, 3, 56, 56, 64, 7, 2, 3, d);
+            }
         }
     }
     CHECK_OK(st_isa_force("auto"));
