@@ -197,7 +197,32 @@ static void test_resnet20_erk(void) {
     st_model_free(m);
 }
 
+/* The paper's ImageNet masks: ERK_plus 0.2 with --fc_density 1.0 on
+ * WideResNet50_2 (1000 classes). The classifier is found by structure (the
+ * last linear layer, fc.weight), the stem (conv1.weight) is the first layer,
+ * the overall density is still 0.2, and the fc is dense. */
+static void test_wide_resnet_erk_plus(void) {
+    st_model *m;
+    CHECK_OK(st_model_create("WideResNet50_2", 1000, 3, 224, 224, &m));
+    if (!m) return;
+    st_layer_shape *l;
+    int *ids, n;
+    CHECK_OK(st_model_prunable_layers(m, &l, &ids, &n));
+    CHECK(n == 54 && l[0].is_first && l[n - 1].is_classifier);
+    CHECK(strcmp(m->params[ids[0]].name, "conv1.weight") == 0 && strcmp(m->params[ids[n - 1]].name, "fc.weight") == 0);
+    double *d = calloc((size_t)n, sizeof(double)), total = 0;
+    CHECK_OK(st_layer_densities("ERK_plus", 0.2, 1.0, l, n, d));
+    for (int i = 0; i < n; i++) total += (double)st_layer_numel(&l[i]);
+    CHECK_NEAR(kept(d, l, n), 0.2 * total, 1e-3);
+    CHECK(d[n - 1] == 1.0);
+    for (int i = 0; i < n - 1; i++) CHECK(d[i] > 0.0 && d[i] <= 1.0);
+    printf("WideResNet50_2 ERK_plus 0.2 fc 1.0: stem %.4f, layer4.2.conv2 %.4f, fc %.4f\n", d[0], d[n - 3], d[n - 1]);
+    free(d), free(l), free(ids);
+    st_model_free(m);
+}
+
 int main(void) {
+    test_wide_resnet_erk_plus();
     /* A [4,2,3,3] n=72, B [8,4,3,3] n=288, C [10,8] n=80; N = 440. */
     st_layer_shape small[3] = {conv(4, 2, 3), conv(8, 4, 3), linear(10, 8)};
     small[0].is_first = 1;
