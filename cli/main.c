@@ -250,13 +250,15 @@ static int cmd_train(int argc, char **argv) {
         if (st_dataset_find_dir(c.data, getenv("HOME"), c.datadir, sizeof c.datadir) != ST_OK)
             return report("train", ST_ERR_IO);
     }
-    if (!c.quiet && strcmp(c.protocol, "reference") == 0 && !c.resume[0])
-        printf("protocol reference: %s\n",
-               strcmp(c.data, "cifar100") == 0 ? "training on the whole training set; the best epoch is selected on the "
-                                                  "test set (as the reference's CIFAR-100 loader)"
-               : strcmp(c.data, "cifar10") == 0 ? "validation images augmented like the training images (as the "
-                                                  "reference's CIFAR-10 loader)"
-                                                : "the same splits as --protocol sound for this data set");
+    if (!c.quiet && strcmp(c.protocol, "reference") == 0 && !c.resume[0]) {
+        const st_dataset_info *row = st_dataset_info_find(c.data); /* what the reference's loader does (data/catalog.c) */
+        printf("protocol reference: %s (as the reference's loader for %s)\n",
+               row && row->reference.selects_on_test
+                   ? "training on the whole training set; the best epoch is selected on the test set"
+               : row && row->reference.augments_validation ? "validation images augmented like the training images"
+                                                           : "the same splits as --protocol sound for this data set",
+               c.data);
+    }
     if (c.threads > 0) omp_set_num_threads(c.threads);
     if (c.progress < 0) c.progress = isatty(fileno(stderr)) && c.log_interval <= 0 ? 1 : 0;
     if (c.iters > 1) return train_iterations(&c, run_dir, save_in_run_dir, log_in_run_dir);
