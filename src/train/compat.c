@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "data/catalog.h"
 
 static int is_reference(const char *protocol) { return protocol && strcmp(protocol, "reference") == 0; }
 
@@ -13,23 +14,28 @@ st_status st_protocol_validate(const char *protocol) {
     return ST_OK;
 }
 
+/* The data set's row when the reference protocol applies, else NULL (data/catalog.c). */
+static const st_dataset_info *reference_row(const char *protocol, const char *data) {
+    return is_reference(protocol) ? st_dataset_info_find(data) : NULL;
+}
+
 int st_protocol_selects_on_test(const char *protocol, const char *data) {
-    return is_reference(protocol) && data && strcmp(data, "cifar100") == 0;
+    const st_dataset_info *row = reference_row(protocol, data);
+    return row && row->reference.selects_on_test;
 }
 
 int st_protocol_augments_validation(const char *protocol, const char *data) {
-    return is_reference(protocol) && data && strcmp(data, "cifar10") == 0;
+    const st_dataset_info *row = reference_row(protocol, data);
+    return row && row->reference.augments_validation;
 }
 
 void st_protocol_adjust_data(const char *protocol, const char *data, st_dataset *train, st_dataset *test) {
-    if (!is_reference(protocol) || !data || strcmp(data, "cifar100") != 0) return;
-    /* sparselearning/utils.py get_cifar100_dataloaders */
-    static const float mean[3] = {0.5070751592371323f, 0.48654887331495095f, 0.4409178433670343f};
-    static const float std[3] = {0.2673342858792401f, 0.2564384629170883f, 0.27615047132568404f};
+    const st_dataset_info *row = reference_row(protocol, data);
+    if (!row || !row->reference.own_normalisation) return;
     st_dataset *sets[2] = {train, test};
     for (int k = 0; k < 2; k++) {
         if (!sets[k]) continue;
-        memcpy(sets[k]->mean, mean, sizeof mean);
-        memcpy(sets[k]->std, std, sizeof std);
+        memcpy(sets[k]->mean, row->reference.mean, sizeof sets[k]->mean);
+        memcpy(sets[k]->std, row->reference.std, sizeof sets[k]->std);
     }
 }
