@@ -259,18 +259,23 @@ def check_global_avgpool(n, c, h, w):
 
 # ------------------------------------------------------------------------ loss
 
-def check_loss(n, k, scale):
-    name = f"log_softmax_nll n={n} classes={k} logit scale={scale}"
+def check_loss(n, k, scale, smoothing=0.0):
+    """Log-softmax + NLL; with smoothing, against torch's
+    CrossEntropyLoss(label_smoothing=...) (--label-smoothing)."""
+    name = f"log_softmax_nll n={n} classes={k} logit scale={scale} label smoothing {smoothing}"
     print(name)
     z = randn(n, k, scale=scale)
     labels = rng.integers(0, k, n).astype(np.int32)
     labels[::3] = z[::3].argmax(1)  # some correct predictions
-    read = run_case(name, f"log_softmax_nll {n} {k}", {"logits": z, "labels": labels})
+    read = run_case(name, f"log_softmax_nll {n} {k} {int(round(smoothing * 1000))}", {"logits": z, "labels": labels})
     if read is None:
         return
     zt = t(z, True)
     lp = F.log_softmax(zt, dim=1)
-    loss = F.nll_loss(lp, torch.tensor(labels, dtype=torch.long))
+    if smoothing:
+        loss = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)(zt, torch.tensor(labels, dtype=torch.long))
+    else:
+        loss = F.nll_loss(lp, torch.tensor(labels, dtype=torch.long))
     loss.backward()
     loss_correct = read("loss_correct")
     compare(name, "log_probs", read("log_probs"), lp.detach().numpy())
@@ -345,6 +350,9 @@ def main():
     check_loss(32, 10, 3.0)
     check_loss(16, 100, 1.0)
     check_loss(8, 10, 1000.0)
+    check_loss(32, 10, 3.0, smoothing=0.1)  # the ImageNet recipe's --label-smoothing 0.1
+    check_loss(16, 1000, 2.0, smoothing=0.1)
+    check_loss(8, 10, 1000.0, smoothing=0.3)
     if failures:
         print(f"\n{len(failures)} parity failure(s):")
         for f in failures:

@@ -907,7 +907,7 @@ static int run_parity(const char *dir) {
         write_bin(dir, "y", y, ny);
         write_bin(dir, "dx", dx, nx);
         free(x), free(dy), free(y), free(dx);
-    } else if (!strcmp(layer, "log_softmax_nll")) { /* N CLASSES; labels.bin is int32 */
+    } else if (!strcmp(layer, "log_softmax_nll")) { /* N CLASSES [SMOOTHING in 1/1000]; labels.bin is int32 */
         const size_t n = (size_t)a[0] * a[1];
         float *z = read_bin(dir, "logits", n), *lp = new_floats(n), *d = new_floats(n);
         int32_t *labels = (int32_t *)read_bin(dir, "labels", (size_t)a[0]);
@@ -918,9 +918,15 @@ static int run_parity(const char *dir) {
             }
         int correct = 0;
         float loss_and_correct[2];
-        loss_and_correct[0] = (float)st_log_softmax_nll_forward(a[0], a[1], z, labels, lp, &correct);
+        const double smoothing = a[2] / 1000.0;
+        if (a[2]) {
+            loss_and_correct[0] = (float)st_cross_entropy_forward(a[0], a[1], z, labels, smoothing, lp, &correct);
+            st_cross_entropy_backward(a[0], a[1], lp, labels, smoothing, d);
+        } else {
+            loss_and_correct[0] = (float)st_log_softmax_nll_forward(a[0], a[1], z, labels, lp, &correct);
+            st_log_softmax_nll_backward(a[0], a[1], lp, labels, d);
+        }
         loss_and_correct[1] = (float)correct;
-        st_log_softmax_nll_backward(a[0], a[1], lp, labels, d);
         write_bin(dir, "log_probs", lp, n);
         write_bin(dir, "loss_correct", loss_and_correct, 2);
         write_bin(dir, "dlogits", d, n);

@@ -133,8 +133,8 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
 }
 
 double st_model_loss(st_model *m, const int32_t *labels, int batch, int *correct) {
-    return st_log_softmax_nll_forward(batch, m->num_classes, m->acts[m->n_acts - 1].value, labels, m->log_probs,
-                                      correct);
+    return st_cross_entropy_forward(batch, m->num_classes, m->acts[m->n_acts - 1].value, labels, m->label_smoothing,
+                                    m->log_probs, correct);
 }
 
 void st_model_zero_grad(st_model *m) { st_param_store_zero_grads(&m->store); }
@@ -219,7 +219,7 @@ st_status st_model_loss_backward_accumulate(st_model *m, const int32_t *labels, 
     st_model_schedule *sc = m->schedule;
     memset(sc->grad_written, 0, (size_t)m->n_acts);
     int logits = m->n_acts - 1;
-    st_log_softmax_nll_backward(batch, m->num_classes, m->log_probs, labels, m->acts[logits].grad);
+    st_cross_entropy_backward(batch, m->num_classes, m->log_probs, labels, m->label_smoothing, m->acts[logits].grad);
     m->exec->logits_grad_in(m, batch);
     sc->grad_written[logits] = 1;
     for (int k = sc->n_steps - 1; k >= 0; k--) {

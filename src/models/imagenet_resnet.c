@@ -19,16 +19,20 @@
 #include "core/status.h"
 #include "models/builders.h"
 
-static int conv_bn(st_model *m, int x, const char *block, int index, int channels, int kernel, int stride,
-                   int padding) {
+/* Block `b` of stage `layer` (1-based, as torchvision's layerN). */
+typedef struct block_at {
+    int layer, b;
+} block_at;
+
+static int conv_bn(st_model *m, int x, block_at at, int index, int channels, int kernel, int stride, int padding) {
     char name[ST_NAME_MAX];
-    snprintf(name, sizeof name, "%s.conv%d", block, index);
+    snprintf(name, sizeof name, "layer%d.%d.conv%d", at.layer, at.b, index);
     x = st_model_add_conv(m, x, name, channels, kernel, stride, padding, 0);
-    snprintf(name, sizeof name, "%s.bn%d", block, index);
+    snprintf(name, sizeof name, "layer%d.%d.bn%d", at.layer, at.b, index);
     return st_model_add_batchnorm(m, x, name);
 }
 
-static int block(st_model *m, int x, const char *prefix, int in_channels, int planes, int stride, int bottleneck,
+static int block(st_model *m, int x, block_at prefix, int in_channels, int planes, int stride, int bottleneck,
                  int base_width) {
     int out_channels = bottleneck ? planes * 4 : planes;
     int h;
@@ -44,9 +48,9 @@ static int block(st_model *m, int x, const char *prefix, int in_channels, int pl
     int shortcut = x;
     if (stride != 1 || in_channels != out_channels) {
         char name[ST_NAME_MAX];
-        snprintf(name, sizeof name, "%s.downsample.0", prefix);
+        snprintf(name, sizeof name, "layer%d.%d.downsample.0", prefix.layer, prefix.b);
         shortcut = st_model_add_conv(m, x, name, out_channels, 1, stride, 0, 0);
-        snprintf(name, sizeof name, "%s.downsample.1", prefix);
+        snprintf(name, sizeof name, "layer%d.%d.downsample.1", prefix.layer, prefix.b);
         shortcut = st_model_add_batchnorm(m, shortcut, name);
     }
     if (h < 0 || shortcut < 0) return -1;
@@ -61,8 +65,7 @@ st_status st_build_imagenet_resnet(st_model *m, const int blocks[4], int bottlen
     for (int stage = 0; stage < 4 && x >= 0; stage++) {
         int planes = 64 << stage;
         for (int b = 0; b < blocks[stage] && x >= 0; b++) {
-            char prefix[ST_NAME_MAX];
-            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, b);
+            block_at prefix = {stage + 1, b};
             x = block(m, x, prefix, channels, planes, (stage > 0 && b == 0) ? 2 : 1, bottleneck, base_width);
             channels = bottleneck ? planes * 4 : planes;
         }

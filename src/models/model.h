@@ -74,6 +74,7 @@ typedef struct st_model {
     int capacity;                /* batch size the activation buffers hold */
     int training;                /* 1: batch statistics; 0: running statistics */
     int imagenet_init;           /* the ImageNet family's init config (st_imagenet_init; 0: not that family) */
+    double label_smoothing;      /* of the training and evaluation loss (--label-smoothing; 0: plain cross entropy) */
     int want_input_grad;         /* 1: backward also writes acts[0].grad, d loss / d images (attacks) */
     float *workspace;            /* conv scratch, sized for capacity */
     size_t workspace_floats;

@@ -116,5 +116,12 @@ double st_log_softmax_nll_forward(int batch, int classes, const float *logits, c
 /* dlogits = (softmax - onehot) / batch (overwrites). */
 void st_log_softmax_nll_backward(int batch, int classes, const float *log_probs, const int32_t *labels,
                                  float *dlogits);
+/* The same with label smoothing e in [0, 1) (PyTorch's CrossEntropyLoss
+ * label_smoothing): the target is (1 - e) one-hot + e / classes; e = 0 is
+ * exactly the functions above. */
+double st_cross_entropy_forward(int batch, int classes, const float *logits, const int32_t *labels, double smoothing,
+                                float *log_probs, int *correct);
+void st_cross_entropy_backward(int batch, int classes, const float *log_probs, const int32_t *labels, double smoothing,
+                               float *dlogits);
 
 #endif

@@ -39,8 +39,30 @@ st_status st_optimizer_create(st_optimizer *o, st_model *m, st_optimizer_kind ki
     return ST_OK;
 }
 
+st_status st_optimizer_exclude_from_decay(st_optimizer *o, int param) {
+    if (param < 0 || param >= o->n_params) return st_fail(ST_ERR_ARGUMENT, "no parameter %d", param);
+    if (!o->no_decay) {
+        o->no_decay = st_calloc((size_t)o->n_params, 1, "weight decay groups");
+        if (!o->no_decay) return ST_ERR_NOMEM;
+    }
+    o->no_decay[param] = 1;
+    return ST_OK;
+}
+
+st_status st_optimizer_exclude_bn_from_decay(st_optimizer *o, const st_model *m, int *count) {
+    int n = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (!m->params[i].is_buffer && strstr(m->params[i].name, "bn")) {
+            ST_TRY(st_optimizer_exclude_from_decay(o, i));
+            n++;
+        }
+    if (count) *count = n;
+    return ST_OK;
+}
+
 void st_optimizer_free(st_optimizer *o) {
     if (!o) return;
+    free(o->no_decay);
     if (o->store) {
         st_param_store_remove_slot(o->store, o->slot[0]);
         st_param_store_remove_slot(o->store, o->slot[1]);
@@ -92,12 +114,13 @@ void st_optimizer_step(st_optimizer *o, st_model *m, double lr) {
     for (int i = 0; i < m->n_params; i++) {
         st_param *p = &m->params[i];
         if (p->is_buffer) continue;
+        const float wd = o->no_decay && o->no_decay[i] ? 0.0f : (float)o->weight_decay;
         if (o->kind == ST_OPTIMIZER_SGD)
-            sgd_update(st_param_stored(p), p->value, p->grad, o->state1[i], (float)lr, (float)o->weight_decay,
-                       (float)o->momentum, o->nesterov);
+            sgd_update(st_param_stored(p), p->value, p->grad, o->state1[i], (float)lr, wd, (float)o->momentum,
+                       o->nesterov);
         else
-            adam_update(st_param_stored(p), p->value, p->grad, o->state1[i], o->state2[i], (float)o->weight_decay,
-                        o->beta1, o->beta2, (float)o->eps, lr / bc1, sqrt(bc2));
+            adam_update(st_param_stored(p), p->value, p->grad, o->state1[i], o->state2[i], wd, o->beta1, o->beta2,
+                        (float)o->eps, lr / bc1, sqrt(bc2));
         if (p->sparse) {
             /* The gradient is already masked; re-applying the mask keeps the
              * invariant exact even if a future update rule were not linear. */
@@ -110,8 +133,15 @@ void st_optimizer_step(st_optimizer *o, st_model *m, double lr) {
 
 double st_lr_at_epoch(st_lr_schedule schedule, double base_lr, int epoch, int epochs) {
     if (schedule == ST_LR_COSINE) return base_lr * (1.0 + cos(M_PI * (double)epoch / (double)epochs)) / 2.0;
+    if (schedule == ST_LR_STEP) /* lr * 0.1 ** p, as the reference computes it */
+        return base_lr * pow(0.1, epoch < 30 ? 0 : epoch < 60 ? 1 : epoch < 80 ? 2 : 3);
     double lr = base_lr;
     if (epoch >= epochs / 2) lr *= 0.1;
     if (epoch >= epochs * 3 / 4) lr *= 0.1;
     return lr;
+}
+
+double st_lr_at_epoch_warmup(st_lr_schedule schedule, double base_lr, int epoch, int epochs, int warmup) {
+    if (epoch < warmup) return base_lr * (double)(epoch + 1) / (double)(warmup + 1);
+    return st_lr_at_epoch(schedule, base_lr, epoch, epochs);
 }
