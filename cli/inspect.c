@@ -198,7 +198,8 @@ static st_status run_inspect(const inspect_options *o, int c, int h, int w, int 
                         data.train.num_classes);
     }
     st_run_model_spec spec = {o->run.model, classes, c, h, w, strcmp(o->run.sparse_init, "dense") != 0, o->run.sparse_init,
-                              o->run.density, o->run.fc_density, o->run.mask_sampling, o->run.scaled, o->run.seed, data.train_loader};
+                              o->run.density, o->run.fc_density, o->run.mask_sampling, o->run.scaled, o->run.seed, data.train_loader,
+                              o->run.model_config};
     st_model *m = NULL;
     st_run_layers layers = {0};
     if (s == ST_OK) s = st_run_model_build(&spec, &m, &layers);

@@ -72,8 +72,9 @@ static void on_epoch(const st_epoch_report *r, void *user) {
     printf("epoch %d/%d  lr %.4g  train loss %.4f acc %.2f%%", r->epoch + 1, r->epochs, r->lr, r->train_loss,
            100 * r->train_acc);
     if (r->val_acc >= 0) printf("  val acc %.2f%%", 100 * r->val_acc);
-    printf("  test acc %.2f%% loss %.4f  %.0f img/s  %.1f s\n", 100 * r->test_acc, r->test_loss, r->images_per_s,
-           r->seconds);
+    printf("  test acc %.2f%%", 100 * r->test_acc);
+    if (r->show_top5) printf(" top-5 %.2f%%", 100 * r->test_top5);
+    printf(" loss %.4f  %.0f img/s  %.1f s\n", r->test_loss, r->images_per_s, r->seconds);
     fflush(stdout);
 }
 

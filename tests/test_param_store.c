@@ -31,7 +31,7 @@
 
 /* cifar_resnet_8 with ERK masks of exact counts, as a run builds it (run/setup.h). */
 static st_model *build(double density) {
-    st_run_model_spec spec = {"cifar_resnet_8", 10, C, H, W, 1, "ERK", density, 1.0, "exact", 0, 5, NULL};
+    st_run_model_spec spec = {"cifar_resnet_8", 10, C, H, W, 1, "ERK", density, 1.0, "exact", 0, 5, NULL, NULL};
     st_model *m = NULL;
     st_run_layers layers;
     CHECK_OK(st_run_model_build(&spec, &m, &layers));

@@ -128,7 +128,8 @@ st_status st_run_model_build(const st_run_model_spec *spec, st_model **model, st
         return st_fail(ST_ERR_ARGUMENT, "--mask-sampling '%s' is unknown (bernoulli, exact)", spec->mask_sampling);
     st_model *m;
     ST_TRY(st_model_create(spec->model, spec->classes, spec->channels, spec->height, spec->width, &m));
-    st_status s = plan_layers(spec, m, layers);
+    st_status s = spec->model_config && spec->model_config[0] ? st_model_set_init_config(m, spec->model_config) : ST_OK;
+    if (s == ST_OK) s = plan_layers(spec, m, layers);
     if (s != ST_OK) {
         st_run_layers_free(layers);
         st_model_free(m);

@@ -55,6 +55,7 @@ typedef struct st_run_model_spec {
     int scaled;              /* st_init_scaling: 0 plain, 1 --scaled, 2 --scaled-per-layer */
     uint64_t seed;
     st_loader *train_loader; /* training data for snip / GraSP (NULL: those are refused) */
+    const char *model_config; /* ImageNet models' init config, "classic" or "fanin" (NULL or "": classic) */
 } st_run_model_spec;
 
 typedef struct st_run_layers {

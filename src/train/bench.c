@@ -43,7 +43,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     ST_TRY(st_threads_check("--threads", c->threads));
     /* the model as `sparsetrain train` builds it (run/setup.h): exact-count masks, plain initialisation */
     st_run_model_spec spec = {c->model, c->classes, c->channels, c->height, c->width, strcmp(c->sparse_init, "dense") != 0,
-                              c->sparse_init, c->density, 1.0, "exact", 0, c->seed, NULL};
+                              c->sparse_init, c->density, 1.0, "exact", 0, c->seed, NULL, NULL};
     st_model *m;
     st_run_layers layers;
     ST_TRY(st_run_model_build(&spec, &m, &layers));

@@ -72,6 +72,20 @@ static const st_config_field fields[] = {
     STRING("protocol", "protocol", RUN, protocol, "sound",
            "sound (held-out validation split, un-augmented) or reference (the reference code's splits: CIFAR-100 "
            "selects on test, CIFAR-10 augments validation; docs/COMING-FROM-PYTORCH.md)", NULL),
+    /* the ImageNet recipe (docs/IMAGENET.md) */
+    DOUBLE("label_smoothing", "label-smoothing", RUN, label_smoothing, 0.0,
+           "label smoothing of the cross-entropy loss, as PyTorch's CrossEntropyLoss(label_smoothing)", NULL),
+    INT("warmup", "warmup", RUN, warmup, 0,
+        "linear warm-up epochs: lr * (e+1) / (warmup+1) in epoch e < warmup, as the reference's ImageNet code", NULL),
+    SWITCHES("nesterov", RUN, nesterov, 1, "nesterov", 1, "SGD with Nesterov momentum (the default; the CIFAR recipe)",
+             "no-nesterov", 0, "plain SGD momentum (the reference's ImageNet code)"),
+    SWITCHES("bn_weight_decay", RUN, bn_weight_decay, -1, "bn-weight-decay", 1,
+             "weight decay also on parameters named *bn* (default: on for CIFAR models, off for ResNet*/WideResNet*, "
+             "as the reference's two main.py)",
+             "no-bn-weight-decay", 0, "no weight decay on parameters named *bn*"),
+    STRING("model_config", "model-config", RUN, model_config, "",
+           "ImageNet models' init: classic (conv Kaiming-normal fan-out) or fanin (fan-in), as the reference's -c",
+           "classic"),
     /* this invocation only */
     STRING("execution", "execution", NOW, execution, "auto",
            "auto, sparse (packed weights, sparse kernels) or dense (auto: by FLOP-weighted density)", ""),

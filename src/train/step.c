@@ -20,17 +20,32 @@ static double now_seconds(void) {
 
 double st_trainer_lr(const st_trainer *t, int epoch) {
     const st_train_config *c = t->c;
-    return st_lr_at_epoch(strcmp(c->lr_schedule, "cosine") == 0 ? ST_LR_COSINE : ST_LR_MULTISTEP, c->lr, epoch,
-                          c->epochs);
+    st_lr_schedule kind = strcmp(c->lr_schedule, "cosine") == 0 ? ST_LR_COSINE
+                          : strcmp(c->lr_schedule, "step") == 0 ? ST_LR_STEP
+                                                                : ST_LR_MULTISTEP;
+    return st_lr_at_epoch_warmup(kind, c->lr, epoch, c->epochs, c->warmup);
 }
 
 /* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early. */
+/* Images of the batch whose label is among the 5 largest logits (fewer than
+ * 5 logits strictly above the label's; all of them with <= 5 classes). */
+static int64_t top5_hits(const float *logits, const int32_t *labels, int batch, int classes) {
+    int64_t hits = 0;
+    for (int n = 0; n < batch; n++) {
+        const float *z = logits + (size_t)n * classes, mine = z[labels[n]];
+        int above = 0;
+        for (int k = 0; k < classes; k++) above += z[k] > mine;
+        hits += above < 5;
+    }
+    return hits;
+}
+
 static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, const volatile sig_atomic_t *stop,
-                                 double *accuracy, double *loss) {
+                                 double *accuracy, double *top5, double *loss) {
     m->training = 0;
     ST_TRY(st_loader_start_epoch(loader, epoch));
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
+    int64_t correct = 0, seen = 0, correct5 = 0;
     for (;;) {
         st_batch b;
         st_status s = stop && *stop ? st_fail(ST_ERR_INTERRUPTED, "interrupted during the evaluation")
@@ -45,19 +60,25 @@ static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, 
         int ok = 0;
         loss_sum += st_model_loss(m, b.labels, b.count, &ok) * b.count;
         correct += ok;
+        correct5 += top5_hits(logits, b.labels, b.count, m->num_classes);
         seen += b.count;
     }
     m->training = 1;
     *accuracy = seen ? (double)correct / (double)seen : 0.0;
+    if (top5) *top5 = seen ? (double)correct5 / (double)seen : 0.0;
     if (loss) *loss = seen ? loss_sum / (double)seen : 0.0;
     return ST_OK;
 }
 
 st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, double *loss) {
+    return st_trainer_evaluate_top5(t, split, accuracy, NULL, loss);
+}
+
+st_status st_trainer_evaluate_top5(st_trainer *t, st_split split, double *accuracy, double *top5, double *loss) {
     st_loader *loader = split == ST_SPLIT_VALID ? t->data.valid_loader : t->data.test_loader;
     if (!loader) return st_fail(ST_ERR_ARGUMENT, "this run has no validation split (--valid_split 0)");
     return evaluate_loader(t->model, loader, split == ST_SPLIT_VALID ? t->info.epoch : 0, t->c->stop_flag, accuracy,
-                           loss);
+                           top5, loss);
 }
 
 static st_status remember_best(st_trainer *r) {
@@ -86,7 +107,7 @@ st_status st_trainer_save(st_trainer *r) {
 /* One line of the JSON-lines log (io/log_file.h: one write, synced; a failed
  * write is an error after the checkpoint is saved). */
 static st_status write_log_line(st_trainer *r, int epoch, double lr, double loss, double acc, double val, double test,
-                                double ips, double seconds, int64_t examples) {
+                                double test_top5, double ips, double seconds, int64_t examples) {
     if (!r->log) return ST_OK;
     char *text = NULL;
     size_t length = 0;
@@ -99,7 +120,9 @@ static st_status write_log_line(st_trainer *r, int epoch, double lr, double loss
         fprintf(line, "%.9g", val);
     else
         fprintf(line, "null");
-    fprintf(line, ", \"test_acc\": %.9g, \"images_per_s\": %.6g, \"seconds\": %.6g", test, ips, seconds);
+    fprintf(line, ", \"test_acc\": %.9g", test);
+    if (test_top5 >= 0) fprintf(line, ", \"test_top5\": %.9g", test_top5); /* ImageNet-style data only */
+    fprintf(line, ", \"images_per_s\": %.6g, \"seconds\": %.6g", ips, seconds);
     /* FLOPs (eval/flops_summary.h): per example of inference, and of this epoch's training */
     fprintf(line,
             ", \"flops_forward_dense\": %.9g, \"flops_forward_sparse\": %.9g, \"flops_epoch_train_dense\": %.9g, "
@@ -247,9 +270,9 @@ static st_status save_unevaluated(st_trainer *t, int epoch) {
 st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result) {
     const st_train_config *c = t->c;
     const double lr = st_trainer_lr(t, epoch);
-    double val_acc = -1, test_acc, test_loss;
+    double val_acc = -1, test_acc, test_loss, test_top5;
     st_status es = t->data.valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;
-    if (es == ST_OK) es = st_trainer_evaluate(t, ST_SPLIT_TEST, &test_acc, &test_loss);
+    if (es == ST_OK) es = st_trainer_evaluate_top5(t, ST_SPLIT_TEST, &test_acc, &test_top5, &test_loss);
     if (es == ST_ERR_INTERRUPTED) return save_unevaluated(t, epoch);
     ST_TRY(es);
     const int64_t seen = t->epoch_seen;
@@ -267,11 +290,12 @@ st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result
     }
     if (t->hooks.on_epoch) {
         st_epoch_report r = {epoch, c->epochs, lr, train_loss, train_acc, val_acc, test_acc, test_loss, ips,
-                             now_seconds() - t->epoch_t0};
+                             now_seconds() - t->epoch_t0, test_top5, strcmp(c->data, "imagenet") == 0};
         t->hooks.on_epoch(&r, t->hooks.user);
     }
     const st_status logged =
-        write_log_line(t, epoch, lr, train_loss, train_acc, val_acc, test_acc, ips, now_seconds() - t->epoch_t0, seen);
+        write_log_line(t, epoch, lr, train_loss, train_acc, val_acc, test_acc,
+                       strcmp(c->data, "imagenet") == 0 ? test_top5 : -1, ips, now_seconds() - t->epoch_t0, seen);
     t->info.epoch = epoch + 1;
     t->info.epoch_loss_sum = 0;
     t->info.epoch_correct = t->info.epoch_seen = 0;

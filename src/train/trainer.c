@@ -46,8 +46,12 @@ static st_status validate_config(const st_train_config *c) {
         return st_fail(ST_ERR_ARGUMENT, "--density %g is outside (0, 1]", c->density);
     if (strcmp(c->optimizer, "sgd") != 0 && strcmp(c->optimizer, "adam") != 0)
         return st_fail(ST_ERR_ARGUMENT, "--optimizer '%s' is unknown (sgd, adam)", c->optimizer);
-    if (strcmp(c->lr_schedule, "multistep") != 0 && strcmp(c->lr_schedule, "cosine") != 0)
-        return st_fail(ST_ERR_ARGUMENT, "--lr-schedule '%s' is unknown (multistep, cosine)", c->lr_schedule);
+    if (strcmp(c->lr_schedule, "multistep") != 0 && strcmp(c->lr_schedule, "cosine") != 0 &&
+        strcmp(c->lr_schedule, "step") != 0)
+        return st_fail(ST_ERR_ARGUMENT, "--lr-schedule '%s' is unknown (multistep, cosine, step)", c->lr_schedule);
+    if (!(c->label_smoothing >= 0 && c->label_smoothing < 1))
+        return st_fail(ST_ERR_ARGUMENT, "--label-smoothing %g is outside [0, 1)", c->label_smoothing);
+    if (c->warmup < 0) return st_fail(ST_ERR_ARGUMENT, "--warmup must be >= 0 (got %d)", c->warmup);
     st_exec_policy policy;
     ST_TRY(st_exec_policy_parse(c->execution, &policy));
     if (strcmp(c->mask_sampling, "bernoulli") != 0 && strcmp(c->mask_sampling, "exact") != 0)
@@ -119,7 +123,7 @@ static st_status setup_model(st_trainer *r, const st_safetensors *resume_file) {
     const st_dataset *train = &r->data.train;
     st_run_model_spec spec = {c->model, train->num_classes, train->channels, train->height, train->width, c->sparse,
                               c->sparse_init, c->density, c->fc_density, c->mask_sampling, c->scaled, c->seed,
-                              r->data.train_loader};
+                              r->data.train_loader, c->model_config};
     st_run_layers layers;
     ST_TRY(st_run_model_build(&spec, &r->model, &layers));
     st_model *m = r->model;
@@ -144,7 +148,12 @@ static st_status setup_model(st_trainer *r, const st_safetensors *resume_file) {
     /* masks and weights are final: choose dense or sparse execution (packs the weights) */
     ST_TRY(st_run_apply_execution(m, c->execution));
     ST_TRY(st_optimizer_create(&r->opt, m, strcmp(c->optimizer, "adam") == 0 ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD,
-                               c->momentum, strcmp(c->optimizer, "sgd") == 0, c->l2));
+                               c->momentum, strcmp(c->optimizer, "sgd") == 0 && c->nesterov, c->l2));
+    /* --bn-weight-decay: the reference's ImageNet main.py puts parameters named *bn* in a group without
+     * weight decay unless it is given; its CIFAR main.py decays every parameter */
+    if (c->bn_weight_decay == 0 || (c->bn_weight_decay < 0 && m->imagenet_init))
+        ST_TRY(st_optimizer_exclude_bn_from_decay(&r->opt, m, NULL));
+    m->label_smoothing = c->label_smoothing;
     for (int i = 0; i < m->n_ops; i++) r->n_bn += m->ops[i].kind == ST_OP_BATCHNORM;
     if (r->data.valid.count) {
         r->keep_best = 1;

@@ -40,6 +40,13 @@ typedef struct st_train_config {
     int image_size;            /* --image-size: ImageFolder (imagenet) images are S x S (0 = 224) */
     char protocol[16];         /* --protocol sound|reference (docs/COMING-FROM-PYTORCH.md); "" in
                                   checkpoints written before it existed = sound */
+    /* the ImageNet recipe (docs/IMAGENET.md); checkpoints written before these existed take the defaults */
+    double label_smoothing;    /* --label-smoothing 0 */
+    int warmup;                /* --warmup E: linear warm-up epochs (0) */
+    int nesterov;              /* --nesterov 1 / --no-nesterov 0 (SGD) */
+    int bn_weight_decay;       /* --bn-weight-decay 1 / --no-bn-weight-decay 0; -1 = the model's family
+                                  (ImageNet models: none on 'bn' parameters, as the reference; others: all) */
+    char model_config[16];     /* -c/--model-config classic|fanin (ImageNet models; "" = classic) */
     /* run-time only (not part of the run's identity) */
     char resume[ST_PATH_MAX];  /* --resume */
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
@@ -127,6 +134,8 @@ typedef struct st_epoch_report {
     double lr, train_loss, train_acc;
     double val_acc;           /* -1 without a validation split */
     double test_acc, test_loss, images_per_s, seconds;
+    double test_top5;         /* fraction of test images whose label is among the 5 largest logits */
+    int show_top5;            /* 1 for ImageNet-style data (the reference prints Prec@1 and Prec@5) */
 } st_epoch_report;
 
 typedef struct st_train_hooks {
@@ -163,6 +172,8 @@ st_status st_trainer_step(st_trainer *t, const st_batch *b, double lr, double *l
  * then saved with the position in the epoch). */
 st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped);
 st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, double *loss);
+/* The same with the top-5 accuracy (top5 may be NULL). */
+st_status st_trainer_evaluate_top5(st_trainer *t, st_split split, double *accuracy, double *top5, double *loss);
 st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result);
 st_status st_trainer_save(st_trainer *t);
 
