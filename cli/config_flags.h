@@ -22,6 +22,10 @@ void st_config_flags_init(st_config_flags *t);
 void st_config_flags_add_field(st_config_flags *t, st_train_config *c, const char *key, const char *help);
 /* The flags of every field. */
 void st_config_flags_add_all(st_config_flags *t, st_train_config *c);
+/* A second name for the field `key`'s flag (e.g. --arch for --model), with
+ * `help`; giving it counts as giving the field (for --resume). */
+void st_config_flags_add_alias(st_config_flags *t, st_train_config *c, const char *key, const char *alias,
+                               const char *help);
 /* One of the command's own flags. */
 void st_config_flags_add(st_config_flags *t, st_flag flag);
 /* After st_flags_parse: the keys of the fields given, comma-separated, into

@@ -43,7 +43,7 @@ st_flag *st_flags_find(st_flag *flags, int n, const char *name) {
     return NULL;
 }
 
-static void print_usage(const char *usage, const st_flag *flags, int n) {
+static void print_usage(const char *usage, const st_flag *flags, int n, const st_short_flag *shorts, int n_shorts) {
     printf("%s\n\nOptions:\n", usage);
     int compat = 0;
     for (int pass = 0; pass < 2; pass++) {
@@ -57,7 +57,13 @@ static void print_usage(const char *usage, const st_flag *flags, int n) {
                               : flags[i].type == ST_FLAG_DOUBLE ? " X"
                                                                 : " N";
             char left[64];
-            snprintf(left, sizeof left, "--%s%s", flags[i].name, arg);
+            char letter = 0;
+            for (int k = 0; k < n_shorts; k++)
+                if (strcmp(shorts[k].name, flags[i].name) == 0) letter = shorts[k].letter;
+            if (letter)
+                snprintf(left, sizeof left, "-%c, --%s%s", letter, flags[i].name, arg);
+            else
+                snprintf(left, sizeof left, "--%s%s", flags[i].name, arg);
             if (flags[i].ignored)
                 printf("  %-24s ignored: %s\n", left, flags[i].ignored);
             else if (flags[i].refused)
@@ -130,34 +136,85 @@ static void print_candidates(const char *command, const char *arg, size_t len, c
 }
 
 int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n, int argc, char **argv, int first) {
+    return st_flags_parse_extended(command, usage, flags, n, argc, argv, first, NULL, 0, NULL, 0, NULL);
+}
+
+/* -x, -xVALUE: the index of the flag with short name x, or -1. */
+static int short_flag(const st_flag *flags, int n, const st_short_flag *shorts, int n_shorts, char letter) {
+    for (int k = 0; k < n_shorts; k++)
+        if (shorts[k].letter == letter) {
+            const st_flag *f = st_flags_find((st_flag *)flags, n, shorts[k].name);
+            return f ? (int)(f - flags) : -1;
+        }
+    return -1;
+}
+
+int st_flags_parse_extended(const char *command, const char *usage, st_flag *flags, int n, int argc, char **argv,
+                            int first, const st_short_flag *shorts, int n_shorts, char *positional, size_t size,
+                            const char *what) {
     for (int k = 0; k < n; k++) flags[k].given = 0;
+    if (positional && size) positional[0] = 0;
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0) {
-            print_usage(usage, flags, n);
+            print_usage(usage, flags, n, shorts, n_shorts);
             return 1;
         }
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == 0 || arg[2] == '=') {
-            fprintf(stderr, "sparsetrain %s: unexpected argument '%s' (flags start with --; see --help)\n", command,
-                    arg);
-            return -1;
+        if (positional && arg[0] != '-' && arg[0]) {
+            if (positional[0]) {
+                fprintf(stderr, "sparsetrain %s: a second %s '%s' (the first was '%s')\n", command, what, arg,
+                        positional);
+                return -1;
+            }
+            if (strlen(arg) >= size) {
+                fprintf(stderr, "sparsetrain %s: the %s is too long\n", command, what);
+                return -1;
+            }
+            memcpy(positional, arg, strlen(arg) + 1);
+            continue;
         }
-        const char *name = arg + 2, *eq = strchr(name, '=');
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        int cand[8], n_cand = 0;
-        int k = st_flags_lookup(flags, n, name, len, cand, 8, &n_cand);
-        if (k == -1 && !eq && len <= 4 && strncmp(name, "help", len) == 0) {
-            print_usage(usage, flags, n);
-            return 1;
-        }
-        if (k == -2) {
-            print_candidates(command, arg, len, flags, cand, n_cand, n_cand < 8 ? n_cand : 8);
-            return -1;
-        }
-        if (k < 0) {
-            fprintf(stderr, "sparsetrain %s: unknown flag '--%.*s' (see sparsetrain %s --help)\n", command, (int)len,
-                    name, command);
-            return -1;
+        const char *name, *eq, *inline_value = NULL;
+        size_t len;
+        int k;
+        if (n_shorts > 0 && arg[0] == '-' && arg[1] && arg[1] != '-') { /* -x [value], -xvalue */
+            k = short_flag(flags, n, shorts, n_shorts, arg[1]);
+            if (k < 0) {
+                fprintf(stderr, "sparsetrain %s: unknown flag '-%c' (see sparsetrain %s --help)\n", command, arg[1],
+                        command);
+                return -1;
+            }
+            name = flags[k].name, len = strlen(name), eq = NULL;
+            if (arg[2]) {
+                if (flags[k].type == ST_FLAG_SWITCH) {
+                    fprintf(stderr, "sparsetrain %s: -%c takes no value (got '%s')\n", command, arg[1], arg);
+                    return -1;
+                }
+                inline_value = arg + 2;
+            }
+        } else {
+            if (strncmp(arg, "--", 2) != 0 || arg[2] == 0 || arg[2] == '=') {
+                fprintf(stderr, "sparsetrain %s: unexpected argument '%s' (flags start with --; see --help)\n",
+                        command, arg);
+                return -1;
+            }
+            name = arg + 2, eq = strchr(name, '=');
+            len = eq ? (size_t)(eq - name) : strlen(name);
+            if (eq) inline_value = eq + 1;
+            int cand[8], n_cand = 0;
+            k = st_flags_lookup(flags, n, name, len, cand, 8, &n_cand);
+            if (k == -1 && !eq && len <= 4 && strncmp(name, "help", len) == 0) {
+                print_usage(usage, flags, n, shorts, n_shorts);
+                return 1;
+            }
+            if (k == -2) {
+                print_candidates(command, arg, len, flags, cand, n_cand, n_cand < 8 ? n_cand : 8);
+                return -1;
+            }
+            if (k < 0) {
+                fprintf(stderr, "sparsetrain %s: unknown flag '--%.*s' (see sparsetrain %s --help)\n", command,
+                        (int)len, name, command);
+                return -1;
+            }
         }
         st_flag *f = &flags[k];
         if (f->refused) {
@@ -171,7 +228,7 @@ int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n
             }
             if (f->target) *(int *)f->target = f->value;
         } else {
-            const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            const char *value = inline_value ? inline_value : (i + 1 < argc ? argv[++i] : NULL);
             if (!value) {
                 fprintf(stderr, "sparsetrain %s: --%s needs a value\n", command, f->name);
                 return -1;
@@ -188,7 +245,7 @@ int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n
 
 int st_flags_check_train(const char *command, st_flag *flags, int n, const st_train_config *c, int multiplier) {
     static const char *const dst[] = {"growth", "death", "redistribution", "death-rate", "update_frequency",
-                                      "decay-schedule"};
+                                      "decay-schedule", "prune", "prune-rate"};
     for (size_t k = 0; k < sizeof dst / sizeof dst[0]; k++) {
         const st_flag *f = st_flags_find(flags, n, dst[k]);
         if (!f || !f->given) continue;

@@ -31,10 +31,23 @@ typedef struct st_flag {
     int given;           /* output: how many times the flag appeared */
 } st_flag;
 
+/* argparse's short options: -letter is the flag `name` of the table. */
+typedef struct st_short_flag {
+    char letter;
+    const char *name;
+} st_short_flag;
+
 /* Parses argv[first..argc). Returns 0 on success, 1 if --help was given
  * (usage printed), -1 on error (message printed to stderr). */
 int st_flags_parse(const char *command, const char *usage, st_flag *flags, int n_flags, int argc, char **argv,
                    int first);
+/* The same with the short names `shorts` (n_shorts of them; each names a
+ * flag of the table) and, when `positional` is not NULL, one positional
+ * argument (not starting with '-') copied into it (size bytes; "" when none
+ * was given); `what` names it in messages. */
+int st_flags_parse_extended(const char *command, const char *usage, st_flag *flags, int n_flags, int argc,
+                            char **argv, int first, const st_short_flag *shorts, int n_shorts, char *positional,
+                            size_t size, const char *what);
 
 /* Resolves the name part of an argument ("epoch" of "--epoch=3": `len` bytes
  * of `name`) against the table: the index of the flag, -1 when no flag

@@ -15,6 +15,7 @@
 #include "environment.h"
 #include "eval_cli.h"
 #include "config_flags.h"
+#include "imagenet_cli.h"
 #include "flags.h"
 #include "report_cli.h"
 #include "train_output.h"
@@ -214,12 +215,19 @@ static int cmd_train(int argc, char **argv) {
         {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "dynamic sparse training: extend training by this factor (not built yet: only 1, a no-op)", NULL, NULL, 0},
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(&table, own[i]);
+    st_imagenet_cli reference; /* the reference ImageNet main.py's command line (imagenet_cli.h) */
+    st_imagenet_cli_add_flags(&table, &c, &reference);
     st_flag *flags = table.flags;
     const int n = table.n;
-    int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
-                           flags, n, argc, argv, 2);
+    int r = st_flags_parse_extended("train",
+                                    "usage: sparsetrain train [options] [DATA_DIR]\n\nTrains a (sparse) network and "
+                                    "reports its test accuracy. A positional DATA_DIR (an ImageFolder tree) runs the "
+                                    "reference's ImageNet command line with its defaults (docs/COMING-FROM-PYTORCH.md).",
+                                    flags, n, argc, argv, 2, st_imagenet_short_flags, st_imagenet_n_short_flags,
+                                    reference.folder, sizeof reference.folder, "data folder");
     if (r != 0) return r > 0 ? 0 : 2;
     st_config_flags_record_given(&table, &c); /* for --resume (train/run_config.h) */
+    if (st_imagenet_cli_apply(&reference, &c) != 0) return 2;
     if (st_flags_check_train("train", flags, n, &c, multiplier) != 0) return 2;
     char run_dir[ST_PATH_MAX - 32] = "";
     if (c.run_dir[0]) {
@@ -260,6 +268,7 @@ static int cmd_train(int argc, char **argv) {
                c.data);
     }
     if (c.threads > 0) omp_set_num_threads(c.threads);
+    if (reference.evaluate) return st_imagenet_cli_evaluate(&c);
     if (c.progress < 0) c.progress = isatty(fileno(stderr)) && c.log_interval <= 0 ? 1 : 0;
     if (c.iters > 1) return train_iterations(&c, run_dir, save_in_run_dir, log_in_run_dir);
     if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());

@@ -35,6 +35,9 @@ static st_flag table[] = {
 #define N_FLAGS ((int)(sizeof table / sizeof table[0]))
 
 static char captured[4096];
+static const st_short_flag shorts[] = {{'e', "epochs"}, {'s', "sparse"}, {'d', "density"}};
+static char folder[16];
+static int extended; /* 1: parse with the short names and a positional folder */
 
 /* Parses the NULL-terminated argument list with stderr captured; returns the
  * parser's result, the stderr text in `captured`. */
@@ -56,7 +59,9 @@ static int parse(const char *const *args) {
     }
     int saved = dup(fileno(stderr));
     dup2(fileno(tmp), fileno(stderr));
-    int r = st_flags_parse("test", "usage: test", table, N_FLAGS, argc, argv, 2);
+    int r = extended ? st_flags_parse_extended("test", "usage: test", table, N_FLAGS, argc, argv, 2, shorts, 3, folder,
+                                               sizeof folder, "data folder")
+                     : st_flags_parse("test", "usage: test", table, N_FLAGS, argc, argv, 2);
     fflush(stderr);
     dup2(saved, fileno(stderr));
     close(saved);
@@ -69,7 +74,26 @@ static int parse(const char *const *args) {
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 
+/* argparse's short options and one positional argument (the reference
+ * ImageNet main.py: DATA_DIR -b 192 -j 10 -e). */
+static void test_extended(void) {
+    extended = 1;
+    CHECK(parse(ARGS("-e", "7", "data/x", "-d0.5", "-s")) == 0);
+    CHECK(integer == 7 && real == 0.5 && on == 1 && strcmp(folder, "data/x") == 0 && captured[0] == 0);
+    CHECK(parse(ARGS("--epochs", "3")) == 0 && integer == 3 && folder[0] == 0);
+    CHECK(parse(ARGS("-s3")) == -1 && strstr(captured, "-s takes no value"));
+    CHECK(parse(ARGS("-x", "3")) == -1 && strstr(captured, "unknown flag '-x'"));
+    CHECK(parse(ARGS("-e")) == -1 && strstr(captured, "--epochs needs a value"));
+    CHECK(parse(ARGS("a", "b")) == -1 && strstr(captured, "a second data folder 'b'"));
+    CHECK(parse(ARGS("a-very-long-folder-name")) == -1 && strstr(captured, "too long"));
+    extended = 0;
+    /* without the extended parse, neither is accepted */
+    CHECK(parse(ARGS("-e", "7")) == -1 && strstr(captured, "unexpected argument '-e'"));
+    CHECK(parse(ARGS("data/x")) == -1 && strstr(captured, "unexpected argument 'data/x'"));
+}
+
 int main(void) {
+    test_extended();
     /* exact names, both value forms */
     CHECK(parse(ARGS("--epochs", "7", "--density=0.25", "--sparse")) == 0);
     CHECK(integer == 7 && real == 0.25 && on == 1 && captured[0] == 0);

@@ -124,6 +124,10 @@ void st_model_pool_shape(const st_model *m, const st_op *op, int batch, st_pool_
 st_status st_model_create(const char *name, int num_classes, int in_channels, int in_height, int in_width,
                           st_model **out);
 void st_model_free(st_model *m);
+/* The one spelling of a model name: the reference's --arch spellings of the
+ * ImageNet family (resnet50, wide_resnet50_2) become ResNet50,
+ * WideResNet50_2; any other name is returned as it is. */
+const char *st_model_canonical_name(const char *name);
 /* Chooses the ImageNet family's init config by the reference's name
  * ("classic" or "fanin"); refuses other names and other model families. */
 st_status st_model_set_init_config(st_model *m, const char *config);

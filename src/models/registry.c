@@ -38,6 +38,11 @@ static const struct imagenet_arch *find_imagenet_arch(const char *name) {
     return NULL;
 }
 
+const char *st_model_canonical_name(const char *name) {
+    const struct imagenet_arch *arch = find_imagenet_arch(name);
+    return arch ? arch->name : name;
+}
+
 st_status st_model_set_init_config(st_model *m, const char *config) {
     if (!m->imagenet_init)
         return st_fail(ST_ERR_ARGUMENT, "--model-config %s: init configs are for the ImageNet models (ResNet*, "

@@ -37,7 +37,8 @@
  * that checkpoints have always had. */
 static const st_config_field fields[] = {
     STRING("model", "model", RUN, model, "cifar_resnet_20",
-           "model name: cifar_resnet_N[_W], vgg11/13/16/19, lenet5, lenet300-100", NULL),
+           "model name: cifar_resnet_N[_W], vgg11/13/16/19, lenet5, lenet300-100, ResNet18/34/50/101/152, "
+           "WideResNet50_2/101_2", NULL),
     STRING("data", "data", RUN, data, "fashion-mnist",
            "data set: mnist, fashion-mnist, cifar10, cifar100, imagenet (an ImageFolder tree DIR/train, DIR/val)", NULL),
     STRING("datadir", "datadir", LATER, datadir, "",
@@ -46,11 +47,12 @@ static const st_config_field fields[] = {
     INT("test_batch_size", "test-batch-size", LATER, test_batch_size, 100, "evaluation batch size", NULL),
     INT("epochs", "epochs", LATER, epochs, 160, "number of epochs", NULL),
     DOUBLE("lr", "lr", RUN, lr, 0.1, "learning rate", NULL),
-    DOUBLE("momentum", "momentum", RUN, momentum, 0.9, "SGD momentum, Nesterov", NULL),
-    DOUBLE("l2", "l2", RUN, l2, 5e-4, "weight decay on all parameters", NULL),
+    DOUBLE("momentum", "momentum", RUN, momentum, 0.9, "SGD momentum (Nesterov unless --no-nesterov)", NULL),
+    DOUBLE("l2", "l2", RUN, l2, 5e-4, "weight decay (on all parameters; ImageNet models: not on *bn* ones, see --bn-weight-decay)", NULL),
     STRING("optimizer", "optimizer", RUN, optimizer, "sgd", "sgd or adam", NULL),
     STRING("lr_schedule", "lr-schedule", RUN, lr_schedule, "multistep",
-           "multistep (x0.1 at 50% and 75% of the epochs) or cosine", NULL),
+           "multistep (x0.1 at 50% and 75% of the epochs), cosine, or step (x0.1 at epochs 30, 60, 80: the reference's "
+           "ImageNet schedule)", NULL),
     {"seed", "seed", ST_FIELD_U64, RUN, AT(seed), NULL, 17, 0, "random seed", NULL, {{0}, {0}}, NULL},
     /* NaN = the data set's default (data/catalog.c), resolved by st_trainer_create */
     DOUBLE("valid_split", "valid_split", RUN, valid_split, NAN,

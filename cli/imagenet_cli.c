@@ -1,0 +1,133 @@
+/* The reference ImageNet main.py's command line (imagenet_cli.h). */
+#include "imagenet_cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/status.h"
+#include "models/model.h"
+#include "train/trainer.h"
+
+const st_short_flag st_imagenet_short_flags[] = {
+    {'a', "arch"}, {'c', "model-config"}, {'j', "workers"}, {'b', "batch-size"}, {'p', "print-freq"}, {'e', "evaluate"},
+};
+const int st_imagenet_n_short_flags = (int)(sizeof st_imagenet_short_flags / sizeof st_imagenet_short_flags[0]);
+
+void st_imagenet_cli_add_flags(st_config_flags *t, st_train_config *c, st_imagenet_cli *r) {
+    memset(r, 0, sizeof *r);
+    st_config_flags_add_alias(t, c, "model", "arch", "the reference's name for --model (resnet18 ... WideResNet101_2)");
+    st_config_flags_add_alias(t, c, "l2", "weight-decay", "the reference's name for --l2");
+    st_config_flags_add_alias(t, c, "l2", "wd", "the reference's name for --l2");
+    st_config_flags_add_alias(t, c, "log_interval", "print-freq", "the reference's name for --log-interval");
+    const st_flag own[] = {
+        {"evaluate", ST_FLAG_SWITCH, &r->evaluate, 0, 1,
+         "evaluate the model of --resume (or a fresh one) on the test split: top-1, top-5, loss; train nothing", NULL,
+         NULL, 0},
+        {"dense", ST_FLAG_SWITCH, &r->dense, 0, 1,
+         "with the reference's positional data folder: train dense (it trains sparse by default)", NULL, NULL, 0},
+        {"local_rank", ST_FLAG_INT, NULL, 0, 0, "", "set by the reference's multiproc.py launcher; one process here",
+         NULL, 0},
+        {"static-loss-scale", ST_FLAG_DOUBLE, NULL, 0, 0, "", NULL,
+         "loss scaling belongs to --fp16, which waits for the bf16 kernels; train in float32 (the default)", 0},
+        {"dynamic-loss-scale", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL,
+         "loss scaling belongs to --fp16, which waits for the bf16 kernels; train in float32 (the default)", 0},
+        /* the reference ImageNet code's names for dynamic sparse training (st_flags_check_train) */
+        {"prune", ST_FLAG_STRING, NULL, 0, 0,
+         "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning mode", NULL, NULL, 0},
+        {"prune-rate", ST_FLAG_DOUBLE, NULL, 0, 0,
+         "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning rate", NULL, NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(t, own[i]);
+}
+
+static int given(const st_train_config *c, const char *key) {
+    size_t n = strlen(key);
+    for (const char *p = c->given; (p = strstr(p, key)) != NULL; p += n)
+        if ((p == c->given || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static void mark_given(st_train_config *c, const char *key) {
+    size_t at = strlen(c->given);
+    if (!given(c, key)) snprintf(c->given + at, sizeof c->given - at, "%s%s", at ? "," : "", key);
+}
+
+int st_imagenet_cli_apply(st_imagenet_cli *r, st_train_config *c) {
+    if (r->dense && !r->folder[0]) {
+        fprintf(stderr, "sparsetrain train: --dense belongs to the reference's ImageNet command line (a positional "
+                        "data folder); without one a run is dense unless --sparse is given\n");
+        return -1;
+    }
+    if (r->folder[0]) {
+        struct stat st;
+        if (stat(r->folder, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "sparsetrain train: unexpected argument '%s': not a folder (a positional argument is the "
+                            "reference ImageNet command line's data folder; flags start with --)\n", r->folder);
+            return -1;
+        }
+        if (given(c, "datadir")) {
+            fprintf(stderr, "sparsetrain train: give the data folder once: positional '%s' or --datadir %s\n",
+                    r->folder, c->datadir);
+            return -1;
+        }
+        if (given(c, "data") && strcmp(c->data, "imagenet") != 0) {
+            fprintf(stderr, "sparsetrain train: a positional data folder is the reference's ImageNet command line; "
+                            "--data %s takes --datadir FOLDER\n", c->data);
+            return -1;
+        }
+        if (r->dense && given(c, "sparse")) {
+            fprintf(stderr, "sparsetrain train: --dense and --sparse together\n");
+            return -1;
+        }
+        snprintf(c->data, sizeof c->data, "imagenet");
+        snprintf(c->datadir, sizeof c->datadir, "%s", r->folder);
+        mark_given(c, "data");
+        mark_given(c, "datadir");
+        /* the reference ImageNet main.py's defaults (and core.py's sparse ones) where the line gives none */
+        if (!given(c, "model")) snprintf(c->model, sizeof c->model, "resnet50");
+        if (!given(c, "workers")) c->workers = 5;
+        if (!given(c, "epochs")) c->epochs = 90;
+        if (!given(c, "batch_size")) c->batch_size = 64;
+        if (!given(c, "test_batch_size")) c->test_batch_size = c->batch_size; /* its val loader's batch */
+        if (!given(c, "l2")) c->l2 = 1e-4;
+        if (!given(c, "log_interval")) c->log_interval = 10;
+        if (!given(c, "nesterov")) c->nesterov = 0;
+        if (!given(c, "lr_schedule")) snprintf(c->lr_schedule, sizeof c->lr_schedule, "step");
+        if (!given(c, "sparse_init")) snprintf(c->sparse_init, sizeof c->sparse_init, "ER");
+        if (!given(c, "density")) c->density = 0.2;
+        if (!given(c, "sparse")) c->sparse = !r->dense;
+    }
+    const char *canonical = st_model_canonical_name(c->model);
+    if (canonical != c->model) snprintf(c->model, sizeof c->model, "%s", canonical);
+    size_t n = strlen(c->save);
+    if (n && c->save[n - 1] == '/') { /* the reference's --save save/: a folder prefix */
+        if (n + strlen("checkpoint.safetensors") >= sizeof c->save) {
+            fprintf(stderr, "sparsetrain train: value of --save is too long\n");
+            return -1;
+        }
+        if (mkdir(c->save, 0777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "sparsetrain train: cannot create the --save folder %s: %s\n", c->save, strerror(errno));
+            return -1;
+        }
+        snprintf(c->save + n, sizeof c->save - n, "checkpoint.safetensors");
+    }
+    return 0;
+}
+
+int st_imagenet_cli_evaluate(st_train_config *c) {
+    c->save[0] = c->log[0] = c->run_dir[0] = 0; /* evaluation writes nothing */
+    st_trainer *t = NULL;
+    double top1 = 0, top5 = 0, loss = 0;
+    st_status s = st_trainer_create(c, NULL, &t);
+    if (s == ST_OK) s = st_trainer_evaluate_top5(t, ST_SPLIT_TEST, &top1, &top5, &loss);
+    st_trainer_free(t);
+    if (s != ST_OK) {
+        fprintf(stderr, "sparsetrain train --evaluate: %s\n", st_last_error());
+        return s == ST_ERR_ARGUMENT ? 2 : 1;
+    }
+    printf("Eval %s%s: Loss %.4f  Prec@1 %.3f  Prec@5 %.3f\n", c->model, c->resume[0] ? " (--resume)" : " (initialised)",
+           loss, 100 * top1, 100 * top5);
+    return 0;
+}
