@@ -13,6 +13,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, SRC, check, finish, skip_part  # noqa: E402
 import torch_models  # noqa: E402
+import torch  # noqa: E402 (after torch_models, which needs it too)
 
 
 
@@ -163,6 +164,36 @@ if os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
         check(f"lenet5 {init}: d*N weights selected", abs(selected - want) < 0.5 + 1e-6, f"{selected:.1f} vs {want}")
 else:
     skip_part("snip/GraSP on data: Fashion-MNIST (Debian package dataset-fashion-mnist) is not installed")
+
+# An ImageNet model (the paper's recipe: ERK_plus 0.2, classifier dense): names and
+# shapes of tools/torch_models.py's torchvision re-statement, fc.weight at 1.0,
+# and the dense multiply-adds of every conv / linear layer at 224x224 against
+# PyTorch forward hooks (out_h * out_w * out * in * k * k; fc: in * out).
+model = torch_models.build("ResNet50", num_classes=1000)
+j = inspect_json("--model", "ResNet50", "--sparse_init", "ERK_plus", "--density", "0.2", "--fc_density", "1.0",
+                 "--input", "3x224x224", "--classes", "1000")
+if j is None:
+    check("ResNet50 ERK_plus: runs", False)
+else:
+    consistent("ResNet50 ERK_plus 0.2 at 224x224", j, model)
+    fc = [l for l in j["layers"] if l["name"] == "fc.weight"]
+    check("ResNet50 ERK_plus: the classifier (found by structure) is dense, overall 0.2",
+          len(fc) == 1 and fc[0]["density"] == 1.0 and abs(j["overall_density"] - 0.2) < 1e-6)
+    macs = {}
+
+    def hook(name):
+        def f(module, inputs, out):
+            w = module.weight
+            macs[name + ".weight"] = (out.shape[2] * out.shape[3] if out.dim() == 4 else 1) * w.numel()
+        return f
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            module.register_forward_hook(hook(name))
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 224, 224))
+    worst = max(abs(l["flops_dense"] - macs[l["name"]]) for l in j["layers"])
+    check("ResNet50 at 224x224: dense FLOPs of every layer = PyTorch's multiply-adds "
+          f"(total {sum(macs.values()) / 1e9:.4f} G)", worst == 0, f"worst difference {worst}")
 
 # Usage errors: exit code 2 and a message naming the flag.
 for args, needle in [(["--sparse_init", "snip"], "--data"), (["--sparse_init", "nonsense"], "--sparse_init"),
