@@ -312,7 +312,8 @@ static void fuzz_json(const uint8_t *data, size_t size) {
 
 /* Input: command-line arguments separated by NUL bytes (at most 64), parsed
  * against a table with every flag type, names that are prefixes of others,
- * and ignored and refused compatibility flags. */
+ * and ignored and refused compatibility flags; odd-sized inputs also with
+ * short flags (one naming no flag of the table) and a positional argument. */
 static void fuzz_flags(const uint8_t *data, size_t size) {
     char *copy = malloc(size + 1);
     if (!copy) abort();
@@ -342,8 +343,13 @@ static void fuzz_flags(const uint8_t *data, size_t size) {
         {"no-cuda", ST_FLAG_SWITCH, NULL, 0, 1, "an ignored switch", "no GPU", NULL, 0},
         {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "a refused switch", NULL, "not yet", 0},
     };
-    int r = st_flags_parse("fuzz", "usage: fuzz", flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
-    if (r < -1 || r > 1 || strlen(text) >= sizeof text) abort();
+    /* odd sizes: with short flags and a positional argument (train's reference ImageNet command line) */
+    static const st_short_flag shorts[] = {{'b', "batch-size"}, {'s', "sparse"}, {'x', "not-in-the-table"}};
+    char folder[8] = "";
+    int r = size % 2 ? st_flags_parse_extended("fuzz", "usage: fuzz", flags, (int)(sizeof flags / sizeof flags[0]),
+                                               argc, argv, 2, shorts, 3, folder, sizeof folder, "folder")
+                     : st_flags_parse("fuzz", "usage: fuzz", flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
+    if (r < -1 || r > 1 || strlen(text) >= sizeof text || strlen(folder) >= sizeof folder) abort();
     free(copy);
 }
 
