@@ -22,7 +22,7 @@
 #include "sparse/flops.h"
 #include "sparse/masks.h"
 #include "exec/policy.h"
-#include "sparse/saliency.h"
+#include "saliency/saliency.h"
 #include "run/setup.h"
 #include "train/trainer.h"
 

@@ -25,7 +25,7 @@ typedef struct st_dataset_info {
     const char *test_files[3]; /* the official test-split files, any one of which shows that a folder holds
                                   this format (eval --ood FOLDER); NULL-terminated */
     /* what the reference code's loader for this data set does differently (--protocol reference,
-     * train/compat.h; docs/COMING-FROM-PYTORCH.md) */
+     * data/protocol.h; docs/COMING-FROM-PYTORCH.md) */
     struct {
         int selects_on_test;     /* no validation split: the best epoch is chosen on the test set */
         int augments_validation; /* the validation images are augmented like the training images */

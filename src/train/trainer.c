@@ -26,9 +26,9 @@
 #include "optim/optimizer.h"
 #include "sparse/distributions.h"
 #include "sparse/masks.h"
-#include "sparse/saliency.h"
+#include "saliency/saliency.h"
 #include "train/anomaly.h"
-#include "train/compat.h"
+#include "data/protocol.h"
 #include "train/run_config.h"
 #include "train/run_guard.h"
 

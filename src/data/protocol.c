@@ -1,5 +1,5 @@
-/* The reference code's data protocol (see compat.h). */
-#include "train/compat.h"
+/* The reference code's data protocol (see protocol.h). */
+#include "data/protocol.h"
 
 #include <string.h>
 
