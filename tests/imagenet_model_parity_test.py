@@ -12,7 +12,12 @@
   --parity, dense execution) against PyTorch float32 and float64, with the
   same rule as tests/model_parity_test.py (testlib.check_against). ResNet18
   runs with random masks at density 0.5 (masked weights 0, gradients
-  compared at kept positions), ResNet50 (bottleneck blocks) dense.
+  compared at kept positions) and the ImageNet recipe's loss and optimiser
+  (label smoothing 0.1 against CrossEntropyLoss(label_smoothing=0.1), SGD
+  without Nesterov with the *bn* parameters in a weight_decay=0 group, as
+  the reference's get_optimizer, at a weight decay of 0.05 so that a
+  decayed BN weight would show in the final weights), ResNet50 (bottleneck
+  blocks) dense with plain cross entropy.
   ResNet50 at torchvision's initialisation (fan-out, no zero-init of the
   last BN) on random 64x64 images is badly conditioned in float32: PyTorch's
   own float32 and float64 gradients differ by ~3e-2 in the worst tensor
@@ -77,16 +82,22 @@ def check_names(name, classes):
     check(f"{name} ({classes} classes): {want:,} trainable parameters", count == want, f"ours {count:,}")
 
 
-def torch_run(model, masks, images, labels, lr, dtype):
+def torch_run(model, masks, images, labels, lr, dtype, smoothing=0.0, no_decay_bn=False, wd=1e-4):
     model = copy.deepcopy(model).to(dtype)
     model.train()
     params = dict(model.named_parameters())
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    if no_decay_bn:  # the reference ImageNet main.py's get_optimizer without --bn-weight-decay
+        groups = [{"params": [p for n, p in params.items() if "bn" in n], "weight_decay": 0},
+                  {"params": [p for n, p in params.items() if "bn" not in n], "weight_decay": wd}]
+    else:
+        groups = list(params.values())
+    opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=wd)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
     losses, logits0, grads0 = [], None, None
     for step in range(images.shape[0]):
         opt.zero_grad()
         logits = model(images[step].to(dtype))
-        loss = F.cross_entropy(logits, labels[step])
+        loss = criterion(logits, labels[step])
         loss.backward()
         losses.append(loss.item())
         if step == 0:
@@ -97,10 +108,12 @@ def torch_run(model, masks, images, labels, lr, dtype):
         with torch.no_grad():
             for n, m in masks.items():
                 params[n].mul_(m.to(dtype))
-    return np.array(losses), logits0, grads0
+    final = {n: p.detach().double().numpy().copy() for n, p in params.items()}
+    return np.array(losses), logits0, grads0, final
 
 
-def check_training(name, density, seed, steps=2, batch=2, size=64, lr=0.01):
+def check_training(name, density, seed, steps=2, batch=2, size=64, lr=0.01, smoothing=0.0, no_decay_bn=False,
+                   wd=1e-4):
     torch.manual_seed(seed)
     model = getattr(torchvision.models, TORCHVISION[name])(num_classes=10)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -119,15 +132,17 @@ def check_training(name, density, seed, steps=2, batch=2, size=64, lr=0.01):
         inp, out = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
         lc.save_checkpoint_like(inp, model, masks, meta={
             "model": name, "in_height": str(size), "in_width": str(size), "lr": str(lr), "momentum": "0.9",
-            "weight_decay": "1e-4", "adam": "0", "nesterov": "0"})
+            "weight_decay": repr(wd), "adam": "0", "nesterov": "0", "label_smoothing": repr(smoothing),
+            "no_decay_bn": "1" if no_decay_bn else "0"})
         tensors, metadata = lc.read_safetensors(inp)
         tensors = list(tensors.items()) + [("batch.images", images.numpy()), ("batch.labels", labels.numpy())]
         lc.write_safetensors(inp, tensors, metadata)
         subprocess.run([HARNESS, "--parity", inp, out], check=True)
         result, _ = lc.read_safetensors(out)
-    l32, logits32, g32 = torch_run(model, masks, images, labels, lr, torch.float32)
-    l64, logits64, g64 = torch_run(model, masks, images, labels, lr, torch.float64)
-    tag = f"{name} d={density} batch={batch} {size}x{size}"
+    l32, logits32, g32, f32 = torch_run(model, masks, images, labels, lr, torch.float32, smoothing, no_decay_bn, wd)
+    l64, logits64, g64, f64 = torch_run(model, masks, images, labels, lr, torch.float64, smoothing, no_decay_bn, wd)
+    tag = f"{name} d={density} batch={batch} {size}x{size}" + (
+        f" label smoothing {smoothing}, no decay on *bn*" if smoothing or no_decay_bn else "")
     check_against(f"{tag}: logits", rel(result["logits0"], logits32), rel(result["logits0"], logits64),
                   rel(logits32, logits64), 1e-4)
     ours = {n: result["grad." + n] * (masks[n].numpy() if n in masks else 1) for n in g64}
@@ -137,6 +152,12 @@ def check_training(name, density, seed, steps=2, batch=2, size=64, lr=0.01):
     c = np.asarray(result["losses"], dtype=np.float64)
     check_against(f"{tag}: losses of {steps} SGD steps", float((np.abs(c - l32) / np.abs(l32)).max()),
                   float((np.abs(c - l64) / np.abs(l64)).max()), float((np.abs(l32 - l64) / np.abs(l64)).max()), 1e-4)
+    if no_decay_bn:  # the *bn* weights moved by their gradients only, the rest decayed (wd large enough to tell)
+        def flat(d):
+            return np.concatenate([np.asarray(d[n], dtype=np.float64).ravel() for n in f64])
+        fin = flat({n: result["final." + n] for n in f64})
+        check_against(f"{tag}: final weights after {steps} steps", rel(fin, flat(f32)), rel(fin, flat(f64)),
+                      rel(flat(f32), flat(f64)), 1e-5)
     print("   C      :", " ".join(f"{x:.6f}" for x in c))
     print("   torch32:", " ".join(f"{x:.6f}" for x in l32))
 
@@ -144,6 +165,6 @@ def check_training(name, density, seed, steps=2, batch=2, size=64, lr=0.01):
 for n in TORCHVISION:
     check_names(n, 10)
 check_names("WideResNet50_2", 1000)
-check_training("ResNet18", 0.5, seed=4)
+check_training("ResNet18", 0.5, seed=4, smoothing=0.1, no_decay_bn=True, wd=0.05)
 check_training("ResNet50", 1.0, seed=5)
 finish()

@@ -6,7 +6,8 @@
  * steps, and the final weights ("final.<name>") and optimiser state
  * ("state1.<name>": momentum_buffer / exp_avg, "state2.<name>": exp_avg_sq).
  * Metadata: lr, momentum, weight_decay, adam (0/1), nesterov (0/1; default 1
- * for SGD). With `--describe MODEL CLASSES CHANNELS SIZE` it prints every
+ * for SGD), label_smoothing (default 0), no_decay_bn (0/1: the reference
+ * ImageNet rule, no weight decay on parameters named *bn*). With `--describe MODEL CLASSES CHANNELS SIZE` it prints every
  * parameter and buffer as "name d0,d1,..." in order, and the count of
  * trainable values (tests/imagenet_model_parity_test.py). */
 #include <math.h>
@@ -46,6 +47,11 @@ static int parity(const char *in_path, const char *out_path) {
         fprintf(stderr, "%s\n", st_last_error());
         return 1;
     }
+    if (meta_double(f, "no_decay_bn", 0) != 0 && st_optimizer_exclude_bn_from_decay(&opt, m, NULL) != ST_OK) {
+        fprintf(stderr, "%s\n", st_last_error());
+        return 1;
+    }
+    m->label_smoothing = meta_double(f, "label_smoothing", 0);
     double lr = meta_double(f, "lr", 0.1);
     double *losses = calloc((size_t)steps, sizeof(double));
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)batch);
