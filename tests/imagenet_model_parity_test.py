@@ -6,9 +6,9 @@
   write it per BN, FORMATS.md), at 1000 classes for WideResNet50_2
   (68,883,240 parameters, SPEC section 2).
 * On identical weights (torchvision's own initialisation, saved as a
-  sparsetrain checkpoint), one batch of 2 images of 64x64 and 10 classes:
+  sparsetrain checkpoint), batches of 2 images of 64x64 and 10 classes:
   the logits of the first forward pass, every parameter gradient of the
-  first backward pass, and the losses of 2 SGD steps, C (tests/test_model
+  first backward pass, and the losses of 2 SGD steps (ResNet50: 1), C (tests/test_model
   --parity, dense execution) against PyTorch float32 and float64, with the
   same rule as tests/model_parity_test.py (testlib.check_against). ResNet18
   runs with random masks at density 0.5 (masked weights 0, gradients
@@ -17,11 +17,13 @@
   without Nesterov with the *bn* parameters in a weight_decay=0 group, as
   the reference's get_optimizer, at a weight decay of 0.05 so that a
   decayed BN weight would show in the final weights), ResNet50 (bottleneck
-  blocks) dense with plain cross entropy.
+  blocks) dense with plain cross entropy and one step (its float64
+  backward is what makes this test slow).
   ResNet50 at torchvision's initialisation (fan-out, no zero-init of the
   last BN) on random 64x64 images is badly conditioned in float32: PyTorch's
-  own float32 and float64 gradients differ by ~3e-2 in the worst tensor
-  (a BN bias) and its loss jumps to ~12 after one step at lr 0.01, so there
+  own float32 and float64 gradients differ by 2-4e-2, in the worst tensor
+  (a BN bias) and as one vector alike (also with fan-in init, or batch 4),
+  and its loss jumps to ~12 after one step at lr 0.01, so there
   the rule asks us to be as accurate as PyTorch float32 against float64;
   ResNet18 meets the plain 1e-4 outright.
 """
@@ -149,6 +151,12 @@ def check_training(name, density, seed, steps=2, batch=2, size=64, lr=0.01, smoo
     worst = max(g64, key=lambda n: rel(ours[n], g64[n]))
     check_against(f"{tag}: {len(g64)} gradients (worst {worst})", max(rel(ours[n], g32[n]) for n in g64),
                   max(rel(ours[n], g64[n]) for n in g64), max(rel(g32[n], g64[n]) for n in g64), 1e-4)
+    # all gradients as one vector: a few tiny BN-bias gradients (sums of 8 values that nearly cancel) set
+    # the worst tensor's error above, the whole gradient is well conditioned
+    def cat(d):
+        return np.concatenate([np.asarray(d[n], dtype=np.float64).ravel() for n in g64])
+    check_against(f"{tag}: all gradients as one vector", rel(cat(ours), cat(g32)), rel(cat(ours), cat(g64)),
+                  rel(cat(g32), cat(g64)), 1e-4)
     c = np.asarray(result["losses"], dtype=np.float64)
     check_against(f"{tag}: losses of {steps} SGD steps", float((np.abs(c - l32) / np.abs(l32)).max()),
                   float((np.abs(c - l64) / np.abs(l64)).max()), float((np.abs(l32 - l64) / np.abs(l64)).max()), 1e-4)
@@ -166,5 +174,5 @@ for n in TORCHVISION:
     check_names(n, 10)
 check_names("WideResNet50_2", 1000)
 check_training("ResNet18", 0.5, seed=4, smoothing=0.1, no_decay_bn=True, wd=0.05)
-check_training("ResNet50", 1.0, seed=5)
+check_training("ResNet50", 1.0, seed=5, steps=1)  # one step: the float64 backward of ResNet50 is slow
 finish()
