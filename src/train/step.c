@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/status.h"
+#include "data/catalog.h"
 #include "train/anomaly.h"
 #include "train/trainer_internal.h"
 
@@ -26,7 +27,6 @@ double st_trainer_lr(const st_trainer *t, int epoch) {
     return st_lr_at_epoch_warmup(kind, c->lr, epoch, c->epochs, c->warmup);
 }
 
-/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early. */
 /* Images of the batch whose label is among the 5 largest logits (fewer than
  * 5 logits strictly above the label's; all of them with <= 5 classes). */
 static int64_t top5_hits(const float *logits, const int32_t *labels, int batch, int classes) {
@@ -40,6 +40,7 @@ static int64_t top5_hits(const float *logits, const int32_t *labels, int batch, 
     return hits;
 }
 
+/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early. */
 static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, const volatile sig_atomic_t *stop,
                                  double *accuracy, double *top5, double *loss) {
     m->training = 0;
@@ -269,6 +270,8 @@ static st_status save_unevaluated(st_trainer *t, int epoch) {
 
 st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result) {
     const st_train_config *c = t->c;
+    const st_dataset_info *row = st_dataset_info_find(c->data);
+    const int show_top5 = row && row->format == ST_DATA_IMAGE_FOLDER; /* ImageNet-style data, as the reference's Prec@5 */
     const double lr = st_trainer_lr(t, epoch);
     double val_acc = -1, test_acc, test_loss, test_top5;
     st_status es = t->data.valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;
@@ -290,12 +293,12 @@ st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result
     }
     if (t->hooks.on_epoch) {
         st_epoch_report r = {epoch, c->epochs, lr, train_loss, train_acc, val_acc, test_acc, test_loss, ips,
-                             now_seconds() - t->epoch_t0, test_top5, strcmp(c->data, "imagenet") == 0};
+                             now_seconds() - t->epoch_t0, test_top5, show_top5};
         t->hooks.on_epoch(&r, t->hooks.user);
     }
     const st_status logged =
         write_log_line(t, epoch, lr, train_loss, train_acc, val_acc, test_acc,
-                       strcmp(c->data, "imagenet") == 0 ? test_top5 : -1, ips, now_seconds() - t->epoch_t0, seen);
+                       show_top5 ? test_top5 : -1, ips, now_seconds() - t->epoch_t0, seen);
     t->info.epoch = epoch + 1;
     t->info.epoch_loss_sum = 0;
     t->info.epoch_correct = t->info.epoch_seen = 0;
