@@ -297,11 +297,13 @@ static void print_bench_json(const st_bench_config *c, const st_bench_result *r)
            "\"execution\": \"%s\", \"isa\": \"%s\", \"conv_implementation\": \"%s\", "
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, "
            "\"train_step\": {\"ms\": %.4f, \"images_per_s\": %.3f, \"gflop\": %.4f, \"useful_gflops\": %.3f}, "
-           "\"memory\": {\"param_bytes\": %lld, \"dense_param_bytes\": %lld, \"peak_rss_bytes\": %lld}, "
+           "\"memory\": {\"param_bytes\": %lld, \"dense_param_bytes\": %lld, \"activation_bytes\": %lld, "
+           "\"peak_rss_bytes\": %lld}, "
            "\"kept\": %lld, \"prunable\": %lld, \"layers\": [",
            c->model, c->sparse_init, c->density, c->batch_size, r->threads, r->execution, r->isa, r->conv_implementation,
            r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->train_gflop, r->useful_gflops,
-           (long long)r->param_bytes, (long long)r->dense_param_bytes, (long long)r->peak_rss_bytes, (long long)r->kept,
+           (long long)r->param_bytes, (long long)r->dense_param_bytes, (long long)r->activation_bytes,
+           (long long)r->peak_rss_bytes, (long long)r->kept,
            (long long)r->total);
     for (int l = 0; l < r->n_layers; l++) {
         const st_bench_layer *y = &r->layers[l];
@@ -318,10 +320,11 @@ static void print_bench_text(const st_bench_config *c, const st_bench_result *r)
            c->batch_size, r->threads, r->execution, r->isa);
     printf("  forward %.2f ms, backward %.2f ms, training step %.2f ms: %.1f images/s, %.1f useful GFLOP/s\n",
            r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->useful_gflops);
-    printf("  weights + gradients + optimiser state: %.2f MiB (dense storage: %.2f MiB, %.1f%%); peak RSS %.1f MiB\n",
+    printf("  weights + gradients + optimiser state: %.2f MiB (dense storage: %.2f MiB, %.1f%%); activations %.1f MiB; "
+           "peak RSS %.1f MiB\n",
            r->param_bytes / 1048576.0, r->dense_param_bytes / 1048576.0,
            100.0 * (double)r->param_bytes / (double)(r->dense_param_bytes ? r->dense_param_bytes : 1),
-           r->peak_rss_bytes / 1048576.0);
+           r->activation_bytes / 1048576.0, r->peak_rss_bytes / 1048576.0);
     printf("  %-14s %-30s %9s %9s %9s %8s\n", "step", "name", "density", "fwd ms", "bwd ms", "GFLOP/s");
     for (int l = 0; l < r->n_layers; l++) {
         const st_bench_layer *y = &r->layers[l];

@@ -117,6 +117,11 @@ st_status st_walk_ensure_workspace(st_model *m, size_t floats);
  * *accumulate says whether an earlier writer got there first. NULL for the
  * images unless m->want_input_grad asks for d loss / d images. */
 float *st_walk_grad_for_write(st_model *m, int a, int *accumulate);
+/* Activation buffers for `capacity` images, planned by liveness over the
+ * schedule (act_memory.c): no buffer for fused intermediates, gradient
+ * buffers shared where their lives in backward do not overlap. */
+st_status st_act_memory_plan(st_model *m, const st_model_schedule *sc, int capacity);
+void st_act_memory_release(st_model *m);
 /* Gradient buffer for a layer function that always adds: zeroed on first use. */
 float *st_walk_grad_for_add(st_model *m, int a, int batch);
 

@@ -34,15 +34,16 @@ void st_model_conv_implementation(const st_model *m, char *out, size_t size) { m
 st_status st_model_reserve(st_model *m, int capacity) {
     if (capacity <= m->capacity) return ST_OK;
     if (capacity <= 0) return st_fail(ST_ERR_ARGUMENT, "batch size must be positive");
-    for (int i = 0; i < m->n_acts; i++) {
-        st_activation *a = &m->acts[i];
-        free(a->value);
-        free(a->grad);
-        size_t n = (size_t)capacity * (size_t)st_activation_size(a);
-        a->value = st_malloc_aligned(n * sizeof(float), "activations");
-        a->grad = st_malloc_aligned(n * sizeof(float), "activation gradients");
-        if (!a->value || !a->grad) return ST_ERR_NOMEM;
+    /* activation buffers by liveness over the fused schedule (act_memory.c); the schedule's
+     * layouts are the executor's, so a schedule made only for the plan is dropped again */
+    const int temporary = !m->schedule;
+    if (temporary) ST_TRY(st_schedule_build(m));
+    st_status planned = st_act_memory_plan(m, m->schedule, capacity);
+    if (temporary) {
+        st_schedule_free(m->schedule);
+        m->schedule = NULL;
     }
+    ST_TRY(planned);
     int threads = omp_get_max_threads();
     size_t ws = 0;
     for (int i = 0; i < m->n_ops; i++) {

@@ -125,6 +125,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         }
         struct rusage ru;
         if (getrusage(RUSAGE_SELF, &ru) == 0) r->peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
+        r->activation_bytes = st_model_act_memory_bytes(m);
         snprintf(r->execution, sizeof r->execution, "%s", st_model_executor_name(m));
         snprintf(r->isa, sizeof r->isa, "%s", st_isa_name(st_isa_current()));
     }

@@ -36,6 +36,7 @@ typedef struct st_bench_result {
     int64_t param_bytes;                     /* weights + gradients + optimiser state as stored */
     int64_t dense_param_bytes;               /* the same for dense storage of every weight */
     int64_t peak_rss_bytes;                  /* peak resident memory of the process */
+    int64_t activation_bytes;                /* activation values + gradients held for the batch */
     char execution[16];                      /* "sparse" or "dense" */
     char isa[16];                            /* kernels' instruction set */
     int threads;                             /* OpenMP threads used */
