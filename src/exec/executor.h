@@ -77,6 +77,8 @@ typedef enum st_step_kind { ST_STEP_OP, ST_STEP_BN_ACT, ST_STEP_ADD_ACT } st_ste
 
 typedef struct st_model_step {
     double forward_s, backward_s; /* profiling (m->profile) */
+    double backward_data_s, backward_weight_s; /* parts of backward_s an executor timed (st_walk_profile_pass) */
+    int passes_timed; /* 1 when the executor timed the input- and weight-gradient passes apart */
     int calls;
     st_step_kind kind;
     int op;          /* ST_STEP_OP: the op; ST_STEP_BN_ACT: the BN op */
@@ -102,6 +104,7 @@ struct st_model_schedule {
     uint8_t *may_block;    /* per group: 1 if it may use a blocked layout */
     int *block;            /* per group: 0 = undecided, 1 = NCHW, B = blocks of B channels */
     int max_bn_channels;   /* widest batch norm: sizes its scratch in the workspace */
+    int current;           /* the step being run (profiling) */
 };
 
 st_status st_schedule_build(st_model *m);
@@ -119,5 +122,10 @@ st_status st_walk_ensure_workspace(st_model *m, size_t floats);
 float *st_walk_grad_for_write(st_model *m, int a, int *accumulate);
 /* Gradient buffer for a layer function that always adds: zeroed on first use. */
 float *st_walk_grad_for_add(st_model *m, int a, int batch);
+/* Profiling (with m->profile set): an executor that runs the input- and the
+ * weight-gradient pass of an op apart reports each one's seconds here; they
+ * are credited to the step being run. */
+typedef enum st_walk_pass { ST_PASS_BACKWARD_DATA, ST_PASS_BACKWARD_WEIGHT } st_walk_pass;
+void st_walk_profile_pass(st_model *m, st_walk_pass pass, double seconds);
 
 #endif

@@ -5,6 +5,7 @@
  * executor. Its state: one kernel plan per convolution / linear op, rebuilt
  * when the batch size or the weight's mask version changes, and the CHWN
  * copies of the images and logits (and their gradients). */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,10 +181,16 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
         st_spconv_plan *plan = state(m)->plans[op - m->ops];
         ST_ASSERT(plan && st_spconv_plan_geom(plan)->batch == batch);
         st_param *w = &m->params[op->weight];
+        const double t0 = m->profile ? omp_get_wtime() : 0.0;
         st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+        const double t1 = m->profile ? omp_get_wtime() : 0.0;
         int acc = 0;
         float *dx = st_walk_grad_for_write(m, op->in, &acc);
         if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);
+        if (m->profile) {
+            st_walk_profile_pass(m, ST_PASS_BACKWARD_WEIGHT, t1 - t0);
+            if (dx) st_walk_profile_pass(m, ST_PASS_BACKWARD_DATA, omp_get_wtime() - t1);
+        }
         break;
     }
     case ST_OP_MAXPOOL:

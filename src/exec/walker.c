@@ -121,6 +121,7 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
     const st_model_schedule *sc = m->schedule;
     for (int k = 0; k < sc->n_steps; k++) {
         const double t0 = m->profile ? omp_get_wtime() : 0.0;
+        m->schedule->current = k;
         ST_TRY(forward_step(m, &sc->steps[k], batch));
         if (m->profile) {
             sc->steps[k].forward_s += omp_get_wtime() - t0;
@@ -155,6 +156,14 @@ float *st_walk_grad_for_add(st_model *m, int a, int batch) {
     float *g = st_walk_grad_for_write(m, a, &accumulate);
     if (g && !accumulate) memset(g, 0, (size_t)batch * (size_t)st_activation_size(&m->acts[a]) * sizeof(float));
     return g;
+}
+
+void st_walk_profile_pass(st_model *m, st_walk_pass pass, double seconds) {
+    if (!m->profile || !m->schedule) return;
+    st_model_step *st = &m->schedule->steps[m->schedule->current];
+    st->passes_timed = 1;
+    if (pass == ST_PASS_BACKWARD_DATA) st->backward_data_s += seconds;
+    else st->backward_weight_s += seconds;
 }
 
 /* Gradient of a step's output, read by its backward: zeros if nobody wrote it. */
@@ -224,6 +233,7 @@ st_status st_model_loss_backward_accumulate(st_model *m, const int32_t *labels, 
     sc->grad_written[logits] = 1;
     for (int k = sc->n_steps - 1; k >= 0; k--) {
         const double t0 = m->profile ? omp_get_wtime() : 0.0;
+        sc->current = k;
         backward_step(m, &sc->steps[k], batch);
         if (m->profile) sc->steps[k].backward_s += omp_get_wtime() - t0;
     }
