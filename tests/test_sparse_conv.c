@@ -5,8 +5,11 @@
  *     shapes and densities, including empty rows, fully dense rows, batch
  *     sizes that are not a multiple of the vector width, 1x1 kernels and a
  *     linear layer (K = 1, H = W = 1);
+ *     and the forward pass's batch-norm statistics against a double sum
+ *     (and the same for 1 and 2 threads);
  *  3. the CHWN layout changes round-trip. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -138,6 +141,29 @@ static void compare_fast(st_rng *rng, int N, int C, int H, int W, int O, int K, 
     st_spconv_backward_data_reference(&g, c.row_ptr, c.col, dy, c.val, dx_ref, accumulate);
     st_spconv_backward_weight(plan, x, dy, dw, db);
     st_spconv_backward_weight_reference(&g, c.row_ptr, c.col, x, dy, dw_ref, db_ref);
+    /* the forward pass with batch-norm statistics: the same y bit for bit, and
+     * the statistics of a double sum over every element to float rounding of
+     * the per-pixel sums (mean and variance compared, as batch norm uses them) */
+    {
+        float *y2 = new_floats(ys);
+        double *st = new_bytes(sizeof(double) * 3 * (size_t)O), *st_ref = new_bytes(sizeof(double) * 3 * (size_t)O);
+        st_spconv_forward_stats(plan, x, c.val, bias, y2, st);
+        st_spconv_channel_stats_reference(&g, y2, st_ref);
+        CHECK(memcmp(y, y2, ys * sizeof(float)) == 0);
+        const double count = (double)g.out_h * g.out_w * N;
+        for (int o = 0; o < O; o++) {
+            const double m = st[3 * o] + st[3 * o + 1] / count, mr = st_ref[3 * o] + st_ref[3 * o + 1] / count;
+            const double v = st[3 * o + 2] / count - (st[3 * o + 1] / count) * (st[3 * o + 1] / count);
+            const double vr = st_ref[3 * o + 2] / count - (st_ref[3 * o + 1] / count) * (st_ref[3 * o + 1] / count);
+            if (!(st[3 * o] == st_ref[3 * o] && fabs(m - mr) <= 1e-6 * (sqrt(fabs(vr)) + fabs(mr)) + 1e-12 &&
+                  fabs(v - vr) <= 1e-5 * fabs(vr) + 1e-12)) {
+                fprintf(stderr, "[%s] N=%d C=%d %dx%d O=%d d=%.2f: channel %d stats mean %.9g vs %.9g, var %.9g vs %.9g\n",
+                        st_isa_name(st_isa_current()), N, C, H, W, O, d, o, m, mr, v, vr);
+                st_test_failures++;
+            }
+        }
+        free(y2), free(st), free(st_ref);
+    }
     const double ey = max_rel_diff(y, y_ref, ys), ex = max_rel_diff(dx, dx_ref, xs),
                  ew = max_rel_diff(dw, dw_ref, (size_t)c.nnz + 1), eb = max_rel_diff(db, db_ref, O);
     /* float32 kernels vs double-sum references: up to ~K*K*C float32 additions per output (~1e-6 measured) */
@@ -175,6 +201,31 @@ static void test_fast_vs_reference(void) {
     CHECK(st_isa_force("sse9") == ST_ERR_ARGUMENT);
 }
 
+/* The statistics of st_spconv_forward_stats do not depend on the thread count. */
+static void test_stats_thread_invariance(void) {
+    st_rng rng;
+    st_rng_seed(&rng, 8, 0);
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, 128, 6, 9, 9, 7, 3, 1, 1);
+    csr c = random_csr(&rng, 7, 6 * 9, 0.2);
+    const size_t xs = (size_t)128 * 6 * 81, ys = (size_t)128 * 7 * 81;
+    float *x = random_floats(&rng, xs), *y = new_floats(ys);
+    for (size_t i = 0; i < xs; i++) x[i] += 3.0f; /* |mean| > std: the shift matters */
+    double st[2][21];
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        st_spconv_plan *plan = NULL;
+        CHECK_OK(st_spconv_plan_create(&g, c.row_ptr, c.col, &plan));
+        if (!plan) return;
+        st_spconv_forward_stats(plan, x, c.val, NULL, y, st[t]);
+        st_spconv_plan_free(plan);
+    }
+    omp_set_num_threads(2);
+    CHECK(memcmp(st[0], st[1], sizeof st[0]) == 0);
+    free(x), free(y);
+    free_csr(&c);
+}
+
 static void test_layout_round_trip(void) {
     st_rng rng;
     st_rng_seed(&rng, 2, 0);
@@ -193,6 +244,7 @@ static void test_layout_round_trip(void) {
 int main(void) {
     test_reference_semantics();
     test_fast_vs_reference();
+    test_stats_thread_invariance();
     test_layout_round_trip();
     TEST_MAIN_END();
 }

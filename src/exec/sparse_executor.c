@@ -171,6 +171,15 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
 }
 
 
+static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, double *stats) {
+    ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
+    st_spconv_plan *plan;
+    ST_TRY(sparse_plan(m, op, batch, &plan));
+    st_spconv_forward_stats(plan, sparse_act_value(m, op->in), m->params[op->weight].value,
+                            op->bias >= 0 ? m->params[op->bias].value : NULL, sparse_act_value(m, op->out), stats);
+    return ST_OK;
+}
+
 static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batch) {
     const st_activation *in = &m->acts[op->in];
     const float *x = sparse_act_value(m, op->in);
@@ -241,6 +250,7 @@ const st_executor st_sparse_executor = {
     .logits_grad_in = sparse_logits_grad_in,
     .images_grad_out = sparse_images_grad_out,
     .forward_op = sparse_forward_op,
+    .forward_op_stats = sparse_forward_op_stats,
     .backward_op = sparse_backward_op,
     .describe = sparse_describe,
 };

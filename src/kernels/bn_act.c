@@ -137,20 +137,23 @@ static int channel_team(const st_bn_act_shape *s) {
     return t < s->channels ? t : s->channels;
 }
 
-static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *gamma,
-                                   const float *beta, const float *residual, int relu, float momentum, float eps,
-                                   float *y, float *save_mean, float *save_invstd, float *running_mean,
-                                   float *running_var) {
+/* stats: NULL, or per channel (shift, sum (x - shift), sum (x - shift)^2)
+ * already gathered by the producer of x (st_bn_act_forward_train_stats). */
+static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *s, const double *stats,
+                                   const float *x, const float *gamma, const float *beta, const float *residual,
+                                   int relu, float momentum, float eps, float *y, float *save_mean,
+                                   float *save_invstd, float *running_mean, float *running_var) {
     const int64_t S = s->spatial;
 #pragma omp parallel for schedule(static) num_threads(channel_team(s))
     for (int c = 0; c < s->channels; c++) {
         const float *xc = x + (size_t)c * (size_t)S;
-        double sum = 0.0, sumsq = 0.0;
-        r->plane_stats(xc, (int)S, xc[0], &sum, &sumsq);
+        double sum = 0.0, sumsq = 0.0, shift = xc[0];
+        if (stats) shift = stats[3 * c], sum = stats[3 * c + 1], sumsq = stats[3 * c + 2];
+        else r->plane_stats(xc, (int)S, xc[0], &sum, &sumsq);
         const double m1 = sum / (double)S;
         double var = sumsq / (double)S - m1 * m1;
         if (var < 0.0) var = 0.0;
-        const double mu = (double)xc[0] + m1, invstd = 1.0 / sqrt(var + (double)eps);
+        const double mu = shift + m1, invstd = 1.0 / sqrt(var + (double)eps);
         if (save_mean) save_mean[c] = (float)mu;
         if (save_invstd) save_invstd[c] = (float)invstd;
         if (running_mean && running_var) {
@@ -194,7 +197,7 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
                              float *save_invstd, float *running_mean, float *running_var, double *scratch) {
     const bn_act_rows *r = rows();
     if (channel_major(s)) {
-        forward_train_channels(r, s, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
+        forward_train_channels(r, s, NULL, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
                                running_mean, running_var);
         return;
     }
@@ -250,6 +253,15 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
             }
         }
     }
+}
+
+void st_bn_act_forward_train_stats(const st_bn_act_shape *s, const double *stats, const float *x, const float *gamma,
+                                   const float *beta, const float *residual, int relu, float momentum, float eps,
+                                   float *y, float *save_mean, float *save_invstd, float *running_mean,
+                                   float *running_var) {
+    ST_ASSERT(s->batch == 1 && s->block == 1);
+    forward_train_channels(rows(), s, stats, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
+                           running_mean, running_var);
 }
 
 void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,

@@ -35,6 +35,17 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
                              const float *residual, int relu, float momentum, float eps, float *y, float *save_mean,
                              float *save_invstd, float *running_mean, float *running_var, double *scratch);
 
+/* The same, for a channel-major shape (batch 1, block 1: each channel's
+ * values contiguous, as the sparse executor's CHWN activations) whose
+ * statistics the producer of x gathered while writing it (e.g.
+ * st_spconv_forward_stats): per channel c, stats[3c] = shift,
+ * stats[3c + 1] = sum (x - shift), stats[3c + 2] = sum (x - shift)^2 over its
+ * `spatial` values. One pass over x instead of two. */
+void st_bn_act_forward_train_stats(const st_bn_act_shape *s, const double *stats, const float *x, const float *gamma,
+                                   const float *beta, const float *residual, int relu, float momentum, float eps,
+                                   float *y, float *save_mean, float *save_invstd, float *running_mean,
+                                   float *running_var);
+
 /* Evaluation forward with the running statistics. */
 void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, float eps, const float *residual,

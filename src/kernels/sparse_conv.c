@@ -33,7 +33,20 @@ static void sddmm_generic(int n, int cnt, const int64_t *off, const int32_t *slo
     }
 }
 
-const st_spconv_prims st_spconv_prims_generic = {gather_generic, sddmm_generic};
+static void run_stats_generic(int n, const float *v, float *out) {
+    float a[ST_SPCONV_LANES] = {0}, b[ST_SPCONV_LANES] = {0};
+    const float k = v[0];
+    for (int j = 0; j < n; j++) {
+        const float d = v[j] - k;
+        a[j % ST_SPCONV_LANES] += d;
+        b[j % ST_SPCONV_LANES] += d * d;
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < ST_SPCONV_LANES; l++) s1 += a[l], s2 += b[l];
+    out[0] = k, out[1] = s1, out[2] = s2;
+}
+
+const st_spconv_prims st_spconv_prims_generic = {gather_generic, sddmm_generic, run_stats_generic};
 
 static const st_spconv_prims *prims(void) {
 #ifdef ST_SPCONV_HAVE_X86
@@ -82,6 +95,7 @@ struct st_spconv_plan {
     int64_t max_chunk;  /* most entries in a chunk */
     int n_bands;        /* weight-gradient bands of output rows (fixed by the geometry) */
     float *partial;     /* n_bands x nnz: each band's weight-gradient sums */
+    float *px_stats;    /* out_c x OH*OW x 3: each output pixel's run statistics (st_spconv_forward_stats) */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -97,6 +111,7 @@ void st_spconv_plan_free(st_spconv_plan *p) {
     free(p->t_cls);
     free(p->chunk_start);
     free(p->partial);
+    free(p->px_stats);
     free(p->scratch);
     free(p);
 }
@@ -195,7 +210,9 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
      * geometry, so the summation order does not depend on the thread count. */
     p->n_bands = g->out_h < SDDMM_BANDS ? g->out_h : SDDMM_BANDS;
     p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, "sparse convolution plan");
-    if (!p->partial) {
+    p->px_stats = st_malloc(sizeof(float) * 3 * (size_t)g->out_c * (size_t)g->out_h * (size_t)g->out_w,
+                            "sparse convolution plan");
+    if (!p->partial || !p->px_stats) {
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
@@ -252,7 +269,10 @@ static int channel_blocks(int pixels, int channels, int threads) {
     return blocks;
 }
 
-void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y) {
+/* The forward pass; with stats, each output pixel's run is summarised
+ * (run_stats) right after it is written, while it is in L1, and the runs of
+ * each channel are combined in pixel order (see st_spconv_forward_stats). */
+static void forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y, double *stats) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
@@ -276,18 +296,59 @@ void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const 
                 const float b = bias ? bias[o] : 0.0f;
                 if (inside) {
                     pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
-                    continue;
+                } else {
+                    int m = 0;
+                    for (int64_t e = e0; e < e0 + cnt; e++) {
+                        const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        ts.w[m] = w[e];
+                        ts.off[m++] = base + p->fwd_off[e];
+                    }
+                    pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
                 }
-                int m = 0;
-                for (int64_t e = e0; e < e0 + cnt; e++) {
-                    const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
-                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                    ts.w[m] = w[e];
-                    ts.off[m++] = base + p->fwd_off[e];
-                }
-                pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
+                if (stats) pr->run_stats(N, yp + o * plane, p->px_stats + ((size_t)o * (size_t)pixels + (size_t)px) * 3);
             }
         }
+        if (stats) {
+            /* per channel, in pixel order, shifted by the channel's first value
+             * (that of pixel 0, image 0) as the batch-norm kernels do */
+#pragma omp for schedule(static)
+            for (int o = 0; o < g->out_c; o++) {
+                const float *ps = p->px_stats + (size_t)o * (size_t)pixels * 3;
+                const double k0 = ps[0];
+                double s1 = 0.0, s2 = 0.0;
+                for (int q = 0; q < pixels; q++) {
+                    const double dk = (double)ps[3 * q] - k0, a = ps[3 * q + 1], b2 = ps[3 * q + 2];
+                    s1 += a + (double)N * dk;
+                    s2 += b2 + 2.0 * dk * a + (double)N * dk * dk;
+                }
+                stats[3 * o] = k0, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
+            }
+        }
+    }
+}
+
+void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y) {
+    forward(p, x, w, bias, y, NULL);
+}
+
+void st_spconv_forward_stats(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y,
+                             double *stats) {
+    forward(p, x, w, bias, y, stats);
+}
+
+void st_spconv_channel_stats_reference(const st_spconv_geom *g, const float *y, double *stats) {
+    const int64_t plane = (int64_t)g->out_h * g->out_w * g->batch;
+    for (int o = 0; o < g->out_c; o++) {
+        const float *yo = y + o * plane;
+        const double k = yo[0];
+        double s1 = 0.0, s2 = 0.0;
+        for (int64_t j = 0; j < plane; j++) {
+            const double d = (double)yo[j] - k;
+            s1 += d;
+            s2 += d * d;
+        }
+        stats[3 * o] = k, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
     }
 }
 

@@ -48,6 +48,16 @@ const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p);
 
 /* The passes. w / dw: kept values in CSR order; bias / dbias may be NULL. */
 void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y);
+/* The forward pass, also giving the batch-norm statistics of y per output
+ * channel o over its OH*OW*N values, shifted by the channel's first value
+ * (y at pixel 0 of image 0): stats[3o] = shift, stats[3o + 1] = sum (y - shift),
+ * stats[3o + 2] = sum (y - shift)^2. Each output pixel's N values are summed
+ * in float right after they are written (still in L1; shifted by their own
+ * first value), and the pixels of a channel are combined in double in pixel
+ * order, so the result does not depend on the thread count; it differs from
+ * a double sum over every element by float rounding of N-term sums. */
+void st_spconv_forward_stats(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y,
+                             double *stats);
 void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate);
 void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *dy, float *dw, float *dbias);
 
@@ -56,6 +66,8 @@ void st_spconv_forward_reference(const st_spconv_geom *g, const int64_t *row_ptr
                                  const float *w, const float *bias, float *y);
 void st_spconv_backward_data_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
                                        const float *dy, const float *w, float *dx, int accumulate);
+/* The statistics of st_spconv_forward_stats from y, in double per element. */
+void st_spconv_channel_stats_reference(const st_spconv_geom *g, const float *y, double *stats);
 void st_spconv_backward_weight_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
                                          const float *x, const float *dy, float *dw, float *dbias);
 

@@ -17,6 +17,10 @@ typedef struct st_spconv_prims {
      * slot(e) = slot ? slot[e] : e */
     void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
                   float *acc);
+    /* Statistics of one run v[0..n) (n >= 1), shifted by its first value:
+     * out[0] = v[0], out[1] = sum (v[j] - v[0]), out[2] = sum (v[j] - v[0])^2,
+     * float sums in a fixed order (vector lanes, then the lanes in order). */
+    void (*run_stats)(int n, const float *v, float *out);
 } st_spconv_prims;
 
 extern const st_spconv_prims st_spconv_prims_generic;

@@ -88,7 +88,19 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
     }
 }
 
-const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512};
+static void run_stats_avx512(int n, const float *v, float *out) {
+    const __m512 k = _mm512_set1_ps(v[0]);
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, v + j), k);
+        a = _mm512_add_ps(a, d);
+        b = _mm512_fmadd_ps(d, d, b);
+    }
+    out[0] = v[0], out[1] = _mm512_reduce_add_ps(a), out[2] = _mm512_reduce_add_ps(b);
+}
+
+const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512, run_stats_avx512};
 
 ST_TARGET_END
 
@@ -152,7 +164,26 @@ static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, 
             dy[j] * src[off[e] + j];
 }
 
-const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2};
+static void run_stats_avx2(int n, const float *v, float *out) {
+    const __m256 k = _mm256_set1_ps(v[0]);
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(v + j), k);
+        a = _mm256_add_ps(a, d);
+        b = _mm256_fmadd_ps(d, d, b);
+    }
+    float la[8], lb[8], s1 = 0.0f, s2 = 0.0f;
+    _mm256_storeu_ps(la, a), _mm256_storeu_ps(lb, b);
+    for (int l = 0; l < 8; l++) s1 += la[l], s2 += lb[l];
+    for (; j < n; j++) {
+        const float d = v[j] - v[0];
+        s1 += d, s2 += d * d;
+    }
+    out[0] = v[0], out[1] = s1, out[2] = s2;
+}
+
+const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2, run_stats_avx2};
 
 ST_TARGET_END
 
