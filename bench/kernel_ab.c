@@ -21,8 +21,11 @@
  * training still needs for the backward (ReLU mask, weight-gradient input):
  * it is an upper bound on what folding could win.
  * The backward of BN -> ReLU -> conv:
- *   bwd-unfused  input-gradient pass writes g; BN backward: sums pass + dx pass
- *   (the fused variant is reported where the library implements it) */
+ *   bwd-unfused  input-gradient pass writes dy; BN backward: sums pass + dx pass
+ *   bwd-sums     input-gradient pass also gathers the BN sums; BN backward: dx pass (now)
+ * and the parts alone: conv / conv+stats (forward pass without and with the
+ * statistics epilogue), bn 2-pass / bn 1-pass (BN forward without and with
+ * the statistics given). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -119,9 +122,10 @@ __attribute__((target("avx512f"))) static void proto_conv(const layer *l, const 
 }
 #endif
 
-#define VARIANTS 10
-static const char *names[VARIANTS] = {"conv",          "conv+stats", "bn 2-pass",   "bn 1-pass",   "chain stats",
-                                      "chain tiled32", "proto+bn",   "proto folded", "bwd-unfused", "chain unfused"};
+#define VARIANTS 11
+static const char *names[VARIANTS] = {"conv",          "conv+stats", "bn 2-pass",    "bn 1-pass",   "chain stats",
+                                      "chain tiled32", "proto+bn",   "proto folded", "bwd-unfused", "chain unfused",
+                                      "bwd-sums"};
 
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
@@ -157,7 +161,7 @@ int main(int argc, char **argv) {
     float scale[64], shiftv[64], dgamma[64], dbeta[64];
     for (int c = 0; c < C; c++) gamma[c] = 1.0f, beta[c] = 0.1f, rm[c] = 0.0f, rv[c] = 1.0f;
     double *scratch = malloc(sizeof(double) * (st_bn_act_scratch_doubles(&(st_bn_act_shape){N, C, H * H, 1}, 64) + 64));
-    double stats[3 * 64], tstats[3 * 64];
+    double stats[3 * 64], tstats[3 * 64], sums[2 * 64];
     const st_bn_act_shape cm = {1, C, H * H * N, 1};
     double *t[VARIANTS];
     for (int v = 0; v < VARIANTS; v++) t[v] = malloc(sizeof(double) * (size_t)reps);
@@ -238,6 +242,13 @@ int main(int argc, char **argv) {
                 st_bn_act_backward(&cm, a, b, 1, g1, gamma, save_mean, save_invstd, da, 0, NULL, 0, dgamma, dbeta,
                                    scratch);
                 break;
+            case 10: {
+                st_spconv_bn_sums bs = {b, a, save_mean, sums};
+                st_spconv_backward_data_bn_sums(p2, dz, l2.w, g1, 0, &bs);
+                st_bn_act_backward_sums(&cm, sums, a, b, 1, g1, gamma, save_mean, save_invstd, da, 0, NULL, 0, dgamma,
+                                        dbeta);
+                break;
+            }
             }
             t[v][r] = 1e3 * (omp_get_wtime() - t0);
         }

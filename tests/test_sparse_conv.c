@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "kernels/bn_act.h"
 #include "kernels/isa.h"
 #include "kernels/sparse_conv.h"
 #include "testing.h"
@@ -164,6 +165,33 @@ static void compare_fast(st_rng *rng, int N, int C, int H, int W, int O, int K, 
         }
         free(y2), free(st), free(st_ref);
     }
+    /* the input-gradient pass with batch-norm backward sums: the same dx bit
+     * for bit, and the sums of a double sum over every element (with and
+     * without the ReLU mask); x and y of the BN are random tensors here */
+    for (int relu = 0; relu < 2; relu++) {
+        float *dx2 = new_floats(xs), *bx = random_floats(rng, xs), *by = random_floats(rng, xs);
+        float *mean = random_floats(rng, (size_t)C);
+        memcpy(dx2, dx, xs * sizeof(float)); /* both passes below start from the same values */
+        double *sm = new_bytes(sizeof(double) * 2 * (size_t)C), *sm_ref = new_bytes(sizeof(double) * 2 * (size_t)C);
+        st_spconv_bn_sums bn = {relu ? by : NULL, bx, mean, sm}, bn_ref = {relu ? by : NULL, bx, mean, sm_ref};
+        float *plain = new_floats(xs);
+        memcpy(plain, dx, xs * sizeof(float));
+        st_spconv_backward_data(plan, dy, c.val, plain, accumulate);
+        st_spconv_backward_data_bn_sums(plan, dy, c.val, dx2, accumulate, &bn);
+        CHECK(memcmp(plain, dx2, xs * sizeof(float)) == 0);
+        st_spconv_bn_sums_reference(&g, dx2, &bn_ref);
+        double scale = 1e-6;
+        for (size_t j = 0; j < xs; j++) scale = fmax(scale, fabs(dx2[j]));
+        for (int i = 0; i < C; i++) /* N-term float sums: tolerance relative to the largest term times the count */
+            if (!(fabs(sm[2 * i] - sm_ref[2 * i]) <= 1e-5 * scale * sqrt((double)xs) &&
+                  fabs(sm[2 * i + 1] - sm_ref[2 * i + 1]) <= 2e-5 * scale * sqrt((double)xs))) {
+                fprintf(stderr, "[%s] N=%d C=%d relu %d: channel %d bn sums %.9g %.9g vs %.9g %.9g\n",
+                        st_isa_name(st_isa_current()), N, C, relu, i, sm[2 * i], sm[2 * i + 1], sm_ref[2 * i],
+                        sm_ref[2 * i + 1]);
+                st_test_failures++;
+            }
+        free(dx2), free(bx), free(by), free(mean), free(sm), free(sm_ref), free(plain);
+    }
     const double ey = max_rel_diff(y, y_ref, ys), ex = max_rel_diff(dx, dx_ref, xs),
                  ew = max_rel_diff(dw, dw_ref, (size_t)c.nnz + 1), eb = max_rel_diff(db, db_ref, O);
     /* float32 kernels vs double-sum references: up to ~K*K*C float32 additions per output (~1e-6 measured) */
@@ -226,6 +254,42 @@ static void test_stats_thread_invariance(void) {
     free_csr(&c);
 }
 
+/* The batch-norm halves of the handed-over statistics and sums
+ * (st_bn_act_forward_train_stats, st_bn_act_backward_sums) give what the
+ * two-pass kernels give, to the rounding of the sums. */
+static void test_bn_given_sums(void) {
+    st_rng rng;
+    st_rng_seed(&rng, 6, 0);
+    const int C = 5, H = 6, N = 40;
+    const int64_t plane = (int64_t)H * H * N, n = C * plane;
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, N, C, H, H, C, 3, 1, 1);
+    const st_bn_act_shape s = {1, C, (int)plane, 1};
+    float *x = random_floats(&rng, (size_t)n), *dy = random_floats(&rng, (size_t)n), *y1 = new_floats((size_t)n),
+          *y2 = new_floats((size_t)n), *dx1 = new_floats((size_t)n), *dx2 = new_floats((size_t)n);
+    for (int64_t j = 0; j < n; j++) x[j] = 2.0f + 0.5f * x[j];
+    float gamma[5] = {1.0f, 0.5f, -1.5f, 2.0f, 0.1f}, beta[5] = {0.0f, 0.1f, -0.2f, 0.3f, 0.0f};
+    float m1[5], m2[5], is1[5], is2[5], rm1[5] = {0}, rm2[5] = {0}, rv1[5] = {1, 1, 1, 1, 1}, rv2[5] = {1, 1, 1, 1, 1};
+    float dg1[5] = {0}, dg2[5] = {0}, db1[5] = {0}, db2[5] = {0};
+    double *scratch = new_bytes(sizeof(double) * st_bn_act_scratch_doubles(&s, 4)), stats[15], sums[10];
+    st_bn_act_forward_train(&s, x, gamma, beta, NULL, 1, 0.1f, 1e-5f, y1, m1, is1, rm1, rv1, scratch);
+    st_spconv_channel_stats_reference(&g, x, stats); /* x as a conv output of this geometry */
+    st_bn_act_forward_train_stats(&s, stats, x, gamma, beta, NULL, 1, 0.1f, 1e-5f, y2, m2, is2, rm2, rv2);
+    CHECK(max_rel_diff(y2, y1, (size_t)n) < 1e-5);
+    for (int c = 0; c < C; c++) {
+        CHECK_NEAR(m2[c], m1[c], 1e-6);
+        CHECK_NEAR(is2[c], is1[c], 1e-5 * is1[c]);
+        CHECK_NEAR(rv2[c], rv1[c], 1e-6);
+    }
+    st_bn_act_backward(&s, x, y1, 1, dy, gamma, m1, is1, dx1, 0, NULL, 0, dg1, db1, scratch);
+    st_spconv_bn_sums bn = {y1, x, m1, sums};
+    st_spconv_bn_sums_reference(&g, dy, &bn);
+    st_bn_act_backward_sums(&s, sums, x, y1, 1, dy, gamma, m1, is1, dx2, 0, NULL, 0, dg2, db2);
+    CHECK(max_rel_diff(dx2, dx1, (size_t)n) < 1e-5);
+    CHECK(max_rel_diff(dg2, dg1, 5) < 1e-5 && max_rel_diff(db2, db1, 5) < 1e-5);
+    free(x), free(dy), free(y1), free(y2), free(dx1), free(dx2), free(scratch);
+}
+
 static void test_layout_round_trip(void) {
     st_rng rng;
     st_rng_seed(&rng, 2, 0);
@@ -245,6 +309,7 @@ int main(void) {
     test_reference_semantics();
     test_fast_vs_reference();
     test_stats_thread_invariance();
+    test_bn_given_sums();
     test_layout_round_trip();
     TEST_MAIN_END();
 }

@@ -62,12 +62,13 @@ static st_status plan_layouts(st_model *m, st_model_schedule *sc) {
 
 /* Which convolutions hand the batch-norm statistics of their output to the
  * BN step that reads it (executors with forward_op_stats): the BN then needs
- * one pass over its input instead of two. */
+ * one pass over its input instead of two. (The backward sums of BN could be
+ * handed over likewise from the input-gradient pass of the convolution that
+ * reads the BN's output last; measured slower, see docs/PERFORMANCE.md.) */
 static st_status plan_stats_handoff(st_model *m, st_model_schedule *sc) {
     int64_t doubles = 0;
     for (int k = 0; k < sc->n_steps; k++) sc->steps[k].stats_for = -1, sc->steps[k].stats_at = -1;
-    if (!m->exec->forward_op_stats) return ST_OK;
-    for (int k = 0; k < sc->n_steps; k++) {
+    for (int k = 0; k < sc->n_steps && m->exec->forward_op_stats; k++) {
         st_model_step *bn = &sc->steps[k];
         if (bn->kind != ST_STEP_BN_ACT) continue;
         for (int j = 0; j < k; j++) {

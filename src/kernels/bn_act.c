@@ -167,10 +167,12 @@ static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *
     }
 }
 
-static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *y, int relu,
-                              const float *dy, const float *gamma, const float *save_mean, const float *save_invstd,
-                              float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
-                              float *dbeta) {
+/* sums: NULL, or per channel (sum g, sum g * (x - mean)) already gathered by
+ * the producer of dy (st_bn_act_backward_sums). */
+static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, const double *sums, const float *x,
+                              const float *y, int relu, const float *dy, const float *gamma, const float *save_mean,
+                              const float *save_invstd, float *dx, int dx_accumulate, float *dresidual,
+                              int dresidual_accumulate, float *dgamma, float *dbeta) {
     const int64_t S = s->spatial;
 #pragma omp parallel for schedule(static) num_threads(channel_team(s))
     for (int c = 0; c < s->channels; c++) {
@@ -178,7 +180,8 @@ static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, co
         const float *yo = relu ? y + o : NULL;
         float *ro = dresidual ? dresidual + o : NULL;
         double sum_dy = 0.0, sum_dy_xmu = 0.0;
-        r->plane_bwd_sums(x + o, yo, dy + o, (int)S, save_mean[c], relu, &sum_dy, &sum_dy_xmu);
+        if (sums) sum_dy = sums[2 * c], sum_dy_xmu = sums[2 * c + 1];
+        else r->plane_bwd_sums(x + o, yo, dy + o, (int)S, save_mean[c], relu, &sum_dy, &sum_dy_xmu);
         const double invstd = save_invstd[c];
         if (dbeta) dbeta[c] += (float)sum_dy;
         if (dgamma) dgamma[c] += (float)(sum_dy_xmu * invstd);
@@ -310,7 +313,7 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
                         double *scratch) {
     const bn_act_rows *r = rows();
     if (channel_major(s)) {
-        backward_channels(r, s, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
+        backward_channels(r, s, NULL, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
                           dresidual_accumulate, dgamma, dbeta);
         return;
     }
@@ -376,6 +379,15 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
             }
         }
     }
+}
+
+void st_bn_act_backward_sums(const st_bn_act_shape *s, const double *sums, const float *x, const float *y, int relu,
+                             const float *dy, const float *gamma, const float *save_mean, const float *save_invstd,
+                             float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
+                             float *dbeta) {
+    ST_ASSERT(s->batch == 1 && s->block == 1);
+    backward_channels(rows(), s, sums, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
+                      dresidual_accumulate, dgamma, dbeta);
 }
 
 /* Element ranges for add/relu: static blocks of whole 64-byte lines. */

@@ -58,6 +58,17 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
                         int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma, float *dbeta,
                         double *scratch);
 
+/* The same, for a channel-major shape, with the two reductions already
+ * gathered by the producer of dy (e.g. st_spconv_backward_data_bn_sums):
+ * per channel c, sums[2c] = sum g, sums[2c + 1] = sum g * (x - save_mean[c]),
+ * g = dy * (y > 0 | no relu). One pass over x, y, dy instead of two. (Not
+ * used by the training walk: measured slower, see
+ * st_spconv_backward_data_bn_sums.) */
+void st_bn_act_backward_sums(const st_bn_act_shape *s, const double *sums, const float *x, const float *y, int relu,
+                             const float *dy, const float *gamma, const float *save_mean, const float *save_invstd,
+                             float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
+                             float *dbeta);
+
 /* y = relu?(a + b) (b may be NULL: y = relu?(a)). */
 void st_add_act_forward(int64_t n, const float *a, const float *b, int relu, float *y);
 /* g = dy * (y > 0 | no relu); da (+)= g; db (+)= g (either may be NULL). */

@@ -46,7 +46,20 @@ static void run_stats_generic(int n, const float *v, float *out) {
     out[0] = k, out[1] = s1, out[2] = s2;
 }
 
-const st_spconv_prims st_spconv_prims_generic = {gather_generic, sddmm_generic, run_stats_generic};
+static void run_bn_sums_generic(int n, const float *dy, const float *y, const float *x, float mean, float *out) {
+    float a[ST_SPCONV_LANES] = {0}, b[ST_SPCONV_LANES] = {0};
+    for (int j = 0; j < n; j++) {
+        const float g = y && !(y[j] > 0.0f) ? 0.0f : dy[j];
+        a[j % ST_SPCONV_LANES] += g;
+        b[j % ST_SPCONV_LANES] += g * (x[j] - mean);
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < ST_SPCONV_LANES; l++) s1 += a[l], s2 += b[l];
+    out[0] = s1, out[1] = s2;
+}
+
+const st_spconv_prims st_spconv_prims_generic = {gather_generic, sddmm_generic, run_stats_generic,
+                                                 run_bn_sums_generic};
 
 static const st_spconv_prims *prims(void) {
 #ifdef ST_SPCONV_HAVE_X86
@@ -96,6 +109,7 @@ struct st_spconv_plan {
     int n_bands;        /* weight-gradient bands of output rows (fixed by the geometry) */
     float *partial;     /* n_bands x nnz: each band's weight-gradient sums */
     float *px_stats;    /* out_c x OH*OW x 3: each output pixel's run statistics (st_spconv_forward_stats) */
+    float *px_sums;     /* in_c x H*W x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums) */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -112,6 +126,7 @@ void st_spconv_plan_free(st_spconv_plan *p) {
     free(p->chunk_start);
     free(p->partial);
     free(p->px_stats);
+    free(p->px_sums);
     free(p->scratch);
     free(p);
 }
@@ -212,7 +227,9 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
     p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, "sparse convolution plan");
     p->px_stats = st_malloc(sizeof(float) * 3 * (size_t)g->out_c * (size_t)g->out_h * (size_t)g->out_w,
                             "sparse convolution plan");
-    if (!p->partial || !p->px_stats) {
+    p->px_sums = st_malloc(sizeof(float) * 2 * (size_t)g->in_c * (size_t)g->in_h * (size_t)g->in_w,
+                           "sparse convolution plan");
+    if (!p->partial || !p->px_stats || !p->px_sums) {
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
@@ -359,7 +376,8 @@ void st_spconv_channel_stats_reference(const st_spconv_geom *g, const float *y, 
  * (iw + P) % S) from output (oh0 - kh / S, ow0 - kw / S), oh0 = (ih + P) / S.
  * Work items are (input pixel, block of input channels) as in the forward
  * pass; border pixels drop the weights whose output pixel is outside. */
-void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate) {
+static void backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate,
+                          const st_spconv_bn_sums *bn) {
     const st_spconv_prims *pr = prims();
     for (int64_t t = 0; t < p->nnz; t++) p->t_w[t] = w[p->t_idx[t]];
     const st_spconv_geom *g = &p->g;
@@ -386,18 +404,54 @@ void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w,
                 if (inside) {
                     pr->gather(N, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, 0.0f, accumulate,
                                dxp + i * plane);
-                    continue;
+                } else {
+                    int m = 0;
+                    for (int64_t t = t0; t < t0 + cnt; t++) {
+                        const int oh = oh0 - p->t_kh[t] / S, ow = ow0 - p->t_kw[t] / S;
+                        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                        ts.w[m] = p->t_w[t];
+                        ts.off[m++] = base + p->bwd_off[t];
+                    }
+                    pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxp + i * plane);
                 }
-                int m = 0;
-                for (int64_t t = t0; t < t0 + cnt; t++) {
-                    const int oh = oh0 - p->t_kh[t] / S, ow = ow0 - p->t_kw[t] / S;
-                    if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
-                    ts.w[m] = p->t_w[t];
-                    ts.off[m++] = base + p->bwd_off[t];
+                if (bn) {
+                    const int64_t at = i * plane + (int64_t)px * N;
+                    pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
+                                    p->px_sums + ((size_t)i * (size_t)pixels + (size_t)px) * 2);
                 }
-                pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxp + i * plane);
             }
         }
+        if (bn) { /* per channel, in pixel order */
+#pragma omp for schedule(static)
+            for (int i = 0; i < g->in_c; i++) {
+                const float *ps = p->px_sums + (size_t)i * (size_t)pixels * 2;
+                double s1 = 0.0, s2 = 0.0;
+                for (int q = 0; q < pixels; q++) s1 += ps[2 * q], s2 += ps[2 * q + 1];
+                bn->sums[2 * i] = s1, bn->sums[2 * i + 1] = s2;
+            }
+        }
+    }
+}
+
+void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate) {
+    backward_data(p, dy, w, dx, accumulate, NULL);
+}
+
+void st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate,
+                                     const st_spconv_bn_sums *bn) {
+    backward_data(p, dy, w, dx, accumulate, bn);
+}
+
+void st_spconv_bn_sums_reference(const st_spconv_geom *g, const float *dx, const st_spconv_bn_sums *bn) {
+    const int64_t plane = (int64_t)g->in_h * g->in_w * g->batch;
+    for (int i = 0; i < g->in_c; i++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int64_t j = i * plane; j < (i + 1) * plane; j++) {
+            const double v = bn->y && !(bn->y[j] > 0.0f) ? 0.0 : (double)dx[j];
+            s1 += v;
+            s2 += v * ((double)bn->x[j] - (double)bn->mean[i]);
+        }
+        bn->sums[2 * i] = s1, bn->sums[2 * i + 1] = s2;
     }
 }
 

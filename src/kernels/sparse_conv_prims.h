@@ -21,6 +21,10 @@ typedef struct st_spconv_prims {
      * out[0] = v[0], out[1] = sum (v[j] - v[0]), out[2] = sum (v[j] - v[0])^2,
      * float sums in a fixed order (vector lanes, then the lanes in order). */
     void (*run_stats)(int n, const float *v, float *out);
+    /* Batch-norm backward sums of one run: g[j] = dy[j] where y[j] > 0 (y
+     * NULL: every j), out[0] = sum g, out[1] = sum g * (x[j] - mean), float
+     * sums in a fixed order. */
+    void (*run_bn_sums)(int n, const float *dy, const float *y, const float *x, float mean, float *out);
 } st_spconv_prims;
 
 extern const st_spconv_prims st_spconv_prims_generic;

@@ -100,7 +100,20 @@ static void run_stats_avx512(int n, const float *v, float *out) {
     out[0] = v[0], out[1] = _mm512_reduce_add_ps(a), out[2] = _mm512_reduce_add_ps(b);
 }
 
-const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512, run_stats_avx512};
+static void run_bn_sums_avx512(int n, const float *dy, const float *y, const float *x, float mean, float *out) {
+    const __m512 mu = _mm512_set1_ps(mean);
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        if (y) m = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + j), _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __m512 g = _mm512_maskz_loadu_ps(m, dy + j);
+        a = _mm512_add_ps(a, g);
+        b = _mm512_fmadd_ps(g, _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + j), mu), b);
+    }
+    out[0] = _mm512_reduce_add_ps(a), out[1] = _mm512_reduce_add_ps(b);
+}
+
+const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512, run_stats_avx512, run_bn_sums_avx512};
 
 ST_TARGET_END
 
@@ -183,7 +196,27 @@ static void run_stats_avx2(int n, const float *v, float *out) {
     out[0] = v[0], out[1] = s1, out[2] = s2;
 }
 
-const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2, run_stats_avx2};
+static void run_bn_sums_avx2(int n, const float *dy, const float *y, const float *x, float mean, float *out) {
+    const __m256 mu = _mm256_set1_ps(mean), zero = _mm256_setzero_ps();
+    __m256 a = zero, b = zero;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 g = _mm256_loadu_ps(dy + j);
+        if (y) g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_loadu_ps(y + j), zero, _CMP_GT_OQ));
+        a = _mm256_add_ps(a, g);
+        b = _mm256_fmadd_ps(g, _mm256_sub_ps(_mm256_loadu_ps(x + j), mu), b);
+    }
+    float la[8], lb[8], s1 = 0.0f, s2 = 0.0f;
+    _mm256_storeu_ps(la, a), _mm256_storeu_ps(lb, b);
+    for (int l = 0; l < 8; l++) s1 += la[l], s2 += lb[l];
+    for (; j < n; j++) {
+        const float g = y && !(y[j] > 0.0f) ? 0.0f : dy[j];
+        s1 += g, s2 += g * (x[j] - mean);
+    }
+    out[0] = s1, out[1] = s2;
+}
+
+const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2, run_stats_avx2, run_bn_sums_avx2};
 
 ST_TARGET_END
 
