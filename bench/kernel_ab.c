@@ -2,10 +2,13 @@
  * (default: stage 1 of cifar_resnet_56 at ERK 0.05: 16 -> 16 channels,
  * 32x32, 3x3, density 0.1545, batch 128). Built as `kernel_ab` next to
  * `sparsetrain`; run it on the threads you care about:
- *     OMP_NUM_THREADS=2 build/kernel_ab [reps] [channels] [size] [density] [batch]
+ *     OMP_NUM_THREADS=2 build/kernel_ab [reps] [channels] [size] [density] [batch] [variants]
+ * (variants: numbers in the order of names[] below, e.g. 0,1 for conv vs conv+stats; default all)
  * Every variant runs `reps` times, the variants alternate within each round,
- * and the minimum and median per variant are printed: on a shared machine
- * the minimum is the run least disturbed by other jobs.
+ * and the minimum and median per variant are printed, of the wall time and
+ * of the process's CPU time (all threads): on a shared machine the minimum
+ * is the run least disturbed by other jobs, and with one thread the CPU time
+ * does not count the time the thread waited for a core.
  *
  * The forward of conv -> BN -> ReLU -> conv (the walk between two batch-norm
  * barriers), in four designs:
@@ -31,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/rng.h"
 #include "kernels/bn_act.h"
@@ -40,6 +44,12 @@
 #include <immintrin.h>
 #define AB_HAVE_AVX512 1
 #endif
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
 
 static int cmp(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -163,13 +173,23 @@ int main(int argc, char **argv) {
     double *scratch = malloc(sizeof(double) * (st_bn_act_scratch_doubles(&(st_bn_act_shape){N, C, H * H, 1}, 64) + 64));
     double stats[3 * 64], tstats[3 * 64], sums[2 * 64];
     const st_bn_act_shape cm = {1, C, H * H * N, 1};
-    double *t[VARIANTS];
-    for (int v = 0; v < VARIANTS; v++) t[v] = malloc(sizeof(double) * (size_t)reps);
+    double *t[VARIANTS], *u[VARIANTS];
+    for (int v = 0; v < VARIANTS; v++) t[v] = malloc(sizeof(double) * (size_t)reps), u[v] = malloc(sizeof(double) * (size_t)reps);
     const int have512 = __builtin_cpu_supports("avx512f");
+    int on[VARIANTS];
+    for (int v = 0; v < VARIANTS; v++) on[v] = argc <= 6;
+    for (const char *q = argc > 6 ? argv[6] : ""; *q; q++)
+        if (*q >= '0' && *q <= '9') {
+            const int v = atoi(q);
+            if (v < VARIANTS) on[v] = 1;
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < VARIANTS; k++) {
             const int v = (k + r) % VARIANTS; /* rotate the order every round */
-            const double t0 = omp_get_wtime();
+            if (!on[v]) continue;
+            const double t0 = omp_get_wtime(), c0 = cpu_ms();
             switch (v) {
             case 0: st_spconv_forward(p1, x, l1.w, NULL, a); break;
             case 1: st_spconv_forward_stats(p1, x, l1.w, NULL, a, stats); break;
@@ -251,14 +271,17 @@ int main(int argc, char **argv) {
             }
             }
             t[v][r] = 1e3 * (omp_get_wtime() - t0);
+            u[v][r] = cpu_ms() - c0;
         }
     const double flop = 2.0 * (double)l1.row_ptr[C] * H * H * N; /* one conv pass */
-    printf("kernel_ab: %d -> %d channels, %dx%d, density %.4f, batch %d, %d threads, %d rounds (ms; min / median)\n", C,
+    printf("kernel_ab: %d -> %d channels, %dx%d, density %.4f, batch %d, %d threads, %d rounds\n"
+           "  (ms, min / median: wall | CPU time of all threads)\n", C,
            C, H, H, d, N, omp_get_max_threads(), reps);
     for (int v = 0; v < VARIANTS; v++) {
-        if ((v == 6 || v == 7) && !have512) continue;
+        if (!on[v] || ((v == 6 || v == 7) && !have512)) continue;
         qsort(t[v], (size_t)reps, sizeof(double), cmp);
-        printf("  %-12s %8.3f / %8.3f\n", names[v], t[v][0], t[v][reps / 2]);
+        qsort(u[v], (size_t)reps, sizeof(double), cmp);
+        printf("  %-14s %8.3f / %8.3f | %8.3f / %8.3f\n", names[v], t[v][0], t[v][reps / 2], u[v][0], u[v][reps / 2]);
     }
     printf("  (one conv pass: %.1f MFLOP)\n", flop / 1e6);
     return 0;

@@ -58,8 +58,14 @@ static void run_bn_sums_generic(int n, const float *dy, const float *y, const fl
     out[0] = s1, out[1] = s2;
 }
 
-const st_spconv_prims st_spconv_prims_generic = {gather_generic, sddmm_generic, run_stats_generic,
-                                                 run_bn_sums_generic};
+static void gather_stats_generic(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                                 float *out, float *stats) {
+    gather_generic(n, cnt, w, off, src, bias, 0, out);
+    run_stats_generic(n, out, stats);
+}
+
+const st_spconv_prims st_spconv_prims_generic = {.gather = gather_generic, .sddmm = sddmm_generic, .run_stats = run_stats_generic,
+                                              .gather_stats = gather_stats_generic, .run_bn_sums = run_bn_sums_generic};
 
 static const st_spconv_prims *prims(void) {
 #ifdef ST_SPCONV_HAVE_X86
@@ -108,8 +114,10 @@ struct st_spconv_plan {
     int64_t max_chunk;  /* most entries in a chunk */
     int n_bands;        /* weight-gradient bands of output rows (fixed by the geometry) */
     float *partial;     /* n_bands x nnz: each band's weight-gradient sums */
-    float *px_stats;    /* out_c x OH*OW x 3: each output pixel's run statistics (st_spconv_forward_stats) */
-    float *px_sums;     /* in_c x H*W x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums) */
+    /* pixel-major (a channel-major buffer puts the channels of one pixel
+     * pixels * 12 bytes apart: 12 KiB at 32x32, the same L1 set) */
+    float *px_stats;    /* OH*OW x out_c x 3: each output pixel's run statistics (st_spconv_forward_stats) */
+    float *px_sums;     /* H*W x in_c x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums) */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -311,8 +319,10 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
             for (int o = o0; o < o1; o++) {
                 const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
                 const float b = bias ? bias[o] : 0.0f;
+                float *ps = stats ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
                 if (inside) {
-                    pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
+                    if (ps) pr->gather_stats(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, yp + o * plane, ps);
+                    else pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
                 } else {
                     int m = 0;
                     for (int64_t e = e0; e < e0 + cnt; e++) {
@@ -321,9 +331,9 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
                         ts.w[m] = w[e];
                         ts.off[m++] = base + p->fwd_off[e];
                     }
-                    pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
+                    if (ps) pr->gather_stats(N, m, ts.w, ts.off, x, b, yp + o * plane, ps);
+                    else pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
                 }
-                if (stats) pr->run_stats(N, yp + o * plane, p->px_stats + ((size_t)o * (size_t)pixels + (size_t)px) * 3);
             }
         }
         if (stats) {
@@ -331,11 +341,12 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
              * (that of pixel 0, image 0) as the batch-norm kernels do */
 #pragma omp for schedule(static)
             for (int o = 0; o < g->out_c; o++) {
-                const float *ps = p->px_stats + (size_t)o * (size_t)pixels * 3;
+                const float *ps = p->px_stats + (size_t)o * 3;
+                const size_t step = (size_t)g->out_c * 3;
                 const double k0 = ps[0];
                 double s1 = 0.0, s2 = 0.0;
                 for (int q = 0; q < pixels; q++) {
-                    const double dk = (double)ps[3 * q] - k0, a = ps[3 * q + 1], b2 = ps[3 * q + 2];
+                    const double dk = (double)ps[step * q] - k0, a = ps[step * q + 1], b2 = ps[step * q + 2];
                     s1 += a + (double)N * dk;
                     s2 += b2 + 2.0 * dk * a + (double)N * dk * dk;
                 }
@@ -417,16 +428,17 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
                 if (bn) {
                     const int64_t at = i * plane + (int64_t)px * N;
                     pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
-                                    p->px_sums + ((size_t)i * (size_t)pixels + (size_t)px) * 2);
+                                    p->px_sums + ((size_t)px * (size_t)g->in_c + (size_t)i) * 2);
                 }
             }
         }
         if (bn) { /* per channel, in pixel order */
 #pragma omp for schedule(static)
             for (int i = 0; i < g->in_c; i++) {
-                const float *ps = p->px_sums + (size_t)i * (size_t)pixels * 2;
+                const float *ps = p->px_sums + (size_t)i * 2;
+                const size_t step = (size_t)g->in_c * 2;
                 double s1 = 0.0, s2 = 0.0;
-                for (int q = 0; q < pixels; q++) s1 += ps[2 * q], s2 += ps[2 * q + 1];
+                for (int q = 0; q < pixels; q++) s1 += ps[step * q], s2 += ps[step * q + 1];
                 bn->sums[2 * i] = s1, bn->sums[2 * i + 1] = s2;
             }
         }

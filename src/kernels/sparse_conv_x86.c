@@ -113,7 +113,45 @@ static void run_bn_sums_avx512(int n, const float *dy, const float *y, const flo
     out[0] = _mm512_reduce_add_ps(a), out[1] = _mm512_reduce_add_ps(b);
 }
 
-const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512, run_stats_avx512, run_bn_sums_avx512};
+/* The 128-wide gather with run_stats taken from its accumulators: the same
+ * operations in the same order as run_stats_avx512 on the stored values. */
+static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                                float *out, float *stats) {
+    if (n != 128) {
+        gather_avx512(n, cnt, w, off, src, bias, 0, out);
+        run_stats_avx512(n, out, stats);
+        return;
+    }
+    __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm512_set1_ps(bias);
+    for (int e = 0; e < cnt; e++) {
+        const __m512 wv = _mm512_set1_ps(w[e]);
+        const float *s = src + off[e];
+        a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
+        a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+        a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
+        a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 48), a3);
+        a4 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 64), a4);
+        a5 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 80), a5);
+        a6 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 96), a6);
+        a7 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 112), a7);
+    }
+    _mm512_storeu_ps(out, a0), _mm512_storeu_ps(out + 16, a1);
+    _mm512_storeu_ps(out + 32, a2), _mm512_storeu_ps(out + 48, a3);
+    _mm512_storeu_ps(out + 64, a4), _mm512_storeu_ps(out + 80, a5);
+    _mm512_storeu_ps(out + 96, a6), _mm512_storeu_ps(out + 112, a7);
+    const float k0 = _mm512_cvtss_f32(a0);
+    const __m512 k = _mm512_set1_ps(k0);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), d;
+#define ST_RUN_STEP(A) d = _mm512_sub_ps(A, k), s1 = _mm512_add_ps(s1, d), s2 = _mm512_fmadd_ps(d, d, s2)
+    ST_RUN_STEP(a0), ST_RUN_STEP(a1), ST_RUN_STEP(a2), ST_RUN_STEP(a3);
+    ST_RUN_STEP(a4), ST_RUN_STEP(a5), ST_RUN_STEP(a6), ST_RUN_STEP(a7);
+#undef ST_RUN_STEP
+    stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
+}
+
+const st_spconv_prims st_spconv_prims_avx512 = {.gather = gather_avx512, .sddmm = sddmm_avx512, .run_stats = run_stats_avx512,
+                                              .gather_stats = gather_stats_avx512, .run_bn_sums = run_bn_sums_avx512};
 
 ST_TARGET_END
 
@@ -216,7 +254,14 @@ static void run_bn_sums_avx2(int n, const float *dy, const float *y, const float
     out[0] = s1, out[1] = s2;
 }
 
-const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2, run_stats_avx2, run_bn_sums_avx2};
+static void gather_stats_avx2(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                              float *out, float *stats) {
+    gather_avx2(n, cnt, w, off, src, bias, 0, out);
+    run_stats_avx2(n, out, stats);
+}
+
+const st_spconv_prims st_spconv_prims_avx2 = {.gather = gather_avx2, .sddmm = sddmm_avx2, .run_stats = run_stats_avx2,
+                                              .gather_stats = gather_stats_avx2, .run_bn_sums = run_bn_sums_avx2};
 
 ST_TARGET_END
 
