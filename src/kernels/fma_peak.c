@@ -6,7 +6,11 @@
 #include "kernels/isa_target.h"
 
 /* Independent accumulator chains: more than latency x FMA ports on current
- * x86 cores (4-5 cycles x 2), so the loop is bound by the FMA units. */
+ * x86 cores (4-5 cycles x 2), so the loop is bound by the FMA units. The
+ * chain loops are unrolled so that the chains live in registers: a loop over
+ * k keeps acc[] on the stack at -O2 and times store-to-load forwarding
+ * instead (bench/fma_peak.c had that defect; objdump of loop_avx512 shows 12
+ * register vfmadd231ps per iteration now). */
 #define CHAINS 12
 /* FMAs per chain between two looks at the clock. */
 #define BLOCK 4096
@@ -44,8 +48,10 @@ static long loop_avx2(double seconds, float *sink) {
     long done = 0;
     const double end = omp_get_wtime() + seconds;
     do {
-        for (int i = 0; i < BLOCK; i++)
+        for (int i = 0; i < BLOCK; i++) {
+#pragma GCC unroll 12
             for (int k = 0; k < CHAINS; k++) acc[k] = _mm256_fmadd_ps(acc[k], a, b);
+        }
         done += BLOCK;
     } while (omp_get_wtime() < end);
     float out[8], s = 0.0f;
@@ -66,8 +72,10 @@ static long loop_avx512(double seconds, float *sink) {
     long done = 0;
     const double end = omp_get_wtime() + seconds;
     do {
-        for (int i = 0; i < BLOCK; i++)
+        for (int i = 0; i < BLOCK; i++) {
+#pragma GCC unroll 12
             for (int k = 0; k < CHAINS; k++) acc[k] = _mm512_fmadd_ps(acc[k], a, b);
+        }
         done += BLOCK;
     } while (omp_get_wtime() < end);
     float s = 0.0f;

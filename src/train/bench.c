@@ -41,8 +41,9 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     if (c->batch_size <= 0 || c->steps <= 0 || c->warmup < 0)
         return st_fail(ST_ERR_ARGUMENT, "bench: batch size and steps must be positive");
     ST_TRY(st_threads_check("--threads", c->threads));
-    /* the peak first, on an idle process: 5 bursts of 30 ms, the fastest kept */
-    st_fma_peak_measure(omp_get_max_threads(), 5, 0.03, &r->peak);
+    /* the peak first, on an idle process: 16 bursts of 10 ms, the fastest kept
+     * (short bursts: on a shared machine some of them run undisturbed) */
+    st_fma_peak_measure(omp_get_max_threads(), 16, 0.01, &r->peak);
     /* the model as `sparsetrain train` builds it (run/setup.h): exact-count masks, plain initialisation */
     st_run_model_spec spec = {c->model, c->classes, c->channels, c->height, c->width, strcmp(c->sparse_init, "dense") != 0,
                               c->sparse_init, c->density, 1.0, "exact", 0, c->seed, NULL};
