@@ -155,17 +155,25 @@ int main(int argc, char **argv) {
     st_spconv_geom_init(&g, N, C, H, H, C, 3, 1, 1);
     const int tiles[2] = {16, 32}; /* the chain uses 32; 16 measured slower still */
     st_spconv_plan *p1, *p2, *pt1[2], *pt2[2];
-    if (st_spconv_plan_create(&g, l1.row_ptr, l1.col, &p1) || st_spconv_plan_create(&g, l2.row_ptr, l2.col, &p2))
+    if (st_spconv_plan_create(&g, l1.row_ptr, l1.col, &p1) || st_spconv_plan_create(&g, l2.row_ptr, l2.col, &p2)) {
+        fprintf(stderr, "kernel_ab: %s\n", st_last_error());
         return 1;
+    }
     for (int t = 0; t < 2; t++) {
         st_spconv_geom_init(&gt[t], tiles[t], C, H, H, C, 3, 1, 1);
         if (st_spconv_plan_create(&gt[t], l1.row_ptr, l1.col, &pt1[t]) ||
-            st_spconv_plan_create(&gt[t], l2.row_ptr, l2.col, &pt2[t]))
+            st_spconv_plan_create(&gt[t], l2.row_ptr, l2.col, &pt2[t])) {
+            fprintf(stderr, "kernel_ab: %s\n", st_last_error());
             return 1;
+        }
     }
     const size_t n = (size_t)N * C * H * H;
     float *x = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4), *z = malloc(n * 4), *g1 = malloc(n * 4);
     float *dz = malloc(n * 4), *da = malloc(n * 4);
+    if (!x || !a || !b || !z || !g1 || !dz || !da) {
+        fprintf(stderr, "kernel_ab: out of memory for 7 tensors of %zu floats\n", n);
+        return 1;
+    }
     for (size_t i = 0; i < n; i++) x[i] = (float)st_rng_normal(&rng), dz[i] = (float)st_rng_normal(&rng) * 1e-2f;
     float gamma[64], beta[64], mean[64], var[64], save_mean[64], save_invstd[64], rm[64], rv[64];
     float scale[64], shiftv[64], dgamma[64], dbeta[64];
