@@ -217,6 +217,7 @@ static void test_fast_vs_reference(void) {
         for (int di = 0; di < 4; di++) {
             const double d = densities[di];
             compare_fast(&rng, 128, 5, 8, 8, 6, 3, 1, 1, d);  /* the hot path */
+            compare_fast(&rng, 96, 4, 5, 5, 5, 3, 1, 1, d);   /* runs of 64 + 32 */
             compare_fast(&rng, 130, 3, 5, 6, 4, 3, 2, 1, d);  /* stride 2, ragged batch */
             compare_fast(&rng, 16, 4, 9, 7, 5, 1, 2, 0, d);   /* 1x1 shortcut */
             compare_fast(&rng, 7, 2, 6, 6, 3, 5, 1, 2, d);    /* 5x5, tiny batch, scalar tails */

@@ -42,6 +42,39 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         _mm512_storeu_ps(out + j + 64, a4), _mm512_storeu_ps(out + j + 80, a5);
         _mm512_storeu_ps(out + j + 96, a6), _mm512_storeu_ps(out + j + 112, a7);
     }
+    /* runs of 64 and 32 (batches of 64, 96, 160, ... or batch tiles): 4 and
+     * 2 accumulators per kept weight, in the same order as above */
+    for (; j + 64 <= n; j += 64) {
+        __m512 a0, a1, a2, a3;
+        if (accumulate) {
+            a0 = _mm512_loadu_ps(out + j), a1 = _mm512_loadu_ps(out + j + 16);
+            a2 = _mm512_loadu_ps(out + j + 32), a3 = _mm512_loadu_ps(out + j + 48);
+        } else {
+            a0 = a1 = a2 = a3 = _mm512_set1_ps(bias);
+        }
+        for (int e = 0; e < cnt; e++) {
+            const __m512 wv = _mm512_set1_ps(w[e]);
+            const float *s = src + off[e] + j;
+            a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
+            a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+            a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
+            a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 48), a3);
+        }
+        _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
+        _mm512_storeu_ps(out + j + 32, a2), _mm512_storeu_ps(out + j + 48, a3);
+    }
+    for (; j + 32 <= n; j += 32) {
+        __m512 a0, a1;
+        if (accumulate) a0 = _mm512_loadu_ps(out + j), a1 = _mm512_loadu_ps(out + j + 16);
+        else a0 = a1 = _mm512_set1_ps(bias);
+        for (int e = 0; e < cnt; e++) {
+            const __m512 wv = _mm512_set1_ps(w[e]);
+            const float *s = src + off[e] + j;
+            a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
+            a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+        }
+        _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
+    }
     for (; j < n; j += 16) {
         const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
         __m512 a = accumulate ? _mm512_maskz_loadu_ps(k, out + j) : _mm512_set1_ps(bias);
