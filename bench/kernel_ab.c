@@ -273,7 +273,10 @@ int main(int argc, char **argv) {
                 break;
             case 10: {
                 st_spconv_bn_sums bs = {b, a, save_mean, sums};
-                st_spconv_backward_data_bn_sums(p2, dz, l2.w, g1, 0, &bs);
+                if (st_spconv_backward_data_bn_sums(p2, dz, l2.w, g1, 0, &bs) != ST_OK) {
+                    fprintf(stderr, "kernel_ab: %s\n", st_last_error());
+                    return 1;
+                }
                 st_bn_act_backward_sums(&cm, sums, a, b, 1, g1, gamma, save_mean, save_invstd, da, 0, NULL, 0, dgamma,
                                         dbeta);
                 break;

@@ -177,7 +177,7 @@ static void compare_fast(st_rng *rng, int N, int C, int H, int W, int O, int K, 
         float *plain = new_floats(xs);
         memcpy(plain, dx, xs * sizeof(float));
         st_spconv_backward_data(plan, dy, c.val, plain, accumulate);
-        st_spconv_backward_data_bn_sums(plan, dy, c.val, dx2, accumulate, &bn);
+        CHECK_OK(st_spconv_backward_data_bn_sums(plan, dy, c.val, dx2, accumulate, &bn));
         CHECK(memcmp(plain, dx2, xs * sizeof(float)) == 0);
         st_spconv_bn_sums_reference(&g, dx2, &bn_ref);
         double scale = 1e-6;

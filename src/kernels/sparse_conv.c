@@ -117,7 +117,8 @@ struct st_spconv_plan {
     /* pixel-major (a channel-major buffer puts the channels of one pixel
      * pixels * 12 bytes apart: 12 KiB at 32x32, the same L1 set) */
     float *px_stats;    /* OH*OW x out_c x 3: each output pixel's run statistics (st_spconv_forward_stats) */
-    float *px_sums;     /* H*W x in_c x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums) */
+    float *px_sums;     /* H*W x in_c x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums,
+                           allocated on its first call) */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -235,9 +236,7 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
     p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, "sparse convolution plan");
     p->px_stats = st_malloc(sizeof(float) * 3 * (size_t)g->out_c * (size_t)g->out_h * (size_t)g->out_w,
                             "sparse convolution plan");
-    p->px_sums = st_malloc(sizeof(float) * 2 * (size_t)g->in_c * (size_t)g->in_h * (size_t)g->in_w,
-                           "sparse convolution plan");
-    if (!p->partial || !p->px_stats || !p->px_sums) {
+    if (!p->partial || !p->px_stats) {
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
@@ -449,9 +448,15 @@ void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w,
     backward_data(p, dy, w, dx, accumulate, NULL);
 }
 
-void st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate,
-                                     const st_spconv_bn_sums *bn) {
+st_status st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, const float *w, float *dx,
+                                          int accumulate, const st_spconv_bn_sums *bn) {
+    if (!p->px_sums) {
+        p->px_sums = st_malloc(sizeof(float) * 2 * (size_t)p->g.in_c * (size_t)p->g.in_h * (size_t)p->g.in_w,
+                               "sparse convolution batch-norm sums");
+        if (!p->px_sums) return ST_ERR_NOMEM;
+    }
     backward_data(p, dy, w, dx, accumulate, bn);
+    return ST_OK;
 }
 
 void st_spconv_bn_sums_reference(const st_spconv_geom *g, const float *dx, const st_spconv_bn_sums *bn) {

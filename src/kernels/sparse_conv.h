@@ -77,8 +77,8 @@ typedef struct st_spconv_bn_sums {
     const float *y, *x, *mean;
     double *sums;
 } st_spconv_bn_sums;
-void st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate,
-                                     const st_spconv_bn_sums *bn);
+st_status st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, const float *w, float *dx,
+                                          int accumulate, const st_spconv_bn_sums *bn);
 
 /* Scalar references (double sums, no threads), for tests. */
 void st_spconv_forward_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col, const float *x,
