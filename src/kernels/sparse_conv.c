@@ -64,8 +64,13 @@ static void gather_stats_generic(int n, int cnt, const float *w, const int64_t *
     run_stats_generic(n, out, stats);
 }
 
-const st_spconv_prims st_spconv_prims_generic = {.gather = gather_generic, .sddmm = sddmm_generic, .run_stats = run_stats_generic,
-                                              .gather_stats = gather_stats_generic, .run_bn_sums = run_bn_sums_generic};
+const st_spconv_prims st_spconv_prims_generic = {
+    .gather = gather_generic,
+    .sddmm = sddmm_generic,
+    .run_stats = run_stats_generic,
+    .gather_stats = gather_stats_generic,
+    .run_bn_sums = run_bn_sums_generic,
+};
 
 static const st_spconv_prims *prims(void) {
 #ifdef ST_SPCONV_HAVE_X86
@@ -293,9 +298,10 @@ static int channel_blocks(int pixels, int channels, int threads) {
     return blocks;
 }
 
-/* The forward pass; with stats, each output pixel's run is summarised
- * (run_stats) right after it is written, while it is in L1, and the runs of
- * each channel are combined in pixel order (see st_spconv_forward_stats). */
+/* The forward pass; with stats, each output pixel's run is summarised as it
+ * is written (gather_stats: from the registers where the ISA can, else from
+ * L1 right after the store), and the runs of each channel are combined in
+ * pixel order (see st_spconv_forward_stats). */
 static void forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y, double *stats) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;

@@ -183,8 +183,13 @@ static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *o
     stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
 }
 
-const st_spconv_prims st_spconv_prims_avx512 = {.gather = gather_avx512, .sddmm = sddmm_avx512, .run_stats = run_stats_avx512,
-                                              .gather_stats = gather_stats_avx512, .run_bn_sums = run_bn_sums_avx512};
+const st_spconv_prims st_spconv_prims_avx512 = {
+    .gather = gather_avx512,
+    .sddmm = sddmm_avx512,
+    .run_stats = run_stats_avx512,
+    .gather_stats = gather_stats_avx512,
+    .run_bn_sums = run_bn_sums_avx512,
+};
 
 ST_TARGET_END
 
@@ -293,8 +298,13 @@ static void gather_stats_avx2(int n, int cnt, const float *w, const int64_t *off
     run_stats_avx2(n, out, stats);
 }
 
-const st_spconv_prims st_spconv_prims_avx2 = {.gather = gather_avx2, .sddmm = sddmm_avx2, .run_stats = run_stats_avx2,
-                                              .gather_stats = gather_stats_avx2, .run_bn_sums = run_bn_sums_avx2};
+const st_spconv_prims st_spconv_prims_avx2 = {
+    .gather = gather_avx2,
+    .sddmm = sddmm_avx2,
+    .run_stats = run_stats_avx2,
+    .gather_stats = gather_stats_avx2,
+    .run_bn_sums = run_bn_sums_avx2,
+};
 
 ST_TARGET_END
 
