@@ -88,6 +88,8 @@ typedef struct st_step_profile {
     char kind[24];            /* "conv", "linear", "bn+relu", "bn+add+relu", "add+relu", "maxpool", ... */
     char name[ST_NAME_MAX];   /* parameter or BN name when the step has one */
     double forward_s, backward_s; /* accumulated since st_model_profile_reset */
+    int passes_timed;         /* 1: the executor timed backward's two passes apart (the sparse one does) */
+    double backward_data_s, backward_weight_s; /* with passes_timed: input- and weight-gradient pass, within backward_s */
     int calls;                /* forward passes timed */
     int64_t kept, numel;      /* conv / linear: weights kept / dense */
     double macs;              /* conv / linear: kept multiply-adds per image (forward) */
