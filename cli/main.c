@@ -231,11 +231,12 @@ static int cmd_train(int argc, char **argv) {
     if (st_flags_check_train("train", flags, n, &c, multiplier) != 0) return 2;
     char run_dir[ST_PATH_MAX - 32] = "";
     if (c.run_dir[0]) {
-        if (strlen(c.run_dir) >= sizeof run_dir) {
+        const size_t len = strlen(c.run_dir);
+        if (len >= sizeof run_dir) { /* room for the per-seed folders and file names below */
             fprintf(stderr, "sparsetrain train: value of --run-dir is too long\n");
             return 2;
         }
-        snprintf(run_dir, sizeof run_dir, "%s", c.run_dir);
+        memcpy(run_dir, c.run_dir, len + 1);
         if (!make_dirs(run_dir)) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);
             return 1;
