@@ -5,6 +5,7 @@
  * executor. Its state: one kernel plan per convolution / linear op, rebuilt
  * when the batch size or the weight's mask version changes, and the CHWN
  * copies of the images and logits (and their gradients). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,29 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
 }
 
 
+/* dL/dW at every position (kept or not) for one step: the weight-gradient
+ * kernel over a temporary all-kept structure of the same geometry, so its
+ * cost is the dense product's; built and freed here (update steps only). */
+static st_status dense_weight_grad(const st_spconv_plan *plan, const st_sparse_weight *w, const float *x,
+                                   const float *dy, float *dw) {
+    const int64_t numel = st_sparse_weight_numel(w);
+    if (numel > INT32_MAX) return st_fail(ST_ERR_ARGUMENT, "weight too large for a dense gradient");
+    int64_t *row_ptr = malloc(sizeof *row_ptr * ((size_t)w->rows + 1));
+    int32_t *col = malloc(sizeof *col * (size_t)numel);
+    st_spconv_plan *full = NULL;
+    st_status s = row_ptr && col ? ST_OK : st_fail(ST_ERR_NOMEM, "out of memory for a dense weight gradient");
+    if (s == ST_OK) {
+        for (int r = 0; r <= w->rows; r++) row_ptr[r] = (int64_t)r * w->cols;
+        for (int64_t i = 0; i < numel; i++) col[i] = (int32_t)(i % w->cols);
+        s = st_spconv_plan_create(st_spconv_plan_geom(plan), row_ptr, col, &full);
+    }
+    if (s == ST_OK) st_spconv_backward_weight(full, x, dy, dw, NULL);
+    st_spconv_plan_free(full);
+    free(row_ptr);
+    free(col);
+    return s;
+}
+
 static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batch) {
     const st_activation *in = &m->acts[op->in];
     const float *x = sparse_act_value(m, op->in);
@@ -181,6 +205,8 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
         ST_ASSERT(plan && st_spconv_plan_geom(plan)->batch == batch);
         st_param *w = &m->params[op->weight];
         st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+        float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL;
+        if (dense_dw && dense_weight_grad(plan, w->sparse, x, dy, dense_dw) != ST_OK) m->dense_grad_failed = 1;
         int acc = 0;
         float *dx = st_walk_grad_for_write(m, op->in, &acc);
         if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);

@@ -13,7 +13,8 @@ st_status st_train_config_to_json(const st_train_config *c, char **json) {
     const struct { const char *flag, *value; } text[] = {
         {"--model", c->model},         {"--data", c->data},           {"--datadir", c->datadir},
         {"--optimizer", c->optimizer}, {"--lr-schedule", c->lr_schedule}, {"--sparse_init", c->sparse_init},
-        {"--mask-sampling", c->mask_sampling}};
+        {"--mask-sampling", c->mask_sampling}, {"--death", c->death}, {"--growth", c->growth},
+        {"--redistribution", c->redistribution}, {"--decay-schedule", c->decay_schedule}};
     for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
         if (!st_json_utf8_valid(text[i].value, strlen(text[i].value)))
             return st_fail(ST_ERR_ARGUMENT,
@@ -48,6 +49,12 @@ st_status st_train_config_to_json(const st_train_config *c, char **json) {
     KEY("image_size"); st_json_append_int(&b, c->image_size);
     KEY("max_batches"); st_json_append_int(&b, c->max_batches);
     KEY("protocol"); st_json_append_string(&b, c->protocol);
+    KEY("update_frequency"); st_json_append_int(&b, c->update_frequency);
+    KEY("death"); st_json_append_string(&b, c->death);
+    KEY("growth"); st_json_append_string(&b, c->growth);
+    KEY("redistribution"); st_json_append_string(&b, c->redistribution);
+    KEY("death_rate"); st_json_append_double(&b, c->death_rate);
+    KEY("decay_schedule"); st_json_append_string(&b, c->decay_schedule);
 #undef KEY
     st_json_append_text(&b, "}");
     size_t len;
@@ -120,6 +127,15 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     /* Keys added after the first checkpoints: missing = the value before they existed. */
     if (s == ST_OK) s = st_json_object_get(r, "protocol") ? get_string(r, "protocol", c->protocol, sizeof c->protocol)
                                                           : (snprintf(c->protocol, sizeof c->protocol, "sound"), ST_OK);
+    /* dynamic sparse training: checkpoints written before it are --fix or dense runs; the defaults */
+    if (s == ST_OK && st_json_object_get(r, "update_frequency")) s = get_int(r, "update_frequency", &c->update_frequency);
+    if (s == ST_OK && st_json_object_get(r, "death")) s = get_string(r, "death", c->death, sizeof c->death);
+    if (s == ST_OK && st_json_object_get(r, "growth")) s = get_string(r, "growth", c->growth, sizeof c->growth);
+    if (s == ST_OK && st_json_object_get(r, "redistribution"))
+        s = get_string(r, "redistribution", c->redistribution, sizeof c->redistribution);
+    if (s == ST_OK && st_json_object_get(r, "death_rate")) s = get_number(r, "death_rate", &c->death_rate);
+    if (s == ST_OK && st_json_object_get(r, "decay_schedule"))
+        s = get_string(r, "decay_schedule", c->decay_schedule, sizeof c->decay_schedule);
     st_json_free(doc);
     if (s != ST_OK) return st_fail_context(s, "%s", source);
     return ST_OK;
@@ -146,7 +162,8 @@ static const char *const resume_known[] = {
     "epochs", "datadir", "test_batch_size", "execution", /* take the command line's value */
     "model", "data", "batch_size", "lr", "momentum", "l2", "optimizer", "lr_schedule", "seed", "valid_split",
     "sparse", "fix", "sparse_init", "density", "fc_density", "mask_sampling", "scaled", "augment", "max_batches",
-    "image_size", /* must equal the checkpoint's */
+    "image_size", "update_frequency", "death", "growth", "redistribution", "death_rate", "decay_schedule",
+    /* must equal the checkpoint's */
 };
 
 st_status st_resume_merge(const st_train_config *cmdline, st_train_config *c) {
@@ -202,6 +219,12 @@ st_status st_resume_merge(const st_train_config *cmdline, st_train_config *c) {
     SAME_INT("augment", "augment", augment);
     SAME_INT("max_batches", "max-batches", max_batches);
     SAME_INT("image_size", "image-size", image_size);
+    SAME_INT("update_frequency", "update_frequency", update_frequency);
+    SAME_STRING("death", "death", death);
+    SAME_STRING("growth", "growth", growth);
+    SAME_STRING("redistribution", "redistribution", redistribution);
+    SAME_DOUBLE("death_rate", "death-rate", death_rate);
+    SAME_STRING("decay_schedule", "decay-schedule", decay_schedule);
 #undef SAME_STRING
 #undef SAME_INT
 #undef SAME_DOUBLE

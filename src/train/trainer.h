@@ -28,7 +28,7 @@ typedef struct st_train_config {
     uint64_t seed;             /* --seed 17 */
     double valid_split;        /* --valid_split 0.1 */
     int sparse;                /* --sparse */
-    int fix;                   /* --fix (static masks; dynamic sparse training is not built yet) */
+    int fix;                   /* --fix: static masks; --sparse without it is dynamic sparse training (DST) */
     char sparse_init[32];      /* --sparse_init ERK */
     double density;            /* --density 0.05 */
     double fc_density;         /* --fc_density 1.0 (ERK_plus) */
@@ -39,6 +39,13 @@ typedef struct st_train_config {
     int image_size;            /* --image-size: ImageFolder (imagenet) images are S x S (0 = 224) */
     char protocol[16];         /* --protocol sound|reference (docs/COMING-FROM-PYTORCH.md); "" in
                                   checkpoints written before it existed = sound */
+    /* dynamic sparse training (train/mask_update.h, sparse/dst.h); used when sparse && !fix */
+    int update_frequency;      /* --update_frequency 100: optimiser steps between mask updates */
+    char death[16];            /* --death (alias --prune) magnitude|SET|threshold|Taylor_FO */
+    char growth[16];           /* --growth random|random_unfired|gradient */
+    char redistribution[16];   /* --redistribution none */
+    double death_rate;         /* --death-rate (alias --prune-rate) 0.5: at the start, decaying to 0.005 */
+    char decay_schedule[16];   /* --decay-schedule cosine|linear */
     /* run-time only (not part of the run's identity) */
     char resume[ST_PATH_MAX];  /* --resume */
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
@@ -147,6 +154,8 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
 void st_trainer_free(st_trainer *t);
 struct st_model *st_trainer_model(st_trainer *t);
 struct st_optimizer *st_trainer_optimizer(st_trainer *t);
+/* Sparse runs: the ITOP record and mask-update state (train/mask_update.h); NULL for a dense run. */
+struct st_mask_updater *st_trainer_mask_updater(st_trainer *t);
 /* The learning rate of 0-based `epoch` under the run's schedule. */
 double st_trainer_lr(const st_trainer *t, int epoch);
 
