@@ -244,14 +244,16 @@ static int cmd_train(int argc, char **argv) {
         {"bench", ST_FLAG_SWITCH, NULL, 0, 1, "", "only models the reference's CIFAR main.py does not build read it (time steps with `sparsetrain bench`)", NULL, 0},
         {"start-epoch", ST_FLAG_INT, NULL, 0, 0, "", "the reference overwrites it from the checkpoint and never reads it; --resume continues at the checkpoint's epoch", NULL, 0},
         {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL, "half-precision training waits for the bf16 kernels of the fused-execution work; train in float32 (the default)", 0},
-        /* dynamic sparse training (another issue): meaningless with --fix or a dense run, refused otherwise */
-        {"growth", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): growth mode", NULL, NULL, 0},
-        {"death", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning mode", NULL, NULL, 0},
-        {"redistribution", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): redistribution mode", NULL, NULL, 0},
-        {"death-rate", ST_FLAG_DOUBLE, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning rate", NULL, NULL, 0},
-        {"update_frequency", ST_FLAG_INT, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): steps between mask updates", NULL, NULL, 0},
-        {"decay-schedule", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning-rate schedule", NULL, NULL, 0},
-        {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "dynamic sparse training: extend training by this factor (not built yet: only 1, a no-op)", NULL, NULL, 0},
+        /* dynamic sparse training (--sparse without --fix; docs/DYNAMIC-SPARSE.md): ignored with --fix or a dense run */
+        {"death", ST_FLAG_STRING, c.death, sizeof c.death, 0, "dynamic sparse training: which weights die: magnitude, SET, threshold, Taylor_FO (magnitude)", NULL, NULL, 0},
+        {"prune", ST_FLAG_STRING, c.death, sizeof c.death, 0, "the ImageNet code's name for --death", NULL, NULL, 0},
+        {"growth", ST_FLAG_STRING, c.growth, sizeof c.growth, 0, "dynamic sparse training: where weights regrow: random, random_unfired, gradient (random)", NULL, NULL, 0},
+        {"redistribution", ST_FLAG_STRING, c.redistribution, sizeof c.redistribution, 0, "dynamic sparse training: none (each layer regrows what it lost) (none)", NULL, NULL, 0},
+        {"death-rate", ST_FLAG_DOUBLE, &c.death_rate, 0, 0, "dynamic sparse training: fraction of each layer's weights replaced at the first update, decaying to 0.005 (0.5)", NULL, NULL, 0},
+        {"prune-rate", ST_FLAG_DOUBLE, &c.death_rate, 0, 0, "the ImageNet code's name for --death-rate", NULL, NULL, 0},
+        {"update_frequency", ST_FLAG_INT, &c.update_frequency, 0, 0, "dynamic sparse training: optimiser steps between mask updates (100)", NULL, NULL, 0},
+        {"decay-schedule", ST_FLAG_STRING, c.decay_schedule, sizeof c.decay_schedule, 0, "dynamic sparse training: death-rate decay, cosine or linear (cosine)", NULL, NULL, 0},
+        {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "train K times longer: --epochs and the learning-rate milestones times K, as the ITOP code (1)", NULL, NULL, 0},
     };
     int n = (int)(sizeof flags / sizeof flags[0]);
     c.valid_split = -1; /* not given: the data set's default, below */
@@ -264,6 +266,8 @@ static int cmd_train(int argc, char **argv) {
         if (!flags[i].given || field < (uintptr_t)&c || field >= (uintptr_t)&c.resume) continue;
         if (strcmp(name, "scaled-per-layer") == 0) name = "scaled";
         if (strcmp(name, "no-augment") == 0) name = "augment";
+        if (strcmp(name, "prune") == 0) name = "death";
+        if (strcmp(name, "prune-rate") == 0) name = "death-rate";
         size_t at = strlen(c.given);
         snprintf(c.given + at, sizeof c.given - at, "%s%s", at ? "," : "", name);
     }
@@ -276,6 +280,7 @@ static int cmd_train(int argc, char **argv) {
         c.valid_split = info ? info->valid_split : 0.1;
     }
     if (st_flags_check_train("train", flags, n, &c, multiplier) != 0) return 2;
+    c.epochs *= multiplier; /* the schedule's milestones are fractions of the epochs: they stretch with them */
     if (run_dir[0]) {
         if (!make_dirs(run_dir)) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);

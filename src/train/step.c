@@ -76,7 +76,7 @@ st_status st_trainer_save(st_trainer *r) {
     r->info.seed = r->c->seed;
     r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
-    r->info.itop = r->updater ? r->updater->fired : NULL;
+    r->info.itop = r->updater && r->updater->set.dynamic ? r->updater->fired : NULL; /* --fix: it is the mask */
     r->info.force = r->c->force;
     int have_best = r->keep_best && r->info.best_epoch >= 0;
     ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? &r->best : NULL,
