@@ -1,0 +1,53 @@
+"""Short dynamic sparse training runs on Fashion-MNIST (lenet300-100 at
+density 0.05, 4 epochs of 200 batches, same seed): SET-like (--growth random)
+and RigL-like (--growth gradient) runs against the static --fix run: the loss
+falls, the final ITOP rate is above the density, and the test accuracy is
+within 1 point of the static run's or better (measured: fix 84.5 %, SET-like
+84.8 %, RigL-like 84.2 %). A --fix run reports ITOP = its density."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import BUILD, check, finish, skip  # noqa: E402
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+if not os.path.exists(os.path.join(FASHION, "train-images-idx3-ubyte.gz")):
+    skip("Fashion-MNIST (dataset-fashion-mnist) is not installed")
+
+
+def run(tmp, name, extra):
+    log = os.path.join(tmp, name + ".jsonl")
+    r = subprocess.run([os.path.join(BUILD, "sparsetrain"), "train", "--model", "lenet300-100", "--sparse",
+                        "--density", "0.05", "--datadir", FASHION, "--epochs", "4", "--max-batches", "200",
+                        "--batch-size", "64", "--update_frequency", "50", "--threads", "2", "--quiet", "--log", log]
+                       + extra, capture_output=True, text=True, timeout=600)
+    check(f"{name} run", r.returncode == 0, r.stderr.strip()[-300:])
+    if r.returncode != 0:
+        return None, []
+    lines = [json.loads(l) for l in open(log)]
+    return [l for l in lines if "epoch" in l], [l for l in lines if "mask_update" in l]
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    fixed, fixed_updates = run(tmp, "fix", ["--fix"])
+    if fixed:
+        check("a --fix run makes no mask update and reports ITOP = its density",
+              not fixed_updates and abs(fixed[-1]["itop_rate"] - 0.05) < 1e-3, str(fixed[-1].get("itop_rate")))
+    for name, growth in (("SET-like", "random"), ("RigL-like", "gradient")):
+        epochs, updates = run(tmp, name, ["--growth", growth])
+        if not epochs or not fixed:
+            continue
+        losses = [e["train_loss"] for e in epochs]
+        check(f"{name}: the training loss falls", losses[-1] < losses[0] * 0.7, str(losses))
+        check(f"{name}: {len(updates)} mask updates, final ITOP rate above the density",
+              len(updates) == 15 and epochs[-1]["itop_rate"] > 0.1, str(epochs[-1]["itop_rate"]))
+        check(f"{name}: test accuracy within 1 point of the --fix run or better",
+              epochs[-1]["test_acc"] >= fixed[-1]["test_acc"] - 0.01,
+              f"{epochs[-1]['test_acc']:.4f} vs fix {fixed[-1]['test_acc']:.4f}")
+        if growth == "gradient":
+            check("RigL-like: the dense-gradient FLOPs of the update steps are logged",
+                  all(e["flops_epoch_mask_updates"] > 0 for e in epochs))
+finish()
