@@ -50,4 +50,18 @@ with tempfile.TemporaryDirectory() as tmp:
         if growth == "gradient":
             check("RigL-like: the dense-gradient FLOPs of the update steps are logged",
                   all(e["flops_epoch_mask_updates"] > 0 for e in epochs))
+    # `sparsetrain report` plots the ITOP rate and the death rate of a dynamic run
+    run_dir = os.path.join(tmp, "rigl")
+    r = subprocess.run([os.path.join(BUILD, "sparsetrain"), "train", "--model", "lenet300-100", "--sparse",
+                        "--datadir", FASHION, "--epochs", "1", "--max-batches", "60", "--update_frequency", "20",
+                        "--growth", "gradient", "--threads", "2", "--quiet", "--run-dir", run_dir],
+                       capture_output=True, text=True, timeout=300)
+    html = os.path.join(tmp, "report.html")
+    r2 = subprocess.run([os.path.join(BUILD, "sparsetrain"), "report", run_dir, "--out", html],
+                        capture_output=True, text=True, timeout=300)
+    page = open(html).read() if r.returncode == 0 and r2.returncode == 0 else ""
+    section = page[page.find("<h2>Dynamic sparse training</h2>"):]
+    check("the report plots the ITOP rate and the death rate of a dynamic run, and counts the update FLOPs",
+          "ITOP rate" in section and "Death rate at each mask update" in section and section.count("<svg") >= 2
+          and " updates / " in page, (r.stderr + r2.stderr).strip()[-300:])
 finish()
