@@ -29,8 +29,10 @@ typedef struct inspect_options {
     char sparse_init[32], mask_sampling[16], execution[16];
     double density, fc_density, valid_split;
     int classes, batch_size, threads, scaled, json, augment;
+    int update_frequency; /* dynamic sparse training's FLOPs with gradient growth (RigL's count) */
     uint64_t seed;
 } inspect_options;
+
 
 /* Image shape and classes of a data set from the catalogue, so that no file
  * is read unless the distribution looks at data. 0 for an unknown name and
@@ -48,6 +50,16 @@ typedef struct layer_row {
     double density, achieved, dense, sparse;
     int64_t kept;
 } layer_row;
+
+/* Multiply-adds per example of the dense weight gradients of the prunable
+ * layers that a gradient-growth mask update computes (fully dense layers are
+ * never updated): each costs its dense forward. */
+static double update_gradient_macs(const layer_row *rows, int n) {
+    double macs = 0;
+    for (int l = 0; l < n; l++)
+        if (rows[l].kept < rows[l].p->numel) macs += rows[l].dense;
+    return macs;
+}
 
 static void shape_text(const st_param *p, char *buf, size_t size) {
     int at = 0;
@@ -129,7 +141,11 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
                   {"flops_prunable_sparse", layer_sparse},
                   {"flops_other", other},
                   {"train_flops_dense", ST_TRAIN_STEP_FORWARDS * dense},
-                  {"train_flops_sparse", ST_TRAIN_STEP_FORWARDS * sparse}};
+                  {"train_flops_sparse", ST_TRAIN_STEP_FORWARDS * sparse},
+                  /* dynamic sparse training with --growth gradient every update_frequency steps, per step */
+                  {"train_flops_dynamic_gradient",
+                   ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->update_frequency},
+                  {"update_frequency", o->update_frequency}};
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++) {
         st_json_append_text(&b, ", \"");
         st_json_append_text(&b, totals[i].key);
@@ -173,6 +189,10 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
            dense / 1e6, sparse / 1e6, 100 * sparse / dense, layer_dense / 1e6, layer_sparse / 1e6, other / 1e6);
     printf("training step FLOPs per example (forward + backward = %gx forward): dense %.4g M, sparse %.4g M\n",
            ST_TRAIN_STEP_FORWARDS, ST_TRAIN_STEP_FORWARDS * dense / 1e6, ST_TRAIN_STEP_FORWARDS * sparse / 1e6);
+    printf("dynamic sparse training with --growth gradient every %d steps (RigL's count): + %.4g M dense weight "
+           "gradients per update step, %.4g M per example and step on average\n",
+           o->update_frequency, update_gradient_macs(rows, n) / 1e6,
+           (ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->update_frequency) / 1e6);
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
     printf("execution (--execution %s): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f); %s\n",
            o->execution, execution_choice(o, m), st_model_flop_density(m), st_model_sparse_crossover(m),
@@ -257,6 +277,7 @@ int st_cli_inspect(int argc, char **argv) {
     o.batch_size = defaults.batch_size;
     o.seed = defaults.seed;
     o.augment = defaults.augment;
+    o.update_frequency = defaults.update_frequency;
     st_flag flags[] = {
         {"model", ST_FLAG_STRING, o.model, sizeof o.model, 0, "model name (cifar_resnet_20)", NULL, NULL, 0},
         {"data", ST_FLAG_STRING, o.data, sizeof o.data, 0, "data set whose image shape and classes to use (mnist, fashion-mnist, cifar10, cifar100); required by snip and GraSP", NULL, NULL, 0},
@@ -277,6 +298,7 @@ int st_cli_inspect(int argc, char **argv) {
         {"threads", ST_FLAG_INT, &o.threads, 0, 0, "worker threads (default: all cores)", NULL, NULL, 0},
         {"execution", ST_FLAG_STRING, o.execution, sizeof o.execution, 0, "auto, sparse or dense: the execution shown (auto)", NULL, NULL, 0},
         {"json", ST_FLAG_SWITCH, &o.json, 0, 1, "print one JSON object", NULL, NULL, 0},
+        {"update_frequency", ST_FLAG_INT, &o.update_frequency, 0, 0, "dynamic sparse training's FLOPs: steps between gradient-growth mask updates (100)", NULL, NULL, 0},
     };
     int r = st_flags_parse("inspect",
                            "usage: sparsetrain inspect --model M [--data D] --sparse_init X --density d [--fc_density f] "
@@ -284,6 +306,10 @@ int st_cli_inspect(int argc, char **argv) {
                            "a model (the same masks as `sparsetrain train` with the same flags and seed).",
                            flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
+    if (o.update_frequency <= 0) {
+        fprintf(stderr, "sparsetrain inspect: --update_frequency must be positive (got %d)\n", o.update_frequency);
+        return 2;
+    }
     int c = 0, h = 0, w = 0, classes = 0;
     const char *problem = NULL;
     if (o.data[0] && !data_shape(o.data, &c, &h, &w, &classes))
