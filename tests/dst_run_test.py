@@ -50,6 +50,17 @@ with tempfile.TemporaryDirectory() as tmp:
         if growth == "gradient":
             check("RigL-like: the dense-gradient FLOPs of the update steps are logged",
                   all(e["flops_epoch_mask_updates"] > 0 for e in epochs))
+    # --multiplier K: K times the epochs, milestones with them; the terminal shows each update
+    log = os.path.join(tmp, "multiplier.jsonl")
+    r = subprocess.run([os.path.join(BUILD, "sparsetrain"), "train", "--model", "lenet300-100", "--sparse",
+                        "--datadir", FASHION, "--epochs", "2", "--multiplier", "2", "--max-batches", "10",
+                        "--update_frequency", "10", "--threads", "2", "--plain", "--log", log],
+                       capture_output=True, text=True, timeout=300)
+    lines = [json.loads(l) for l in open(log) if '"epoch"' in l] if r.returncode == 0 else []
+    check("--multiplier 2 --epochs 2 trains 4 epochs with the learning rate x0.1 at epochs 3 and 4",
+          [l["lr"] for l in lines] == [0.1, 0.1, 0.01, 0.001], r.stderr.strip()[-300:])
+    check("the terminal shows every mask update and the ITOP rate per epoch",
+          r.stdout.count("mask update ") == 3 and r.stdout.count("ITOP ") == 3 + 4, r.stdout[-500:])
     # `sparsetrain report` plots the ITOP rate and the death rate of a dynamic run
     run_dir = os.path.join(tmp, "rigl")
     r = subprocess.run([os.path.join(BUILD, "sparsetrain"), "train", "--model", "lenet300-100", "--sparse",

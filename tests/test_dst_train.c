@@ -55,7 +55,7 @@ typedef struct watch {
     int64_t *kept;
     uint8_t **before, **seen; /* mask before the step's update; union of every mask seen */
     double last_itop;
-    int updates, steps;
+    int updates, steps, reported;
     int64_t regrown_checked;
     float *dense; uint8_t *mask; int64_t largest;
 } watch;
@@ -142,6 +142,14 @@ static st_status watch_after(st_trainer *t, void *user) {
     return ST_OK;
 }
 
+/* The report hook: called once per update, with the stats of the update just done. */
+static void count_update(const st_mask_update_report *r, void *user) {
+    watch *w = user;
+    w->reported++;
+    CHECK(r->index == w->reported && r->removed == r->regrown && r->changed <= r->removed);
+    CHECK(r->death_rate > 0 && r->death_rate <= 0.8 && r->itop_rate > 0 && r->seconds >= 0);
+}
+
 static void watch_free(watch *w) {
     for (int l = 0; l < w->n_layers; l++) free(w->before[l]), free(w->seen[l]);
     free(w->param), free(w->kept), free(w->before), free(w->seen), free(w->dense), free(w->mask);
@@ -167,7 +175,8 @@ static void test_invariants(void) {
         if (run % 3 == 2) c.max_batches = 4, c.batch_size = 8; /* the ResNet is slower */
         if (strcmp(c.death, "threshold") == 0) c.lr = 0.01; /* weights stay small: some fall below 0.001 */
         watch w = {0};
-        st_train_hooks h = {&w, watch_before, watch_after, NULL, NULL, NULL};
+        st_train_hooks h = {.user = &w, .after_backward = watch_before, .after_step = watch_after,
+                            .on_mask_update = count_update};
         st_trainer *t = NULL;
         CHECK_OK(st_trainer_create(&c, &h, &t));
         if (!t) continue;
@@ -175,7 +184,7 @@ static void test_invariants(void) {
         CHECK_OK(st_trainer_train_epoch(t, 0, &stopped)); /* no evaluation: only the steps matter here */
         st_trainer_free(t);
         const int expected = (c.max_batches - 1) / c.update_frequency;
-        CHECK(w.updates == expected && w.steps == c.max_batches);
+        CHECK(w.updates == expected && w.steps == c.max_batches && w.reported == expected);
         printf("run %2d: %-15s %-6s density %.2f death %-9s growth %-14s rate %.2f: %d updates, ITOP %.4f\n", run,
                model, c.execution, c.density, c.death, c.growth, c.death_rate, w.updates, w.last_itop);
         if (strcmp(c.death, "threshold") != 0) CHECK(w.last_itop > c.density * 1.01);
@@ -292,7 +301,7 @@ static void test_executors_agree(const char *model, const char *growth, int step
         config(&c, model, e ? "dense" : "sparse");
         snprintf(c.growth, sizeof c.growth, "%s", growth);
         c.max_batches = steps;
-        st_train_hooks h = {&l[e], NULL, NULL, NULL, record_loss, NULL};
+        st_train_hooks h = {.user = &l[e], .on_batch = record_loss};
         st_trainer *t = NULL;
         CHECK_OK(st_trainer_create(&c, &h, &t));
         if (!t) return;
@@ -388,7 +397,7 @@ static void test_resume(void) {
         stop_now = 0;
         stop_at_step = stops[k];
         p.stop_flag = &stop_now;
-        st_train_hooks h = {NULL, NULL, stop_hook, NULL, NULL, NULL};
+        st_train_hooks h = {.after_step = stop_hook};
         CHECK(st_train_run(&p, &h, &res) == ST_ERR_INTERRUPTED);
         st_train_config r;
         st_train_config_defaults(&r);

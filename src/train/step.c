@@ -188,6 +188,12 @@ static st_status apply_at(st_trainer *t, const step_place *at) {
     if (t->c->detect_anomaly) ST_TRY(st_anomaly_check_weights(m, &t->opt, &where));
     int updated = 0;
     ST_TRY(st_mask_updater_after_step(t->updater, m, t->opt.steps, &updated));
+    if (updated && t->hooks.on_mask_update) {
+        const st_mask_update_stats *u = &t->updater->last;
+        st_mask_update_report r = {at->epoch, u->step, u->index, u->death_rate, u->removed, u->regrown, u->changed,
+                                   u->itop_rate, u->seconds};
+        t->hooks.on_mask_update(&r, t->hooks.user);
+    }
     if (updated) ST_TRY(write_update_line(t, at->epoch));
     if (t->hooks.after_step) ST_TRY(t->hooks.after_step(t, t->hooks.user));
     return ST_OK;
@@ -309,7 +315,7 @@ st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result
     }
     if (t->hooks.on_epoch) {
         st_epoch_report r = {epoch, c->epochs, lr, train_loss, train_acc, val_acc, test_acc, test_loss, ips,
-                             now_seconds() - t->epoch_t0};
+                             now_seconds() - t->epoch_t0, t->updater ? st_mask_updater_itop_rate(t->updater) : -1};
         t->hooks.on_epoch(&r, t->hooks.user);
     }
     const st_status logged =

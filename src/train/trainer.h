@@ -132,7 +132,17 @@ typedef struct st_epoch_report {
     double lr, train_loss, train_acc;
     double val_acc;           /* -1 without a validation split */
     double test_acc, test_loss, images_per_s, seconds;
+    double itop_rate;         /* sparse runs: fraction of prunable positions ever active; -1 for a dense run */
 } st_epoch_report;
+
+/* Dynamic sparse training: one mask update (train/mask_update.h). */
+typedef struct st_mask_update_report {
+    int epoch;                /* 0-based */
+    int64_t step, index;      /* the optimiser step it followed; its number in the run */
+    double death_rate;
+    int64_t removed, regrown, changed;
+    double itop_rate, seconds;
+} st_mask_update_report;
 
 typedef struct st_train_hooks {
     void *user;
@@ -145,6 +155,7 @@ typedef struct st_train_hooks {
     void (*on_setup)(const st_setup_report *r, void *user);
     void (*on_batch)(const st_batch_report *r, void *user);
     void (*on_epoch)(const st_epoch_report *r, void *user);
+    void (*on_mask_update)(const st_mask_update_report *r, void *user); /* after every mask update */
 } st_train_hooks;
 
 typedef enum st_split { ST_SPLIT_VALID = 0, ST_SPLIT_TEST = 1 } st_split;
