@@ -157,8 +157,10 @@ static void dense_backward_op(st_model *m, st_op *op, const float *dy, int batch
                                 m->workspace);
         float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL;
         if (dense_dw) { /* the same product once more through an unmasked view: every position */
+            const double t0 = omp_get_wtime();
             st_sparse_weight full = unmasked_view(m->params[op->weight].sparse);
             st_conv2d_plan_backward(plan, in->value, &full, dy, NULL, 0, dense_dw, NULL, m->workspace);
+            m->dense_grad_seconds += omp_get_wtime() - t0;
         }
         break;
     }
@@ -167,8 +169,10 @@ static void dense_backward_op(st_model *m, st_op *op, const float *dy, int batch
                            m->params[op->weight].grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
         float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL;
         if (dense_dw) {
+            const double t0 = omp_get_wtime();
             st_sparse_weight full = unmasked_view(m->params[op->weight].sparse);
             st_linear_backward(batch, in->value, &full, dy, NULL, dense_dw, NULL);
+            m->dense_grad_seconds += omp_get_wtime() - t0;
         }
         break;
     }

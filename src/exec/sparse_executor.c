@@ -5,6 +5,7 @@
  * executor. Its state: one kernel plan per convolution / linear op, rebuilt
  * when the batch size or the weight's mask version changes, and the CHWN
  * copies of the images and logits (and their gradients). */
+#include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,7 +207,11 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
         st_param *w = &m->params[op->weight];
         st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
         float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL;
-        if (dense_dw && dense_weight_grad(plan, w->sparse, x, dy, dense_dw) != ST_OK) m->dense_grad_failed = 1;
+        if (dense_dw) {
+            const double t0 = omp_get_wtime();
+            if (dense_weight_grad(plan, w->sparse, x, dy, dense_dw) != ST_OK) m->dense_grad_failed = 1;
+            m->dense_grad_seconds += omp_get_wtime() - t0;
+        }
         int acc = 0;
         float *dx = st_walk_grad_for_write(m, op->in, &acc);
         if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);

@@ -82,6 +82,7 @@ typedef struct st_model {
      * set when a backward could not produce one (out of memory). */
     float **dense_grad;
     int dense_grad_failed;
+    double dense_grad_seconds;   /* wall time the executor spent on them (for the update's cost) */
 } st_model;
 
 /* Per-step timing of the forward / backward walk (with m->profile set).

@@ -54,6 +54,7 @@ typedef struct st_mask_update_stats {
     double death_rate;
     int64_t removed, regrown, changed;
     double seconds;           /* wall time of the update (criteria + remaps), without the dense gradient */
+    double dense_grad_seconds; /* wall time of the step's dense weight gradients (gradient growth; 0 otherwise) */
     double itop_rate;         /* after it */
 } st_mask_update_stats;
 

@@ -147,9 +147,10 @@ static st_status write_update_line(st_trainer *r, int epoch) {
     if (!line) return st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
     fprintf(line,
             "{\"mask_update\": %lld, \"step\": %lld, \"in_epoch\": %d, \"death_rate\": %.9g, \"removed\": %lld, "
-            "\"regrown\": %lld, \"changed\": %lld, \"seconds\": %.6g, \"itop_rate\": %.9g, \"layers\": [",
+            "\"regrown\": %lld, \"changed\": %lld, \"seconds\": %.6g, \"dense_grad_seconds\": %.6g, \"itop_rate\": %.9g, "
+            "\"layers\": [",
             (long long)st->index, (long long)st->step, epoch + 1, st->death_rate, (long long)st->removed,
-            (long long)st->regrown, (long long)st->changed, st->seconds, st->itop_rate);
+            (long long)st->regrown, (long long)st->changed, st->seconds, st->dense_grad_seconds, st->itop_rate);
     for (int l = 0; l < u->n_layers; l++) {
         const st_mask_update_layer *layer = &u->layers[l];
         fprintf(line, "%s{\"name\": \"%s\", \"removed\": %lld, \"changed\": %lld, \"itop_rate\": %.9g}", l ? ", " : "",
