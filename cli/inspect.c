@@ -3,6 +3,7 @@
  * prunable layer and in total the weights kept and the FLOPs (sparse/flops.h). */
 #include "inspect.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "core/threads.h"
 #include "data/catalog.h"
 #include "data/dataset.h"
+#include "config_flags.h"
 #include "flags.h"
 #include "io/json.h"
 #include "models/init.h"
@@ -20,19 +22,15 @@
 #include "sparse/flops.h"
 #include "sparse/masks.h"
 #include "exec/policy.h"
-#include "sparse/saliency.h"
+#include "saliency/saliency.h"
 #include "run/setup.h"
 #include "train/trainer.h"
 
 typedef struct inspect_options {
-    char model[64], data[32], datadir[ST_PATH_MAX], input[32];
-    char sparse_init[32], mask_sampling[16], execution[16];
-    double density, fc_density, valid_split;
-    int classes, batch_size, threads, scaled, json, augment;
-    int update_frequency; /* dynamic sparse training's FLOPs with gradient growth (RigL's count) */
-    uint64_t seed;
+    st_train_config run; /* the fields inspect shares with train, with train's defaults */
+    char input[32];
+    int classes, json;
 } inspect_options;
-
 
 /* Image shape and classes of a data set from the catalogue, so that no file
  * is read unless the distribution looks at data. 0 for an unknown name and
@@ -70,7 +68,7 @@ static void shape_text(const st_param *p, char *buf, size_t size) {
 /* "sparse" or "dense": what `train --execution` would run for this model. */
 static const char *execution_choice(const inspect_options *o, const st_model *m) {
     st_exec_policy policy = ST_EXEC_AUTO;
-    if (st_exec_policy_parse(o->execution, &policy) != ST_OK) policy = ST_EXEC_AUTO;
+    if (st_exec_policy_parse(o->run.execution, &policy) != ST_OK) policy = ST_EXEC_AUTO;
     return st_model_wants_sparse_execution(m, policy) ? "sparse" : "dense";
 }
 
@@ -82,15 +80,15 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
     st_json_append_text(&b, "{\"model\": ");
     st_json_append_string(&b, m->name);
     st_json_append_text(&b, ", \"sparse_init\": ");
-    st_json_append_string(&b, o->sparse_init);
+    st_json_append_string(&b, o->run.sparse_init);
     st_json_append_text(&b, ", \"execution\": ");
     st_json_append_string(&b, execution_choice(o, m));
     st_json_append_text(&b, ", \"flop_density\": ");
     st_json_append_double(&b, st_model_flop_density(m));
     st_json_append_text(&b, ", \"mask_sampling\": ");
-    st_json_append_string(&b, o->mask_sampling);
+    st_json_append_string(&b, o->run.mask_sampling);
     st_json_append_text(&b, ", \"seed\": ");
-    st_json_append_int(&b, (int64_t)o->seed);
+    st_json_append_int(&b, (int64_t)o->run.seed);
     char input[96];
     snprintf(input, sizeof input, ", \"input\": [%d, %d, %d], \"num_classes\": %d, \"layers\": [", m->in_channels,
              m->in_height, m->in_width, m->num_classes);
@@ -127,7 +125,7 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
     st_json_append_text(&b, ", \"total_kept\": ");
     st_json_append_int(&b, kept);
     st_json_append_text(&b, ", \"target_density\": ");
-    st_json_append_double(&b, o->density);
+    st_json_append_double(&b, o->run.density);
     st_json_append_text(&b, ", \"expected_density\": ");
     st_json_append_double(&b, expected);
     st_json_append_text(&b, ", \"overall_density\": ");
@@ -144,8 +142,8 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
                   {"train_flops_sparse", ST_TRAIN_STEP_FORWARDS * sparse},
                   /* dynamic sparse training with --growth gradient every update_frequency steps, per step */
                   {"train_flops_dynamic_gradient",
-                   ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->update_frequency},
-                  {"update_frequency", o->update_frequency}};
+                   ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->run.update_frequency},
+                  {"update_frequency", o->run.update_frequency}};
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++) {
         st_json_append_text(&b, ", \"");
         st_json_append_text(&b, totals[i].key);
@@ -165,9 +163,9 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
                         int64_t kept, double expected, double layer_dense, double layer_sparse, double other) {
     double dense = layer_dense + other, sparse = layer_sparse + other;
     printf("%s, input %dx%dx%d, %d classes: --sparse_init %s --density %g", m->name, m->in_channels, m->in_height,
-           m->in_width, m->num_classes, o->sparse_init, o->density);
-    if (strcmp(o->sparse_init, "ERK_plus") == 0) printf(" --fc_density %g", o->fc_density);
-    printf(" (%s masks, seed %llu)\n\n", o->mask_sampling, (unsigned long long)o->seed);
+           m->in_width, m->num_classes, o->run.sparse_init, o->run.density);
+    if (strcmp(o->run.sparse_init, "ERK_plus") == 0) printf(" --fc_density %g", o->run.fc_density);
+    printf(" (%s masks, seed %llu)\n\n", o->run.mask_sampling, (unsigned long long)o->run.seed);
     printf("%-30s %-14s %10s %8s %10s %10s %10s %7s %7s\n", "layer", "shape", "weights", "density", "kept",
            "MFLOPs", "sparse", "share", "sparse");
     for (int l = 0; l < n; l++) {
@@ -183,7 +181,7 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
            100 * layer_sparse / sparse);
     printf("prunable weights: %lld, kept %lld: overall density %.5f (target %g, expected from the layer densities "
            "%.5f)\n",
-           (long long)total, (long long)kept, (double)kept / (double)total, o->density, expected);
+           (long long)total, (long long)kept, (double)kept / (double)total, o->run.density, expected);
     printf("forward FLOPs per example: dense %.4g M, sparse %.4g M (%.2f%% of dense; conv/linear %.4g M -> %.4g M, "
            "other ops %.4g M)\n",
            dense / 1e6, sparse / 1e6, 100 * sparse / dense, layer_dense / 1e6, layer_sparse / 1e6, other / 1e6);
@@ -191,11 +189,11 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
            ST_TRAIN_STEP_FORWARDS, ST_TRAIN_STEP_FORWARDS * dense / 1e6, ST_TRAIN_STEP_FORWARDS * sparse / 1e6);
     printf("dynamic sparse training with --growth gradient every %d steps (RigL's count): + %.4g M dense weight "
            "gradients per update step, %.4g M per example and step on average\n",
-           o->update_frequency, update_gradient_macs(rows, n) / 1e6,
-           (ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->update_frequency) / 1e6);
+           o->run.update_frequency, update_gradient_macs(rows, n) / 1e6,
+           (ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->run.update_frequency) / 1e6);
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
     printf("execution (--execution %s): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f); %s\n",
-           o->execution, execution_choice(o, m), st_model_flop_density(m), st_model_sparse_crossover(m),
+           o->run.execution, execution_choice(o, m), st_model_flop_density(m), st_model_sparse_crossover(m),
            st_model_mean_width(m),
            strcmp(execution_choice(o, m), "sparse") == 0
                ? "every convolution and linear layer runs the direct sparse kernels on packed weights"
@@ -208,17 +206,17 @@ static st_status run_inspect(const inspect_options *o, int c, int h, int w, int 
     st_run_data data;
     memset(&data, 0, sizeof data);
     st_status s = ST_OK;
-    if (st_sparse_init_needs_data(o->sparse_init)) {
-        st_run_data_spec ds = {o->data, o->datadir, o->valid_split, o->batch_size, 100, o->augment, o->seed, 0, 0, 0, NULL};
+    if (st_sparse_init_needs_data(o->run.sparse_init)) {
+        st_run_data_spec ds = {o->run.data, o->run.datadir, o->run.valid_split, o->run.batch_size, 100, o->run.augment, o->run.seed, 0, 0, 0, NULL};
         s = st_run_data_open(&ds, &data);
         if (s == ST_OK && (data.train.channels != c || data.train.height != h || data.train.width != w ||
                            data.train.num_classes != classes))
             s = st_fail(ST_ERR_ARGUMENT, "--input %dx%dx%d with %d classes does not match %s (%dx%dx%d, %d classes)",
-                        c, h, w, classes, o->data, data.train.channels, data.train.height, data.train.width,
+                        c, h, w, classes, o->run.data, data.train.channels, data.train.height, data.train.width,
                         data.train.num_classes);
     }
-    st_run_model_spec spec = {o->model, classes, c, h, w, strcmp(o->sparse_init, "dense") != 0, o->sparse_init,
-                              o->density, o->fc_density, o->mask_sampling, o->scaled, o->seed, data.train_loader};
+    st_run_model_spec spec = {o->run.model, classes, c, h, w, strcmp(o->run.sparse_init, "dense") != 0, o->run.sparse_init,
+                              o->run.density, o->run.fc_density, o->run.mask_sampling, o->run.scaled, o->run.seed, data.train_loader};
     st_model *m = NULL;
     st_run_layers layers = {0};
     if (s == ST_OK) s = st_run_model_build(&spec, &m, &layers);
@@ -265,57 +263,54 @@ static st_status run_inspect(const inspect_options *o, int c, int h, int w, int 
 int st_cli_inspect(int argc, char **argv) {
     inspect_options o;
     memset(&o, 0, sizeof o);
-    st_train_config defaults; /* the same defaults as `sparsetrain train` */
-    st_train_config_defaults(&defaults);
-    snprintf(o.model, sizeof o.model, "%s", defaults.model);
-    snprintf(o.sparse_init, sizeof o.sparse_init, "%s", defaults.sparse_init);
-    snprintf(o.mask_sampling, sizeof o.mask_sampling, "%s", defaults.mask_sampling);
-    snprintf(o.execution, sizeof o.execution, "auto");
-    o.density = defaults.density;
-    o.fc_density = defaults.fc_density;
-    o.valid_split = defaults.valid_split;
-    o.batch_size = defaults.batch_size;
-    o.seed = defaults.seed;
-    o.augment = defaults.augment;
-    o.update_frequency = defaults.update_frequency;
-    st_flag flags[] = {
-        {"model", ST_FLAG_STRING, o.model, sizeof o.model, 0, "model name (cifar_resnet_20)", NULL, NULL, 0},
-        {"data", ST_FLAG_STRING, o.data, sizeof o.data, 0, "data set whose image shape and classes to use (mnist, fashion-mnist, cifar10, cifar100); required by snip and GraSP", NULL, NULL, 0},
-        {"datadir", ST_FLAG_STRING, o.datadir, sizeof o.datadir, 0, "folder holding the data set files (snip, GraSP)", NULL, NULL, 0},
+    st_train_config_defaults(&o.run); /* the same defaults as `sparsetrain train` */
+    o.run.data[0] = 0;                /* but no data set unless given */
+    static st_config_flags table;     /* static: the table is large */
+    st_config_flags_init(&table);
+    /* the run-config fields inspect reads (train/run_config.c), with help that says what inspect does with them */
+    static const char *const shared[][2] = {
+        {"model", NULL},
+        {"data", "data set whose image shape and classes to use (mnist, fashion-mnist, cifar10, cifar100); required "
+                 "by snip and GraSP"},
+        {"datadir", "folder holding the data set files (snip, GraSP)"},
+        {"sparse_init", NULL},
+        {"density", NULL},
+        {"fc_density", NULL},
+        {"mask_sampling", NULL},
+        {"seed", "random seed of masks and weights"},
+        {"scaled", "initialise as train --scaled (global_magnitude and GraSP read the weights)"},
+        {"augment", "as train: augment the images snip / GraSP score (default: CIFAR only)"},
+        {"batch_size", "training batch size; snip scores one batch"},
+        {"valid_split", "held-out fraction, as train"},
+        {"threads", NULL},
+        {"execution", "auto, sparse or dense: the execution shown (auto)"},
+        {"update_frequency", "dynamic sparse training's FLOPs: steps between gradient-growth mask updates"},
+    };
+    for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++)
+        st_config_flags_add_field(&table, &o.run, shared[i][0], shared[i][1]);
+    const st_flag own[] = {
         {"input", ST_FLAG_STRING, o.input, sizeof o.input, 0, "input shape CxHxW (default: from --data, else 1x28x28 for LeNets and 3x32x32 otherwise)", NULL, NULL, 0},
         {"classes", ST_FLAG_INT, &o.classes, 0, 0, "number of classes (default: from --data, else 10)", NULL, NULL, 0},
-        {"sparse_init", ST_FLAG_STRING, o.sparse_init, sizeof o.sparse_init, 0, "layer-wise densities: " ST_SPARSE_INIT_NAMES " (ERK)", NULL, NULL, 0},
-        {"density", ST_FLAG_DOUBLE, &o.density, 0, 0, "overall density of the prunable weights (0.05)", NULL, NULL, 0},
-        {"fc_density", ST_FLAG_DOUBLE, &o.fc_density, 0, 0, "classifier density for ERK_plus (1.0)", NULL, NULL, 0},
-        {"mask-sampling", ST_FLAG_STRING, o.mask_sampling, sizeof o.mask_sampling, 0, "bernoulli or exact (as train)", NULL, NULL, 0},
-        {"seed", ST_FLAG_U64, &o.seed, 0, 0, "random seed of masks and weights (17)", NULL, NULL, 0},
-        {"scaled", ST_FLAG_SWITCH, &o.scaled, 0, 1, "initialise as train --scaled (global_magnitude and GraSP read the weights)", NULL, NULL, 0},
-        {"scaled-per-layer", ST_FLAG_SWITCH, &o.scaled, 0, 2, "initialise as train --scaled-per-layer", NULL, NULL, 0},
-        {"augment", ST_FLAG_SWITCH, &o.augment, 0, 1, "as train: augment the images snip / GraSP score (default: CIFAR only)", NULL, NULL, 0},
-        {"no-augment", ST_FLAG_SWITCH, &o.augment, 0, 0, "as train: no augmentation of the images snip / GraSP score", NULL, NULL, 0},
-        {"batch-size", ST_FLAG_INT, &o.batch_size, 0, 0, "training batch size; snip scores one batch (128)", NULL, NULL, 0},
-        {"valid_split", ST_FLAG_DOUBLE, &o.valid_split, 0, 0, "held-out fraction, as train (0.1)", NULL, NULL, 0},
-        {"threads", ST_FLAG_INT, &o.threads, 0, 0, "worker threads (default: all cores)", NULL, NULL, 0},
-        {"execution", ST_FLAG_STRING, o.execution, sizeof o.execution, 0, "auto, sparse or dense: the execution shown (auto)", NULL, NULL, 0},
         {"json", ST_FLAG_SWITCH, &o.json, 0, 1, "print one JSON object", NULL, NULL, 0},
-        {"update_frequency", ST_FLAG_INT, &o.update_frequency, 0, 0, "dynamic sparse training's FLOPs: steps between gradient-growth mask updates (100)", NULL, NULL, 0},
     };
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(&table, own[i]);
+    st_flag *flags = table.flags;
     int r = st_flags_parse("inspect",
                            "usage: sparsetrain inspect --model M [--data D] --sparse_init X --density d [--fc_density f] "
                            "[--json]\n\nShows the layer-wise densities, kept weights and FLOPs that a distribution gives "
                            "a model (the same masks as `sparsetrain train` with the same flags and seed).",
-                           flags, (int)(sizeof flags / sizeof flags[0]), argc, argv, 2);
+                           flags, table.n, argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
-    if (o.update_frequency <= 0) {
-        fprintf(stderr, "sparsetrain inspect: --update_frequency must be positive (got %d)\n", o.update_frequency);
+    if (o.run.update_frequency <= 0) {
+        fprintf(stderr, "sparsetrain inspect: --update_frequency must be positive (got %d)\n", o.run.update_frequency);
         return 2;
     }
     int c = 0, h = 0, w = 0, classes = 0;
     const char *problem = NULL;
-    if (o.data[0] && !data_shape(o.data, &c, &h, &w, &classes))
+    if (o.run.data[0] && !data_shape(o.run.data, &c, &h, &w, &classes))
         problem = "--data must be mnist, fashion-mnist, cifar10 or cifar100 (for an ImageFolder tree give --input 3xSxS and --classes N)";
-    else if (!o.data[0]) {
-        int lenet = strncmp(o.model, "lenet", 5) == 0;
+    else if (!o.run.data[0]) {
+        int lenet = strncmp(o.run.model, "lenet", 5) == 0;
         c = lenet ? 1 : 3;
         h = w = lenet ? 28 : 32;
         classes = 10;
@@ -327,24 +322,28 @@ int st_cli_inspect(int argc, char **argv) {
     }
     if (o.classes) classes = o.classes;
     if (!problem && classes <= 0) problem = "--classes must be positive";
-    if (!problem && !st_sparse_init_is_known(o.sparse_init)) problem = "--sparse_init is unknown (known: " ST_SPARSE_INIT_NAMES ")";
-    if (!problem && st_sparse_init_needs_data(o.sparse_init) && !o.data[0])
+    if (!problem && !st_sparse_init_is_known(o.run.sparse_init)) problem = "--sparse_init is unknown (known: " ST_SPARSE_INIT_NAMES ")";
+    if (!problem && st_sparse_init_needs_data(o.run.sparse_init) && !o.run.data[0])
         problem = "--sparse_init snip and GraSP score training data: give --data";
-    if (!problem && strcmp(o.mask_sampling, "bernoulli") != 0 && strcmp(o.mask_sampling, "exact") != 0)
+    if (!problem && strcmp(o.run.mask_sampling, "bernoulli") != 0 && strcmp(o.run.mask_sampling, "exact") != 0)
         problem = "--mask-sampling must be bernoulli or exact";
     st_exec_policy policy;
-    if (!problem && st_exec_policy_parse(o.execution, &policy) != ST_OK) problem = "--execution must be auto, sparse or dense";
-    if (!problem && (o.batch_size <= 0 || o.threads < 0)) problem = "--batch-size must be positive and --threads >= 0";
-    if (!problem && !(o.valid_split >= 0 && o.valid_split < 1)) problem = "--valid_split must be in [0, 1)";
+    if (!problem && st_exec_policy_parse(o.run.execution, &policy) != ST_OK) problem = "--execution must be auto, sparse or dense";
+    if (!problem && (o.run.batch_size <= 0 || o.run.threads < 0)) problem = "--batch-size must be positive and --threads >= 0";
+    if (isnan(o.run.valid_split)) { /* not given: the data set's default, as train (data/catalog.c) */
+        const st_dataset_info *info = st_dataset_info_find(o.run.data);
+        o.run.valid_split = info ? info->valid_split : 0.1;
+    }
+    if (!problem && !(o.run.valid_split >= 0 && o.run.valid_split < 1)) problem = "--valid_split must be in [0, 1)";
     if (problem) {
         fprintf(stderr, "sparsetrain inspect: %s\n", problem);
         return 2;
     }
-    if (st_threads_check("--threads", o.threads) != ST_OK) {
+    if (st_threads_check("--threads", o.run.threads) != ST_OK) {
         fprintf(stderr, "sparsetrain inspect: %s\n", st_last_error());
         return 2;
     }
-    if (o.threads > 0) omp_set_num_threads(o.threads);
+    if (o.run.threads > 0) omp_set_num_threads(o.run.threads);
     st_status s = run_inspect(&o, c, h, w, classes);
     if (s != ST_OK) {
         fprintf(stderr, "sparsetrain inspect: error: %s\n", st_last_error());

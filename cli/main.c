@@ -14,6 +14,7 @@
 #include "core/threads.h"
 #include "environment.h"
 #include "eval_cli.h"
+#include "config_flags.h"
 #include "flags.h"
 #include "report_cli.h"
 #include "train_output.h"
@@ -188,54 +189,13 @@ static int train_iterations(const st_train_config *base, const char *run_dir, in
 static int cmd_train(int argc, char **argv) {
     st_train_config c;
     st_train_config_defaults(&c);
-    int plain = 0, bar = 0, multiplier = 1, save_in_run_dir = 0, log_in_run_dir = 0;
+    int multiplier = 1, save_in_run_dir = 0, log_in_run_dir = 0;
     char isa[16] = "";
-    char run_dir[ST_PATH_MAX - 32] = "";
-    st_flag flags[] = {
-        {"model", ST_FLAG_STRING, c.model, sizeof c.model, 0, "model name: cifar_resnet_N[_W], vgg11/13/16/19, lenet5, lenet300-100 (cifar_resnet_20)", NULL, NULL, 0},
-        {"data", ST_FLAG_STRING, c.data, sizeof c.data, 0, "data set: mnist, fashion-mnist, cifar10, cifar100, imagenet (an ImageFolder tree DIR/train, DIR/val) (fashion-mnist)", NULL, NULL, 0},
-        {"datadir", ST_FLAG_STRING, c.datadir, sizeof c.datadir, 0, "folder holding the data set files (default: its usual place; imagenet: data/imagenet)", NULL, NULL, 0},
-        {"image-size", ST_FLAG_INT, &c.image_size, 0, 0, "imagenet: crop size S of RandomResizedCrop / CenterCrop (224)", NULL, NULL, 0},
-        {"workers", ST_FLAG_INT, &c.workers, 0, 0, "data loading threads (1; imagenet: 2)", NULL, NULL, 0},
-        {"batch-size", ST_FLAG_INT, &c.batch_size, 0, 0, "training batch size (128)", NULL, NULL, 0},
-        {"test-batch-size", ST_FLAG_INT, &c.test_batch_size, 0, 0, "evaluation batch size (100)", NULL, NULL, 0},
-        {"epochs", ST_FLAG_INT, &c.epochs, 0, 0, "number of epochs (160)", NULL, NULL, 0},
-        {"lr", ST_FLAG_DOUBLE, &c.lr, 0, 0, "learning rate (0.1)", NULL, NULL, 0},
-        {"momentum", ST_FLAG_DOUBLE, &c.momentum, 0, 0, "SGD momentum, Nesterov (0.9)", NULL, NULL, 0},
-        {"l2", ST_FLAG_DOUBLE, &c.l2, 0, 0, "weight decay on all parameters (5e-4)", NULL, NULL, 0},
-        {"optimizer", ST_FLAG_STRING, c.optimizer, sizeof c.optimizer, 0, "sgd or adam (sgd)", NULL, NULL, 0},
-        {"lr-schedule", ST_FLAG_STRING, c.lr_schedule, sizeof c.lr_schedule, 0, "multistep (x0.1 at 50% and 75% of the epochs) or cosine (multistep)", NULL, NULL, 0},
-        {"seed", ST_FLAG_U64, &c.seed, 0, 0, "random seed (17)", NULL, NULL, 0},
-        {"valid_split", ST_FLAG_DOUBLE, &c.valid_split, 0, 0, "fraction of the training set held out for model selection (0.1; imagenet: 0)", NULL, NULL, 0},
-        {"sparse", ST_FLAG_SWITCH, &c.sparse, 0, 1, "train a sparse network", NULL, NULL, 0},
-        {"fix", ST_FLAG_SWITCH, &c.fix, 0, 1, "keep the sparse connectivity fixed (static sparse training)", NULL, NULL, 0},
-        {"sparse_init", ST_FLAG_STRING, c.sparse_init, sizeof c.sparse_init, 0, "layer-wise densities: " ST_SPARSE_INIT_NAMES " (ERK)", NULL, NULL, 0},
-        {"density", ST_FLAG_DOUBLE, &c.density, 0, 0, "overall density of the prunable weights (0.05)", NULL, NULL, 0},
-        {"fc_density", ST_FLAG_DOUBLE, &c.fc_density, 0, 0, "classifier density for ERK_plus (1.0)", NULL, NULL, 0},
-        {"mask-sampling", ST_FLAG_STRING, c.mask_sampling, sizeof c.mask_sampling, 0, "exact (round(d_l*n_l) kept per layer) or bernoulli (as the reference) (exact)", NULL, NULL, 0},
-        {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse (packed weights, sparse kernels) or dense (auto: by FLOP-weighted density)", NULL, NULL, 0},
+    static st_config_flags table; /* static: the table is large */
+    st_config_flags_init(&table);
+    st_config_flags_add_all(&table, &c); /* every run-config field (train/run_config.c) */
+    const st_flag own[] = {
         {"isa", ST_FLAG_STRING, isa, sizeof isa, 0, "kernel instruction set: auto, avx512, avx2, generic (auto)", NULL, NULL, 0},
-        {"scaled", ST_FLAG_SWITCH, &c.scaled, 0, 1, "scale the init std by 1/sqrt(density), as the reference", NULL, NULL, 0},
-        {"scaled-per-layer", ST_FLAG_SWITCH, &c.scaled, 0, 2, "scale the init std by each layer's own density", NULL, NULL, 0},
-        {"augment", ST_FLAG_SWITCH, &c.augment, 0, 1, "force crop+flip augmentation (default: CIFAR and imagenet)", NULL, NULL, 0},
-        {"no-augment", ST_FLAG_SWITCH, &c.augment, 0, 0, "disable augmentation", NULL, NULL, 0},
-        {"resume", ST_FLAG_STRING, c.resume, sizeof c.resume, 0, "continue the run saved in this checkpoint", NULL, NULL, 0},
-        {"save", ST_FLAG_STRING, c.save, sizeof c.save, 0, "checkpoint file written after every epoch and on Ctrl-C", NULL, NULL, 0},
-        {"force", ST_FLAG_SWITCH, &c.force, 0, 1, "let --save, --log and --run-dir replace files of another run or kind (never a folder, device or FIFO)", NULL, NULL, 0},
-        {"allow-empty-layers", ST_FLAG_SWITCH, &c.allow_empty_layers, 0, 1, "let a layer keep no weight at all (a tiny --density)", NULL, NULL, 0},
-        {"detect-anomaly", ST_FLAG_SWITCH, &c.detect_anomaly, 0, 1, "check inputs, outputs, gradients, weights and optimiser state every step", NULL, NULL, 0},
-        {"log", ST_FLAG_STRING, c.log, sizeof c.log, 0, "JSON-lines log, one object per epoch", NULL, NULL, 0},
-        {"run-dir", ST_FLAG_STRING, run_dir, sizeof run_dir, 0, "folder for this run (created): --save DIR/checkpoint.safetensors --log DIR/log.jsonl unless given (see `sparsetrain report`)", NULL, NULL, 0},
-        {"threads", ST_FLAG_INT, &c.threads, 0, 0, "worker threads (default: all cores)", NULL, NULL, 0},
-        {"stop-after", ST_FLAG_INT, &c.stop_after, 0, 0, "leave after this many epochs (resume later with --resume)", NULL, NULL, 0},
-        {"max-batches", ST_FLAG_INT, &c.max_batches, 0, 0, "use at most this many batches per epoch (quick runs)", NULL, NULL, 0},
-        {"plain", ST_FLAG_SWITCH, &plain, 0, 1, "plain log lines instead of a progress bar", NULL, NULL, 0},
-        {"progress", ST_FLAG_SWITCH, &bar, 0, 1, "progress bar even when not on a terminal", NULL, NULL, 0},
-        {"quiet", ST_FLAG_SWITCH, &c.quiet, 0, 1, "print only the final result", NULL, NULL, 0},
-        {"protocol", ST_FLAG_STRING, c.protocol, sizeof c.protocol, 0, "sound (held-out validation split, un-augmented) or reference (the reference code's splits: CIFAR-100 selects on test, CIFAR-10 augments validation; docs/COMING-FROM-PYTORCH.md) (sound)", NULL, NULL, 0},
-        {"log-interval", ST_FLAG_INT, &c.log_interval, 0, 0, "print the reference's 'Train Epoch' line every N batches (0 = none)", NULL, NULL, 0},
-        {"max-threads", ST_FLAG_INT, &c.workers, 0, 0, "the reference's name for --workers (data loading threads)", NULL, NULL, 0},
-        {"iters", ST_FLAG_INT, &c.iters, 0, 0, "repeat the run N times with seeds seed..seed+N-1; report mean and spread (1)", NULL, NULL, 0},
         /* the reference's flags that mean nothing here (docs/COMING-FROM-PYTORCH.md) */
         {"no-cuda", ST_FLAG_SWITCH, NULL, 0, 1, "", "sparsetrain always trains on the CPU", NULL, 0},
         {"l1", ST_FLAG_DOUBLE, NULL, 0, 0, "", "the reference declares it but never reads it", NULL, 0},
@@ -244,56 +204,34 @@ static int cmd_train(int argc, char **argv) {
         {"bench", ST_FLAG_SWITCH, NULL, 0, 1, "", "only models the reference's CIFAR main.py does not build read it (time steps with `sparsetrain bench`)", NULL, 0},
         {"start-epoch", ST_FLAG_INT, NULL, 0, 0, "", "the reference overwrites it from the checkpoint and never reads it; --resume continues at the checkpoint's epoch", NULL, 0},
         {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL, "half-precision training waits for the bf16 kernels of the fused-execution work; train in float32 (the default)", 0},
-        /* dynamic sparse training (--sparse without --fix; docs/DYNAMIC-SPARSE.md): ignored with --fix or a dense run */
-        {"death", ST_FLAG_STRING, c.death, sizeof c.death, 0, "dynamic sparse training: which weights die: magnitude, SET, threshold, Taylor_FO (magnitude)", NULL, NULL, 0},
-        {"prune", ST_FLAG_STRING, c.death, sizeof c.death, 0, "the ImageNet code's name for --death", NULL, NULL, 0},
-        {"growth", ST_FLAG_STRING, c.growth, sizeof c.growth, 0, "dynamic sparse training: where weights regrow: random, random_unfired, gradient (random)", NULL, NULL, 0},
-        {"redistribution", ST_FLAG_STRING, c.redistribution, sizeof c.redistribution, 0, "dynamic sparse training: none (each layer regrows what it lost) (none)", NULL, NULL, 0},
-        {"death-rate", ST_FLAG_DOUBLE, &c.death_rate, 0, 0, "dynamic sparse training: fraction of each layer's weights replaced at the first update, decaying to 0.005 (0.5)", NULL, NULL, 0},
-        {"prune-rate", ST_FLAG_DOUBLE, &c.death_rate, 0, 0, "the ImageNet code's name for --death-rate", NULL, NULL, 0},
-        {"update_frequency", ST_FLAG_INT, &c.update_frequency, 0, 0, "dynamic sparse training: optimiser steps between mask updates (100)", NULL, NULL, 0},
-        {"decay-schedule", ST_FLAG_STRING, c.decay_schedule, sizeof c.decay_schedule, 0, "dynamic sparse training: death-rate decay, cosine or linear (cosine)", NULL, NULL, 0},
+        /* dynamic sparse training's own fields are run-config rows (train/run_config.c); this one stretches --epochs */
         {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "train K times longer: --epochs and the learning-rate milestones times K, as the ITOP code (1)", NULL, NULL, 0},
     };
-    int n = (int)(sizeof flags / sizeof flags[0]);
-    c.valid_split = -1; /* not given: the data set's default, below */
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(&table, own[i]);
+    st_flag *flags = table.flags;
+    const int n = table.n;
     int r = st_flags_parse("train", "usage: sparsetrain train [options]\n\nTrains a (sparse) network and reports its test accuracy.",
                            flags, n, argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
-    for (int i = 0; i < n; i++) { /* the run-defining flags given, for --resume (trainer.h `given`) */
-        const char *name = flags[i].name;
-        uintptr_t field = (uintptr_t)flags[i].target; /* the run-defining fields come before `resume` */
-        if (!flags[i].given || field < (uintptr_t)&c || field >= (uintptr_t)&c.resume) continue;
-        if (strcmp(name, "scaled-per-layer") == 0) name = "scaled";
-        if (strcmp(name, "no-augment") == 0) name = "augment";
-        if (strcmp(name, "prune") == 0) name = "death";
-        if (strcmp(name, "prune-rate") == 0) name = "death-rate";
-        size_t at = strlen(c.given);
-        snprintf(c.given + at, sizeof c.given - at, "%s%s", at ? "," : "", name);
-    }
-    for (char *p = c.given; *p; p++)
-        if (*p == '-') *p = '_';
-    /* ImageFolder trees are sorted by class, so a hold-out by file order would be whole
-     * classes; the reference ImageNet recipe has none (its val split is the test set). */
-    if (c.valid_split == -1) { /* the data set's default (data/catalog.c) */
-        const st_dataset_info *info = st_dataset_info_find(c.data);
-        c.valid_split = info ? info->valid_split : 0.1;
-    }
+    st_config_flags_record_given(&table, &c); /* for --resume (train/run_config.h) */
     if (st_flags_check_train("train", flags, n, &c, multiplier) != 0) return 2;
     c.epochs *= multiplier; /* the schedule's milestones are fractions of the epochs: they stretch with them */
-    if (run_dir[0]) {
+    char run_dir[ST_PATH_MAX - 32] = "";
+    if (c.run_dir[0]) {
+        if (strlen(c.run_dir) >= sizeof run_dir) {
+            fprintf(stderr, "sparsetrain train: value of --run-dir is too long\n");
+            return 2;
+        }
+        snprintf(run_dir, sizeof run_dir, "%s", c.run_dir);
         if (!make_dirs(run_dir)) {
             fprintf(stderr, "sparsetrain train: cannot create --run-dir %s\n", run_dir);
             return 1;
         }
         save_in_run_dir = !c.save[0];
         log_in_run_dir = !c.log[0];
-        snprintf(c.run_dir, sizeof c.run_dir, "%s", run_dir);
         if (!c.save[0]) snprintf(c.save, sizeof c.save, "%s/checkpoint.safetensors", run_dir);
         if (!c.log[0]) snprintf(c.log, sizeof c.log, "%s/log.jsonl", run_dir);
     }
-    if (plain) c.progress = 0;
-    if (bar) c.progress = 1;
     if (apply_isa("train", isa)) return 2;
     if (c.threads < 0) {
         fprintf(stderr, "sparsetrain train: --threads must be >= 0\n");
@@ -307,13 +245,15 @@ static int cmd_train(int argc, char **argv) {
         if (st_dataset_find_dir(c.data, getenv("HOME"), c.datadir, sizeof c.datadir) != ST_OK)
             return report("train", ST_ERR_IO);
     }
-    if (!c.quiet && strcmp(c.protocol, "reference") == 0 && !c.resume[0])
-        printf("protocol reference: %s\n",
-               strcmp(c.data, "cifar100") == 0 ? "training on the whole training set; the best epoch is selected on the "
-                                                  "test set (as the reference's CIFAR-100 loader)"
-               : strcmp(c.data, "cifar10") == 0 ? "validation images augmented like the training images (as the "
-                                                  "reference's CIFAR-10 loader)"
-                                                : "the same splits as --protocol sound for this data set");
+    if (!c.quiet && strcmp(c.protocol, "reference") == 0 && !c.resume[0]) {
+        const st_dataset_info *row = st_dataset_info_find(c.data); /* what the reference's loader does (data/catalog.c) */
+        printf("protocol reference: %s (as the reference's loader for %s)\n",
+               row && row->reference.selects_on_test
+                   ? "training on the whole training set; the best epoch is selected on the test set"
+               : row && row->reference.augments_validation ? "validation images augmented like the training images"
+                                                           : "the same splits as --protocol sound for this data set",
+               c.data);
+    }
     if (c.threads > 0) omp_set_num_threads(c.threads);
     if (c.progress < 0) c.progress = isatty(fileno(stderr)) && c.log_interval <= 0 ? 1 : 0;
     if (c.iters > 1) return train_iterations(&c, run_dir, save_in_run_dir, log_in_run_dir);

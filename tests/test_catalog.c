@@ -30,6 +30,23 @@ int main(void) {
     CHECK(rows == 5);
     CHECK(st_dataset_info_find("cifar10")->reflect_pad && !st_dataset_info_find("cifar100")->reflect_pad);
     CHECK(st_dataset_info_find("cifar10")->augment && !st_dataset_info_find("mnist")->augment);
+    /* the reference code's loaders: CIFAR-100 selects on test with its own normalisation, CIFAR-10 augments
+     * validation, the others are as --protocol sound */
+    CHECK(st_dataset_info_find("cifar100")->reference.selects_on_test &&
+          st_dataset_info_find("cifar100")->reference.own_normalisation &&
+          st_dataset_info_find("cifar100")->reference.mean[0] > 0.507f &&
+          st_dataset_info_find("cifar100")->reference.mean[0] < 0.5071f);
+    CHECK(st_dataset_info_find("cifar10")->reference.augments_validation &&
+          !st_dataset_info_find("cifar10")->reference.selects_on_test);
+    CHECK(!st_dataset_info_find("mnist")->reference.augments_validation &&
+          !st_dataset_info_find("imagenet")->reference.selects_on_test);
+    /* the test-split files eval --ood FOLDER recognises a format by */
+    CHECK(strcmp(st_dataset_info_find("cifar10")->test_files[0], "test_batch.bin") == 0 &&
+          strcmp(st_dataset_info_find("cifar100")->test_files[0], "test.bin") == 0 &&
+          strcmp(st_dataset_info_find("mnist")->test_files[0], "t10k-images-idx3-ubyte") == 0 &&
+          st_dataset_info_find("imagenet")->test_files[0] == NULL);
+    int n_rows;
+    CHECK(st_dataset_catalog(&n_rows) == st_dataset_info_find("mnist") && n_rows == 5);
     CHECK(st_dataset_info_find("nonsense") == NULL && st_dataset_info_find(NULL) == NULL);
     st_dataset d;
     if (st_dataset_load("fashion-mnist", NULL, 0, &d) == ST_OK) { /* Debian's dataset-fashion-mnist */

@@ -1,4 +1,4 @@
-/* SNIP / GraSP / global-magnitude densities (sparse/saliency.h): the global
+/* SNIP / GraSP / global-magnitude densities (saliency/saliency.h): the global
  * selection rule on hand-made scores, Xavier init, weight restoration, the
  * checkpoint's layer_densities metadata. With `--parity IN OUT` it is the C
  * side of tests/saliency_parity_test.py: loads weights and a batch from IN,
@@ -18,9 +18,9 @@
 #include "models/init.h"
 #include "models/model.h"
 #include "sparse/distributions.h"
-#include "sparse/hvp.h"
+#include "saliency/hvp.h"
 #include "sparse/masks.h"
-#include "sparse/saliency.h"
+#include "saliency/saliency.h"
 #include "parity_input.h"
 #include "testing.h"
 

@@ -22,6 +22,16 @@ typedef struct st_dataset_info {
     int augment;             /* 1: random crop + flip by default (--augment / --no-augment override) */
     int reflect_pad;         /* crops pad by reflection (the reference's CIFAR-10), else with zeros */
     double valid_split;      /* default held-out fraction of the training set */
+    const char *test_files[3]; /* the official test-split files, any one of which shows that a folder holds
+                                  this format (eval --ood FOLDER); NULL-terminated */
+    /* what the reference code's loader for this data set does differently (--protocol reference,
+     * data/protocol.h; docs/COMING-FROM-PYTORCH.md) */
+    struct {
+        int selects_on_test;     /* no validation split: the best epoch is chosen on the test set */
+        int augments_validation; /* the validation images are augmented like the training images */
+        int own_normalisation;   /* the loader's own mean/std below instead of the row's */
+        float mean[3], std[3];
+    } reference;
 } st_dataset_info;
 
 /* "mnist, fashion-mnist, cifar10, cifar100, imagenet", for messages. */
@@ -29,5 +39,7 @@ typedef struct st_dataset_info {
 
 /* The row of data set `name`, or NULL for an unknown name. */
 const st_dataset_info *st_dataset_info_find(const char *name);
+/* Every row, in the order of ST_DATASET_NAMES. */
+const st_dataset_info *st_dataset_catalog(int *n);
 
 #endif

@@ -176,3 +176,19 @@ done:
     free(labels);
     return s;
 }
+
+int st_idx_present(const char *dir) {
+    static const char *const files[] = {"t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz",
+                                        "train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"};
+    if (!dir) return 0;
+    size_t cap = strlen(dir) + 64;
+    char *path = malloc(cap);
+    if (!path) return 0;
+    int found = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0] && !found; i++) {
+        snprintf(path, cap, "%s/%s", dir, files[i]);
+        found = st_data_is_file(path);
+    }
+    free(path);
+    return found;
+}

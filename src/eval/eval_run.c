@@ -129,20 +129,18 @@ static double mean_of(const double *v, int64_t n) {
     return n ? sum / (double)n : 0.0;
 }
 
-/* Which data set format a folder holds, by the test-split files of
- * st_dataset_load: "mnist" (IDX), "cifar10" or "cifar100"; NULL if none. */
+/* Which data set format a folder holds, by the official test-split files of
+ * the catalogue's rows (data/catalog.c): the first row whose file is there
+ * ("mnist" for any IDX folder), NULL if none. */
 static const char *format_in_folder(const char *dir) {
-    static const struct {
-        const char *format, *file;
-    } probes[] = {{"mnist", "t10k-images-idx3-ubyte"},           {"mnist", "t10k-images-idx3-ubyte.gz"},
-                  {"cifar10", "test_batch.bin"},                 {"cifar10", "cifar-10-batches-bin/test_batch.bin"},
-                  {"cifar10", "cifar-10-binary.tar.gz"},         {"cifar100", "test.bin"},
-                  {"cifar100", "cifar-100-binary/test.bin"},     {"cifar100", "cifar-100-binary.tar.gz"}};
+    int n;
+    const st_dataset_info *rows = st_dataset_catalog(&n);
     char path[ST_PATH_MAX + 64];
-    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, probes[i].file);
-        if (st_data_path_exists(path)) return probes[i].format;
-    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3 && rows[i].test_files[k]; k++) {
+            snprintf(path, sizeof path, "%s/%s", dir, rows[i].test_files[k]);
+            if (st_data_path_exists(path)) return rows[i].name;
+        }
     return NULL;
 }
 

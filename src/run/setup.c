@@ -11,8 +11,8 @@
 #include "models/init.h"
 #include "sparse/distributions.h"
 #include "sparse/masks.h"
-#include "sparse/saliency.h"
-#include "train/compat.h"
+#include "saliency/saliency.h"
+#include "data/protocol.h"
 
 st_status st_run_data_open(const st_run_data_spec *spec, st_run_data *d) {
     memset(d, 0, sizeof *d);

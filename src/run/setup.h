@@ -33,7 +33,7 @@ typedef struct st_run_data_spec {
     int with_test;           /* also load the test split and its loader */
     int image_size;          /* ImageFolder data: crops of S x S (0 = 224) */
     int workers;             /* data loading threads (0 = the loader's default) */
-    const char *protocol;    /* NULL/"sound", or "reference" (train/compat.h): CIFAR-100 trains on all its
+    const char *protocol;    /* NULL/"sound", or "reference" (data/protocol.h): CIFAR-100 trains on all its
                                 training images and validates on the test split, CIFAR-10 augments validation */
 } st_run_data_spec;
 

@@ -20,7 +20,7 @@ typedef struct st_layer_shape {
 /* 1 if `name` is one of ST_SPARSE_INIT_NAMES (spelt exactly as the reference code does). */
 int st_sparse_init_is_known(const char *name);
 /* 1 for the distributions read off the initialised weights (snip, GraSP,
- * global_magnitude: see sparse/saliency.h), 0 for the pure ones below. */
+ * global_magnitude: see saliency/saliency.h), 0 for the pure ones below. */
 int st_sparse_init_needs_weights(const char *name);
 /* 1 for the distributions that also need training data (snip, GraSP). */
 int st_sparse_init_needs_data(const char *name);
@@ -30,7 +30,7 @@ int st_sparse_init_needs_data(const char *name);
  * `fc_density` is used by ERK_plus. The stem is the layer flagged is_first,
  * the classifier the one flagged is_classifier. Data-dependent distributions
  * (snip, GraSP, global_magnitude) are computed by st_model_layer_densities
- * (sparse/saliency.h); passing their name here is an ST_ERR_ARGUMENT. */
+ * (saliency/saliency.h); passing their name here is an ST_ERR_ARGUMENT. */
 st_status st_layer_densities(const char *name, double density, double fc_density, const st_layer_shape *layers,
                              int n_layers, double *densities);
 

@@ -16,6 +16,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "exec/policy.h"
+#include "data/catalog.h"
 #include "data/dataset.h"
 #include "eval/flops_summary.h"
 #include "io/checkpoint.h"
@@ -25,45 +26,12 @@
 #include "optim/optimizer.h"
 #include "sparse/distributions.h"
 #include "sparse/masks.h"
-#include "sparse/saliency.h"
+#include "saliency/saliency.h"
 #include "train/anomaly.h"
+#include "data/protocol.h"
 #include "train/mask_update.h"
-#include "train/compat.h"
-#include "train/run_args.h"
+#include "train/run_config.h"
 #include "train/run_guard.h"
-
-void st_train_config_defaults(st_train_config *c) {
-    memset(c, 0, sizeof *c);
-    snprintf(c->model, sizeof c->model, "cifar_resnet_20");
-    snprintf(c->data, sizeof c->data, "fashion-mnist");
-    c->batch_size = 128;
-    c->test_batch_size = 100;
-    c->epochs = 160;
-    c->lr = 0.1;
-    c->momentum = 0.9;
-    c->l2 = 5e-4;
-    snprintf(c->optimizer, sizeof c->optimizer, "sgd");
-    snprintf(c->lr_schedule, sizeof c->lr_schedule, "multistep");
-    c->seed = 17;
-    c->valid_split = 0.1;
-    snprintf(c->sparse_init, sizeof c->sparse_init, "ERK");
-    c->density = 0.05;
-    c->fc_density = 1.0;
-    /* exact: each layer keeps exactly round(d_l n_l) weights, so layer-wise
-     * ratios and the overall density are what was asked (docs/DISTRIBUTIONS.md) */
-    snprintf(c->mask_sampling, sizeof c->mask_sampling, "exact");
-    snprintf(c->execution, sizeof c->execution, "auto");
-    snprintf(c->protocol, sizeof c->protocol, "sound");
-    c->update_frequency = 100;
-    snprintf(c->death, sizeof c->death, "magnitude");
-    snprintf(c->growth, sizeof c->growth, "random");
-    snprintf(c->redistribution, sizeof c->redistribution, "none");
-    c->death_rate = 0.5;
-    snprintf(c->decay_schedule, sizeof c->decay_schedule, "cosine");
-    c->iters = 1;
-    c->augment = -1;
-    c->progress = -1;
-}
 
 /* The mask-update settings of a sparse run (--fix: none due); total_steps of the whole run. */
 static st_status dst_settings(const st_train_config *c, int64_t total_steps, st_mask_update_settings *out) {
@@ -282,6 +250,10 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
         snprintf(c->run_id, sizeof c->run_id, "%s", resumed_id);
     else
         st_run_id_new(c->run_id);
+    if (isnan(c->valid_split)) { /* not given: the data set's default (data/catalog.c) */
+        const st_dataset_info *info = st_dataset_info_find(c->data);
+        c->valid_split = info ? info->valid_split : 0.1;
+    }
     st_status s = validate_config(c);
     if (s != ST_OK && resume_file) /* the command line's part was checked by st_resume_merge */
         s = st_fail_context(ST_ERR_FORMAT, "%s holds run arguments that are not valid", c->resume);

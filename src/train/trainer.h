@@ -12,7 +12,8 @@
 
 #define ST_PATH_MAX 1024
 
-/* Everything a run is made of; the flag names of `sparsetrain train` map 1:1. */
+/* Everything a run is made of; the flag names of `sparsetrain train` map 1:1, and each
+ * field has one row (name, type, default, help, resume rule) in train/run_config.c. */
 typedef struct st_train_config {
     char model[64];            /* --model (cifar_resnet_20) */
     char data[32];             /* --data (fashion-mnist) */
@@ -26,7 +27,7 @@ typedef struct st_train_config {
     char optimizer[16];        /* --optimizer sgd|adam */
     char lr_schedule[16];      /* --lr-schedule multistep|cosine */
     uint64_t seed;             /* --seed 17 */
-    double valid_split;        /* --valid_split 0.1 */
+    double valid_split;        /* --valid_split (NaN = the data set's default: 0.1, imagenet 0) */
     int sparse;                /* --sparse */
     int fix;                   /* --fix: static masks; --sparse without it is dynamic sparse training (DST) */
     char sparse_init[32];      /* --sparse_init ERK */
@@ -65,8 +66,8 @@ typedef struct st_train_config {
     /* The run-defining flags given on the command line, as argument keys
      * separated by commas ("density,epochs"): with --resume, each must agree
      * with the checkpoint's value, except those a resume may change
-     * (epochs, datadir, test_batch_size; run_args.h). */
-    char given[512];
+     * (epochs, datadir, test_batch_size; run_config.h). */
+    char given[1024];
     char run_id[40];           /* set by st_train_run: new, or carried over by --resume (run_guard.h) */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask the run to finish
      * its current step, save a checkpoint and return ST_ERR_INTERRUPTED. */
@@ -81,6 +82,7 @@ typedef struct st_train_result {
     int epochs_done;
 } st_train_result;
 
+/* Every field at its default (train/run_config.c: the table of fields). */
 void st_train_config_defaults(st_train_config *c);
 
 /* ---------- a run as library calls ----------

@@ -22,7 +22,7 @@
 #include "io/safetensors.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
-#include "train/run_args.h"
+#include "train/run_config.h"
 #include "train/run_guard.h"
 #include "train/trainer.h"
 

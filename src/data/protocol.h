@@ -3,8 +3,8 @@
  * request: --protocol reference, its data splits and model selection. Side by
  * side with our default ("sound") in docs/COMING-FROM-PYTORCH.md. (Its
  * per-batch lines, --log-interval, are printed by cli/train_output.c.) */
-#ifndef ST_TRAIN_COMPAT_H
-#define ST_TRAIN_COMPAT_H
+#ifndef ST_DATA_PROTOCOL_H
+#define ST_DATA_PROTOCOL_H
 
 #include "data/dataset.h"
 

@@ -1,7 +1,7 @@
 /* SNIP, GraSP and global-magnitude layer-wise densities (see saliency.h),
  * computed with the model's own forward/backward on a scratch copy of the
  * network; GraSP's Hessian-gradient product by forward-over-reverse mode. */
-#include "sparse/saliency.h"
+#include "saliency/saliency.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include "core/rng.h"
 #include "core/status.h"
 #include "sparse/distributions.h"
-#include "sparse/hvp.h"
+#include "saliency/hvp.h"
 #include "sparse/masks.h"
 
 void st_model_init_xavier_normal(st_model *m, uint64_t seed) {
@@ -207,7 +207,7 @@ static st_status check_batch(const char *method, const st_model *m, const st_sal
 /* GraSP (snip.py's GraSP, one iteration): g = sum over the two halves h of
  * the batch of dL_h/dw, then Hg = sum_h H_h g, score -w * Hg, with
  * L_h = mean NLL of log_softmax(logits / T) on half h, batch norm on that
- * half's statistics. Hg is exact (forward-over-reverse, sparse/hvp.h). */
+ * half's statistics. Hg is exact (forward-over-reverse, saliency/hvp.h). */
 static st_status grasp_scores(st_model *m, const int *ids, int n, const st_saliency_batch *batch, double **scores) {
     size_t image = (size_t)m->in_channels * m->in_height * m->in_width;
     int half = batch->count / 2; /* inputs[:N//2], inputs[N//2:] */

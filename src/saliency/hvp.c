@@ -5,7 +5,7 @@
  * pieces reuse the model's layer kernels; batch norm and the loss have their
  * tangents written out below. Finite differences of gradients are no
  * substitute: a ReLU network's gradient jumps wherever the step flips a unit. */
-#include "sparse/hvp.h"
+#include "saliency/hvp.h"
 
 #include <math.h>
 #include <omp.h>

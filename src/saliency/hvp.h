@@ -1,9 +1,9 @@
 /* Exact Hessian-vector products of the training loss with respect to the
- * prunable weights, for GraSP (sparse/saliency.h): forward-over-reverse mode
+ * prunable weights, for GraSP (saliency/saliency.h): forward-over-reverse mode
  * (Pearlmutter's R-operator) over an st_model's operation list, built from
  * the same layer kernels (nn/layers.h) the model trains with. */
-#ifndef ST_SPARSE_HVP_H
-#define ST_SPARSE_HVP_H
+#ifndef ST_SALIENCY_HVP_H
+#define ST_SALIENCY_HVP_H
 
 #include <stdint.h>
 

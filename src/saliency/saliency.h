@@ -2,8 +2,8 @@
  * SNIP and GraSP saliency on real training data, and global magnitude. As in
  * the reference code only the resulting per-layer RATIOS are used; the caller
  * then samples random masks at those ratios (sparse/masks.h). */
-#ifndef ST_SPARSE_SALIENCY_H
-#define ST_SPARSE_SALIENCY_H
+#ifndef ST_SALIENCY_SALIENCY_H
+#define ST_SALIENCY_SALIENCY_H
 
 #include <stdint.h>
 
@@ -55,7 +55,7 @@ void st_saliency_batch_free(st_saliency_batch *b);
  * (no re-initialisation): scores[l] gets numel(layer l) doubles.
  * method "snip": |dL/dw * w| (L = mean NLL of log_softmax(logits));
  * "GraSP": -w * (H g), g = sum over the two batch halves of dL_h/dw,
- * H g = sum_h H_h g (exact, sparse/hvp.h), L_h = mean NLL of
+ * H g = sum_h H_h g (exact, saliency/hvp.h), L_h = mean NLL of
  * log_softmax(logits / T) on half h; "global_magnitude": |w|.
  * snip runs `work`'s own forward/backward, so its gradients and batch-norm
  * running statistics change; its weights do not. GraSP and global_magnitude
