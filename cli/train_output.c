@@ -84,9 +84,9 @@ static void on_mask_update(const st_mask_update_report *r, void *user) {
     if (out->quiet) return;
     st_train_output_finish(out);
     printf("mask update %lld (step %lld): death rate %.4f, %lld weights removed and regrown, %lld positions new, "
-           "ITOP %.4f, %.3f s\n",
+           "ITOP %.4f, %.3f s (+ %.3f s dense gradients)\n",
            (long long)r->index, (long long)r->step, r->death_rate, (long long)r->removed, (long long)r->changed,
-           r->itop_rate, r->seconds);
+           r->itop_rate, r->seconds, r->dense_grad_seconds);
     fflush(stdout);
 }
 

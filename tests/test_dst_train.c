@@ -56,6 +56,7 @@ typedef struct watch {
     uint8_t **before, **seen; /* mask before the step's update; union of every mask seen */
     double last_itop;
     int updates, steps, reported;
+    int gradient_growth;
     int64_t regrown_checked;
     float *dense; uint8_t *mask; int64_t largest;
 } watch;
@@ -148,6 +149,8 @@ static void count_update(const st_mask_update_report *r, void *user) {
     w->reported++;
     CHECK(r->index == w->reported && r->removed == r->regrown && r->changed <= r->removed);
     CHECK(r->death_rate > 0 && r->death_rate <= 0.8 && r->itop_rate > 0 && r->seconds >= 0);
+    /* the executor computed the dense weight gradients of the step for gradient growth, and only then */
+    CHECK(w->gradient_growth ? r->dense_grad_seconds > 0 : r->dense_grad_seconds == 0);
 }
 
 static void watch_free(watch *w) {
@@ -175,6 +178,7 @@ static void test_invariants(void) {
         if (run % 3 == 2) c.max_batches = 4, c.batch_size = 8; /* the ResNet is slower */
         if (strcmp(c.death, "threshold") == 0) c.lr = 0.01; /* weights stay small: some fall below 0.001 */
         watch w = {0};
+        w.gradient_growth = strcmp(c.growth, "gradient") == 0;
         st_train_hooks h = {.user = &w, .after_backward = watch_before, .after_step = watch_after,
                             .on_mask_update = count_update};
         st_trainer *t = NULL;

@@ -177,7 +177,8 @@ st_status st_mask_updater_after_step(st_mask_updater *u, st_model *m, int64_t st
     float *values = malloc(sizeof(float) * (size_t)largest * 2);
     uint8_t *mask = malloc((size_t)largest * 2);
     st_status s = values && mask ? ST_OK : st_fail(ST_ERR_NOMEM, "out of memory in the mask update");
-    st_mask_update_stats st = {step, step / u->set.frequency, rate, 0, 0, 0, 0, 0, m->dense_grad_seconds};
+    st_mask_update_stats st = {.step = step, .index = step / u->set.frequency, .death_rate = rate,
+                               .dense_grad_seconds = m->dense_grad_seconds};
     for (int l = 0; s == ST_OK && l < u->n_layers; l++) {
         s = update_layer(u, m, &u->layers[l], rate, step, l, values, values + largest, mask, mask + largest);
         st.removed += u->layers[l].removed;

@@ -192,7 +192,7 @@ static st_status apply_at(st_trainer *t, const step_place *at) {
     if (updated && t->hooks.on_mask_update) {
         const st_mask_update_stats *u = &t->updater->last;
         st_mask_update_report r = {at->epoch, u->step, u->index, u->death_rate, u->removed, u->regrown, u->changed,
-                                   u->itop_rate, u->seconds};
+                                   u->itop_rate, u->seconds, u->dense_grad_seconds};
         t->hooks.on_mask_update(&r, t->hooks.user);
     }
     if (updated) ST_TRY(write_update_line(t, at->epoch));

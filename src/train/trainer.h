@@ -144,6 +144,7 @@ typedef struct st_mask_update_report {
     double death_rate;
     int64_t removed, regrown, changed;
     double itop_rate, seconds;
+    double dense_grad_seconds; /* the step's dense weight gradients (gradient growth), part of its backward */
 } st_mask_update_report;
 
 typedef struct st_train_hooks {
