@@ -113,7 +113,7 @@ st_status st_mask_updater_arm(st_mask_updater *u, st_model *m, int64_t step) {
     return ST_OK;
 }
 
-/* One layer's update; `work` holds 2 numel floats and 2 numel bytes. */
+/* One layer's update, with scratch arrays of the layer's size: values, grads (floats), mask, before (bytes). */
 static st_status update_layer(st_mask_updater *u, st_model *m, st_mask_update_layer *l, double rate, int64_t step,
                               int layer_index, float *values, float *grads, uint8_t *mask, uint8_t *before) {
     st_param *p = &m->params[l->param];
