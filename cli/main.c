@@ -292,18 +292,39 @@ static void print_bench_json(const st_bench_config *c, const st_bench_result *r)
            "\"execution\": \"%s\", \"isa\": \"%s\", \"conv_implementation\": \"%s\", "
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, "
            "\"train_step\": {\"ms\": %.4f, \"images_per_s\": %.3f, \"gflop\": %.4f, \"useful_gflops\": %.3f}, "
-           "\"memory\": {\"param_bytes\": %lld, \"dense_param_bytes\": %lld, \"peak_rss_bytes\": %lld}, "
+           "\"memory\": {\"param_bytes\": %lld, \"dense_param_bytes\": %lld, \"activation_bytes\": %lld, "
+           "\"peak_rss_bytes\": %lld}, "
+           "\"fma_peak\": {\"gflops\": %.3f, \"per_thread\": %.3f, \"threads\": %d, \"isa\": \"%s\"}, "
+           "\"useful_fraction_of_peak\": %.4f, "
            "\"kept\": %lld, \"prunable\": %lld, \"layers\": [",
            c->model, c->sparse_init, c->density, c->batch_size, r->threads, r->execution, r->isa, r->conv_implementation,
            r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->train_gflop, r->useful_gflops,
-           (long long)r->param_bytes, (long long)r->dense_param_bytes, (long long)r->peak_rss_bytes, (long long)r->kept,
-           (long long)r->total);
+           (long long)r->param_bytes, (long long)r->dense_param_bytes, (long long)r->activation_bytes,
+           (long long)r->peak_rss_bytes, r->peak.gflops, r->peak.per_thread, r->peak.threads, st_isa_name(r->peak.isa),
+           r->peak.gflops > 0 ? r->useful_gflops / r->peak.gflops : 0.0, (long long)r->kept, (long long)r->total);
+    const double peak = r->peak.gflops > 0 ? r->peak.gflops : 1.0;
     for (int l = 0; l < r->n_layers; l++) {
         const st_bench_layer *y = &r->layers[l];
         printf("%s{\"kind\": \"%s\", \"name\": \"%s\", \"kept\": %lld, \"numel\": %lld, \"forward_ms\": %.4f, "
-               "\"backward_ms\": %.4f, \"gflops\": %.3f}",
+               "\"backward_ms\": %.4f, \"gflops\": %.3f",
                l ? ", " : "", y->kind, y->name, (long long)y->kept, (long long)y->numel, y->forward_ms, y->backward_ms,
                y->gflops);
+        if (y->numel) { /* conv / linear: each pass (null where the executor does not time it apart or it did not run) */
+            printf(", \"passes\": {\"forward\": {\"ms\": %.5f, \"gflops\": %.4f, \"fraction_of_peak\": %.5f}",
+                   y->forward_ms, y->forward_gflops, y->forward_gflops / peak);
+            const char *names[2] = {"input_gradient", "weight_gradient"};
+            const double ms[2] = {y->backward_data_ms, y->backward_weight_ms};
+            const double gf[2] = {y->backward_data_gflops, y->backward_weight_gflops};
+            for (int k = 0; k < 2; k++) {
+                if (y->passes_timed && ms[k] > 0)
+                    printf(", \"%s\": {\"ms\": %.5f, \"gflops\": %.4f, \"fraction_of_peak\": %.5f}", names[k], ms[k],
+                           gf[k], gf[k] / peak);
+                else
+                    printf(", \"%s\": null", names[k]);
+            }
+            printf("}");
+        }
+        printf("}");
     }
     printf("]}\n");
 }
@@ -313,18 +334,33 @@ static void print_bench_text(const st_bench_config *c, const st_bench_result *r)
            c->batch_size, r->threads, r->execution, r->isa);
     printf("  forward %.2f ms, backward %.2f ms, training step %.2f ms: %.1f images/s, %.1f useful GFLOP/s\n",
            r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->useful_gflops);
-    printf("  weights + gradients + optimiser state: %.2f MiB (dense storage: %.2f MiB, %.1f%%); peak RSS %.1f MiB\n",
+    printf("  weights + gradients + optimiser state: %.2f MiB (dense storage: %.2f MiB, %.1f%%); activations %.1f MiB; "
+           "peak RSS %.1f MiB\n",
            r->param_bytes / 1048576.0, r->dense_param_bytes / 1048576.0,
            100.0 * (double)r->param_bytes / (double)(r->dense_param_bytes ? r->dense_param_bytes : 1),
-           r->peak_rss_bytes / 1048576.0);
-    printf("  %-14s %-30s %9s %9s %9s %8s\n", "step", "name", "density", "fwd ms", "bwd ms", "GFLOP/s");
+           r->activation_bytes / 1048576.0, r->peak_rss_bytes / 1048576.0);
+    printf("  FMA peak (%s, measured now): %.1f GFLOP/s on %d threads (%.1f per thread); the step runs at %.1f %% of it\n",
+           st_isa_name(r->peak.isa), r->peak.gflops, r->peak.threads, r->peak.per_thread,
+           r->peak.gflops > 0 ? 100.0 * r->useful_gflops / r->peak.gflops : 0.0);
+    printf("  %-14s %-30s %9s %9s %9s %8s   %s\n", "step", "name", "density", "fwd ms", "bwd ms", "GFLOP/s",
+           "per pass GFLOP/s (% of peak): forward, input gradient, weight gradient");
+    const double peak = r->peak.gflops > 0 ? r->peak.gflops : 1.0;
     for (int l = 0; l < r->n_layers; l++) {
         const st_bench_layer *y = &r->layers[l];
         char density[16] = "";
         if (y->numel) snprintf(density, sizeof density, "%.4f", (double)y->kept / (double)y->numel);
         char gf[16] = "";
         if (y->numel) snprintf(gf, sizeof gf, "%.1f", y->gflops);
-        printf("  %-14s %-30s %9s %9.3f %9.3f %8s\n", y->kind, y->name, density, y->forward_ms, y->backward_ms, gf);
+        char passes[96] = "";
+        if (y->numel && y->passes_timed)
+            snprintf(passes, sizeof passes, "%.1f (%.0f%%), %.1f (%.0f%%), %.1f (%.0f%%)", y->forward_gflops,
+                     100 * y->forward_gflops / peak, y->backward_data_gflops, 100 * y->backward_data_gflops / peak,
+                     y->backward_weight_gflops, 100 * y->backward_weight_gflops / peak);
+        else if (y->numel)
+            snprintf(passes, sizeof passes, "%.1f (%.0f%%), backward not split", y->forward_gflops,
+                     100 * y->forward_gflops / peak);
+        printf("  %-14s %-30s %9s %9.3f %9.3f %8s   %s\n", y->kind, y->name, density, y->forward_ms, y->backward_ms, gf,
+               passes);
     }
 }
 

@@ -177,6 +177,33 @@ for isa in ("generic", "avx2", "avx512", "auto"):
               f"ran {got}: {r.stderr.strip()[-200:]}")
     else:
         check(f"--isa {isa}: bench runs the capped kernels", True)
+# bench --json: the FMA peak measured by the run, and each conv / linear pass's GFLOP/s and share of it
+r = run(["bench", "--model", "lenet5", "--sparse_init", "uniform", "--density", "0.2", "--execution", "sparse",
+         "--warmup", "1", "--steps", "2", "--batch-size", "16", "--channels", "1", "--size", "28", "--threads", "2",
+         "--json"])
+res = json.loads(r.stdout) if r.returncode == 0 else {}
+peak = res.get("fma_peak", {})
+check("bench --json: the FMA peak of this machine, for the kernels' instruction set",
+      peak.get("gflops", 0) > 0 and peak.get("threads") == 2 and peak.get("isa") == res.get("isa") and
+      abs(peak["per_thread"] * 2 - peak["gflops"]) < 1e-2 * peak["gflops"] and
+      abs(res["useful_fraction_of_peak"] - res["train_step"]["useful_gflops"] / peak["gflops"]) < 1e-3,
+      f"{peak} {r.stderr.strip()[-200:]}")
+weighted = [l for l in res.get("layers", []) if l["numel"] > 0]  # lenet5: conv1, conv2, fc1, fc2
+def pass_ok(layer, index):
+    p = layer.get("passes", {})
+    f, d, w = p.get("forward"), p.get("input_gradient"), p.get("weight_gradient")
+    if not f or not w or (d is None) != (index == 0):  # the first layer's input gradient is not computed
+        return False
+    ok = abs(f["ms"] - layer["forward_ms"]) < 1e-3 and f["gflops"] > 0 and w["gflops"] > 0
+    ok = ok and w["ms"] + (d["ms"] if d else 0) <= layer["backward_ms"] + 1e-3
+    for q in (f, w) + ((d,) if d else ()):
+        ok = ok and abs(q["fraction_of_peak"] - q["gflops"] / peak["gflops"]) < 1e-3
+    if layer["kind"] == "linear":  # one output pixel: a pass is 2 * kept * batch FLOPs
+        ok = ok and abs(w["gflops"] * w["ms"] * 1e6 - 2 * layer["kept"] * 16) < 2e-2 * 2 * layer["kept"] * 16
+    return ok
+check("bench --json: forward, input- and weight-gradient GFLOP/s and fraction of peak of every conv / linear layer",
+      len(weighted) == 4 and all(pass_ok(l, i) for i, l in enumerate(weighted)), json.dumps(weighted)[:600])
+
 isa_runs = {}
 for isa in ("generic", "auto"):
     path = os.path.join(tmp, f"isa-{isa}.safetensors")

@@ -5,12 +5,16 @@
  *     shapes and densities, including empty rows, fully dense rows, batch
  *     sizes that are not a multiple of the vector width, 1x1 kernels and a
  *     linear layer (K = 1, H = W = 1);
+ *     and the forward pass's batch-norm statistics against a double sum
+ *     (and the same for 1 and 2 threads);
  *  3. the CHWN layout changes round-trip. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/rng.h"
+#include "kernels/bn_act.h"
 #include "kernels/isa.h"
 #include "kernels/sparse_conv.h"
 #include "testing.h"
@@ -138,6 +142,56 @@ static void compare_fast(st_rng *rng, int N, int C, int H, int W, int O, int K, 
     st_spconv_backward_data_reference(&g, c.row_ptr, c.col, dy, c.val, dx_ref, accumulate);
     st_spconv_backward_weight(plan, x, dy, dw, db);
     st_spconv_backward_weight_reference(&g, c.row_ptr, c.col, x, dy, dw_ref, db_ref);
+    /* the forward pass with batch-norm statistics: the same y bit for bit, and
+     * the statistics of a double sum over every element to float rounding of
+     * the per-pixel sums (mean and variance compared, as batch norm uses them) */
+    {
+        float *y2 = new_floats(ys);
+        double *st = new_bytes(sizeof(double) * 3 * (size_t)O), *st_ref = new_bytes(sizeof(double) * 3 * (size_t)O);
+        st_spconv_forward_stats(plan, x, c.val, bias, y2, st);
+        st_spconv_channel_stats_reference(&g, y2, st_ref);
+        CHECK(memcmp(y, y2, ys * sizeof(float)) == 0);
+        const double count = (double)g.out_h * g.out_w * N;
+        for (int o = 0; o < O; o++) {
+            const double m = st[3 * o] + st[3 * o + 1] / count, mr = st_ref[3 * o] + st_ref[3 * o + 1] / count;
+            const double v = st[3 * o + 2] / count - (st[3 * o + 1] / count) * (st[3 * o + 1] / count);
+            const double vr = st_ref[3 * o + 2] / count - (st_ref[3 * o + 1] / count) * (st_ref[3 * o + 1] / count);
+            if (!(st[3 * o] == st_ref[3 * o] && fabs(m - mr) <= 1e-6 * (sqrt(fabs(vr)) + fabs(mr)) + 1e-12 &&
+                  fabs(v - vr) <= 1e-5 * fabs(vr) + 1e-12)) {
+                fprintf(stderr, "[%s] N=%d C=%d %dx%d O=%d d=%.2f: channel %d stats mean %.9g vs %.9g, var %.9g vs %.9g\n",
+                        st_isa_name(st_isa_current()), N, C, H, W, O, d, o, m, mr, v, vr);
+                st_test_failures++;
+            }
+        }
+        free(y2), free(st), free(st_ref);
+    }
+    /* the input-gradient pass with batch-norm backward sums: the same dx bit
+     * for bit, and the sums of a double sum over every element (with and
+     * without the ReLU mask); x and y of the BN are random tensors here */
+    for (int relu = 0; relu < 2; relu++) {
+        float *dx2 = new_floats(xs), *bx = random_floats(rng, xs), *by = random_floats(rng, xs);
+        float *mean = random_floats(rng, (size_t)C);
+        memcpy(dx2, dx, xs * sizeof(float)); /* both passes below start from the same values */
+        double *sm = new_bytes(sizeof(double) * 2 * (size_t)C), *sm_ref = new_bytes(sizeof(double) * 2 * (size_t)C);
+        st_spconv_bn_sums bn = {relu ? by : NULL, bx, mean, sm}, bn_ref = {relu ? by : NULL, bx, mean, sm_ref};
+        float *plain = new_floats(xs);
+        memcpy(plain, dx, xs * sizeof(float));
+        st_spconv_backward_data(plan, dy, c.val, plain, accumulate);
+        CHECK_OK(st_spconv_backward_data_bn_sums(plan, dy, c.val, dx2, accumulate, &bn));
+        CHECK(memcmp(plain, dx2, xs * sizeof(float)) == 0);
+        st_spconv_bn_sums_reference(&g, dx2, &bn_ref);
+        double scale = 1e-6;
+        for (size_t j = 0; j < xs; j++) scale = fmax(scale, fabs(dx2[j]));
+        for (int i = 0; i < C; i++) /* N-term float sums: tolerance relative to the largest term times the count */
+            if (!(fabs(sm[2 * i] - sm_ref[2 * i]) <= 1e-5 * scale * sqrt((double)xs) &&
+                  fabs(sm[2 * i + 1] - sm_ref[2 * i + 1]) <= 2e-5 * scale * sqrt((double)xs))) {
+                fprintf(stderr, "[%s] N=%d C=%d relu %d: channel %d bn sums %.9g %.9g vs %.9g %.9g\n",
+                        st_isa_name(st_isa_current()), N, C, relu, i, sm[2 * i], sm[2 * i + 1], sm_ref[2 * i],
+                        sm_ref[2 * i + 1]);
+                st_test_failures++;
+            }
+        free(dx2), free(bx), free(by), free(mean), free(sm), free(sm_ref), free(plain);
+    }
     const double ey = max_rel_diff(y, y_ref, ys), ex = max_rel_diff(dx, dx_ref, xs),
                  ew = max_rel_diff(dw, dw_ref, (size_t)c.nnz + 1), eb = max_rel_diff(db, db_ref, O);
     /* float32 kernels vs double-sum references: up to ~K*K*C float32 additions per output (~1e-6 measured) */
@@ -163,6 +217,7 @@ static void test_fast_vs_reference(void) {
         for (int di = 0; di < 4; di++) {
             const double d = densities[di];
             compare_fast(&rng, 128, 5, 8, 8, 6, 3, 1, 1, d);  /* the hot path */
+            compare_fast(&rng, 96, 4, 5, 5, 5, 3, 1, 1, d);   /* runs of 64 + 32 */
             compare_fast(&rng, 130, 3, 5, 6, 4, 3, 2, 1, d);  /* stride 2, ragged batch */
             compare_fast(&rng, 16, 4, 9, 7, 5, 1, 2, 0, d);   /* 1x1 shortcut */
             compare_fast(&rng, 7, 2, 6, 6, 3, 5, 1, 2, d);    /* 5x5, tiny batch, scalar tails */
@@ -173,6 +228,67 @@ static void test_fast_vs_reference(void) {
     }
     CHECK_OK(st_isa_force("auto"));
     CHECK(st_isa_force("sse9") == ST_ERR_ARGUMENT);
+}
+
+/* The statistics of st_spconv_forward_stats do not depend on the thread count. */
+static void test_stats_thread_invariance(void) {
+    st_rng rng;
+    st_rng_seed(&rng, 8, 0);
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, 128, 6, 9, 9, 7, 3, 1, 1);
+    csr c = random_csr(&rng, 7, 6 * 9, 0.2);
+    const size_t xs = (size_t)128 * 6 * 81, ys = (size_t)128 * 7 * 81;
+    float *x = random_floats(&rng, xs), *y = new_floats(ys);
+    for (size_t i = 0; i < xs; i++) x[i] += 3.0f; /* |mean| > std: the shift matters */
+    double st[2][21];
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t + 1);
+        st_spconv_plan *plan = NULL;
+        CHECK_OK(st_spconv_plan_create(&g, c.row_ptr, c.col, &plan));
+        if (!plan) return;
+        st_spconv_forward_stats(plan, x, c.val, NULL, y, st[t]);
+        st_spconv_plan_free(plan);
+    }
+    omp_set_num_threads(2);
+    CHECK(memcmp(st[0], st[1], sizeof st[0]) == 0);
+    free(x), free(y);
+    free_csr(&c);
+}
+
+/* The batch-norm halves of the handed-over statistics and sums
+ * (st_bn_act_forward_train_stats, st_bn_act_backward_sums) give what the
+ * two-pass kernels give, to the rounding of the sums. */
+static void test_bn_given_sums(void) {
+    st_rng rng;
+    st_rng_seed(&rng, 6, 0);
+    const int C = 5, H = 6, N = 40;
+    const int64_t plane = (int64_t)H * H * N, n = C * plane;
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, N, C, H, H, C, 3, 1, 1);
+    const st_bn_act_shape s = {1, C, (int)plane, 1};
+    float *x = random_floats(&rng, (size_t)n), *dy = random_floats(&rng, (size_t)n), *y1 = new_floats((size_t)n),
+          *y2 = new_floats((size_t)n), *dx1 = new_floats((size_t)n), *dx2 = new_floats((size_t)n);
+    for (int64_t j = 0; j < n; j++) x[j] = 2.0f + 0.5f * x[j];
+    float gamma[5] = {1.0f, 0.5f, -1.5f, 2.0f, 0.1f}, beta[5] = {0.0f, 0.1f, -0.2f, 0.3f, 0.0f};
+    float m1[5], m2[5], is1[5], is2[5], rm1[5] = {0}, rm2[5] = {0}, rv1[5] = {1, 1, 1, 1, 1}, rv2[5] = {1, 1, 1, 1, 1};
+    float dg1[5] = {0}, dg2[5] = {0}, db1[5] = {0}, db2[5] = {0};
+    double *scratch = new_bytes(sizeof(double) * st_bn_act_scratch_doubles(&s, 4)), stats[15], sums[10];
+    st_bn_act_forward_train(&s, x, gamma, beta, NULL, 1, 0.1f, 1e-5f, y1, m1, is1, rm1, rv1, scratch);
+    st_spconv_channel_stats_reference(&g, x, stats); /* x as a conv output of this geometry */
+    st_bn_act_forward_train_stats(&s, stats, x, gamma, beta, NULL, 1, 0.1f, 1e-5f, y2, m2, is2, rm2, rv2);
+    CHECK(max_rel_diff(y2, y1, (size_t)n) < 1e-5);
+    for (int c = 0; c < C; c++) {
+        CHECK_NEAR(m2[c], m1[c], 1e-6);
+        CHECK_NEAR(is2[c], is1[c], 1e-5 * is1[c]);
+        CHECK_NEAR(rv2[c], rv1[c], 1e-6);
+    }
+    st_bn_act_backward(&s, x, y1, 1, dy, gamma, m1, is1, dx1, 0, NULL, 0, dg1, db1, scratch);
+    st_spconv_bn_sums bn = {y1, x, m1, sums};
+    st_spconv_bn_sums_reference(&g, dy, &bn);
+    st_bn_act_backward_sums(&s, sums, x, y1, 1, dy, gamma, m1, is1, dx2, 0, NULL, 0, dg2, db2);
+    CHECK(max_rel_diff(dx2, dx1, (size_t)n) < 1e-5);
+    CHECK(max_rel_diff(dg2, dg1, 5) < 1e-5 && max_rel_diff(db2, db1, 5) < 1e-5);
+    free(x), free(dy), free(y1), free(y2), free(dx1), free(dx2), free(scratch);
 }
 
 static void test_layout_round_trip(void) {
@@ -193,6 +309,8 @@ static void test_layout_round_trip(void) {
 int main(void) {
     test_reference_semantics();
     test_fast_vs_reference();
+    test_stats_thread_invariance();
+    test_bn_given_sums();
     test_layout_round_trip();
     TEST_MAIN_END();
 }

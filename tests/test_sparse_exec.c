@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "exec/executor.h"
 #include "exec/policy.h"
 #include "models/init.h"
 #include "models/model.h"
@@ -246,6 +247,49 @@ static void test_thread_invariance(void) {
     free(weights[0]), free(weights[1]);
 }
 
+/* In training, every batch norm fed by a convolution takes its statistics
+ * from that convolution's forward pass (the sparse executor's
+ * forward_op_stats), and the mean it saves is the mean of its input. */
+static void test_bn_stats_handoff(void) {
+    st_model *m = build("cifar_resnet_20", 1, 28, 28, 0.1);
+    CHECK_OK(st_model_use_sparse_execution(m));
+    const int size = 28 * 28, b = 16;
+    float *x = new_floats((size_t)b * size);
+    int32_t *y = new_bytes(sizeof(int32_t) * b);
+    st_rng rng;
+    st_rng_seed(&rng, 4, 0);
+    random_batch(&rng, b, size, x, y);
+    const float *logits;
+    CHECK_OK(st_model_forward(m, x, b, &logits));
+    const st_model_schedule *sc = m->schedule;
+    int bn = 0, handed = 0;
+    double worst = 0.0;
+    for (int k = 0; k < sc->n_steps; k++) {
+        const st_model_step *st = &sc->steps[k];
+        if (st->kind != ST_STEP_BN_ACT) continue;
+        bn++;
+        handed += st->stats_ready;
+        const st_activation *a = &m->acts[st->x];
+        const int64_t plane = (int64_t)a->height * a->width * b; /* CHWN: channel planes */
+        for (int c = 0; c < a->channels; c++) {
+            double sum = 0.0;
+            for (int64_t j = 0; j < plane; j++) sum += a->value[c * plane + j];
+            worst = fmax(worst, fabs(m->ops[st->op].save_mean[c] - sum / (double)plane) /
+                                    fmax(1e-3, fabs(sum / (double)plane)));
+        }
+    }
+    printf("batch norms taking their statistics from the convolution: %d of %d; saved means %.2g from their input's\n",
+           handed, bn, worst);
+    CHECK(bn == 21 && handed == bn); /* 19 after 3x3 convolutions, 2 after the 1x1 shortcuts */
+    CHECK(worst < 1e-5);
+    /* evaluation mode computes no statistics and hands none */
+    m->training = 0;
+    CHECK_OK(st_model_forward(m, x, b, &logits));
+    for (int k = 0; k < sc->n_steps; k++) CHECK(sc->steps[k].stats_ready == 0);
+    st_model_free(m);
+    free(x), free(y);
+}
+
 static void compare_model(const char *name, int c, int h, int w, double density, st_optimizer_kind kind) {
     static const int small[4] = {20, 20, 20, 7}; /* a ragged last batch */
     compare_model_batches(name, c, h, w, density, kind, small);
@@ -288,6 +332,7 @@ static void test_execution_policy(void) {
 int main(void) {
     test_execution_policy();
     test_thread_invariance();
+    test_bn_stats_handoff();
     compare_model("lenet300-100", 1, 28, 28, 0.1, ST_OPTIMIZER_SGD);
     compare_model("lenet5", 1, 28, 28, 0.2, ST_OPTIMIZER_ADAM);
     compare_model("cifar_resnet_20", 3, 32, 32, 0.1, ST_OPTIMIZER_SGD);

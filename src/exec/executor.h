@@ -52,6 +52,11 @@ typedef struct st_executor {
     void (*images_grad_out)(st_model *m, int batch);
     /* One op that runs as a step of its own: convolution, linear, pooling, flatten. */
     st_status (*forward_op)(st_model *m, st_op *op, int batch);
+    /* Optional (NULL: not offered): forward_op of a convolution or linear op
+     * that also gives the batch-norm statistics of its output per channel,
+     * in st_bn_act_forward_train_stats's form, gathered as the output is
+     * written; only for executors whose bn_shape is channel-major. */
+    st_status (*forward_op_stats)(st_model *m, st_op *op, int batch, double *stats);
     void (*backward_op)(st_model *m, st_op *op, const float *dy, int batch);
     /* The convolution implementation in use, e.g. "jit:avx512_core", "sparse-direct:avx2", "none". */
     void (*describe)(const st_model *m, char *out, size_t size);
@@ -77,12 +82,21 @@ typedef enum st_step_kind { ST_STEP_OP, ST_STEP_BN_ACT, ST_STEP_ADD_ACT } st_ste
 
 typedef struct st_model_step {
     double forward_s, backward_s; /* profiling (m->profile) */
+    double backward_data_s, backward_weight_s; /* parts of backward_s an executor timed (st_walk_profile_pass) */
+    int passes_timed; /* 1 when the executor timed the input- and weight-gradient passes apart */
     int calls;
     st_step_kind kind;
     int op;          /* ST_STEP_OP: the op; ST_STEP_BN_ACT: the BN op */
     int add, relu;   /* folded ADD / RELU ops, or -1 */
     int x, residual; /* input activation (BN's or add's first), other add input or -1 */
     int out;         /* activation the step writes */
+    /* Batch-norm statistics from the producer (executor's forward_op_stats):
+     * on a conv / linear step, the BN_ACT step whose input it writes (-1:
+     * none); on that BN_ACT step, its 3 x C doubles in the schedule's
+     * bn_stats (-1: none) and whether this forward pass filled them. */
+    int stats_for;
+    int64_t stats_at;
+    int stats_ready;
 } st_model_step;
 
 /* Activation layouts. Convolutions on oneDNN run fastest on channel-blocked
@@ -102,6 +116,8 @@ struct st_model_schedule {
     uint8_t *may_block;    /* per group: 1 if it may use a blocked layout */
     int *block;            /* per group: 0 = undecided, 1 = NCHW, B = blocks of B channels */
     int max_bn_channels;   /* widest batch norm: sizes its scratch in the workspace */
+    int current;           /* the step being run (profiling) */
+    double *bn_stats;      /* statistics handed from convolutions to the batch norms they feed */
 };
 
 st_status st_schedule_build(st_model *m);
@@ -117,7 +133,17 @@ st_status st_walk_ensure_workspace(st_model *m, size_t floats);
  * *accumulate says whether an earlier writer got there first. NULL for the
  * images unless m->want_input_grad asks for d loss / d images. */
 float *st_walk_grad_for_write(st_model *m, int a, int *accumulate);
+/* Activation buffers for `capacity` images, planned by liveness over the
+ * schedule (act_memory.c): no buffer for fused intermediates, gradient
+ * buffers shared where their lives in backward do not overlap. */
+st_status st_act_memory_plan(st_model *m, const st_model_schedule *sc, int capacity);
+void st_act_memory_release(st_model *m);
 /* Gradient buffer for a layer function that always adds: zeroed on first use. */
 float *st_walk_grad_for_add(st_model *m, int a, int batch);
+/* Profiling (with m->profile set): an executor that runs the input- and the
+ * weight-gradient pass of an op apart reports each one's seconds here; they
+ * are credited to the step being run. */
+typedef enum st_walk_pass { ST_PASS_BACKWARD_DATA, ST_PASS_BACKWARD_WEIGHT } st_walk_pass;
+void st_walk_profile_pass(st_model *m, st_walk_pass pass, double seconds);
 
 #endif

@@ -9,6 +9,8 @@ int st_model_step_count(const st_model *m) { return m->schedule ? m->schedule->n
 void st_model_profile_reset(st_model *m) {
     for (int k = 0; k < st_model_step_count(m); k++) {
         m->schedule->steps[k].forward_s = m->schedule->steps[k].backward_s = 0.0;
+        m->schedule->steps[k].backward_data_s = m->schedule->steps[k].backward_weight_s = 0.0;
+        m->schedule->steps[k].passes_timed = 0;
         m->schedule->steps[k].calls = 0;
     }
 }
@@ -34,6 +36,9 @@ void st_model_step_profile(const st_model *m, int k, st_step_profile *out) {
     const st_op *op = &m->ops[st->op];
     out->forward_s = st->forward_s;
     out->backward_s = st->backward_s;
+    out->passes_timed = st->passes_timed;
+    out->backward_data_s = st->backward_data_s;
+    out->backward_weight_s = st->backward_weight_s;
     out->calls = st->calls;
     if (st->kind == ST_STEP_OP) {
         snprintf(out->kind, sizeof out->kind, "%s", op_kind_name(op->kind));

@@ -12,6 +12,7 @@ void st_schedule_free(st_model_schedule *sc) {
     free(sc->group);
     free(sc->may_block);
     free(sc->block);
+    free(sc->bn_stats);
     free(sc);
 }
 
@@ -57,6 +58,33 @@ static st_status plan_layouts(st_model *m, st_model_schedule *sc) {
         }
     }
     return ST_OK;
+}
+
+/* Which convolutions hand the batch-norm statistics of their output to the
+ * BN step that reads it (executors with forward_op_stats): the BN then needs
+ * one pass over its input instead of two. (The backward sums of BN could be
+ * handed over likewise from the input-gradient pass of the convolution that
+ * reads the BN's output last; measured slower, see docs/PERFORMANCE.md.) */
+static st_status plan_stats_handoff(st_model *m, st_model_schedule *sc) {
+    int64_t doubles = 0;
+    for (int k = 0; k < sc->n_steps; k++) sc->steps[k].stats_for = -1, sc->steps[k].stats_at = -1;
+    for (int k = 0; k < sc->n_steps && m->exec->forward_op_stats; k++) {
+        st_model_step *bn = &sc->steps[k];
+        if (bn->kind != ST_STEP_BN_ACT) continue;
+        for (int j = 0; j < k; j++) {
+            st_model_step *w = &sc->steps[j];
+            const st_op *op = &m->ops[w->op];
+            if (w->kind != ST_STEP_OP || w->out != bn->x) continue;
+            if (op->kind != ST_OP_CONV && op->kind != ST_OP_LINEAR) break;
+            w->stats_for = k;
+            bn->stats_at = doubles;
+            doubles += 3 * (int64_t)m->acts[bn->x].channels;
+            break;
+        }
+    }
+    if (doubles == 0) return ST_OK;
+    sc->bn_stats = st_malloc(sizeof(double) * (size_t)doubles, "model schedule");
+    return sc->bn_stats ? ST_OK : ST_ERR_NOMEM;
 }
 
 /* Layout of activation `a`: 1 = NCHW, B = channel blocks of B. */
@@ -155,7 +183,8 @@ st_status st_schedule_build(st_model *m) {
     }
     sc->n_steps = k;
     free(readers), free(reader_op), free(folded), free(relu_of), free(bn_of_add);
-    st_status s = plan_layouts(m, sc);
+    st_status s = plan_stats_handoff(m, sc);
+    if (s == ST_OK) s = plan_layouts(m, sc);
     if (s != ST_OK) {
         st_schedule_free(sc);
         return s;

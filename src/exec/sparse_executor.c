@@ -195,28 +195,45 @@ static st_status dense_weight_grad(const st_spconv_plan *plan, const st_sparse_w
     return s;
 }
 
+static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, double *stats) {
+    ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
+    st_spconv_plan *plan;
+    ST_TRY(sparse_plan(m, op, batch, &plan));
+    st_spconv_forward_stats(plan, sparse_act_value(m, op->in), m->params[op->weight].value,
+                            op->bias >= 0 ? m->params[op->bias].value : NULL, sparse_act_value(m, op->out), stats);
+    return ST_OK;
+}
+
+/* Both backward passes of a conv or linear op. */
+static void sparse_backward_conv(st_model *m, st_op *op, const float *dy, int batch) {
+    const float *x = sparse_act_value(m, op->in);
+    /* forward built the plan for this batch size */
+    st_spconv_plan *plan = state(m)->plans[op - m->ops];
+    ST_ASSERT(plan && st_spconv_plan_geom(plan)->batch == batch);
+    st_param *w = &m->params[op->weight];
+    const double t0 = m->profile ? omp_get_wtime() : 0.0;
+    st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+    const double t1 = m->profile ? omp_get_wtime() : 0.0;
+    int acc = 0;
+    float *dx = st_walk_grad_for_write(m, op->in, &acc);
+    if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);
+    if (m->profile) {
+        st_walk_profile_pass(m, ST_PASS_BACKWARD_WEIGHT, t1 - t0);
+        if (dx) st_walk_profile_pass(m, ST_PASS_BACKWARD_DATA, omp_get_wtime() - t1);
+    }
+    float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL; /* a gradient-growth update step */
+    if (dense_dw) {
+        const double d0 = omp_get_wtime();
+        if (dense_weight_grad(plan, w->sparse, x, dy, dense_dw) != ST_OK) m->dense_grad_failed = 1;
+        m->dense_grad_seconds += omp_get_wtime() - d0;
+    }
+}
+
 static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batch) {
     const st_activation *in = &m->acts[op->in];
-    const float *x = sparse_act_value(m, op->in);
     switch (op->kind) {
     case ST_OP_CONV:
-    case ST_OP_LINEAR: {
-        /* forward built the plan for this batch size */
-        st_spconv_plan *plan = state(m)->plans[op - m->ops];
-        ST_ASSERT(plan && st_spconv_plan_geom(plan)->batch == batch);
-        st_param *w = &m->params[op->weight];
-        st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
-        float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL;
-        if (dense_dw) {
-            const double t0 = omp_get_wtime();
-            if (dense_weight_grad(plan, w->sparse, x, dy, dense_dw) != ST_OK) m->dense_grad_failed = 1;
-            m->dense_grad_seconds += omp_get_wtime() - t0;
-        }
-        int acc = 0;
-        float *dx = st_walk_grad_for_write(m, op->in, &acc);
-        if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);
-        break;
-    }
+    case ST_OP_LINEAR: sparse_backward_conv(m, op, dy, batch); break;
     case ST_OP_MAXPOOL:
     case ST_OP_AVGPOOL: {
         int acc = 0;
@@ -265,6 +282,7 @@ const st_executor st_sparse_executor = {
     .logits_grad_in = sparse_logits_grad_in,
     .images_grad_out = sparse_images_grad_out,
     .forward_op = sparse_forward_op,
+    .forward_op_stats = sparse_forward_op_stats,
     .backward_op = sparse_backward_op,
     .describe = sparse_describe,
 };

@@ -34,15 +34,16 @@ void st_model_conv_implementation(const st_model *m, char *out, size_t size) { m
 st_status st_model_reserve(st_model *m, int capacity) {
     if (capacity <= m->capacity) return ST_OK;
     if (capacity <= 0) return st_fail(ST_ERR_ARGUMENT, "batch size must be positive");
-    for (int i = 0; i < m->n_acts; i++) {
-        st_activation *a = &m->acts[i];
-        free(a->value);
-        free(a->grad);
-        size_t n = (size_t)capacity * (size_t)st_activation_size(a);
-        a->value = st_malloc_aligned(n * sizeof(float), "activations");
-        a->grad = st_malloc_aligned(n * sizeof(float), "activation gradients");
-        if (!a->value || !a->grad) return ST_ERR_NOMEM;
+    /* activation buffers by liveness over the fused schedule (act_memory.c); the schedule's
+     * layouts are the executor's, so a schedule made only for the plan is dropped again */
+    const int temporary = !m->schedule;
+    if (temporary) ST_TRY(st_schedule_build(m));
+    st_status planned = st_act_memory_plan(m, m->schedule, capacity);
+    if (temporary) {
+        st_schedule_free(m->schedule);
+        m->schedule = NULL;
     }
+    ST_TRY(planned);
     int threads = omp_get_max_threads();
     size_t ws = 0;
     for (int i = 0; i < m->n_ops; i++) {
@@ -88,7 +89,13 @@ static st_status forward_step(st_model *m, const st_model_step *st, int batch) {
             st_bn_act_shape s = m->exec->bn_shape(m, st->x, batch);
             const float *x = act_value(m, st->x), *res = st->residual >= 0 ? act_value(m, st->residual) : NULL;
             const float *gamma = m->params[op->weight].value, *beta = m->params[op->bias].value;
-            if (m->training) {
+            if (m->training && st->stats_ready) { /* the convolution that wrote x gathered its statistics */
+                st_bn_act_forward_train_stats(&s, m->schedule->bn_stats + st->stats_at, x, gamma, beta, res,
+                                              st->relu >= 0, 0.1f, 1e-5f, act_value(m, st->out), op->save_mean,
+                                              op->save_invstd, m->params[op->running_mean].value,
+                                              m->params[op->running_var].value);
+                op->num_batches_tracked++;
+            } else if (m->training) {
                 st_bn_act_forward_train(&s, x, gamma, beta, res, st->relu >= 0, 0.1f, 1e-5f, act_value(m, st->out),
                                         op->save_mean, op->save_invstd, m->params[op->running_mean].value,
                                         m->params[op->running_var].value, (double *)m->workspace);
@@ -106,6 +113,12 @@ static st_status forward_step(st_model *m, const st_model_step *st, int batch) {
                                act_value(m, st->out));
             return ST_OK;
         }
+        if (st->stats_for >= 0 && m->training) {
+            st_model_step *bn = &m->schedule->steps[st->stats_for];
+            ST_TRY(m->exec->forward_op_stats(m, &m->ops[st->op], batch, m->schedule->bn_stats + bn->stats_at));
+            bn->stats_ready = 1;
+            return ST_OK;
+        }
         return m->exec->forward_op(m, &m->ops[st->op], batch);
     }
 }
@@ -119,8 +132,10 @@ st_status st_model_forward(st_model *m, const float *images, int batch, const fl
     memcpy(m->acts[0].value, images, (size_t)batch * (size_t)st_activation_size(&m->acts[0]) * sizeof(float));
     m->exec->images_in(m, batch);
     const st_model_schedule *sc = m->schedule;
+    for (int k = 0; k < sc->n_steps; k++) sc->steps[k].stats_ready = 0;
     for (int k = 0; k < sc->n_steps; k++) {
         const double t0 = m->profile ? omp_get_wtime() : 0.0;
+        m->schedule->current = k;
         ST_TRY(forward_step(m, &sc->steps[k], batch));
         if (m->profile) {
             sc->steps[k].forward_s += omp_get_wtime() - t0;
@@ -155,6 +170,14 @@ float *st_walk_grad_for_add(st_model *m, int a, int batch) {
     float *g = st_walk_grad_for_write(m, a, &accumulate);
     if (g && !accumulate) memset(g, 0, (size_t)batch * (size_t)st_activation_size(&m->acts[a]) * sizeof(float));
     return g;
+}
+
+void st_walk_profile_pass(st_model *m, st_walk_pass pass, double seconds) {
+    if (!m->profile || !m->schedule) return;
+    st_model_step *st = &m->schedule->steps[m->schedule->current];
+    st->passes_timed = 1;
+    if (pass == ST_PASS_BACKWARD_DATA) st->backward_data_s += seconds;
+    else st->backward_weight_s += seconds;
 }
 
 /* Gradient of a step's output, read by its backward: zeros if nobody wrote it. */
@@ -224,6 +247,7 @@ st_status st_model_loss_backward_accumulate(st_model *m, const int32_t *labels, 
     sc->grad_written[logits] = 1;
     for (int k = sc->n_steps - 1; k >= 0; k--) {
         const double t0 = m->profile ? omp_get_wtime() : 0.0;
+        sc->current = k;
         backward_step(m, &sc->steps[k], batch);
         if (m->profile) sc->steps[k].backward_s += omp_get_wtime() - t0;
     }

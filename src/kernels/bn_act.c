@@ -137,20 +137,23 @@ static int channel_team(const st_bn_act_shape *s) {
     return t < s->channels ? t : s->channels;
 }
 
-static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *gamma,
-                                   const float *beta, const float *residual, int relu, float momentum, float eps,
-                                   float *y, float *save_mean, float *save_invstd, float *running_mean,
-                                   float *running_var) {
+/* stats: NULL, or per channel (shift, sum (x - shift), sum (x - shift)^2)
+ * already gathered by the producer of x (st_bn_act_forward_train_stats). */
+static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *s, const double *stats,
+                                   const float *x, const float *gamma, const float *beta, const float *residual,
+                                   int relu, float momentum, float eps, float *y, float *save_mean,
+                                   float *save_invstd, float *running_mean, float *running_var) {
     const int64_t S = s->spatial;
 #pragma omp parallel for schedule(static) num_threads(channel_team(s))
     for (int c = 0; c < s->channels; c++) {
         const float *xc = x + (size_t)c * (size_t)S;
-        double sum = 0.0, sumsq = 0.0;
-        r->plane_stats(xc, (int)S, xc[0], &sum, &sumsq);
+        double sum = 0.0, sumsq = 0.0, shift = xc[0];
+        if (stats) shift = stats[3 * c], sum = stats[3 * c + 1], sumsq = stats[3 * c + 2];
+        else r->plane_stats(xc, (int)S, xc[0], &sum, &sumsq);
         const double m1 = sum / (double)S;
         double var = sumsq / (double)S - m1 * m1;
         if (var < 0.0) var = 0.0;
-        const double mu = (double)xc[0] + m1, invstd = 1.0 / sqrt(var + (double)eps);
+        const double mu = shift + m1, invstd = 1.0 / sqrt(var + (double)eps);
         if (save_mean) save_mean[c] = (float)mu;
         if (save_invstd) save_invstd[c] = (float)invstd;
         if (running_mean && running_var) {
@@ -164,10 +167,12 @@ static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *
     }
 }
 
-static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *y, int relu,
-                              const float *dy, const float *gamma, const float *save_mean, const float *save_invstd,
-                              float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
-                              float *dbeta) {
+/* sums: NULL, or per channel (sum g, sum g * (x - mean)) already gathered by
+ * the producer of dy (st_bn_act_backward_sums). */
+static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, const double *sums, const float *x,
+                              const float *y, int relu, const float *dy, const float *gamma, const float *save_mean,
+                              const float *save_invstd, float *dx, int dx_accumulate, float *dresidual,
+                              int dresidual_accumulate, float *dgamma, float *dbeta) {
     const int64_t S = s->spatial;
 #pragma omp parallel for schedule(static) num_threads(channel_team(s))
     for (int c = 0; c < s->channels; c++) {
@@ -175,7 +180,8 @@ static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, co
         const float *yo = relu ? y + o : NULL;
         float *ro = dresidual ? dresidual + o : NULL;
         double sum_dy = 0.0, sum_dy_xmu = 0.0;
-        r->plane_bwd_sums(x + o, yo, dy + o, (int)S, save_mean[c], relu, &sum_dy, &sum_dy_xmu);
+        if (sums) sum_dy = sums[2 * c], sum_dy_xmu = sums[2 * c + 1];
+        else r->plane_bwd_sums(x + o, yo, dy + o, (int)S, save_mean[c], relu, &sum_dy, &sum_dy_xmu);
         const double invstd = save_invstd[c];
         if (dbeta) dbeta[c] += (float)sum_dy;
         if (dgamma) dgamma[c] += (float)(sum_dy_xmu * invstd);
@@ -194,7 +200,7 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
                              float *save_invstd, float *running_mean, float *running_var, double *scratch) {
     const bn_act_rows *r = rows();
     if (channel_major(s)) {
-        forward_train_channels(r, s, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
+        forward_train_channels(r, s, NULL, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
                                running_mean, running_var);
         return;
     }
@@ -252,6 +258,15 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
     }
 }
 
+void st_bn_act_forward_train_stats(const st_bn_act_shape *s, const double *stats, const float *x, const float *gamma,
+                                   const float *beta, const float *residual, int relu, float momentum, float eps,
+                                   float *y, float *save_mean, float *save_invstd, float *running_mean,
+                                   float *running_var) {
+    ST_ASSERT(s->batch == 1 && s->block == 1);
+    forward_train_channels(rows(), s, stats, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
+                           running_mean, running_var);
+}
+
 void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, float eps, const float *residual,
                             int relu, float *y, double *scratch) {
@@ -298,7 +313,7 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
                         double *scratch) {
     const bn_act_rows *r = rows();
     if (channel_major(s)) {
-        backward_channels(r, s, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
+        backward_channels(r, s, NULL, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
                           dresidual_accumulate, dgamma, dbeta);
         return;
     }
@@ -364,6 +379,15 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
             }
         }
     }
+}
+
+void st_bn_act_backward_sums(const st_bn_act_shape *s, const double *sums, const float *x, const float *y, int relu,
+                             const float *dy, const float *gamma, const float *save_mean, const float *save_invstd,
+                             float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
+                             float *dbeta) {
+    ST_ASSERT(s->batch == 1 && s->block == 1);
+    backward_channels(rows(), s, sums, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
+                      dresidual_accumulate, dgamma, dbeta);
 }
 
 /* Element ranges for add/relu: static blocks of whole 64-byte lines. */

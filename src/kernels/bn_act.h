@@ -35,6 +35,17 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
                              const float *residual, int relu, float momentum, float eps, float *y, float *save_mean,
                              float *save_invstd, float *running_mean, float *running_var, double *scratch);
 
+/* The same, for a channel-major shape (batch 1, block 1: each channel's
+ * values contiguous, as the sparse executor's CHWN activations) whose
+ * statistics the producer of x gathered while writing it (e.g.
+ * st_spconv_forward_stats): per channel c, stats[3c] = shift,
+ * stats[3c + 1] = sum (x - shift), stats[3c + 2] = sum (x - shift)^2 over its
+ * `spatial` values. One pass over x instead of two. */
+void st_bn_act_forward_train_stats(const st_bn_act_shape *s, const double *stats, const float *x, const float *gamma,
+                                   const float *beta, const float *residual, int relu, float momentum, float eps,
+                                   float *y, float *save_mean, float *save_invstd, float *running_mean,
+                                   float *running_var);
+
 /* Evaluation forward with the running statistics. */
 void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, float eps, const float *residual,
@@ -46,6 +57,17 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
                         const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                         int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma, float *dbeta,
                         double *scratch);
+
+/* The same, for a channel-major shape, with the two reductions already
+ * gathered by the producer of dy (e.g. st_spconv_backward_data_bn_sums):
+ * per channel c, sums[2c] = sum g, sums[2c + 1] = sum g * (x - save_mean[c]),
+ * g = dy * (y > 0 | no relu). One pass over x, y, dy instead of two. (Not
+ * used by the training walk: measured slower, see
+ * st_spconv_backward_data_bn_sums.) */
+void st_bn_act_backward_sums(const st_bn_act_shape *s, const double *sums, const float *x, const float *y, int relu,
+                             const float *dy, const float *gamma, const float *save_mean, const float *save_invstd,
+                             float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
+                             float *dbeta);
 
 /* y = relu?(a + b) (b may be NULL: y = relu?(a)). */
 void st_add_act_forward(int64_t n, const float *a, const float *b, int relu, float *y);

@@ -33,7 +33,44 @@ static void sddmm_generic(int n, int cnt, const int64_t *off, const int32_t *slo
     }
 }
 
-const st_spconv_prims st_spconv_prims_generic = {gather_generic, sddmm_generic};
+static void run_stats_generic(int n, const float *v, float *out) {
+    float a[ST_SPCONV_LANES] = {0}, b[ST_SPCONV_LANES] = {0};
+    const float k = v[0];
+    for (int j = 0; j < n; j++) {
+        const float d = v[j] - k;
+        a[j % ST_SPCONV_LANES] += d;
+        b[j % ST_SPCONV_LANES] += d * d;
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < ST_SPCONV_LANES; l++) s1 += a[l], s2 += b[l];
+    out[0] = k, out[1] = s1, out[2] = s2;
+}
+
+static void run_bn_sums_generic(int n, const float *dy, const float *y, const float *x, float mean, float *out) {
+    float a[ST_SPCONV_LANES] = {0}, b[ST_SPCONV_LANES] = {0};
+    for (int j = 0; j < n; j++) {
+        const float g = y && !(y[j] > 0.0f) ? 0.0f : dy[j];
+        a[j % ST_SPCONV_LANES] += g;
+        b[j % ST_SPCONV_LANES] += g * (x[j] - mean);
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < ST_SPCONV_LANES; l++) s1 += a[l], s2 += b[l];
+    out[0] = s1, out[1] = s2;
+}
+
+static void gather_stats_generic(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                                 float *out, float *stats) {
+    gather_generic(n, cnt, w, off, src, bias, 0, out);
+    run_stats_generic(n, out, stats);
+}
+
+const st_spconv_prims st_spconv_prims_generic = {
+    .gather = gather_generic,
+    .sddmm = sddmm_generic,
+    .run_stats = run_stats_generic,
+    .gather_stats = gather_stats_generic,
+    .run_bn_sums = run_bn_sums_generic,
+};
 
 static const st_spconv_prims *prims(void) {
 #ifdef ST_SPCONV_HAVE_X86
@@ -82,6 +119,11 @@ struct st_spconv_plan {
     int64_t max_chunk;  /* most entries in a chunk */
     int n_bands;        /* weight-gradient bands of output rows (fixed by the geometry) */
     float *partial;     /* n_bands x nnz: each band's weight-gradient sums */
+    /* pixel-major (a channel-major buffer puts the channels of one pixel
+     * pixels * 12 bytes apart: 12 KiB at 32x32, the same L1 set) */
+    float *px_stats;    /* OH*OW x out_c x 3: each output pixel's run statistics (st_spconv_forward_stats) */
+    float *px_sums;     /* H*W x in_c x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums,
+                           allocated on its first call) */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -97,6 +139,8 @@ void st_spconv_plan_free(st_spconv_plan *p) {
     free(p->t_cls);
     free(p->chunk_start);
     free(p->partial);
+    free(p->px_stats);
+    free(p->px_sums);
     free(p->scratch);
     free(p);
 }
@@ -195,7 +239,9 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
      * geometry, so the summation order does not depend on the thread count. */
     p->n_bands = g->out_h < SDDMM_BANDS ? g->out_h : SDDMM_BANDS;
     p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, "sparse convolution plan");
-    if (!p->partial) {
+    p->px_stats = st_malloc(sizeof(float) * 3 * (size_t)g->out_c * (size_t)g->out_h * (size_t)g->out_w,
+                            "sparse convolution plan");
+    if (!p->partial || !p->px_stats) {
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
@@ -252,7 +298,11 @@ static int channel_blocks(int pixels, int channels, int threads) {
     return blocks;
 }
 
-void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y) {
+/* The forward pass; with stats, each output pixel's run is summarised as it
+ * is written (gather_stats: from the registers where the ISA can, else from
+ * L1 right after the store), and the runs of each channel are combined in
+ * pixel order (see st_spconv_forward_stats). */
+static void forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y, double *stats) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
@@ -274,20 +324,64 @@ void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const 
             for (int o = o0; o < o1; o++) {
                 const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
                 const float b = bias ? bias[o] : 0.0f;
+                float *ps = stats ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
                 if (inside) {
-                    pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
-                    continue;
+                    if (ps) pr->gather_stats(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, yp + o * plane, ps);
+                    else pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
+                } else {
+                    int m = 0;
+                    for (int64_t e = e0; e < e0 + cnt; e++) {
+                        const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        ts.w[m] = w[e];
+                        ts.off[m++] = base + p->fwd_off[e];
+                    }
+                    if (ps) pr->gather_stats(N, m, ts.w, ts.off, x, b, yp + o * plane, ps);
+                    else pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
                 }
-                int m = 0;
-                for (int64_t e = e0; e < e0 + cnt; e++) {
-                    const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
-                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                    ts.w[m] = w[e];
-                    ts.off[m++] = base + p->fwd_off[e];
-                }
-                pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
             }
         }
+        if (stats) {
+            /* per channel, in pixel order, shifted by the channel's first value
+             * (that of pixel 0, image 0) as the batch-norm kernels do */
+#pragma omp for schedule(static)
+            for (int o = 0; o < g->out_c; o++) {
+                const float *ps = p->px_stats + (size_t)o * 3;
+                const size_t step = (size_t)g->out_c * 3;
+                const double k0 = ps[0];
+                double s1 = 0.0, s2 = 0.0;
+                for (int q = 0; q < pixels; q++) {
+                    const double dk = (double)ps[step * q] - k0, a = ps[step * q + 1], b2 = ps[step * q + 2];
+                    s1 += a + (double)N * dk;
+                    s2 += b2 + 2.0 * dk * a + (double)N * dk * dk;
+                }
+                stats[3 * o] = k0, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
+            }
+        }
+    }
+}
+
+void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y) {
+    forward(p, x, w, bias, y, NULL);
+}
+
+void st_spconv_forward_stats(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y,
+                             double *stats) {
+    forward(p, x, w, bias, y, stats);
+}
+
+void st_spconv_channel_stats_reference(const st_spconv_geom *g, const float *y, double *stats) {
+    const int64_t plane = (int64_t)g->out_h * g->out_w * g->batch;
+    for (int o = 0; o < g->out_c; o++) {
+        const float *yo = y + o * plane;
+        const double k = yo[0];
+        double s1 = 0.0, s2 = 0.0;
+        for (int64_t j = 0; j < plane; j++) {
+            const double d = (double)yo[j] - k;
+            s1 += d;
+            s2 += d * d;
+        }
+        stats[3 * o] = k, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
     }
 }
 
@@ -298,7 +392,8 @@ void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const 
  * (iw + P) % S) from output (oh0 - kh / S, ow0 - kw / S), oh0 = (ih + P) / S.
  * Work items are (input pixel, block of input channels) as in the forward
  * pass; border pixels drop the weights whose output pixel is outside. */
-void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate) {
+static void backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate,
+                          const st_spconv_bn_sums *bn) {
     const st_spconv_prims *pr = prims();
     for (int64_t t = 0; t < p->nnz; t++) p->t_w[t] = w[p->t_idx[t]];
     const st_spconv_geom *g = &p->g;
@@ -325,18 +420,61 @@ void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w,
                 if (inside) {
                     pr->gather(N, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, 0.0f, accumulate,
                                dxp + i * plane);
-                    continue;
+                } else {
+                    int m = 0;
+                    for (int64_t t = t0; t < t0 + cnt; t++) {
+                        const int oh = oh0 - p->t_kh[t] / S, ow = ow0 - p->t_kw[t] / S;
+                        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                        ts.w[m] = p->t_w[t];
+                        ts.off[m++] = base + p->bwd_off[t];
+                    }
+                    pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxp + i * plane);
                 }
-                int m = 0;
-                for (int64_t t = t0; t < t0 + cnt; t++) {
-                    const int oh = oh0 - p->t_kh[t] / S, ow = ow0 - p->t_kw[t] / S;
-                    if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
-                    ts.w[m] = p->t_w[t];
-                    ts.off[m++] = base + p->bwd_off[t];
+                if (bn) {
+                    const int64_t at = i * plane + (int64_t)px * N;
+                    pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
+                                    p->px_sums + ((size_t)px * (size_t)g->in_c + (size_t)i) * 2);
                 }
-                pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxp + i * plane);
             }
         }
+        if (bn) { /* per channel, in pixel order */
+#pragma omp for schedule(static)
+            for (int i = 0; i < g->in_c; i++) {
+                const float *ps = p->px_sums + (size_t)i * 2;
+                const size_t step = (size_t)g->in_c * 2;
+                double s1 = 0.0, s2 = 0.0;
+                for (int q = 0; q < pixels; q++) s1 += ps[step * q], s2 += ps[step * q + 1];
+                bn->sums[2 * i] = s1, bn->sums[2 * i + 1] = s2;
+            }
+        }
+    }
+}
+
+void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate) {
+    backward_data(p, dy, w, dx, accumulate, NULL);
+}
+
+st_status st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, const float *w, float *dx,
+                                          int accumulate, const st_spconv_bn_sums *bn) {
+    if (!p->px_sums) {
+        p->px_sums = st_malloc(sizeof(float) * 2 * (size_t)p->g.in_c * (size_t)p->g.in_h * (size_t)p->g.in_w,
+                               "sparse convolution batch-norm sums");
+        if (!p->px_sums) return ST_ERR_NOMEM;
+    }
+    backward_data(p, dy, w, dx, accumulate, bn);
+    return ST_OK;
+}
+
+void st_spconv_bn_sums_reference(const st_spconv_geom *g, const float *dx, const st_spconv_bn_sums *bn) {
+    const int64_t plane = (int64_t)g->in_h * g->in_w * g->batch;
+    for (int i = 0; i < g->in_c; i++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (int64_t j = i * plane; j < (i + 1) * plane; j++) {
+            const double v = bn->y && !(bn->y[j] > 0.0f) ? 0.0 : (double)dx[j];
+            s1 += v;
+            s2 += v * ((double)bn->x[j] - (double)bn->mean[i]);
+        }
+        bn->sums[2 * i] = s1, bn->sums[2 * i + 1] = s2;
     }
 }
 

@@ -48,14 +48,47 @@ const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p);
 
 /* The passes. w / dw: kept values in CSR order; bias / dbias may be NULL. */
 void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y);
+/* The forward pass, also giving the batch-norm statistics of y per output
+ * channel o over its OH*OW*N values, shifted by the channel's first value
+ * (y at pixel 0 of image 0): stats[3o] = shift, stats[3o + 1] = sum (y - shift),
+ * stats[3o + 2] = sum (y - shift)^2. Each output pixel's N values are summed
+ * in float right after they are written (still in L1; shifted by their own
+ * first value), and the pixels of a channel are combined in double in pixel
+ * order, so the result does not depend on the thread count; it differs from
+ * a double sum over every element by float rounding of N-term sums. */
+void st_spconv_forward_stats(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y,
+                             double *stats);
 void st_spconv_backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate);
 void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *dy, float *dw, float *dbias);
+
+/* The input-gradient pass that also gives the batch-norm backward sums of a
+ * BN (+ ReLU) whose output is this convolution's input, when this pass
+ * writes the final d loss / d input (the last writer of that gradient):
+ * per input channel i, over its H*W*N values, g = dx * (y > 0) (y NULL: no
+ * ReLU; y is the BN step's output, i.e. this convolution's input) and
+ * sums[2i] = sum g, sums[2i + 1] = sum g * (x - mean[i]) (x: the BN's input).
+ * Each input pixel's N values are summed in float right after they are
+ * written, the pixels of a channel in double in pixel order: independent of
+ * the thread count. The training walk does not use it: it reads x and y
+ * from memory once more than the BN's own sums pass, which finds each
+ * channel's planes still in L2 for its dx pass, and measured slower
+ * (docs/PERFORMANCE.md); bench/kernel_ab.c keeps the A/B runnable. */
+typedef struct st_spconv_bn_sums {
+    const float *y, *x, *mean;
+    double *sums;
+} st_spconv_bn_sums;
+st_status st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, const float *w, float *dx,
+                                          int accumulate, const st_spconv_bn_sums *bn);
 
 /* Scalar references (double sums, no threads), for tests. */
 void st_spconv_forward_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col, const float *x,
                                  const float *w, const float *bias, float *y);
 void st_spconv_backward_data_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
                                        const float *dy, const float *w, float *dx, int accumulate);
+/* The sums of st_spconv_backward_data_bn_sums from dx, in double per element. */
+void st_spconv_bn_sums_reference(const st_spconv_geom *g, const float *dx, const st_spconv_bn_sums *bn);
+/* The statistics of st_spconv_forward_stats from y, in double per element. */
+void st_spconv_channel_stats_reference(const st_spconv_geom *g, const float *y, double *stats);
 void st_spconv_backward_weight_reference(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
                                          const float *x, const float *dy, float *dw, float *dbias);
 

@@ -17,6 +17,20 @@ typedef struct st_spconv_prims {
      * slot(e) = slot ? slot[e] : e */
     void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
                   float *acc);
+    /* Statistics of one run v[0..n) (n >= 1), shifted by its first value:
+     * out[0] = v[0], out[1] = sum (v[j] - v[0]), out[2] = sum (v[j] - v[0])^2,
+     * float sums in a fixed order (vector lanes, then the lanes in order). */
+    void (*run_stats)(int n, const float *v, float *out);
+    /* gather (accumulate = 0) followed by run_stats of its output, with the
+     * same results bit for bit; where the ISA can, from the registers it
+     * stores (a reload right after 512-bit stores stalls on store-to-load
+     * forwarding on some cores). */
+    void (*gather_stats)(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias, float *out,
+                         float *stats);
+    /* Batch-norm backward sums of one run: g[j] = dy[j] where y[j] > 0 (y
+     * NULL: every j), out[0] = sum g, out[1] = sum g * (x[j] - mean), float
+     * sums in a fixed order. */
+    void (*run_bn_sums)(int n, const float *dy, const float *y, const float *x, float mean, float *out);
 } st_spconv_prims;
 
 extern const st_spconv_prims st_spconv_prims_generic;

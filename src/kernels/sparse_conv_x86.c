@@ -42,6 +42,39 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         _mm512_storeu_ps(out + j + 64, a4), _mm512_storeu_ps(out + j + 80, a5);
         _mm512_storeu_ps(out + j + 96, a6), _mm512_storeu_ps(out + j + 112, a7);
     }
+    /* runs of 64 and 32 (batches of 64, 96, 160, ... or batch tiles): 4 and
+     * 2 accumulators per kept weight, in the same order as above */
+    for (; j + 64 <= n; j += 64) {
+        __m512 a0, a1, a2, a3;
+        if (accumulate) {
+            a0 = _mm512_loadu_ps(out + j), a1 = _mm512_loadu_ps(out + j + 16);
+            a2 = _mm512_loadu_ps(out + j + 32), a3 = _mm512_loadu_ps(out + j + 48);
+        } else {
+            a0 = a1 = a2 = a3 = _mm512_set1_ps(bias);
+        }
+        for (int e = 0; e < cnt; e++) {
+            const __m512 wv = _mm512_set1_ps(w[e]);
+            const float *s = src + off[e] + j;
+            a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
+            a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+            a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
+            a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 48), a3);
+        }
+        _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
+        _mm512_storeu_ps(out + j + 32, a2), _mm512_storeu_ps(out + j + 48, a3);
+    }
+    for (; j + 32 <= n; j += 32) {
+        __m512 a0, a1;
+        if (accumulate) a0 = _mm512_loadu_ps(out + j), a1 = _mm512_loadu_ps(out + j + 16);
+        else a0 = a1 = _mm512_set1_ps(bias);
+        for (int e = 0; e < cnt; e++) {
+            const __m512 wv = _mm512_set1_ps(w[e]);
+            const float *s = src + off[e] + j;
+            a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
+            a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+        }
+        _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
+    }
     for (; j < n; j += 16) {
         const __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
         __m512 a = accumulate ? _mm512_maskz_loadu_ps(k, out + j) : _mm512_set1_ps(bias);
@@ -88,7 +121,75 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
     }
 }
 
-const st_spconv_prims st_spconv_prims_avx512 = {gather_avx512, sddmm_avx512};
+static void run_stats_avx512(int n, const float *v, float *out) {
+    const __m512 k = _mm512_set1_ps(v[0]);
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, v + j), k);
+        a = _mm512_add_ps(a, d);
+        b = _mm512_fmadd_ps(d, d, b);
+    }
+    out[0] = v[0], out[1] = _mm512_reduce_add_ps(a), out[2] = _mm512_reduce_add_ps(b);
+}
+
+static void run_bn_sums_avx512(int n, const float *dy, const float *y, const float *x, float mean, float *out) {
+    const __m512 mu = _mm512_set1_ps(mean);
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        if (y) m = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, y + j), _mm512_setzero_ps(), _CMP_GT_OQ);
+        const __m512 g = _mm512_maskz_loadu_ps(m, dy + j);
+        a = _mm512_add_ps(a, g);
+        b = _mm512_fmadd_ps(g, _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + j), mu), b);
+    }
+    out[0] = _mm512_reduce_add_ps(a), out[1] = _mm512_reduce_add_ps(b);
+}
+
+/* The 128-wide gather with run_stats taken from its accumulators: the same
+ * operations in the same order as run_stats_avx512 on the stored values. */
+static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                                float *out, float *stats) {
+    if (n != 128) {
+        gather_avx512(n, cnt, w, off, src, bias, 0, out);
+        run_stats_avx512(n, out, stats);
+        return;
+    }
+    __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm512_set1_ps(bias);
+    for (int e = 0; e < cnt; e++) {
+        const __m512 wv = _mm512_set1_ps(w[e]);
+        const float *s = src + off[e];
+        a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
+        a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+        a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
+        a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 48), a3);
+        a4 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 64), a4);
+        a5 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 80), a5);
+        a6 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 96), a6);
+        a7 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 112), a7);
+    }
+    _mm512_storeu_ps(out, a0), _mm512_storeu_ps(out + 16, a1);
+    _mm512_storeu_ps(out + 32, a2), _mm512_storeu_ps(out + 48, a3);
+    _mm512_storeu_ps(out + 64, a4), _mm512_storeu_ps(out + 80, a5);
+    _mm512_storeu_ps(out + 96, a6), _mm512_storeu_ps(out + 112, a7);
+    const float k0 = _mm512_cvtss_f32(a0);
+    const __m512 k = _mm512_set1_ps(k0);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), d;
+#define ST_RUN_STEP(A) d = _mm512_sub_ps(A, k), s1 = _mm512_add_ps(s1, d), s2 = _mm512_fmadd_ps(d, d, s2)
+    ST_RUN_STEP(a0), ST_RUN_STEP(a1), ST_RUN_STEP(a2), ST_RUN_STEP(a3);
+    ST_RUN_STEP(a4), ST_RUN_STEP(a5), ST_RUN_STEP(a6), ST_RUN_STEP(a7);
+#undef ST_RUN_STEP
+    stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
+}
+
+const st_spconv_prims st_spconv_prims_avx512 = {
+    .gather = gather_avx512,
+    .sddmm = sddmm_avx512,
+    .run_stats = run_stats_avx512,
+    .gather_stats = gather_stats_avx512,
+    .run_bn_sums = run_bn_sums_avx512,
+};
 
 ST_TARGET_END
 
@@ -152,7 +253,58 @@ static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, 
             dy[j] * src[off[e] + j];
 }
 
-const st_spconv_prims st_spconv_prims_avx2 = {gather_avx2, sddmm_avx2};
+static void run_stats_avx2(int n, const float *v, float *out) {
+    const __m256 k = _mm256_set1_ps(v[0]);
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(v + j), k);
+        a = _mm256_add_ps(a, d);
+        b = _mm256_fmadd_ps(d, d, b);
+    }
+    float la[8], lb[8], s1 = 0.0f, s2 = 0.0f;
+    _mm256_storeu_ps(la, a), _mm256_storeu_ps(lb, b);
+    for (int l = 0; l < 8; l++) s1 += la[l], s2 += lb[l];
+    for (; j < n; j++) {
+        const float d = v[j] - v[0];
+        s1 += d, s2 += d * d;
+    }
+    out[0] = v[0], out[1] = s1, out[2] = s2;
+}
+
+static void run_bn_sums_avx2(int n, const float *dy, const float *y, const float *x, float mean, float *out) {
+    const __m256 mu = _mm256_set1_ps(mean), zero = _mm256_setzero_ps();
+    __m256 a = zero, b = zero;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 g = _mm256_loadu_ps(dy + j);
+        if (y) g = _mm256_and_ps(g, _mm256_cmp_ps(_mm256_loadu_ps(y + j), zero, _CMP_GT_OQ));
+        a = _mm256_add_ps(a, g);
+        b = _mm256_fmadd_ps(g, _mm256_sub_ps(_mm256_loadu_ps(x + j), mu), b);
+    }
+    float la[8], lb[8], s1 = 0.0f, s2 = 0.0f;
+    _mm256_storeu_ps(la, a), _mm256_storeu_ps(lb, b);
+    for (int l = 0; l < 8; l++) s1 += la[l], s2 += lb[l];
+    for (; j < n; j++) {
+        const float g = y && !(y[j] > 0.0f) ? 0.0f : dy[j];
+        s1 += g, s2 += g * (x[j] - mean);
+    }
+    out[0] = s1, out[1] = s2;
+}
+
+static void gather_stats_avx2(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
+                              float *out, float *stats) {
+    gather_avx2(n, cnt, w, off, src, bias, 0, out);
+    run_stats_avx2(n, out, stats);
+}
+
+const st_spconv_prims st_spconv_prims_avx2 = {
+    .gather = gather_avx2,
+    .sddmm = sddmm_avx2,
+    .run_stats = run_stats_avx2,
+    .gather_stats = gather_stats_avx2,
+    .run_bn_sums = run_bn_sums_avx2,
+};
 
 ST_TARGET_END
 

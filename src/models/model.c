@@ -237,10 +237,8 @@ void st_model_free(st_model *m) {
         free(m->ops[i].argmax);
     }
     if (m->exec) m->exec->release(m);
-    for (int i = 0; i < m->n_acts; i++) {
-        free(m->acts[i].value);
-        free(m->acts[i].grad);
-    }
+    for (int i = 0; i < m->n_act_buffers; i++) free(m->act_buffers[i]); /* acts[].value / .grad point into them */
+    free(m->act_buffers);
     st_schedule_free(m->schedule);
     free(m->params);
     free(m->ops);

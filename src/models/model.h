@@ -41,7 +41,8 @@ typedef struct st_op {
 /* Activation buffers belong to the forward/backward walk: between convolutions
  * they may be held channel-blocked rather than NCHW, and the intermediate
  * results of fused steps (e.g. a BN output that only a ReLU reads) are never
- * written (model.c). The input and the logits are always plain. */
+ * written and have no buffer (exec/act_memory.c). The input and the logits
+ * are always plain. */
 typedef struct st_activation {
     int channels, height, width; /* one image; linear features: channels = features, h = w = 1 */
     float *value;                /* capacity * size */
@@ -83,6 +84,11 @@ typedef struct st_model {
     float **dense_grad;
     int dense_grad_failed;
     double dense_grad_seconds;   /* wall time the executor spent on them (for the update's cost) */
+    /* Activation memory (exec/act_memory.c): every acts[i].value / .grad points into one of these, or is
+     * NULL when the schedule never touches it (a fused step's intermediate result). */
+    float **act_buffers;
+    int n_act_buffers;
+    int64_t act_bytes;
 } st_model;
 
 /* Per-step timing of the forward / backward walk (with m->profile set).
@@ -91,6 +97,8 @@ typedef struct st_step_profile {
     char kind[24];            /* "conv", "linear", "bn+relu", "bn+add+relu", "add+relu", "maxpool", ... */
     char name[ST_NAME_MAX];   /* parameter or BN name when the step has one */
     double forward_s, backward_s; /* accumulated since st_model_profile_reset */
+    int passes_timed;         /* 1: the executor timed backward's two passes apart (the sparse one does) */
+    double backward_data_s, backward_weight_s; /* with passes_timed: input- and weight-gradient pass, within backward_s */
     int calls;                /* forward passes timed */
     int64_t kept, numel;      /* conv / linear: weights kept / dense */
     double macs;              /* conv / linear: kept multiply-adds per image (forward) */
@@ -108,6 +116,9 @@ int st_model_step_count(const st_model *m);
 void st_model_step_profile(const st_model *m, int step, st_step_profile *out);
 void st_model_profile_reset(st_model *m);
 
+
+/* Bytes of activation values and gradients held for the reserved batch. */
+int64_t st_model_act_memory_bytes(const st_model *m);
 
 /* Elements of one image of activation `a`; shapes of an op for `batch` images. */
 static inline int64_t st_activation_size(const st_activation *a) { return (int64_t)a->channels * a->height * a->width; }

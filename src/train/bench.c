@@ -41,6 +41,9 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     if (c->batch_size <= 0 || c->steps <= 0 || c->warmup < 0)
         return st_fail(ST_ERR_ARGUMENT, "bench: batch size and steps must be positive");
     ST_TRY(st_threads_check("--threads", c->threads));
+    /* the peak first, on an idle process: 16 bursts of 10 ms, the fastest kept
+     * (short bursts: on a shared machine some of them run undisturbed) */
+    st_fma_peak_measure(omp_get_max_threads(), 16, 0.01, &r->peak);
     /* the model as `sparsetrain train` builds it (run/setup.h): exact-count masks, plain initialisation */
     st_run_model_spec spec = {c->model, c->classes, c->channels, c->height, c->width, strcmp(c->sparse_init, "dense") != 0,
                               c->sparse_init, c->density, 1.0, "exact", 0, c->seed, NULL};
@@ -109,6 +112,16 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
             l->backward_ms = 1e3 * sp.backward_s / c->steps;
             const double t = l->forward_ms + l->backward_ms;
             l->gflops = t > 0 ? 3.0 * 2.0 * sp.macs * c->batch_size / (t * 1e6) : 0.0;
+            l->macs = sp.macs;
+            l->passes_timed = sp.passes_timed;
+            l->backward_data_ms = 1e3 * sp.backward_data_s / c->steps;
+            l->backward_weight_ms = 1e3 * sp.backward_weight_s / c->steps;
+            const double pass_mflop = 2.0 * sp.macs * c->batch_size / 1e6; /* one pass, in MFLOP: / ms = GFLOP/s */
+            l->forward_gflops = l->forward_ms > 0 ? pass_mflop / l->forward_ms : 0.0;
+            if (sp.passes_timed) {
+                l->backward_data_gflops = l->backward_data_ms > 0 ? pass_mflop / l->backward_data_ms : 0.0;
+                l->backward_weight_gflops = l->backward_weight_ms > 0 ? pass_mflop / l->backward_weight_ms : 0.0;
+            }
             macs += sp.macs;
         }
         if (s == ST_OK) r->n_layers = n_steps;
@@ -125,6 +138,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
         }
         struct rusage ru;
         if (getrusage(RUSAGE_SELF, &ru) == 0) r->peak_rss_bytes = (int64_t)ru.ru_maxrss * 1024;
+        r->activation_bytes = st_model_act_memory_bytes(m);
         snprintf(r->execution, sizeof r->execution, "%s", st_model_executor_name(m));
         snprintf(r->isa, sizeof r->isa, "%s", st_isa_name(st_isa_current()));
     }

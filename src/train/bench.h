@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "kernels/fma_peak.h"
 #include "sparsetrain.h"
 
 typedef struct st_bench_config {
@@ -25,6 +26,15 @@ typedef struct st_bench_layer {
     int64_t kept, numel;  /* conv / linear weights */
     double forward_ms, backward_ms; /* mean per training step */
     double gflops;        /* conv / linear: useful GFLOP/s of forward + backward (kept weights only) */
+    /* conv / linear, per pass: each pass does kept x output pixels x batch
+     * multiply-adds (2 FLOPs each). The input- and weight-gradient passes are
+     * timed apart only where the executor runs them apart (passes_timed: the
+     * sparse executor; oneDNN's backward is one call). An input-gradient pass
+     * that is not run (the first layer: nobody needs d loss / d images) has 0 ms. */
+    double macs;          /* kept multiply-adds per image, forward */
+    int passes_timed;
+    double backward_data_ms, backward_weight_ms;
+    double forward_gflops, backward_data_gflops, backward_weight_gflops; /* 0 where not timed or not run */
 } st_bench_layer;
 
 typedef struct st_bench_result {
@@ -36,10 +46,12 @@ typedef struct st_bench_result {
     int64_t param_bytes;                     /* weights + gradients + optimiser state as stored */
     int64_t dense_param_bytes;               /* the same for dense storage of every weight */
     int64_t peak_rss_bytes;                  /* peak resident memory of the process */
+    int64_t activation_bytes;                /* activation values + gradients held for the batch */
     char execution[16];                      /* "sparse" or "dense" */
     char isa[16];                            /* kernels' instruction set */
     int threads;                             /* OpenMP threads used */
     char conv_implementation[64];            /* backend of the model's first convolution, e.g. "jit:avx512_core" */
+    st_fma_peak peak;                        /* FMA peak of this machine with `threads` threads, measured by the run */
     st_bench_layer *layers;                  /* per step of the walk, forward order (owned) */
     int n_layers;
 } st_bench_result;

@@ -1,0 +1,300 @@
+/* In-process, interleaved A/B of sparse-execution designs for one layer shape
+ * (default: stage 1 of cifar_resnet_56 at ERK 0.05: 16 -> 16 channels,
+ * 32x32, 3x3, density 0.1545, batch 128). Built as `kernel_ab` next to
+ * `sparsetrain`; run it on the threads you care about:
+ *     OMP_NUM_THREADS=2 build/kernel_ab [reps] [channels] [size] [density] [batch] [variants]
+ * (variants: numbers in the order of names[] below, e.g. 0,1 for conv vs conv+stats; default all)
+ * Every variant runs `reps` times, the variants alternate within each round,
+ * and the minimum and median per variant are printed, of the wall time and
+ * of the process's CPU time (all threads): on a shared machine the minimum
+ * is the run least disturbed by other jobs, and with one thread the CPU time
+ * does not count the time the thread waited for a core.
+ *
+ * The forward of conv -> BN -> ReLU -> conv (the walk between two batch-norm
+ * barriers), in four designs:
+ *   unfused  conv; BN statistics pass + normalise pass; conv     (before issue 17)
+ *   stats    conv with the BN statistics in its epilogue; BN normalise pass; conv (now)
+ *   tiled T  batch tiles of T = 32 or 64 images (each tile its own CHWN block): per tile
+ *            conv + statistics; then per tile BN apply + ReLU and at once the
+ *            next conv on that tile while it is in L2
+ *   folded   the next conv reads the BN input and applies scale, shift and
+ *            ReLU to every value it loads (prototype AVX-512 gather in this
+ *            file, against the same prototype without folding + a BN pass)
+ * "folded" measures the forward only and never writes the BN output, which
+ * training still needs for the backward (ReLU mask, weight-gradient input):
+ * it is an upper bound on what folding could win.
+ * The backward of BN -> ReLU -> conv:
+ *   bwd-unfused  input-gradient pass writes dy; BN backward: sums pass + dx pass
+ *   bwd-sums     input-gradient pass also gathers the BN sums; BN backward: dx pass (now)
+ * and the parts alone: conv / conv+stats (forward pass without and with the
+ * statistics epilogue), bn 2-pass / bn 1-pass (BN forward without and with
+ * the statistics given). */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/rng.h"
+#include "kernels/bn_act.h"
+#include "kernels/sparse_conv.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AB_HAVE_AVX512 1
+#endif
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct layer {
+    int N, C, H, W;
+    int64_t *row_ptr;
+    int32_t *col;
+    float *w;
+} layer;
+
+static void make_layer(st_rng *rng, int N, int C, int H, double d, layer *l) {
+    l->N = N, l->C = C, l->H = l->W = H;
+    const int cols = C * 9;
+    l->row_ptr = malloc(sizeof(int64_t) * (size_t)(C + 1));
+    l->col = malloc(sizeof(int32_t) * (size_t)C * cols);
+    l->w = malloc(sizeof(float) * (size_t)C * cols);
+    int64_t k = 0;
+    for (int o = 0; o < C; o++) {
+        l->row_ptr[o] = k;
+        for (int j = 0; j < cols; j++)
+            if (st_rng_uniform_double(rng) < d) {
+                l->col[k] = j;
+                l->w[k++] = (float)(st_rng_normal(rng) * 0.3);
+            }
+    }
+    l->row_ptr[C] = k;
+}
+
+/* ---- prototype gather for "folded" (interior and border pixels, AVX-512, N % 16 == 0) ---- */
+#ifdef AB_HAVE_AVX512
+__attribute__((target("avx512f"))) static void proto_conv(const layer *l, const float *x, const float *scale,
+                                                          const float *shift, int fold, float *y) {
+    const int N = l->N, C = l->C, H = l->H, W = l->W;
+    const int64_t plane = (int64_t)H * W * N;
+#pragma omp parallel
+    {
+        int64_t off[9 * 64];
+        float wv[9 * 64], sc[9 * 64], sh[9 * 64];
+#pragma omp for schedule(static)
+        for (int px = 0; px < H * W; px++) {
+            const int oh = px / W, ow = px % W;
+            for (int o = 0; o < C; o++) {
+                int m = 0;
+                for (int64_t e = l->row_ptr[o]; e < l->row_ptr[o + 1]; e++) {
+                    const int i = l->col[e] / 9, kh = (l->col[e] % 9) / 3, kw = l->col[e] % 3;
+                    const int ih = oh - 1 + kh, iw = ow - 1 + kw;
+                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                    off[m] = ((int64_t)(i * H + ih) * W + iw) * N;
+                    wv[m] = l->w[e], sc[m] = scale[i], sh[m] = shift[i];
+                    m++;
+                }
+                float *out = y + o * plane + (int64_t)px * N;
+                for (int j = 0; j < N; j += 64) {
+                    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                    const __m512 zero = _mm512_setzero_ps();
+                    for (int e = 0; e < m; e++) {
+                        const __m512 we = _mm512_set1_ps(wv[e]);
+                        const float *s = x + off[e] + j;
+                        __m512 v0 = _mm512_loadu_ps(s), v1 = _mm512_loadu_ps(s + 16);
+                        __m512 v2 = _mm512_loadu_ps(s + 32), v3 = _mm512_loadu_ps(s + 48);
+                        if (fold) {
+                            const __m512 k = _mm512_set1_ps(sc[e]), b = _mm512_set1_ps(sh[e]);
+                            v0 = _mm512_max_ps(_mm512_fmadd_ps(v0, k, b), zero);
+                            v1 = _mm512_max_ps(_mm512_fmadd_ps(v1, k, b), zero);
+                            v2 = _mm512_max_ps(_mm512_fmadd_ps(v2, k, b), zero);
+                            v3 = _mm512_max_ps(_mm512_fmadd_ps(v3, k, b), zero);
+                        }
+                        a0 = _mm512_fmadd_ps(we, v0, a0), a1 = _mm512_fmadd_ps(we, v1, a1);
+                        a2 = _mm512_fmadd_ps(we, v2, a2), a3 = _mm512_fmadd_ps(we, v3, a3);
+                    }
+                    _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
+                    _mm512_storeu_ps(out + j + 32, a2), _mm512_storeu_ps(out + j + 48, a3);
+                }
+            }
+        }
+    }
+}
+#endif
+
+#define VARIANTS 12
+static const char *names[VARIANTS] = {"conv",          "conv+stats", "bn 2-pass",    "bn 1-pass",   "chain stats",
+                                      "chain tiled32", "proto+bn",   "proto folded", "bwd-unfused", "chain unfused",
+                                      "bwd-sums",      "chain tiled64"};
+
+int main(int argc, char **argv) {
+    const int reps = argc > 1 ? atoi(argv[1]) : 15;
+    const int C = argc > 2 ? atoi(argv[2]) : 16, H = argc > 3 ? atoi(argv[3]) : 32;
+    const double d = argc > 4 ? atof(argv[4]) : 0.1545;
+    const int N = argc > 5 ? atoi(argv[5]) : 128;
+    if (reps < 1 || C < 1 || C > 64 || H < 3 || N < 64 || N % 64 || d <= 0 || d > 1) {
+        fprintf(stderr, "usage: kernel_ab [reps] [channels <= 64] [size >= 3] [density] [batch, a multiple of 64]\n");
+        return 2;
+    }
+    st_rng rng;
+    st_rng_seed(&rng, 1, 0);
+    layer l1, l2;
+    make_layer(&rng, N, C, H, d, &l1);
+    make_layer(&rng, N, C, H, d, &l2);
+    st_spconv_geom g, gt[2];
+    st_spconv_geom_init(&g, N, C, H, H, C, 3, 1, 1);
+    const int tiles[2] = {32, 64};
+    st_spconv_plan *p1, *p2, *pt1[2], *pt2[2];
+    if (st_spconv_plan_create(&g, l1.row_ptr, l1.col, &p1) || st_spconv_plan_create(&g, l2.row_ptr, l2.col, &p2)) {
+        fprintf(stderr, "kernel_ab: %s\n", st_last_error());
+        return 1;
+    }
+    for (int t = 0; t < 2; t++) {
+        st_spconv_geom_init(&gt[t], tiles[t], C, H, H, C, 3, 1, 1);
+        if (st_spconv_plan_create(&gt[t], l1.row_ptr, l1.col, &pt1[t]) ||
+            st_spconv_plan_create(&gt[t], l2.row_ptr, l2.col, &pt2[t])) {
+            fprintf(stderr, "kernel_ab: %s\n", st_last_error());
+            return 1;
+        }
+    }
+    const size_t n = (size_t)N * C * H * H;
+    float *x = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4), *z = malloc(n * 4), *g1 = malloc(n * 4);
+    float *dz = malloc(n * 4), *da = malloc(n * 4);
+    if (!x || !a || !b || !z || !g1 || !dz || !da) {
+        fprintf(stderr, "kernel_ab: out of memory for 7 tensors of %zu floats\n", n);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) x[i] = (float)st_rng_normal(&rng), dz[i] = (float)st_rng_normal(&rng) * 1e-2f;
+    float gamma[64], beta[64], mean[64], var[64], save_mean[64], save_invstd[64], rm[64], rv[64];
+    float scale[64], shiftv[64], dgamma[64], dbeta[64];
+    for (int c = 0; c < C; c++) gamma[c] = 1.0f, beta[c] = 0.1f, rm[c] = 0.0f, rv[c] = 1.0f;
+    double *scratch = malloc(sizeof(double) * (st_bn_act_scratch_doubles(&(st_bn_act_shape){N, C, H * H, 1}, 64) + 64));
+    double stats[3 * 64], tstats[3 * 64], sums[2 * 64];
+    const st_bn_act_shape cm = {1, C, H * H * N, 1};
+    double *t[VARIANTS], *u[VARIANTS];
+    for (int v = 0; v < VARIANTS; v++) t[v] = malloc(sizeof(double) * (size_t)reps), u[v] = malloc(sizeof(double) * (size_t)reps);
+    const int have512 = __builtin_cpu_supports("avx512f");
+    int on[VARIANTS];
+    for (int v = 0; v < VARIANTS; v++) on[v] = argc <= 6;
+    for (const char *q = argc > 6 ? argv[6] : ""; *q; q++)
+        if (*q >= '0' && *q <= '9') {
+            const int v = atoi(q);
+            if (v < VARIANTS) on[v] = 1;
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < VARIANTS; k++) {
+            const int v = (k + r) % VARIANTS; /* rotate the order every round */
+            if (!on[v]) continue;
+            const double t0 = omp_get_wtime(), c0 = cpu_ms();
+            switch (v) {
+            case 0: st_spconv_forward(p1, x, l1.w, NULL, a); break;
+            case 1: st_spconv_forward_stats(p1, x, l1.w, NULL, a, stats); break;
+            case 2:
+                st_bn_act_forward_train(&cm, a, gamma, beta, NULL, 1, 0.1f, 1e-5f, b, save_mean, save_invstd, rm, rv,
+                                        scratch);
+                break;
+            case 3:
+                st_bn_act_forward_train_stats(&cm, stats, a, gamma, beta, NULL, 1, 0.1f, 1e-5f, b, save_mean,
+                                              save_invstd, rm, rv);
+                break;
+            case 9:
+                st_spconv_forward(p1, x, l1.w, NULL, a);
+                st_bn_act_forward_train(&cm, a, gamma, beta, NULL, 1, 0.1f, 1e-5f, b, save_mean, save_invstd, rm, rv,
+                                        scratch);
+                st_spconv_forward(p2, b, l2.w, NULL, z);
+                break;
+            case 4:
+                st_spconv_forward_stats(p1, x, l1.w, NULL, a, stats);
+                st_bn_act_forward_train_stats(&cm, stats, a, gamma, beta, NULL, 1, 0.1f, 1e-5f, b, save_mean,
+                                              save_invstd, rm, rv);
+                st_spconv_forward(p2, b, l2.w, NULL, z);
+                break;
+            case 5:
+            case 11: {
+                const int ti = v == 5 ? 0 : 1, T = tiles[ti], nt = N / T;
+                const size_t tn = n / (size_t)nt; /* one tile's CHWN block */
+                memset(tstats, 0, sizeof tstats);
+                for (int q = 0; q < nt; q++) {
+                    st_spconv_forward_stats(pt1[ti], x + q * tn, l1.w, NULL, a + q * tn, stats);
+                    for (int c = 0; c < C; c++) { /* re-shift each tile's sums to tile 0's shift */
+                        if (q == 0) tstats[3 * c] = stats[3 * c];
+                        const double dk = stats[3 * c] - tstats[3 * c], cnt = (double)H * H * T;
+                        tstats[3 * c + 1] += stats[3 * c + 1] + cnt * dk;
+                        tstats[3 * c + 2] += stats[3 * c + 2] + 2 * dk * stats[3 * c + 1] + cnt * dk * dk;
+                    }
+                }
+                const double cnt = (double)H * H * N;
+                for (int c = 0; c < C; c++) {
+                    const double m1 = tstats[3 * c + 1] / cnt;
+                    mean[c] = (float)(tstats[3 * c] + m1), var[c] = (float)(tstats[3 * c + 2] / cnt - m1 * m1);
+                }
+                const st_bn_act_shape ts = {1, C, H * H * T, 1};
+                for (int q = 0; q < nt; q++) {
+                    st_bn_act_forward_eval(&ts, a + q * tn, gamma, beta, mean, var, 1e-5f, NULL, 1, b + q * tn, scratch);
+                    st_spconv_forward(pt2[ti], b + q * tn, l2.w, NULL, z + q * tn);
+                }
+                break;
+            }
+            case 6:
+            case 7:
+#ifdef AB_HAVE_AVX512
+                if (!have512) break;
+                st_spconv_forward_stats(p1, x, l1.w, NULL, a, stats);
+                for (int c = 0; c < C; c++) {
+                    const double cnt = (double)H * H * N, m1 = stats[3 * c + 1] / cnt;
+                    const double is = 1.0 / sqrt(stats[3 * c + 2] / cnt - m1 * m1 + 1e-5);
+                    scale[c] = (float)(gamma[c] * is), shiftv[c] = (float)(beta[c] - (stats[3 * c] + m1) * gamma[c] * is);
+                }
+                if (v == 6) {
+                    st_bn_act_forward_train_stats(&cm, stats, a, gamma, beta, NULL, 1, 0.1f, 1e-5f, b, save_mean,
+                                                  save_invstd, rm, rv);
+                    proto_conv(&l2, b, scale, shiftv, 0, z);
+                } else {
+                    proto_conv(&l2, a, scale, shiftv, 1, z);
+                }
+#endif
+                break;
+            case 8:
+                st_spconv_backward_data(p2, dz, l2.w, g1, 0);
+                st_bn_act_backward(&cm, a, b, 1, g1, gamma, save_mean, save_invstd, da, 0, NULL, 0, dgamma, dbeta,
+                                   scratch);
+                break;
+            case 10: {
+                st_spconv_bn_sums bs = {b, a, save_mean, sums};
+                if (st_spconv_backward_data_bn_sums(p2, dz, l2.w, g1, 0, &bs) != ST_OK) {
+                    fprintf(stderr, "kernel_ab: %s\n", st_last_error());
+                    return 1;
+                }
+                st_bn_act_backward_sums(&cm, sums, a, b, 1, g1, gamma, save_mean, save_invstd, da, 0, NULL, 0, dgamma,
+                                        dbeta);
+                break;
+            }
+            }
+            t[v][r] = 1e3 * (omp_get_wtime() - t0);
+            u[v][r] = cpu_ms() - c0;
+        }
+    const double flop = 2.0 * (double)l1.row_ptr[C] * H * H * N; /* one conv pass */
+    printf("kernel_ab: %d -> %d channels, %dx%d, density %.4f, batch %d, %d threads, %d rounds\n"
+           "  (ms, min / median: wall | CPU time of all threads)\n", C,
+           C, H, H, d, N, omp_get_max_threads(), reps);
+    for (int v = 0; v < VARIANTS; v++) {
+        if (!on[v] || ((v == 6 || v == 7) && !have512)) continue;
+        qsort(t[v], (size_t)reps, sizeof(double), cmp);
+        qsort(u[v], (size_t)reps, sizeof(double), cmp);
+        printf("  %-14s %8.3f / %8.3f | %8.3f / %8.3f\n", names[v], t[v][0], t[v][reps / 2], u[v][0], u[v][reps / 2]);
+    }
+    printf("  (one conv pass: %.1f MFLOP)\n", flop / 1e6);
+    return 0;
+}
