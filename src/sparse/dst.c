@@ -45,8 +45,9 @@ st_status st_dst_parse_redistribution(const char *name) {
     if (strcmp(name, "none") == 0) return ST_OK;
     if (strcmp(name, "momentum") == 0 || strcmp(name, "magnitude") == 0 || strcmp(name, "nonzeros") == 0)
         return st_fail(ST_ERR_ARGUMENT,
-                       "--redistribution %s is not available: only none (the reference's default: every layer "
-                       "regrows what it lost, so layer densities stay as --sparse_init chose them) is built",
+                       "--redistribution %s is not available: only none is built (every layer regrows what it "
+                       "lost, so layer densities stay as --sparse_init chose them); the reference's CIFAR code "
+                       "accepts the flag but never uses it, so none is what it trains with too",
                        name);
     return st_fail(ST_ERR_ARGUMENT, "--redistribution '%s' is unknown (none)", name);
 }
