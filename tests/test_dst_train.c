@@ -123,8 +123,9 @@ static st_status watch_after(st_trainer *t, void *user) {
                 break;
             }
         /* regrown positions: weight, gradient and optimiser state 0 */
-        const float *arrays[3] = {p->value, p->grad, o->state1 ? o->state1[w->param[l]] : NULL};
-        for (int a = 0; a < 3; a++) {
+        const float *arrays[4] = {p->value, p->grad, o->state1 ? o->state1[w->param[l]] : NULL,
+                                  o->state2 ? o->state2[w->param[l]] : NULL};
+        for (int a = 0; a < 4; a++) {
             if (!arrays[a]) continue;
             dense_of(p, arrays[a], w->dense);
             for (int64_t i = 0; i < n; i++)
@@ -177,6 +178,10 @@ static void test_invariants(void) {
         c.death_rate = 0.2 + 0.6 * st_rng_uniform_double(&rng);
         if (run % 3 == 2) c.max_batches = 4, c.batch_size = 8; /* the ResNet is slower */
         if (strcmp(c.death, "threshold") == 0) c.lr = 0.01; /* weights stay small: some fall below 0.001 */
+        if (run % 5 == 1) { /* Adam: both moments must start at 0 at regrown positions too */
+            snprintf(c.optimizer, sizeof c.optimizer, "adam");
+            c.lr = 1e-3;
+        }
         watch w = {0};
         w.gradient_growth = strcmp(c.growth, "gradient") == 0;
         st_train_hooks h = {.user = &w, .after_backward = watch_before, .after_step = watch_after,
@@ -189,8 +194,9 @@ static void test_invariants(void) {
         st_trainer_free(t);
         const int expected = (c.max_batches - 1) / c.update_frequency;
         CHECK(w.updates == expected && w.steps == c.max_batches && w.reported == expected);
-        printf("run %2d: %-15s %-6s density %.2f death %-9s growth %-14s rate %.2f: %d updates, ITOP %.4f\n", run,
-               model, c.execution, c.density, c.death, c.growth, c.death_rate, w.updates, w.last_itop);
+        printf("run %2d: %-15s %-6s %-4s density %.2f death %-9s growth %-14s rate %.2f: %d updates, ITOP %.4f\n",
+               run, model, c.execution, c.optimizer, c.density, c.death, c.growth, c.death_rate, w.updates,
+               w.last_itop);
         if (strcmp(c.death, "threshold") != 0) CHECK(w.last_itop > c.density * 1.01);
         regrown += w.regrown_checked;
         watch_free(&w);
