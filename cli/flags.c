@@ -244,31 +244,32 @@ int st_flags_parse_extended(const char *command, const char *usage, st_flag *fla
 /* ------------------------------------------- the reference's train flags */
 
 int st_flags_check_train(const char *command, st_flag *flags, int n, const st_train_config *c, int multiplier) {
-    static const char *const dst[] = {"growth", "death", "redistribution", "death-rate", "update_frequency",
-                                      "decay-schedule", "prune", "prune-rate"};
-    for (size_t k = 0; k < sizeof dst / sizeof dst[0]; k++) {
+    static const char *const dst[] = {"growth", "death", "prune", "redistribution", "death-rate", "prune-rate",
+                                      "update_frequency", "decay-schedule"};
+    for (size_t k = 0; k < sizeof dst / sizeof dst[0] && !(c->sparse && !c->fix); k++) {
         const st_flag *f = st_flags_find(flags, n, dst[k]);
-        if (!f || !f->given) continue;
-        if (c->sparse && !c->fix) {
-            fprintf(stderr,
-                    "sparsetrain %s: --%s needs dynamic sparse training, which is not available yet (add --fix to "
-                    "train with fixed random masks, as the paper does)\n",
-                    command, f->name);
-            return -1;
-        }
-        fprintf(stderr, "sparsetrain %s: --%s is ignored: %s\n", command, f->name,
-                c->sparse ? "the sparse connectivity is fixed (--fix)" : "the network is dense (no --sparse)");
+        if (f && f->given)
+            fprintf(stderr, "sparsetrain %s: --%s is ignored: %s\n", command, f->name,
+                    c->sparse ? "the sparse connectivity is fixed (--fix)" : "the network is dense (no --sparse)");
     }
     const st_flag *m = st_flags_find(flags, n, "multiplier");
     if (m && m->given) {
-        if (multiplier != 1) {
-            fprintf(stderr,
-                    "sparsetrain %s: --multiplier %d is not available: it stretches the reference's dynamic sparse "
-                    "training schedule, which is not built yet (for a longer static run give --epochs)\n",
-                    command, multiplier);
+        if (multiplier < 1 || multiplier > 100) {
+            fprintf(stderr, "sparsetrain %s: --multiplier must be in 1..100 (got %d)\n", command, multiplier);
             return -1;
         }
-        fprintf(stderr, "sparsetrain %s: --multiplier is ignored: 1 is the reference's default (no effect)\n", command);
+        if (c->resume[0]) {
+            fprintf(stderr,
+                    "sparsetrain %s: --multiplier cannot be given with --resume (the run keeps the --epochs it was "
+                    "stretched to; give --epochs to change them)\n",
+                    command);
+            return -1;
+        }
+        if ((int64_t)c->epochs * multiplier > 1000000) {
+            fprintf(stderr, "sparsetrain %s: --epochs %d times --multiplier %d is too many epochs\n", command,
+                    c->epochs, multiplier);
+            return -1;
+        }
     }
     if (c->iters < 1 || c->iters > 64) {
         fprintf(stderr, "sparsetrain %s: --iters must be in 1..64 (got %d)\n", command, c->iters);

@@ -33,11 +33,6 @@ void st_imagenet_cli_add_flags(st_config_flags *t, st_train_config *c, st_imagen
          "loss scaling belongs to --fp16, which waits for the bf16 kernels; train in float32 (the default)", 0},
         {"dynamic-loss-scale", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL,
          "loss scaling belongs to --fp16, which waits for the bf16 kernels; train in float32 (the default)", 0},
-        /* the reference ImageNet code's names for dynamic sparse training (st_flags_check_train) */
-        {"prune", ST_FLAG_STRING, NULL, 0, 0,
-         "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning mode", NULL, NULL, 0},
-        {"prune-rate", ST_FLAG_DOUBLE, NULL, 0, 0,
-         "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning rate", NULL, NULL, 0},
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(t, own[i]);
 }

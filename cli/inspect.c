@@ -49,6 +49,16 @@ typedef struct layer_row {
     int64_t kept;
 } layer_row;
 
+/* Multiply-adds per example of the dense weight gradients of the prunable
+ * layers that a gradient-growth mask update computes (fully dense layers are
+ * never updated): each costs its dense forward. */
+static double update_gradient_macs(const layer_row *rows, int n) {
+    double macs = 0;
+    for (int l = 0; l < n; l++)
+        if (rows[l].kept < rows[l].p->numel) macs += rows[l].dense;
+    return macs;
+}
+
 static void shape_text(const st_param *p, char *buf, size_t size) {
     int at = 0;
     for (int d = 0; d < p->ndim && at < (int)size; d++)
@@ -129,7 +139,11 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
                   {"flops_prunable_sparse", layer_sparse},
                   {"flops_other", other},
                   {"train_flops_dense", ST_TRAIN_STEP_FORWARDS * dense},
-                  {"train_flops_sparse", ST_TRAIN_STEP_FORWARDS * sparse}};
+                  {"train_flops_sparse", ST_TRAIN_STEP_FORWARDS * sparse},
+                  /* dynamic sparse training with --growth gradient every update_frequency steps, per step */
+                  {"train_flops_dynamic_gradient",
+                   ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->run.update_frequency},
+                  {"update_frequency", o->run.update_frequency}};
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++) {
         st_json_append_text(&b, ", \"");
         st_json_append_text(&b, totals[i].key);
@@ -173,6 +187,10 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
            dense / 1e6, sparse / 1e6, 100 * sparse / dense, layer_dense / 1e6, layer_sparse / 1e6, other / 1e6);
     printf("training step FLOPs per example (forward + backward = %gx forward): dense %.4g M, sparse %.4g M\n",
            ST_TRAIN_STEP_FORWARDS, ST_TRAIN_STEP_FORWARDS * dense / 1e6, ST_TRAIN_STEP_FORWARDS * sparse / 1e6);
+    printf("dynamic sparse training with --growth gradient every %d steps (RigL's count): + %.4g M dense weight "
+           "gradients per update step, %.4g M per example and step on average\n",
+           o->run.update_frequency, update_gradient_macs(rows, n) / 1e6,
+           (ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->run.update_frequency) / 1e6);
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
     printf("execution (--execution %s): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f); %s\n",
            o->run.execution, execution_choice(o, m), st_model_flop_density(m), st_model_sparse_crossover(m),
@@ -267,6 +285,7 @@ int st_cli_inspect(int argc, char **argv) {
         {"valid_split", "held-out fraction, as train"},
         {"threads", NULL},
         {"execution", "auto, sparse or dense: the execution shown (auto)"},
+        {"update_frequency", "dynamic sparse training's FLOPs: steps between gradient-growth mask updates"},
     };
     for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++)
         st_config_flags_add_field(&table, &o.run, shared[i][0], shared[i][1]);
@@ -283,6 +302,10 @@ int st_cli_inspect(int argc, char **argv) {
                            "a model (the same masks as `sparsetrain train` with the same flags and seed).",
                            flags, table.n, argc, argv, 2);
     if (r != 0) return r > 0 ? 0 : 2;
+    if (o.run.update_frequency <= 0) {
+        fprintf(stderr, "sparsetrain inspect: --update_frequency must be positive (got %d)\n", o.run.update_frequency);
+        return 2;
+    }
     int c = 0, h = 0, w = 0, classes = 0;
     const char *problem = NULL;
     if (o.run.data[0] && !data_shape(o.run.data, &c, &h, &w, &classes))

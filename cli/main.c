@@ -205,14 +205,8 @@ static int cmd_train(int argc, char **argv) {
         {"bench", ST_FLAG_SWITCH, NULL, 0, 1, "", "only models the reference's CIFAR main.py does not build read it (time steps with `sparsetrain bench`)", NULL, 0},
         {"start-epoch", ST_FLAG_INT, NULL, 0, 0, "", "the reference overwrites it from the checkpoint and never reads it; --resume continues at the checkpoint's epoch", NULL, 0},
         {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL, "half-precision training waits for the bf16 kernels of the fused-execution work; train in float32 (the default)", 0},
-        /* dynamic sparse training (another issue): meaningless with --fix or a dense run, refused otherwise */
-        {"growth", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): growth mode", NULL, NULL, 0},
-        {"death", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning mode", NULL, NULL, 0},
-        {"redistribution", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): redistribution mode", NULL, NULL, 0},
-        {"death-rate", ST_FLAG_DOUBLE, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning rate", NULL, NULL, 0},
-        {"update_frequency", ST_FLAG_INT, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): steps between mask updates", NULL, NULL, 0},
-        {"decay-schedule", ST_FLAG_STRING, NULL, 0, 0, "dynamic sparse training (not built yet; ignored with --fix or a dense run): pruning-rate schedule", NULL, NULL, 0},
-        {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "dynamic sparse training: extend training by this factor (not built yet: only 1, a no-op)", NULL, NULL, 0},
+        /* dynamic sparse training's own fields are run-config rows (train/run_config.c); this one stretches --epochs */
+        {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "train K times longer: --epochs and the learning-rate milestones times K, as the ITOP code (1)", NULL, NULL, 0},
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(&table, own[i]);
     st_imagenet_cli reference; /* the reference ImageNet main.py's command line (imagenet_cli.h) */
@@ -229,6 +223,7 @@ static int cmd_train(int argc, char **argv) {
     st_config_flags_record_given(&table, &c); /* for --resume (train/run_config.h) */
     if (st_imagenet_cli_apply(&reference, &c) != 0) return 2;
     if (st_flags_check_train("train", flags, n, &c, multiplier) != 0) return 2;
+    c.epochs *= multiplier; /* the schedule's milestones are fractions of the epochs: they stretch with them */
     char run_dir[ST_PATH_MAX - 32] = "";
     if (c.run_dir[0]) {
         const size_t len = strlen(c.run_dir);

@@ -74,7 +74,20 @@ static void on_epoch(const st_epoch_report *r, void *user) {
     if (r->val_acc >= 0) printf("  val acc %.2f%%", 100 * r->val_acc);
     printf("  test acc %.2f%%", 100 * r->test_acc);
     if (r->show_top5) printf(" top-5 %.2f%%", 100 * r->test_top5);
-    printf(" loss %.4f  %.0f img/s  %.1f s\n", r->test_loss, r->images_per_s, r->seconds);
+    printf(" loss %.4f  %.0f img/s  %.1f s", r->test_loss, r->images_per_s, r->seconds);
+    if (r->itop_rate >= 0) printf("  ITOP %.4f", r->itop_rate);
+    printf("\n");
+    fflush(stdout);
+}
+
+static void on_mask_update(const st_mask_update_report *r, void *user) {
+    st_train_output *out = user;
+    if (out->quiet) return;
+    st_train_output_finish(out);
+    printf("mask update %lld (step %lld): death rate %.4f, %lld weights removed and regrown, %lld positions new, "
+           "ITOP %.4f, %.3f s (+ %.3f s dense gradients)\n",
+           (long long)r->index, (long long)r->step, r->death_rate, (long long)r->removed, (long long)r->changed,
+           r->itop_rate, r->seconds, r->dense_grad_seconds);
     fflush(stdout);
 }
 
@@ -85,6 +98,7 @@ void st_train_output_finish(st_train_output *out) {
 }
 
 st_train_hooks st_train_output_hooks(st_train_output *out) {
-    st_train_hooks h = {.user = out, .on_setup = on_setup, .on_batch = on_batch, .on_epoch = on_epoch};
+    st_train_hooks h = {.user = out, .on_setup = on_setup, .on_batch = on_batch, .on_epoch = on_epoch,
+                        .on_mask_update = on_mask_update};
     return h;
 }

@@ -219,7 +219,7 @@ def test_checkpoint_writer(tmp, test_io):
     rng = np.random.RandomState(5)
     changed = {}
     for k, v in tensors.items():
-        if k.startswith("mask."):
+        if k.startswith(("mask.", "itop.")):
             changed[k] = v
             continue
         if v.dtype == np.int64:  # num_batches_tracked

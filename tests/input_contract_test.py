@@ -126,6 +126,16 @@ big_epoch = dict(meta, epoch="1e300")
 wrong_shape = dict(tensors)
 wrong_shape["fc4.weight"] = np.zeros((3, 3), dtype=np.float32)
 os.makedirs(os.path.join(tmp, "a-folder"))
+# a dynamic sparse training checkpoint (stopped after epoch 1 of 2), and two damaged ITOP records
+dst_ck = os.path.join(tmp, "dst.safetensors")
+r = subprocess.run([BIN] + common + ["--sparse", "--epochs", "2", "--stop-after", "1", "--max-batches", "4",
+                                     "--update_frequency", "2", "--save", dst_ck], capture_output=True, text=True)
+check("a dynamic sparse training checkpoint to damage", r.returncode == 0, r.stderr.strip())
+dst_tensors, dst_meta = lc.read_safetensors(dst_ck)
+check("it holds the ITOP record", any(k.startswith("itop.") for k in dst_tensors), str(list(dst_tensors)[:8]))
+no_itop = {k: v for k, v in dst_tensors.items() if not k.startswith("itop.")}
+short_itop = dict(dst_tensors)
+short_itop["itop.conv1.weight"] = np.zeros_like(dst_tensors["itop.conv1.weight"])
 
 def python_cifar(name, payload):
     """A folder with cifar-10-batches-py/ whose data_batch_1 is `payload`."""
@@ -271,7 +281,7 @@ cases = {
     "two-data-folders": ["train", tmp, tmp],
     "unknown-sparse-init": common + ["--sparse", "--fix", "--sparse_init", "magic"],
     "unknown-mask-sampling": common + ["--mask-sampling", "some"],
-    "sparse-without-fix": common + ["--sparse"],
+    "dst-death-rate": common + ["--sparse", "--death-rate", "2"],
     "negative-threads": common + ["--threads=-1"],
     "unknown-data": common + ["--data", "imagenet2"],
     "missing-datadir": common + ["--datadir", os.path.join(tmp, "nope")],
@@ -292,8 +302,10 @@ cases = {
                                  python_cifar("py-inst", b"\x80\x02(ios\nsystem\n.")],
     "ambiguous-flag": common + ["--de", "0.5"],
     "fp16": common + ["--fp16"],
-    "dst-flag-without-fix": common + ["--sparse", "--death", "magnitude"],
-    "multiplier": common + ["--multiplier", "2"],
+    "dst-unknown-death": common + ["--sparse", "--death", "bogus"],
+    "dst-momentum-growth": common + ["--sparse", "--growth", "momentum"],
+    "dst-update-frequency": common + ["--sparse", "--update_frequency", "0"],
+    "multiplier-resume": common + ["--multiplier", "2", "--resume", ck],
     "unknown-protocol": common + ["--protocol", "paper"],
     "iters-range": common + ["--iters", "0"],
     "iters-resume": common + ["--iters", "2", "--resume", ck],
@@ -339,6 +351,8 @@ cases = {
     "resume-step-too-many": ["train", "--resume", crafted("step.safetensors", step="1000")],
     "resume-epoch-past-run": ["train", "--resume", crafted("e9.safetensors", epoch="9")],
     "resume-changed-flag": ["train", "--resume", ck3, "--density", "0.5"],
+    "resume-dst-no-itop": ["train", "--resume", write("no-itop.safetensors", lc.serialize_safetensors(no_itop, dst_meta))],
+    "resume-dst-itop-misses-mask": ["train", "--resume", write("short-itop.safetensors", lc.serialize_safetensors(short_itop, dst_meta))],
     "resume-bogus-model": ["train", "--resume", ck3, "--model", "bogus"],
     "resume-bad-args": ["train", "--resume", crafted("args.safetensors",
                                                      args=json.dumps(dict(json.loads(meta3["args"]), density=5)))],

@@ -982,8 +982,15 @@ static int checkpoint_roundtrip(const char *in, const char *out) {
         for (int i = 0, k = 0; s == ST_OK && i < best->n_ops; i++)
             if (best->ops[i].kind == ST_OP_BATCHNORM) best_tracked[k++] = best->ops[i].num_batches_tracked;
     }
+    uint8_t **itop = m ? calloc((size_t)m->n_params + 1, sizeof *itop) : NULL; /* dynamic sparse training's record */
+    int itop_found = 0;
+    if (s == ST_OK && !itop) s = ST_ERR_NOMEM;
+    if (s == ST_OK) s = st_checkpoint_load_itop(f, in, m, itop, &itop_found);
+    info.itop = itop_found ? itop : NULL;
     if (s == ST_OK)
         s = st_checkpoint_save(out, m, have_opt ? &opt : NULL, have_best ? &snap : NULL, best_tracked, &info);
+    for (int i = 0; itop && i < m->n_params; i++) free(itop[i]);
+    free(itop);
     if (s != ST_OK) fprintf(stderr, "test_io: %s\n", st_last_error());
     if (have_opt) st_optimizer_free(&opt);
     if (have_best) st_param_snapshot_release(&snap);

@@ -85,7 +85,8 @@ static void test_hooks(void) {
     st_train_config c;
     config(&c);
     counts n = {0};
-    st_train_hooks h = {&n, after_backward, after_step, on_setup, on_batch, on_epoch};
+    st_train_hooks h = {.user = &n, .after_backward = after_backward, .after_step = after_step, .on_setup = on_setup,
+                        .on_batch = on_batch, .on_epoch = on_epoch};
     /* the library prints nothing: stdout goes to a file that must stay empty */
     fflush(stdout);
     const char *tmp = getenv("ST_TEST_TMP");

@@ -37,7 +37,8 @@ CHECKPOINT_FORMAT = "sparsetrain-checkpoint-1"
 MASK_PREFIX = "mask."
 OPTIM_PREFIX = "optim."
 BEST_PREFIX = "best."
-NON_MODEL_PREFIXES = (MASK_PREFIX, OPTIM_PREFIX, BEST_PREFIX)
+ITOP_PREFIX = "itop."  # dynamic sparse training: positions ever active (docs/FORMATS.md)
+NON_MODEL_PREFIXES = (MASK_PREFIX, OPTIM_PREFIX, BEST_PREFIX, ITOP_PREFIX)
 MAX_HEADER = 100_000_000
 
 # safetensors dtype name -> little-endian numpy dtype ("BF16" is handled apart).

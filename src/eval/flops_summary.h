@@ -4,8 +4,10 @@
  * ST_TRAIN_STEP_FORWARDS forward passes per example, sparse/flops.h). A
  * layer's sparse cost is its dense cost times its achieved density
  * (kept / numel); non-prunable operations (batch norm, ReLU, pooling, adds,
- * biases) cost the same dense and sparse. Static masks only: dynamic sparse
- * training (mask updates) is not built, so there is no update cost to add. */
+ * biases) cost the same dense and sparse. Mask updates keep every layer's
+ * kept count, so this holds for dynamic sparse training too; the dense
+ * gradients of its update steps are counted apart
+ * (st_mask_updater_dense_grad_macs, train/mask_update.h). */
 #ifndef ST_EVAL_FLOPS_SUMMARY_H
 #define ST_EVAL_FLOPS_SUMMARY_H
 

@@ -133,6 +133,15 @@ static st_status dense_forward_op(st_model *m, st_op *op, int batch) {
     return ST_OK;
 }
 
+/* A dense-form weight seen without its mask (its values are 0 at pruned
+ * positions already): a backward through it yields the full dense gradient. */
+static st_sparse_weight unmasked_view(const st_sparse_weight *w) {
+    st_sparse_weight full = *w;
+    full.mask = NULL;
+    full.kept = st_sparse_weight_numel(w);
+    return full;
+}
+
 static void dense_backward_op(st_model *m, st_op *op, const float *dy, int batch) {
     st_activation *in = &m->acts[op->in];
     const int64_t n_out = (int64_t)batch * st_activation_size(&m->acts[op->out]);
@@ -146,12 +155,27 @@ static void dense_backward_op(st_model *m, st_op *op, const float *dy, int batch
         st_conv2d_plan_backward(plan, in->value, m->params[op->weight].sparse, dy, dx, dx_acc,
                                 m->params[op->weight].grad, op->bias >= 0 ? m->params[op->bias].grad : NULL,
                                 m->workspace);
+        float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL;
+        if (dense_dw) { /* the same product once more through an unmasked view: every position */
+            const double t0 = omp_get_wtime();
+            st_sparse_weight full = unmasked_view(m->params[op->weight].sparse);
+            st_conv2d_plan_backward(plan, in->value, &full, dy, NULL, 0, dense_dw, NULL, m->workspace);
+            m->dense_grad_seconds += omp_get_wtime() - t0;
+        }
         break;
     }
-    case ST_OP_LINEAR:
+    case ST_OP_LINEAR: {
         st_linear_backward(batch, in->value, m->params[op->weight].sparse, dy, st_walk_grad_for_add(m, op->in, batch),
                            m->params[op->weight].grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+        float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL;
+        if (dense_dw) {
+            const double t0 = omp_get_wtime();
+            st_sparse_weight full = unmasked_view(m->params[op->weight].sparse);
+            st_linear_backward(batch, in->value, &full, dy, NULL, dense_dw, NULL);
+            m->dense_grad_seconds += omp_get_wtime() - t0;
+        }
         break;
+    }
     case ST_OP_MAXPOOL: {
         st_pool_shape s;
         st_model_pool_shape(m, op, batch, &s);

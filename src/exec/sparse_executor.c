@@ -6,6 +6,7 @@
  * when the batch size or the weight's mask version changes, and the CHWN
  * copies of the images and logits (and their gradients). */
 #include <omp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,29 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
 }
 
 
+/* dL/dW at every position (kept or not) for one step: the weight-gradient
+ * kernel over a temporary all-kept structure of the same geometry, so its
+ * cost is the dense product's; built and freed here (update steps only). */
+static st_status dense_weight_grad(const st_spconv_plan *plan, const st_sparse_weight *w, const float *x,
+                                   const float *dy, float *dw) {
+    const int64_t numel = st_sparse_weight_numel(w);
+    if (numel > INT32_MAX) return st_fail(ST_ERR_ARGUMENT, "weight too large for a dense gradient");
+    int64_t *row_ptr = malloc(sizeof *row_ptr * ((size_t)w->rows + 1));
+    int32_t *col = malloc(sizeof *col * (size_t)numel);
+    st_spconv_plan *full = NULL;
+    st_status s = row_ptr && col ? ST_OK : st_fail(ST_ERR_NOMEM, "out of memory for a dense weight gradient");
+    if (s == ST_OK) {
+        for (int r = 0; r <= w->rows; r++) row_ptr[r] = (int64_t)r * w->cols;
+        for (int64_t i = 0; i < numel; i++) col[i] = (int32_t)(i % w->cols);
+        s = st_spconv_plan_create(st_spconv_plan_geom(plan), row_ptr, col, &full);
+    }
+    if (s == ST_OK) st_spconv_backward_weight(full, x, dy, dw, NULL);
+    st_spconv_plan_free(full);
+    free(row_ptr);
+    free(col);
+    return s;
+}
+
 static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, double *stats) {
     ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
     st_spconv_plan *plan;
@@ -196,6 +220,12 @@ static void sparse_backward_conv(st_model *m, st_op *op, const float *dy, int ba
     if (m->profile) {
         st_walk_profile_pass(m, ST_PASS_BACKWARD_WEIGHT, t1 - t0);
         if (dx) st_walk_profile_pass(m, ST_PASS_BACKWARD_DATA, omp_get_wtime() - t1);
+    }
+    float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL; /* a gradient-growth update step */
+    if (dense_dw) {
+        const double d0 = omp_get_wtime();
+        if (dense_weight_grad(plan, w->sparse, x, dy, dense_dw) != ST_OK) m->dense_grad_failed = 1;
+        m->dense_grad_seconds += omp_get_wtime() - d0;
     }
 }
 

@@ -145,6 +145,10 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
             snprintf(name, sizeof name, "mask.%s", p->name);
             add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, mask);
         }
+        if (p->sparse && info->itop && info->itop[i]) {
+            snprintf(name, sizeof name, "itop.%s", p->name);
+            add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, info->itop[i]);
+        }
         if (have_best) {
             snprintf(name, sizeof name, "best.%s", p->name);
             add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, snapshot_dense(&l, best_copy, p, i));
@@ -322,6 +326,29 @@ st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st
         snprintf(name, sizeof name, "%s%s.num_batches_tracked", prefix, op->bn_name);
         ST_TRY(find_tensor(f, path, name, ST_DTYPE_I64, 0, no_shape, &t));
         memcpy(&op->num_batches_tracked, t->data, sizeof(int64_t));
+    }
+    return ST_OK;
+}
+
+st_status st_checkpoint_load_itop(const st_safetensors *f, const char *path, const st_model *m, uint8_t **fired,
+                                  int *found) {
+    char name[ST_NAME_MAX + 64];
+    *found = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const st_param *p = &m->params[i];
+        fired[i] = NULL;
+        if (!p->sparse) continue;
+        snprintf(name, sizeof name, "itop.%s", p->name);
+        if (!st_safetensors_find(f, name)) continue;
+        const st_tensor_entry *t;
+        ST_TRY(find_tensor(f, path, name, ST_DTYPE_U8, p->ndim, p->shape, &t));
+        const uint8_t *record = t->data;
+        for (int64_t k = 0; k < p->numel; k++)
+            if (record[k] > 1) return st_fail(ST_ERR_FORMAT, "%s: '%s' holds values other than 0/1", path, name);
+        fired[i] = st_malloc((size_t)p->numel, "ITOP record");
+        if (!fired[i]) return ST_ERR_NOMEM;
+        memcpy(fired[i], record, (size_t)p->numel);
+        (*found)++;
     }
     return ST_OK;
 }

@@ -36,6 +36,10 @@ typedef struct st_checkpoint_info {
      * plain value with nothing to free. */
     int n_layer_densities;
     double layer_densities[ST_CHECKPOINT_MAX_LAYERS];
+    /* The ITOP record (train/mask_update.h): per param, numel bytes (1 = ever
+     * active) or NULL; written as "itop.<weight>" (U8). NULL table = none.
+     * Not owned; st_checkpoint_read_info leaves it NULL. */
+    uint8_t *const *itop;
 } st_checkpoint_info;
 
 /* Reads the st_checkpoint_info numbers back from metadata (args_json and
@@ -61,6 +65,11 @@ st_status st_checkpoint_describe(const st_safetensors *f, const char *path, char
  * under its own mask "best.mask.<weight>" where the file has one, else
  * under "mask.<weight>". */
 st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st_model *m, const char *prefix);
+/* The ITOP record "itop.<weight>" of every prunable weight into
+ * fired[param] (numel bytes each, allocated here, caller frees; NULL where
+ * the file has none); *found = how many the file has. */
+st_status st_checkpoint_load_itop(const st_safetensors *f, const char *path, const st_model *m, uint8_t **fired,
+                                  int *found);
 /* Loads optimiser state and step count. */
 st_status st_checkpoint_load_optimizer(const st_safetensors *f, const char *path, const st_model *m,
                                        st_optimizer *opt);

@@ -87,6 +87,15 @@ typedef struct st_model {
     const struct st_executor *exec;
     void *exec_state;
     int profile; /* 1: accumulate the time of every step of the walk (st_model_step_profile) */
+    /* Dense weight gradients asked for one step (gradient growth of dynamic
+     * sparse training, train/mask_update.h): per param, NULL or numel floats
+     * into which the executor's backward *adds* the full dL/dW, kept and
+     * pruned positions alike, in (rows, cols) order; the table itself NULL
+     * when nothing is asked. Owned by whoever set it. dense_grad_failed is
+     * set when a backward could not produce one (out of memory). */
+    float **dense_grad;
+    int dense_grad_failed;
+    double dense_grad_seconds;   /* wall time the executor spent on them (for the update's cost) */
     /* Activation memory (exec/act_memory.c): every acts[i].value / .grad points into one of these, or is
      * NULL when the schedule never touches it (a fused step's intermediate result). */
     float **act_buffers;

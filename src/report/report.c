@@ -158,7 +158,12 @@ static void comparison_table(st_text *t, const st_report_run *runs, int n) {
         }
         if (r->n_epochs && r->train_flops_dense > 0) {
             char buf[96];
-            snprintf(buf, sizeof buf, "%.3e / %.3e", r->train_flops_sparse, r->train_flops_dense);
+            /* dynamic sparse training: the sparse steps plus the dense gradients of the update steps (RigL's count) */
+            if (r->train_flops_updates > 0)
+                snprintf(buf, sizeof buf, "%.3e + %.3e updates / %.3e", r->train_flops_sparse, r->train_flops_updates,
+                         r->train_flops_dense);
+            else
+                snprintf(buf, sizeof buf, "%.3e / %.3e", r->train_flops_sparse, r->train_flops_dense);
             cell_text(t, buf);
         } else {
             cell_text(t, NULL);
@@ -200,6 +205,34 @@ static void training_curves(st_text *t, const st_report_run *runs, int n) {
         st_svg_line_chart(t, &a, s, k);
     }
     st_json_append_text(t, "</div>\n");
+    free(s);
+}
+
+/* Dynamic sparse training: the ITOP rate and the death rate in force at every mask update. */
+static void mask_update_charts(st_text *t, const st_report_run *runs, int n) {
+    int with_updates = 0;
+    for (int i = 0; i < n; i++) with_updates += runs[i].n_updates > 0;
+    if (!with_updates) return;
+    st_chart_series *s = st_calloc((size_t)n, sizeof *s, "chart series");
+    if (!s) {
+        t->failed = 1;
+        return;
+    }
+    st_json_append_text(t, "<h2>Dynamic sparse training</h2><div class=\"row\">\n");
+    for (int c = 0; c < 2; c++) {
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            const st_report_run *r = &runs[i];
+            if (!r->n_updates) continue;
+            s[k++] = (st_chart_series){r->name, r->n_updates, r->update_step, c ? r->update_death_rate : r->update_itop};
+        }
+        st_chart_axes a = {c ? "Death rate at each mask update" : "ITOP rate (positions ever active)",
+                           "optimiser step", c ? "death rate" : "ITOP rate", 0, 1, 0, 0};
+        st_svg_line_chart(t, &a, s, k);
+    }
+    st_json_append_text(t, "</div>\n<p class=\"note\">ITOP rate: the fraction of all prunable positions that "
+                           "have been active at some point of the run (In-Time Over-Parameterisation); a --fix "
+                           "run stays at its density.</p>\n");
     free(s);
 }
 
@@ -309,6 +342,7 @@ st_status st_report_html(const st_report_run *runs, int n, char **html) {
     st_json_append_text(&t, "</p>\n");
     comparison_table(&t, runs, n);
     training_curves(&t, runs, n);
+    mask_update_charts(&t, runs, n);
     gap_plot(&t, runs, n);
     st_json_append_text(&t, "<h2>Per run</h2>\n");
     for (int i = 0; i < n; i++) per_run(&t, &runs[i]);

@@ -79,7 +79,7 @@ static double number_or_nan(const st_json_value *obj, const char *key) {
 }
 
 static int grow_log(st_report_run *r, int cap) {
-    double **arrays[] = {&r->epoch, &r->lr, &r->train_loss, &r->train_acc, &r->val_acc, &r->test_acc};
+    double **arrays[] = {&r->epoch, &r->lr, &r->train_loss, &r->train_acc, &r->val_acc, &r->test_acc, &r->itop};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
         double *p = realloc(*arrays[i], sizeof(double) * (size_t)cap);
         if (!p) return 0;
@@ -88,12 +88,36 @@ static int grow_log(st_report_run *r, int cap) {
     return 1;
 }
 
+static int grow_updates(st_report_run *r, int cap) {
+    double **arrays[] = {&r->update_step, &r->update_death_rate, &r->update_itop};
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+        double *p = realloc(*arrays[i], sizeof(double) * (size_t)cap);
+        if (!p) return 0;
+        *arrays[i] = p;
+    }
+    return 1;
+}
+
+/* A mask-update line (train/mask_update.h); a resumed run repeats steps: the later line wins. */
+static int add_update(st_report_run *r, const st_json_value *o, int *cap) {
+    const double step = number_or_nan(o, "step");
+    if (!isfinite(step)) return 1;
+    if (r->n_updates == *cap && !grow_updates(r, *cap = *cap ? 2 * *cap : 64)) return 0;
+    int i = r->n_updates;
+    while (i > 0 && !(r->update_step[i - 1] < step)) i--;
+    r->update_step[i] = step;
+    r->update_death_rate[i] = number_or_nan(o, "death_rate");
+    r->update_itop[i] = number_or_nan(o, "itop_rate");
+    r->n_updates = i + 1;
+    return 1;
+}
+
 static st_status load_log(const char *path, st_report_run *r) {
     char *text;
     size_t length;
     ST_TRY(read_text(path, &text, &length));
     st_status s = ST_OK;
-    int cap = 0, line_no = 0;
+    int cap = 0, line_no = 0, update_cap = 0;
     for (char *line = text, *next; s == ST_OK && line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
@@ -108,7 +132,9 @@ static st_status load_log(const char *path, st_report_run *r) {
             continue;
         }
         const st_json_value *o = st_json_root(doc);
-        if (o->type != ST_JSON_OBJECT || !isfinite(number_or_nan(o, "epoch"))) {
+        if (o->type == ST_JSON_OBJECT && isfinite(number_or_nan(o, "mask_update"))) {
+            if (!add_update(r, o, &update_cap)) s = st_fail(ST_ERR_NOMEM, "out of memory reading %s", path);
+        } else if (o->type != ST_JSON_OBJECT || !isfinite(number_or_nan(o, "epoch"))) {
             if (!r->skipped_lines++)
                 snprintf(r->first_skipped, sizeof r->first_skipped, "line %d: not a log object with an epoch", line_no);
         } else if (r->n_epochs == cap && !grow_log(r, cap = cap ? 2 * cap : 64)) {
@@ -125,6 +151,7 @@ static st_status load_log(const char *path, st_report_run *r) {
             r->train_acc[i] = number_or_nan(o, "train_acc");
             r->val_acc[i] = number_or_nan(o, "val_acc");
             r->test_acc[i] = number_or_nan(o, "test_acc");
+            r->itop[i] = number_or_nan(o, "itop_rate");
             r->n_epochs = i + 1;
         }
         st_json_free(doc);
@@ -140,7 +167,8 @@ static st_status sum_log_flops(const char *path, st_report_run *r) {
     size_t length;
     ST_TRY(read_text(path, &text, &length));
     double *dense = calloc((size_t)r->n_epochs + 1, sizeof(double)), *sparse = calloc((size_t)r->n_epochs + 1, sizeof(double));
-    st_status s = dense && sparse ? ST_OK : st_fail(ST_ERR_NOMEM, "out of memory reading %s", path);
+    double *updates = calloc((size_t)r->n_epochs + 1, sizeof(double));
+    st_status s = dense && sparse && updates ? ST_OK : st_fail(ST_ERR_NOMEM, "out of memory reading %s", path);
     for (char *line = text, *next; s == ST_OK && line && *line; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = 0;
@@ -153,15 +181,18 @@ static st_status sum_log_flops(const char *path, st_report_run *r) {
             if (r->epoch[i] == epoch) {
                 dense[i] = number_or_nan(o, "flops_epoch_train_dense");
                 sparse[i] = number_or_nan(o, "flops_epoch_train_sparse");
+                const double u = number_or_nan(o, "flops_epoch_mask_updates");
+                updates[i] = isfinite(u) ? u : 0;
             }
         st_json_free(doc);
     }
-    r->train_flops_dense = r->train_flops_sparse = 0;
+    r->train_flops_dense = r->train_flops_sparse = r->train_flops_updates = 0;
     for (int i = 0; s == ST_OK && i < r->n_epochs; i++) {
         r->train_flops_dense += dense[i];
         r->train_flops_sparse += sparse[i];
+        r->train_flops_updates += updates[i];
     }
-    free(dense), free(sparse), free(text);
+    free(dense), free(sparse), free(updates), free(text);
     return s;
 }
 
@@ -312,9 +343,11 @@ st_status st_report_run_load(const char *dir, st_report_run *out) {
 void st_report_run_free(st_report_run *r) {
     free(r->layers);
     free(r->epoch), free(r->lr), free(r->train_loss), free(r->train_acc), free(r->val_acc), free(r->test_acc);
+    free(r->itop), free(r->update_step), free(r->update_death_rate), free(r->update_itop);
     r->layers = NULL;
-    r->epoch = r->lr = r->train_loss = r->train_acc = r->val_acc = r->test_acc = NULL;
-    r->n_epochs = r->n_layers = 0;
+    r->epoch = r->lr = r->train_loss = r->train_acc = r->val_acc = r->test_acc = r->itop = NULL;
+    r->update_step = r->update_death_rate = r->update_itop = NULL;
+    r->n_epochs = r->n_layers = r->n_updates = 0;
 }
 
 double st_report_run_accuracy(const st_report_run *r) {

@@ -39,6 +39,11 @@ typedef struct st_report_run {
     char first_skipped[512];   /* the first of them and why, for the warning */
     double *epoch, *lr, *train_loss, *train_acc, *val_acc, *test_acc; /* NaN where absent */
     double train_flops_dense, train_flops_sparse; /* summed over the logged epochs */
+    double *itop;              /* per epoch: the ITOP rate (sparse runs; NaN where absent) */
+    double train_flops_updates; /* dynamic sparse training: dense gradients of the update steps, summed */
+    /* dynamic sparse training: one entry per mask update ("mask_update" lines), by optimiser step */
+    int n_updates;
+    double *update_step, *update_death_rate, *update_itop;
     /* eval.json */
     int has_eval;
     double top1, top5, nll, ece;

@@ -88,6 +88,21 @@ static const st_config_field fields[] = {
     STRING("model_config", "model-config", RUN, model_config, "",
            "ImageNet models' init: classic (conv Kaiming-normal fan-out) or fanin (fan-in), as the reference's -c",
            "classic"),
+    /* dynamic sparse training (--sparse without --fix; docs/DYNAMIC-SPARSE.md); older checkpoints lack
+     * these keys and take the defaults, which only matter without --fix */
+    INT("update_frequency", "update_frequency", RUN, update_frequency, 100,
+        "dynamic sparse training: optimiser steps between mask updates", NULL),
+    {"death", "death", ST_FIELD_STRING, RUN, AT(death), "magnitude", 0, 0,
+     "dynamic sparse training: which weights die: magnitude, SET, threshold, Taylor_FO", NULL, {{0}, {0}}, "prune"},
+    STRING("growth", "growth", RUN, growth, "random",
+           "dynamic sparse training: where weights regrow: random, random_unfired, gradient (RigL)", NULL),
+    STRING("redistribution", "redistribution", RUN, redistribution, "none",
+           "dynamic sparse training: none (each layer regrows what it lost)", NULL),
+    {"death_rate", "death-rate", ST_FIELD_DOUBLE, RUN, AT(death_rate), NULL, 0, 0.5,
+     "dynamic sparse training: fraction of each layer's weights replaced at the first update, decaying to 0.005",
+     NULL, {{0}, {0}}, "prune-rate"},
+    STRING("decay_schedule", "decay-schedule", RUN, decay_schedule, "cosine",
+           "dynamic sparse training: death-rate decay, cosine or linear", NULL),
     /* this invocation only */
     STRING("execution", "execution", NOW, execution, "auto",
            "auto, sparse (packed weights, sparse kernels) or dense (auto: by FLOP-weighted density)", ""),

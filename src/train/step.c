@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "data/catalog.h"
 #include "train/anomaly.h"
+#include "train/mask_update.h"
 #include "train/trainer_internal.h"
 
 static double now_seconds(void) {
@@ -97,6 +98,7 @@ st_status st_trainer_save(st_trainer *r) {
     r->info.seed = r->c->seed;
     r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
+    r->info.itop = r->updater && r->updater->set.dynamic ? r->updater->fired : NULL; /* --fix: it is the mask */
     r->info.force = r->c->force;
     int have_best = r->keep_best && r->info.best_epoch >= 0;
     ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? &r->best : NULL,
@@ -127,9 +129,13 @@ static st_status write_log_line(st_trainer *r, int epoch, double lr, double loss
     /* FLOPs (eval/flops_summary.h): per example of inference, and of this epoch's training */
     fprintf(line,
             ", \"flops_forward_dense\": %.9g, \"flops_forward_sparse\": %.9g, \"flops_epoch_train_dense\": %.9g, "
-            "\"flops_epoch_train_sparse\": %.9g, \"run_id\": \"%s\"}\n",
+            "\"flops_epoch_train_sparse\": %.9g",
             r->flops.forward_dense, r->flops.forward_sparse, r->flops.train_dense * (double)examples,
-            r->flops.train_sparse * (double)examples, r->c->run_id);
+            r->flops.train_sparse * (double)examples);
+    if (r->updater) /* sparse runs: positions ever active; the dense gradients of this epoch's update steps (RigL's count) */
+        fprintf(line, ", \"itop_rate\": %.9g, \"flops_epoch_mask_updates\": %.9g", st_mask_updater_itop_rate(r->updater),
+                st_mask_updater_dense_grad_macs(r->updater, r->epoch_first_step, r->opt.steps, r->c->batch_size));
+    fprintf(line, ", \"run_id\": \"%s\"}\n", r->c->run_id);
     fclose(line);
     st_status s = text ? st_log_append(r->log, text, length) : st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
     free(text);
@@ -148,7 +154,39 @@ static st_anomaly_where where_of(const st_trainer *t, const step_place *at) {
     return w;
 }
 
-void st_trainer_zero_grad(st_trainer *t) { st_model_zero_grad(t->model); }
+/* Also where a step that a gradient-growth mask update follows asks for dense weight gradients. */
+void st_trainer_zero_grad(st_trainer *t) {
+    st_model_zero_grad(t->model);
+    if (t->updater) t->arm_status = st_mask_updater_arm(t->updater, t->model, t->opt.steps + 1);
+}
+
+/* One line of the JSON-lines log per mask update (no "epoch" key: not an epoch record). */
+static st_status write_update_line(st_trainer *r, int epoch) {
+    if (!r->log) return ST_OK;
+    const st_mask_updater *u = r->updater;
+    const st_mask_update_stats *st = &u->last;
+    char *text = NULL;
+    size_t length = 0;
+    FILE *line = open_memstream(&text, &length);
+    if (!line) return st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
+    fprintf(line,
+            "{\"mask_update\": %lld, \"step\": %lld, \"in_epoch\": %d, \"death_rate\": %.9g, \"removed\": %lld, "
+            "\"regrown\": %lld, \"changed\": %lld, \"seconds\": %.6g, \"dense_grad_seconds\": %.6g, \"itop_rate\": %.9g, "
+            "\"layers\": [",
+            (long long)st->index, (long long)st->step, epoch + 1, st->death_rate, (long long)st->removed,
+            (long long)st->regrown, (long long)st->changed, st->seconds, st->dense_grad_seconds, st->itop_rate);
+    for (int l = 0; l < u->n_layers; l++) {
+        const st_mask_update_layer *layer = &u->layers[l];
+        fprintf(line, "%s{\"name\": \"%s\", \"removed\": %lld, \"changed\": %lld, \"itop_rate\": %.9g}", l ? ", " : "",
+                r->model->params[layer->param].name, (long long)layer->removed, (long long)layer->changed,
+                layer->numel ? (double)layer->fired / (double)layer->numel : 0.0);
+    }
+    fprintf(line, "], \"run_id\": \"%s\"}\n", r->c->run_id);
+    fclose(line);
+    st_status s = text ? st_log_append(r->log, text, length) : st_fail(ST_ERR_NOMEM, "out of memory writing log %s", r->c->log);
+    free(text);
+    return s;
+}
 
 static st_status accumulate_at(st_trainer *t, const st_batch *b, const step_place *at, double *loss, int *correct) {
     st_model *m = t->model;
@@ -170,8 +208,18 @@ static st_status apply_at(st_trainer *t, const step_place *at) {
     st_anomaly_where where = where_of(t, at);
     ST_TRY(st_anomaly_check_gradients(m, &where));
     if (t->hooks.after_backward) ST_TRY(t->hooks.after_backward(t, t->hooks.user));
+    ST_TRY(t->arm_status);
     st_optimizer_step(&t->opt, m, at->lr);
     if (t->c->detect_anomaly) ST_TRY(st_anomaly_check_weights(m, &t->opt, &where));
+    int updated = 0;
+    ST_TRY(st_mask_updater_after_step(t->updater, m, t->opt.steps, &updated));
+    if (updated && t->hooks.on_mask_update) {
+        const st_mask_update_stats *u = &t->updater->last;
+        st_mask_update_report r = {at->epoch, u->step, u->index, u->death_rate, u->removed, u->regrown, u->changed,
+                                   u->itop_rate, u->seconds, u->dense_grad_seconds};
+        t->hooks.on_mask_update(&r, t->hooks.user);
+    }
+    if (updated) ST_TRY(write_update_line(t, at->epoch));
     if (t->hooks.after_step) ST_TRY(t->hooks.after_step(t, t->hooks.user));
     return ST_OK;
 }
@@ -216,6 +264,7 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
         t->info.batch_in_epoch = 0;
     }
     const int64_t seen_at_start = seen;
+    t->epoch_first_step = t->opt.steps - b_index; /* steps before this epoch, also when resumed within it */
     for (; b_index < total; b_index++) {
         st_batch b;
         ST_TRY(st_loader_next(t->data.train_loader, &b));
@@ -293,7 +342,8 @@ st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result
     }
     if (t->hooks.on_epoch) {
         st_epoch_report r = {epoch, c->epochs, lr, train_loss, train_acc, val_acc, test_acc, test_loss, ips,
-                             now_seconds() - t->epoch_t0, test_top5, show_top5};
+                             now_seconds() - t->epoch_t0, test_top5, show_top5,
+                             t->updater ? st_mask_updater_itop_rate(t->updater) : -1};
         t->hooks.on_epoch(&r, t->hooks.user);
     }
     const st_status logged =

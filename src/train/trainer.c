@@ -29,8 +29,25 @@
 #include "saliency/saliency.h"
 #include "train/anomaly.h"
 #include "data/protocol.h"
+#include "train/mask_update.h"
 #include "train/run_config.h"
 #include "train/run_guard.h"
+
+/* The mask-update settings of a sparse run (--fix: none due); total_steps of the whole run. */
+static st_status dst_settings(const st_train_config *c, int64_t total_steps, st_mask_update_settings *out) {
+    memset(out, 0, sizeof *out);
+    out->dynamic = c->sparse && !c->fix;
+    out->death_rate = c->death_rate;
+    out->frequency = c->update_frequency;
+    out->total_steps = total_steps;
+    out->seed = c->seed;
+    if (!out->dynamic) return ST_OK;
+    ST_TRY(st_dst_parse_death(c->death, &out->death));
+    ST_TRY(st_dst_parse_growth(c->growth, &out->growth));
+    ST_TRY(st_dst_parse_redistribution(c->redistribution));
+    ST_TRY(st_dst_parse_decay(c->decay_schedule, &out->decay));
+    return st_mask_update_settings_check(out);
+}
 
 static st_status validate_config(const st_train_config *c) {
     if (c->batch_size <= 0) return st_fail(ST_ERR_ARGUMENT, "--batch-size must be positive (got %d)", c->batch_size);
@@ -57,9 +74,10 @@ static st_status validate_config(const st_train_config *c) {
     if (strcmp(c->mask_sampling, "bernoulli") != 0 && strcmp(c->mask_sampling, "exact") != 0)
         return st_fail(ST_ERR_ARGUMENT, "--mask-sampling '%s' is unknown (bernoulli, exact)", c->mask_sampling);
     ST_TRY(st_protocol_validate(c->protocol));
-    if (c->sparse && !c->fix)
-        return st_fail(ST_ERR_ARGUMENT,
-                       "dynamic sparse training (--sparse without --fix) is not available yet; add --fix");
+    if (c->sparse && !c->fix) {
+        st_mask_update_settings dst;
+        ST_TRY(dst_settings(c, 0, &dst));
+    }
     return ST_OK;
 }
 
@@ -69,6 +87,7 @@ void st_trainer_free(st_trainer *r) {
     st_param_snapshot_release(&r->best);
     free(r->best_tracked);
     free(r->layers);
+    st_mask_updater_free(r->updater);
     st_optimizer_free(&r->opt);
     st_model_free(r->model);
     free(r->args_json);
@@ -79,6 +98,7 @@ void st_trainer_free(st_trainer *r) {
 
 st_model *st_trainer_model(st_trainer *t) { return t->model; }
 st_optimizer *st_trainer_optimizer(st_trainer *t) { return &t->opt; }
+st_mask_updater *st_trainer_mask_updater(st_trainer *t) { return t->updater; }
 
 static st_status load_data(st_trainer *r) {
     const st_train_config *c = r->c;
@@ -115,6 +135,33 @@ static st_status restore_best(st_trainer *r, const st_model *tmp) {
     free(own), free(live);
     for (int i = 0, k = 0; s == ST_OK && i < tmp->n_ops; i++)
         if (tmp->ops[i].kind == ST_OP_BATCHNORM) r->best_tracked[k++] = tmp->ops[i].num_batches_tracked;
+    return s;
+}
+
+/* The ITOP record and, without --fix, the mask updates; a resumed run
+ * continues the record it saved (a --fix checkpoint may lack it: its mask). */
+static st_status setup_mask_updates(st_trainer *r, const st_safetensors *resume_file) {
+    const st_train_config *c = r->c;
+    int64_t per_epoch = st_loader_batches_per_epoch(r->data.train_loader);
+    if (c->max_batches > 0 && per_epoch > c->max_batches) per_epoch = c->max_batches;
+    st_mask_update_settings set;
+    ST_TRY(dst_settings(c, per_epoch * c->epochs, &set));
+    ST_TRY(st_mask_updater_create(r->model, &set, &r->updater));
+    if (!resume_file) return ST_OK;
+    st_model *m = r->model;
+    uint8_t **fired = st_calloc((size_t)m->n_params + 1, sizeof *fired, "ITOP record");
+    if (!fired) return ST_ERR_NOMEM;
+    int found = 0;
+    st_status s = st_checkpoint_load_itop(resume_file, c->resume, m, fired, &found);
+    if (s == ST_OK && found == 0 && set.dynamic)
+        s = st_fail(ST_ERR_FORMAT, "%s: a dynamic sparse training checkpoint without its ITOP record (itop.*)",
+                    c->resume);
+    if (s == ST_OK && found > 0) {
+        s = st_mask_updater_restore(r->updater, m, fired);
+        if (s != ST_OK) s = st_fail_context(s, "%s", c->resume);
+    }
+    for (int i = 0; i < m->n_params; i++) free(fired[i]);
+    free(fired);
     return s;
 }
 
@@ -177,6 +224,7 @@ static st_status setup_model(st_trainer *r, const st_safetensors *resume_file) {
             if (ls != ST_OK) return ls;
         }
     }
+    if (c->sparse) ST_TRY(setup_mask_updates(r, resume_file));
     return ST_OK;
 }
 

@@ -29,7 +29,7 @@ typedef struct st_train_config {
     uint64_t seed;             /* --seed 17 */
     double valid_split;        /* --valid_split (NaN = the data set's default: 0.1, imagenet 0) */
     int sparse;                /* --sparse */
-    int fix;                   /* --fix (static masks; dynamic sparse training is not built yet) */
+    int fix;                   /* --fix: static masks; --sparse without it is dynamic sparse training (DST) */
     char sparse_init[32];      /* --sparse_init ERK */
     double density;            /* --density 0.05 */
     double fc_density;         /* --fc_density 1.0 (ERK_plus) */
@@ -47,6 +47,13 @@ typedef struct st_train_config {
     int bn_weight_decay;       /* --bn-weight-decay 1 / --no-bn-weight-decay 0; -1 = the model's family
                                   (ImageNet models: none on 'bn' parameters, as the reference; others: all) */
     char model_config[16];     /* -c/--model-config classic|fanin (ImageNet models; "" = classic) */
+    /* dynamic sparse training (train/mask_update.h, sparse/dst.h); used when sparse && !fix */
+    int update_frequency;      /* --update_frequency 100: optimiser steps between mask updates */
+    char death[16];            /* --death (alias --prune) magnitude|SET|threshold|Taylor_FO */
+    char growth[16];           /* --growth random|random_unfired|gradient */
+    char redistribution[16];   /* --redistribution none */
+    double death_rate;         /* --death-rate (alias --prune-rate) 0.5: at the start, decaying to 0.005 */
+    char decay_schedule[16];   /* --decay-schedule cosine|linear */
     /* run-time only (not part of the run's identity) */
     char resume[ST_PATH_MAX];  /* --resume */
     char save[ST_PATH_MAX];    /* --save ("" = no checkpoint) */
@@ -66,7 +73,7 @@ typedef struct st_train_config {
     /* The run-defining flags given on the command line, as argument keys
      * separated by commas ("density,epochs"): with --resume, each must agree
      * with the checkpoint's value, except those a resume may change
-     * (epochs, datadir, test_batch_size; run_args.h). */
+     * (epochs, datadir, test_batch_size; run_config.h). */
     char given[1024];
     char run_id[40];           /* set by st_train_run: new, or carried over by --resume (run_guard.h) */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask the run to finish
@@ -136,7 +143,18 @@ typedef struct st_epoch_report {
     double test_acc, test_loss, images_per_s, seconds;
     double test_top5;         /* fraction of test images whose label is among the 5 largest logits */
     int show_top5;            /* 1 for ImageNet-style data (the reference prints Prec@1 and Prec@5) */
+    double itop_rate;         /* sparse runs: fraction of prunable positions ever active; -1 for a dense run */
 } st_epoch_report;
+
+/* Dynamic sparse training: one mask update (train/mask_update.h). */
+typedef struct st_mask_update_report {
+    int epoch;                /* 0-based */
+    int64_t step, index;      /* the optimiser step it followed; its number in the run */
+    double death_rate;
+    int64_t removed, regrown, changed;
+    double itop_rate, seconds;
+    double dense_grad_seconds; /* the step's dense weight gradients (gradient growth), part of its backward */
+} st_mask_update_report;
 
 typedef struct st_train_hooks {
     void *user;
@@ -149,6 +167,7 @@ typedef struct st_train_hooks {
     void (*on_setup)(const st_setup_report *r, void *user);
     void (*on_batch)(const st_batch_report *r, void *user);
     void (*on_epoch)(const st_epoch_report *r, void *user);
+    void (*on_mask_update)(const st_mask_update_report *r, void *user); /* after every mask update */
 } st_train_hooks;
 
 typedef enum st_split { ST_SPLIT_VALID = 0, ST_SPLIT_TEST = 1 } st_split;
@@ -158,6 +177,8 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
 void st_trainer_free(st_trainer *t);
 struct st_model *st_trainer_model(st_trainer *t);
 struct st_optimizer *st_trainer_optimizer(st_trainer *t);
+/* Sparse runs: the ITOP record and mask-update state (train/mask_update.h); NULL for a dense run. */
+struct st_mask_updater *st_trainer_mask_updater(st_trainer *t);
 /* The learning rate of 0-based `epoch` under the run's schedule. */
 double st_trainer_lr(const st_trainer *t, int epoch);
 

@@ -31,6 +31,9 @@ struct st_trainer {
     st_checkpoint_info info;
     int saved;                  /* --save holds a checkpoint of this run (written, or the one resumed) */
     st_flops_summary flops;     /* of the masked model, for the log */
+    struct st_mask_updater *updater; /* sparse runs: the ITOP record and (without --fix) the mask updates */
+    st_status arm_status;       /* of the mask updater's arming in st_trainer_zero_grad, reported by the step */
+    int64_t epoch_first_step;   /* optimiser steps before the epoch in progress (update FLOPs of the log) */
     st_setup_layer *layers;     /* the set-up report's layers (sparse runs) */
     int n_layers;
     /* the epoch in progress, for the end-of-epoch record */

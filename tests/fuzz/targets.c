@@ -16,6 +16,7 @@
 #include "flags.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "train/mask_update.h"
 #include "io/log_file.h"
 #include "io/json.h"
 #include "io/safetensors.h"
@@ -245,6 +246,18 @@ static void fuzz_checkpoint(const uint8_t *data, size_t size) {
         st_model_create(model, classes, channels, height, width, &m) == ST_OK) {
         (void)st_checkpoint_load_model(f, "fuzz.safetensors", m, "");
         (void)st_checkpoint_load_model(f, "fuzz.safetensors", m, "best.");
+        /* dynamic sparse training's ITOP record, restored as --resume does (it must contain the mask) */
+        uint8_t **fired = calloc((size_t)m->n_params + 1, sizeof *fired);
+        int found = 0;
+        if (!fired) abort();
+        if (st_checkpoint_load_itop(f, "fuzz.safetensors", m, fired, &found) == ST_OK && found > 0) {
+            st_mask_update_settings set = {0};
+            st_mask_updater *u = NULL;
+            if (st_mask_updater_create(m, &set, &u) == ST_OK) (void)st_mask_updater_restore(u, m, fired);
+            st_mask_updater_free(u);
+        }
+        for (int i = 0; i < m->n_params; i++) free(fired[i]);
+        free(fired);
         for (int kind = 0; kind < 2; kind++) {
             st_optimizer opt;
             if (st_optimizer_create(&opt, m, kind ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, 0.9, 1, 0) != ST_OK) abort();
