@@ -83,51 +83,56 @@ static void make_layer(st_rng *rng, int N, int C, int H, double d, layer *l) {
 
 /* ---- prototype gather for "folded" (interior and border pixels, AVX-512, N % 16 == 0) ---- */
 #ifdef AB_HAVE_AVX512
-__attribute__((target("avx512f"))) static void proto_conv(const layer *l, const float *x, const float *scale,
-                                                          const float *shift, int fold, float *y) {
+/* One output pixel of every channel; the OpenMP loop is outside the target("avx512f") function
+ * (clang outlines a parallel region into a function without the target attribute). */
+__attribute__((target("avx512f"))) static void proto_pixel(const layer *l, const float *x, const float *scale,
+                                                           const float *shift, int fold, float *y, int px,
+                                                           int64_t *off, float *wv, float *sc, float *sh) {
     const int N = l->N, C = l->C, H = l->H, W = l->W;
     const int64_t plane = (int64_t)H * W * N;
+    const int oh = px / W, ow = px % W;
+    for (int o = 0; o < C; o++) {
+        int m = 0;
+        for (int64_t e = l->row_ptr[o]; e < l->row_ptr[o + 1]; e++) {
+            const int i = l->col[e] / 9, kh = (l->col[e] % 9) / 3, kw = l->col[e] % 3;
+            const int ih = oh - 1 + kh, iw = ow - 1 + kw;
+            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+            off[m] = ((int64_t)(i * H + ih) * W + iw) * N;
+            wv[m] = l->w[e], sc[m] = scale[i], sh[m] = shift[i];
+            m++;
+        }
+        float *out = y + o * plane + (int64_t)px * N;
+        for (int j = 0; j < N; j += 64) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            const __m512 zero = _mm512_setzero_ps();
+            for (int e = 0; e < m; e++) {
+                const __m512 we = _mm512_set1_ps(wv[e]);
+                const float *s = x + off[e] + j;
+                __m512 v0 = _mm512_loadu_ps(s), v1 = _mm512_loadu_ps(s + 16);
+                __m512 v2 = _mm512_loadu_ps(s + 32), v3 = _mm512_loadu_ps(s + 48);
+                if (fold) {
+                    const __m512 k = _mm512_set1_ps(sc[e]), b = _mm512_set1_ps(sh[e]);
+                    v0 = _mm512_max_ps(_mm512_fmadd_ps(v0, k, b), zero);
+                    v1 = _mm512_max_ps(_mm512_fmadd_ps(v1, k, b), zero);
+                    v2 = _mm512_max_ps(_mm512_fmadd_ps(v2, k, b), zero);
+                    v3 = _mm512_max_ps(_mm512_fmadd_ps(v3, k, b), zero);
+                }
+                a0 = _mm512_fmadd_ps(we, v0, a0), a1 = _mm512_fmadd_ps(we, v1, a1);
+                a2 = _mm512_fmadd_ps(we, v2, a2), a3 = _mm512_fmadd_ps(we, v3, a3);
+            }
+            _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
+            _mm512_storeu_ps(out + j + 32, a2), _mm512_storeu_ps(out + j + 48, a3);
+        }
+    }
+}
+
+static void proto_conv(const layer *l, const float *x, const float *scale, const float *shift, int fold, float *y) {
 #pragma omp parallel
     {
         int64_t off[9 * 64];
         float wv[9 * 64], sc[9 * 64], sh[9 * 64];
 #pragma omp for schedule(static)
-        for (int px = 0; px < H * W; px++) {
-            const int oh = px / W, ow = px % W;
-            for (int o = 0; o < C; o++) {
-                int m = 0;
-                for (int64_t e = l->row_ptr[o]; e < l->row_ptr[o + 1]; e++) {
-                    const int i = l->col[e] / 9, kh = (l->col[e] % 9) / 3, kw = l->col[e] % 3;
-                    const int ih = oh - 1 + kh, iw = ow - 1 + kw;
-                    if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                    off[m] = ((int64_t)(i * H + ih) * W + iw) * N;
-                    wv[m] = l->w[e], sc[m] = scale[i], sh[m] = shift[i];
-                    m++;
-                }
-                float *out = y + o * plane + (int64_t)px * N;
-                for (int j = 0; j < N; j += 64) {
-                    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-                    const __m512 zero = _mm512_setzero_ps();
-                    for (int e = 0; e < m; e++) {
-                        const __m512 we = _mm512_set1_ps(wv[e]);
-                        const float *s = x + off[e] + j;
-                        __m512 v0 = _mm512_loadu_ps(s), v1 = _mm512_loadu_ps(s + 16);
-                        __m512 v2 = _mm512_loadu_ps(s + 32), v3 = _mm512_loadu_ps(s + 48);
-                        if (fold) {
-                            const __m512 k = _mm512_set1_ps(sc[e]), b = _mm512_set1_ps(sh[e]);
-                            v0 = _mm512_max_ps(_mm512_fmadd_ps(v0, k, b), zero);
-                            v1 = _mm512_max_ps(_mm512_fmadd_ps(v1, k, b), zero);
-                            v2 = _mm512_max_ps(_mm512_fmadd_ps(v2, k, b), zero);
-                            v3 = _mm512_max_ps(_mm512_fmadd_ps(v3, k, b), zero);
-                        }
-                        a0 = _mm512_fmadd_ps(we, v0, a0), a1 = _mm512_fmadd_ps(we, v1, a1);
-                        a2 = _mm512_fmadd_ps(we, v2, a2), a3 = _mm512_fmadd_ps(we, v3, a3);
-                    }
-                    _mm512_storeu_ps(out + j, a0), _mm512_storeu_ps(out + j + 16, a1);
-                    _mm512_storeu_ps(out + j + 32, a2), _mm512_storeu_ps(out + j + 48, a3);
-                }
-            }
-        }
+        for (int px = 0; px < l->H * l->W; px++) proto_pixel(l, x, scale, shift, fold, y, px, off, wv, sc, sh);
     }
 }
 #endif
