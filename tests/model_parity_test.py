@@ -6,6 +6,8 @@ the same training twice: in float32 (PyTorch's normal precision) and in
 float64 (a near-exact reference). Checked:
 
 * logits of the first forward pass: C vs PyTorch float32, relative error <= 1e-4;
+  (cases marked sparse run the C side on the sparse executor: packed weights
+  and the direct sparse kernels, metadata sparse_execution = 1);
 * every parameter gradient of the first backward pass, the loss of every
   SGD/Adam step (masks re-applied after each step, as the reference code does)
   and the final weights after the last step (relative L2 over all parameters).
@@ -66,7 +68,7 @@ def torch_run(model, masks, images, labels, optimizer, lr, dtype):
     return np.array(losses), logits0, grads0, final
 
 
-def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr, seed):
+def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr, seed, sparse=False):
     torch.manual_seed(seed)
     model = torch_models.build(model_name, num_classes=10, in_channels=in_channels)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -85,7 +87,8 @@ def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr
         inp, out = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
         lc.save_checkpoint_like(inp, model, masks, meta={
             "model": model_name, "in_height": str(size), "in_width": str(size), "lr": str(lr),
-            "momentum": "0.9", "weight_decay": "5e-4", "adam": "1" if optimizer == "adam" else "0"})
+            "momentum": "0.9", "weight_decay": "5e-4", "adam": "1" if optimizer == "adam" else "0",
+            "sparse_execution": "1" if sparse else "0"})
         tensors, metadata = lc.read_safetensors(inp)
         tensors = list(tensors.items()) + [("batch.images", images.numpy()), ("batch.labels", labels.numpy())]
         lc.write_safetensors(inp, tensors, metadata)
@@ -94,7 +97,7 @@ def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr
 
     l32, logits32, g32, f32 = torch_run(model, masks, images, labels, optimizer, lr, torch.float32)
     l64, logits64, g64, f64 = torch_run(model, masks, images, labels, optimizer, lr, torch.float64)
-    tag = f"{model_name} d={density} {optimizer} lr={lr} batch={batch} seed={seed}"
+    tag = f"{model_name} d={density} {optimizer} lr={lr} batch={batch} seed={seed}" + (" sparse executor" if sparse else "")
     lo = rel(result["logits0"], logits32)
     check(f"{tag}: logits", lo <= 1e-4, f"C vs torch32 {lo:.2e} (tolerance 1e-4)")
     worst = max(g64, key=lambda n: rel(result["grad." + n] * (masks[n].numpy() if n in masks else 1), g64[n]))
@@ -127,5 +130,9 @@ run_case("cifar_resnet_20", 3, 32, steps=3, batch=16, density=1.0, optimizer="sg
 run_case("lenet5", 1, 28, steps=10, batch=16, density=0.2, optimizer="adam", lr=1e-3, seed=5)
 run_case("vgg11", 3, 32, steps=3, batch=8, density=0.3, optimizer="sgd", lr=0.01, seed=6)
 run_case("lenet300-100", 1, 28, steps=10, batch=16, density=0.1, optimizer="sgd", lr=0.05, seed=7)
+# The sparse executor (packed weights, direct kernels) against PyTorch directly, at a batch below one
+# vector of the kernels' batch-innermost layout (8 < 16 lanes) and at one with a wide run and a remainder.
+run_case("cifar_resnet_20", 3, 32, steps=3, batch=8, density=0.05, optimizer="sgd", lr=0.01, seed=3, sparse=True)
+run_case("lenet5", 1, 28, steps=5, batch=130, density=0.2, optimizer="adam", lr=1e-3, seed=5, sparse=True)
 
 finish()

@@ -40,6 +40,13 @@ static int parity(const char *in_path, const char *out_path) {
     st_status s;
     int steps = (int)images->shape[0], batch = (int)images->shape[1];
     int adam = meta_double(f, "adam", 0) != 0;
+    /* metadata sparse_execution = 1: the sparse executor (packed weights, direct kernels); gradients and
+     * final weights are written in dense form, optimiser state is not written */
+    const int sparse_exec = meta_double(f, "sparse_execution", 0) != 0;
+    if (sparse_exec && st_model_use_sparse_execution(m) != ST_OK) {
+        fprintf(stderr, "%s\n", st_last_error());
+        return 1;
+    }
     st_optimizer opt;
     int nesterov = !adam && meta_double(f, "nesterov", 1) != 0;
     if (st_optimizer_create(&opt, m, adam ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, meta_double(f, "momentum", 0.9),
@@ -68,8 +75,10 @@ static int parity(const char *in_path, const char *out_path) {
         if (step == 0)
             for (int i = 0; i < m->n_params; i++)
                 if (m->params[i].grad) {
-                    grads[i] = malloc(sizeof(float) * (size_t)m->params[i].numel);
-                    memcpy(grads[i], m->params[i].grad, sizeof(float) * (size_t)m->params[i].numel);
+                    const st_param *p = &m->params[i];
+                    grads[i] = malloc(sizeof(float) * (size_t)p->numel);
+                    if (st_param_stored(p) != p->numel) st_sparse_weight_scatter(p->sparse, p->grad, grads[i]);
+                    else memcpy(grads[i], p->grad, sizeof(float) * (size_t)p->numel);
                 }
         st_optimizer_step(&opt, m, lr);
     }
@@ -84,7 +93,12 @@ static int parity(const char *in_path, const char *out_path) {
         static const char *prefix[4] = {"grad.", "final.", "state1.", "state2."};
         for (int which = 0; which < 4; which++) {
             const float *data = which == 0 ? grads[i] : which == 1 ? p->value : which == 2 ? opt.state1[i] : opt.state2[i];
-            if (!data) continue;
+            if (!data || (sparse_exec && which >= 2)) continue;
+            if (which == 1 && st_param_stored(p) != p->numel) { /* packed final weights, in dense form */
+                float *dense = calloc((size_t)p->numel, sizeof(float));
+                st_sparse_weight_scatter(p->sparse, p->value, dense);
+                data = dense; /* freed at exit */
+            }
             if (which >= 2 && st_param_stored(p) != p->numel) {
                 fprintf(stderr, "%s: optimiser state is packed; the parity harness needs dense execution\n", p->name);
                 return 1;
