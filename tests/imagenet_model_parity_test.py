@@ -27,7 +27,6 @@
   the rule asks us to be as accurate as PyTorch float32 against float64;
   ResNet18 meets the plain 1e-4 outright.
 """
-import copy
 import os
 import subprocess
 import sys
@@ -39,12 +38,12 @@ from testlib import BUILD, check, check_against, finish, rel, skip  # noqa: E402
 try:
     import numpy as np
     import torch
-    import torch.nn.functional as F
     import torchvision
 except ImportError as e:  # a missing Debian package: reported as skipped
     skip(f"needs python3-torch, python3-numpy and python3-torchvision ({e})")
 
 import load_checkpoint as lc  # noqa: E402
+from torch_training import masked_training  # noqa: E402
 
 torch.set_num_threads(2)
 HARNESS = os.path.join(BUILD, "tests", "test_model")
@@ -85,33 +84,16 @@ def check_names(name, classes):
 
 
 def torch_run(model, masks, images, labels, lr, dtype, smoothing=0.0, no_decay_bn=False, wd=1e-4):
-    model = copy.deepcopy(model).to(dtype)
-    model.train()
-    params = dict(model.named_parameters())
-    if no_decay_bn:  # the reference ImageNet main.py's get_optimizer without --bn-weight-decay
-        groups = [{"params": [p for n, p in params.items() if "bn" in n], "weight_decay": 0},
-                  {"params": [p for n, p in params.items() if "bn" not in n], "weight_decay": wd}]
-    else:
-        groups = list(params.values())
-    opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=wd)
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
-    losses, logits0, grads0 = [], None, None
-    for step in range(images.shape[0]):
-        opt.zero_grad()
-        logits = model(images[step].to(dtype))
-        loss = criterion(logits, labels[step])
-        loss.backward()
-        losses.append(loss.item())
-        if step == 0:
-            logits0 = logits.detach().double().numpy().copy()
-            grads0 = {n: (p.grad * masks[n].to(dtype) if n in masks else p.grad).double().numpy().copy()
-                      for n, p in params.items()}
-        opt.step()
-        with torch.no_grad():
-            for n, m in masks.items():
-                params[n].mul_(m.to(dtype))
-    final = {n: p.detach().double().numpy().copy() for n, p in params.items()}
-    return np.array(losses), logits0, grads0, final
+    def make_optimizer(params):
+        if no_decay_bn:  # the reference ImageNet main.py's get_optimizer without --bn-weight-decay
+            groups = [{"params": [p for n, p in params.items() if "bn" in n], "weight_decay": 0},
+                      {"params": [p for n, p in params.items() if "bn" not in n], "weight_decay": wd}]
+        else:
+            groups = list(params.values())
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, weight_decay=wd)
+
+    return masked_training(model, masks, images, labels, make_optimizer,
+                           torch.nn.CrossEntropyLoss(label_smoothing=smoothing), dtype)
 
 
 def check_training(name, density, seed, steps=2, batch=2, size=64, lr=0.01, smoothing=0.0, no_decay_bn=False,

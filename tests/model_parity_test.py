@@ -23,7 +23,6 @@ losses) against PyTorch float32 wherever PyTorch's float32 result is itself
 accurate (float32 vs float64 below a tenth of the tolerance). Well-conditioned
 cases (LeNets, VGG, small-batch ResNet) meet the plain tolerances outright.
 """
-import copy
 import os
 import subprocess
 import sys
@@ -37,35 +36,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from testlib import BUILD, check, check_against, finish, rel  # noqa: E402
 import load_checkpoint as lc  # noqa: E402
 import torch_models  # noqa: E402
+from torch_training import masked_training  # noqa: E402
 
 torch.set_num_threads(2)
 
 
 def torch_run(model, masks, images, labels, optimizer, lr, dtype):
-    model = copy.deepcopy(model).to(dtype)
-    model.train()
-    params = dict(model.named_parameters())
-    if optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=5e-4)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    losses, logits0, grads0 = [], None, None
-    for step in range(images.shape[0]):
-        opt.zero_grad()
-        logits = model(images[step].to(dtype))
-        loss = F.nll_loss(F.log_softmax(logits, dim=1), labels[step])
-        loss.backward()
-        losses.append(loss.item())
-        if step == 0:
-            logits0 = logits.detach().double().numpy().copy()
-            grads0 = {n: (p.grad * masks[n].to(dtype) if n in masks else p.grad).double().numpy().copy()
-                      for n, p in params.items()}
-        opt.step()
-        with torch.no_grad():  # the reference's mask.step(): optimizer.step() then apply_mask()
-            for n, m in masks.items():
-                params[n].mul_(m.to(dtype))
-    final = {n: p.detach().double().numpy().copy() for n, p in params.items()}
-    return np.array(losses), logits0, grads0, final
+    def make_optimizer(params):
+        if optimizer == "adam":
+            return torch.optim.Adam(params.values(), lr=lr, weight_decay=5e-4)
+        return torch.optim.SGD(params.values(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+
+    return masked_training(model, masks, images, labels, make_optimizer,
+                           lambda logits, y: F.nll_loss(F.log_softmax(logits, dim=1), y), dtype)
 
 
 def run_case(model_name, in_channels, size, steps, batch, density, optimizer, lr, seed, sparse=False):
