@@ -113,6 +113,19 @@ static void print_train_result(const st_train_result *res) {
     printf("\n");
 }
 
+/* One run with the terminal output of cli/train_output.c; the checkpoint's
+ * temporary file is remembered for the signal handler. */
+static st_status run_with_output(st_train_config *c, st_train_result *res) {
+    pending_temp[0] = 0;
+    if (c->save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c->save, (long)getpid());
+    st_train_output out = {.bar = c->progress == 1, .quiet = c->quiet, .log_interval = c->log_interval,
+                           .batch_size = c->batch_size};
+    const st_train_hooks hooks = st_train_output_hooks(&out);
+    st_status s = st_train_run(c, &hooks, res);
+    st_train_output_finish(&out);
+    return s;
+}
+
 /* `path` with "-seed<seed>" before its extension (or at its end): one file per run of --iters. */
 static void per_seed_path(char *path, size_t size, uint64_t seed) {
     if (!path[0]) return;
@@ -151,14 +164,8 @@ static int train_iterations(const st_train_config *base, const char *run_dir, in
         else per_seed_path(c.log, sizeof c.log, c.seed);
         if (!c.quiet) printf("\nIteration start: %d/%d (seed %llu)\n\n", i + 1, n, (unsigned long long)c.seed);
         fflush(stdout);
-        pending_temp[0] = 0;
-        if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
-        st_train_output out = {.bar = c.progress == 1, .quiet = c.quiet, .log_interval = c.log_interval,
-                               .batch_size = c.batch_size};
-        const st_train_hooks hooks = st_train_output_hooks(&out);
         st_train_result res;
-        st_status s = st_train_run(&c, &hooks, &res);
-        st_train_output_finish(&out);
+        st_status s = run_with_output(&c, &res);
         if (s != ST_OK) {
             fprintf(stderr, "sparsetrain train: iteration %d/%d (seed %llu): %s\n", i + 1, n,
                     (unsigned long long)c.seed, st_last_error());
@@ -267,13 +274,8 @@ static int cmd_train(int argc, char **argv) {
     if (reference.evaluate) return st_imagenet_cli_evaluate(&c);
     if (c.progress < 0) c.progress = isatty(fileno(stderr)) && c.log_interval <= 0 ? 1 : 0;
     if (c.iters > 1) return train_iterations(&c, run_dir, save_in_run_dir, log_in_run_dir);
-    if (c.save[0]) snprintf(pending_temp, sizeof pending_temp, "%s.tmp.%ld", c.save, (long)getpid());
-    st_train_output out = {.bar = c.progress == 1, .quiet = c.quiet, .log_interval = c.log_interval,
-                           .batch_size = c.batch_size};
-    const st_train_hooks hooks = st_train_output_hooks(&out);
     st_train_result res;
-    st_status s = st_train_run(&c, &hooks, &res);
-    st_train_output_finish(&out);
+    st_status s = run_with_output(&c, &res);
     if (s != ST_OK) {
         if (s == ST_ERR_INTERRUPTED && c.save[0])
             fprintf(stderr, "sparsetrain train: %s\nresume with: sparsetrain train --resume %s%s%s\n", st_last_error(),
