@@ -68,12 +68,8 @@ void st_config_flags_record_given(const st_config_flags *t, st_train_config *c) 
     c->given[0] = 0;
     for (int i = 0; i < t->n; i++) {
         const st_config_field *f = t->field[i];
-        if (!f || !t->flags[i].given) continue;
-        size_t at = strlen(c->given), n = strlen(f->key);
-        int seen = 0; /* two spellings of one field (--augment, --no-augment) are one key */
-        for (const char *p = c->given; (p = strstr(p, f->key)) != NULL && !seen; p += n)
-            seen = (p == c->given || p[-1] == ',') && (p[n] == ',' || p[n] == 0);
-        if (!seen) snprintf(c->given + at, sizeof c->given - at, "%s%s", at ? "," : "", f->key);
+        /* two spellings of one field (--augment, --no-augment) are one key */
+        if (f && t->flags[i].given) st_config_mark_given(c, f->key);
     }
 }
 

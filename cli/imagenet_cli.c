@@ -37,18 +37,6 @@ void st_imagenet_cli_add_flags(st_config_flags *t, st_train_config *c, st_imagen
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(t, own[i]);
 }
 
-static int given(const st_train_config *c, const char *key) {
-    size_t n = strlen(key);
-    for (const char *p = c->given; (p = strstr(p, key)) != NULL; p += n)
-        if ((p == c->given || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
-    return 0;
-}
-
-static void mark_given(st_train_config *c, const char *key) {
-    size_t at = strlen(c->given);
-    if (!given(c, key)) snprintf(c->given + at, sizeof c->given - at, "%s%s", at ? "," : "", key);
-}
-
 int st_imagenet_cli_apply(st_imagenet_cli *r, st_train_config *c) {
     if (r->dense && !r->folder[0]) {
         fprintf(stderr, "sparsetrain train: --dense belongs to the reference's ImageNet command line (a positional "
@@ -62,37 +50,37 @@ int st_imagenet_cli_apply(st_imagenet_cli *r, st_train_config *c) {
                             "reference ImageNet command line's data folder; flags start with --)\n", r->folder);
             return -1;
         }
-        if (given(c, "datadir")) {
+        if (st_config_given(c, "datadir")) {
             fprintf(stderr, "sparsetrain train: give the data folder once: positional '%s' or --datadir %s\n",
                     r->folder, c->datadir);
             return -1;
         }
-        if (given(c, "data") && strcmp(c->data, "imagenet") != 0) {
+        if (st_config_given(c, "data") && strcmp(c->data, "imagenet") != 0) {
             fprintf(stderr, "sparsetrain train: a positional data folder is the reference's ImageNet command line; "
                             "--data %s takes --datadir FOLDER\n", c->data);
             return -1;
         }
-        if (r->dense && given(c, "sparse")) {
+        if (r->dense && st_config_given(c, "sparse")) {
             fprintf(stderr, "sparsetrain train: --dense and --sparse together\n");
             return -1;
         }
         snprintf(c->data, sizeof c->data, "imagenet");
         snprintf(c->datadir, sizeof c->datadir, "%s", r->folder);
-        mark_given(c, "data");
-        mark_given(c, "datadir");
+        st_config_mark_given(c, "data");
+        st_config_mark_given(c, "datadir");
         /* the reference ImageNet main.py's defaults (and core.py's sparse ones) where the line gives none */
-        if (!given(c, "model")) snprintf(c->model, sizeof c->model, "resnet50");
-        if (!given(c, "workers")) c->workers = 5;
-        if (!given(c, "epochs")) c->epochs = 90;
-        if (!given(c, "batch_size")) c->batch_size = 64;
-        if (!given(c, "test_batch_size")) c->test_batch_size = c->batch_size; /* its val loader's batch */
-        if (!given(c, "l2")) c->l2 = 1e-4;
-        if (!given(c, "log_interval")) c->log_interval = 10;
-        if (!given(c, "nesterov")) c->nesterov = 0;
-        if (!given(c, "lr_schedule")) snprintf(c->lr_schedule, sizeof c->lr_schedule, "step");
-        if (!given(c, "sparse_init")) snprintf(c->sparse_init, sizeof c->sparse_init, "ER");
-        if (!given(c, "density")) c->density = 0.2;
-        if (!given(c, "sparse")) c->sparse = !r->dense;
+        if (!st_config_given(c, "model")) snprintf(c->model, sizeof c->model, "resnet50");
+        if (!st_config_given(c, "workers")) c->workers = 5;
+        if (!st_config_given(c, "epochs")) c->epochs = 90;
+        if (!st_config_given(c, "batch_size")) c->batch_size = 64;
+        if (!st_config_given(c, "test_batch_size")) c->test_batch_size = c->batch_size; /* its val loader's batch */
+        if (!st_config_given(c, "l2")) c->l2 = 1e-4;
+        if (!st_config_given(c, "log_interval")) c->log_interval = 10;
+        if (!st_config_given(c, "nesterov")) c->nesterov = 0;
+        if (!st_config_given(c, "lr_schedule")) snprintf(c->lr_schedule, sizeof c->lr_schedule, "step");
+        if (!st_config_given(c, "sparse_init")) snprintf(c->sparse_init, sizeof c->sparse_init, "ER");
+        if (!st_config_given(c, "density")) c->density = 0.2;
+        if (!st_config_given(c, "sparse")) c->sparse = !r->dense;
     }
     const char *canonical = st_model_canonical_name(c->model);
     if (canonical != c->model) snprintf(c->model, sizeof c->model, "%s", canonical);

@@ -263,11 +263,17 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     return ST_OK;
 }
 
-static int given(const char *list, const char *key) {
+int st_config_given(const st_train_config *c, const char *key) {
+    const char *list = c->given;
     size_t n = strlen(key);
     for (const char *p = list; (p = strstr(p, key)) != NULL; p += n)
         if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
     return 0;
+}
+
+void st_config_mark_given(st_train_config *c, const char *key) {
+    size_t at = strlen(c->given);
+    if (!st_config_given(c, key)) snprintf(c->given + at, sizeof c->given - at, "%s%s", at ? "," : "", key);
 }
 
 static int same_value(const st_config_field *f, const st_train_config *a, const st_train_config *b) {
@@ -284,7 +290,7 @@ static int same_value(const st_config_field *f, const st_train_config *a, const 
 st_status st_resume_merge(const st_train_config *cmdline, st_train_config *c) {
     for (int i = 0; i < N_FIELDS; i++) {
         const st_config_field *f = &fields[i];
-        if (!given(cmdline->given, f->key)) continue;
+        if (!st_config_given(cmdline, f->key)) continue;
         if (f->role != ST_FIELD_RUN) { /* the command line's value wins */
             /* the counts a resume may change (--epochs, --test-batch-size) are checked here, so that a
              * mistake is named as the command line's, not the checkpoint's */

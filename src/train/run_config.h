@@ -68,6 +68,11 @@ st_status st_train_config_to_json(const st_train_config *c, char **json);
  * lacks takes the field's default. `source` names the file for messages. */
 st_status st_train_config_from_json(const char *json, const char *source, st_train_config *c);
 
+/* The record of which fields the command line gave (c->given, comma-separated
+ * keys): whether `key` is in it, and adding it (once; a full record drops it). */
+int st_config_given(const st_train_config *c, const char *key);
+void st_config_mark_given(st_train_config *c, const char *key);
+
 /*! With --resume: `cmdline` is the configuration as the command line gave
  *  it, `c` the same after st_train_config_from_json put the checkpoint's
  *  fields in. For every field the command line gave (cmdline->given): a
