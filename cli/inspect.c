@@ -3,7 +3,6 @@
  * prunable layer and in total the weights kept and the FLOPs (sparse/flops.h). */
 #include "inspect.h"
 
-#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,10 +330,7 @@ int st_cli_inspect(int argc, char **argv) {
     st_exec_policy policy;
     if (!problem && st_exec_policy_parse(o.run.execution, &policy) != ST_OK) problem = "--execution must be auto, sparse or dense";
     if (!problem && (o.run.batch_size <= 0 || o.run.threads < 0)) problem = "--batch-size must be positive and --threads >= 0";
-    if (isnan(o.run.valid_split)) { /* not given: the data set's default, as train (data/catalog.c) */
-        const st_dataset_info *info = st_dataset_info_find(o.run.data);
-        o.run.valid_split = info ? info->valid_split : 0.1;
-    }
+    st_train_config_resolve_defaults(&o.run); /* as train: --valid_split's default is the data set's */
     if (!problem && !(o.run.valid_split >= 0 && o.run.valid_split < 1)) problem = "--valid_split must be in [0, 1)";
     if (problem) {
         fprintf(stderr, "sparsetrain inspect: %s\n", problem);

@@ -263,6 +263,12 @@ st_status st_train_config_from_json(const char *json, const char *source, st_tra
     return ST_OK;
 }
 
+void st_train_config_resolve_defaults(st_train_config *c) {
+    if (!isnan(c->valid_split)) return;
+    const st_dataset_info *info = st_dataset_info_find(c->data);
+    c->valid_split = info ? info->valid_split : 0.1;
+}
+
 int st_config_given(const st_train_config *c, const char *key) {
     const char *list = c->given;
     size_t n = strlen(key);

@@ -68,6 +68,11 @@ st_status st_train_config_to_json(const st_train_config *c, char **json);
  * lacks takes the field's default. `source` names the file for messages. */
 st_status st_train_config_from_json(const char *json, const char *source, st_train_config *c);
 
+/* Fields whose default depends on others, filled in: --valid_split not given
+ * (NaN) becomes the data set's default (data/catalog.c; 0.1 for a name the
+ * catalogue lacks, which the set-up refuses anyway). */
+void st_train_config_resolve_defaults(st_train_config *c);
+
 /* The record of which fields the command line gave (c->given, comma-separated
  * keys): whether `key` is in it, and adding it (once; a full record drops it). */
 int st_config_given(const st_train_config *c, const char *key);

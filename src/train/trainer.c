@@ -16,7 +16,6 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "exec/policy.h"
-#include "data/catalog.h"
 #include "data/dataset.h"
 #include "eval/flops_summary.h"
 #include "io/checkpoint.h"
@@ -259,10 +258,7 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
         snprintf(c->run_id, sizeof c->run_id, "%s", resumed_id);
     else
         st_run_id_new(c->run_id);
-    if (isnan(c->valid_split)) { /* not given: the data set's default (data/catalog.c) */
-        const st_dataset_info *info = st_dataset_info_find(c->data);
-        c->valid_split = info ? info->valid_split : 0.1;
-    }
+    st_train_config_resolve_defaults(c);
     st_status s = validate_config(c);
     if (s != ST_OK && resume_file) /* the command line's part was checked by st_resume_merge */
         s = st_fail_context(ST_ERR_FORMAT, "%s holds run arguments that are not valid", c->resume);
