@@ -72,7 +72,7 @@ int st_cli_eval(int argc, char **argv) {
         {"threads", ST_FLAG_INT, &c.threads, 0, 0, "worker threads (default: all cores)", NULL, NULL, 0},
         {"last", ST_FLAG_SWITCH, &last, 0, 1, "evaluate the last epoch's weights instead of the best-on-validation ones", NULL, NULL, 0},
         {"limit", ST_FLAG_INT, &c.limit, 0, 0, "evaluate only the first N test (and OOD) images (default: all)", NULL, NULL, 0},
-        {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse or dense (auto: as train chooses)", NULL, NULL, 0},
+        {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse, mixed or dense (auto: as train chooses)", NULL, NULL, 0},
         {"ood", ST_FLAG_STRING, c.ood, sizeof c.ood, 0, "OOD set: mnist, fashion-mnist, cifar10, cifar100, a folder holding one, noise (= noise:uniform) or noise:gaussian", NULL, NULL, 0},
         {"ood-datadir", ST_FLAG_STRING, c.ood_datadir, sizeof c.ood_datadir, 0, "folder holding the OOD data set files", NULL, NULL, 0},
         {"attack", ST_FLAG_STRING, attack, sizeof attack, 0, "fgsm or pgd: also report accuracy under this L-inf attack", NULL, NULL, 0},

@@ -64,11 +64,21 @@ static void shape_text(const st_param *p, char *buf, size_t size) {
         at += snprintf(buf + at, size - (size_t)at, d ? "x%lld" : "%lld", (long long)p->shape[d]);
 }
 
-/* "sparse" or "dense": what `train --execution` would run for this model. */
-static const char *execution_choice(const inspect_options *o, const st_model *m) {
+static st_exec_policy execution_policy(const inspect_options *o) {
     st_exec_policy policy = ST_EXEC_AUTO;
     if (st_exec_policy_parse(o->run.execution, &policy) != ST_OK) policy = ST_EXEC_AUTO;
-    return st_model_wants_sparse_execution(m, policy) ? "sparse" : "dense";
+    return policy;
+}
+
+/* "sparse" or "dense": what `train --execution` would run for this model. */
+static const char *execution_choice(const inspect_options *o, const st_model *m) {
+    return st_model_wants_sparse_execution(m, execution_policy(o), o->run.batch_size) ? "sparse" : "dense";
+}
+
+/* "direct", "gemm" or "dense": the kernel layer row r runs on. */
+static const char *layer_kernel(const inspect_options *o, const st_model *m, const layer_row *r) {
+    const char *k = st_model_layer_kernel(m, (int)(r->p - m->params), execution_policy(o), o->run.batch_size);
+    return k ? k : "dense";
 }
 
 static st_status print_json(const inspect_options *o, const st_model *m, const layer_row *rows, int n, int64_t total,
@@ -84,6 +94,10 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
     st_json_append_string(&b, execution_choice(o, m));
     st_json_append_text(&b, ", \"flop_density\": ");
     st_json_append_double(&b, st_model_flop_density(m));
+    st_json_append_text(&b, ", \"mixed_flop_density\": ");
+    st_json_append_double(&b, st_model_mixed_flop_density(m, o->run.batch_size));
+    st_json_append_text(&b, ", \"crossover\": ");
+    st_json_append_double(&b, st_model_sparse_crossover(m));
     st_json_append_text(&b, ", \"mask_sampling\": ");
     st_json_append_string(&b, o->run.mask_sampling);
     st_json_append_text(&b, ", \"seed\": ");
@@ -117,6 +131,8 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
         st_json_append_double(&b, r->dense / dense);
         st_json_append_text(&b, ", \"flops_share_sparse\": ");
         st_json_append_double(&b, r->sparse / sparse);
+        st_json_append_text(&b, ", \"kernel\": ");
+        st_json_append_string(&b, layer_kernel(o, m, r));
         st_json_append_text(&b, "}");
     }
     st_json_append_text(&b, "], \"total_prunable\": ");
@@ -165,15 +181,15 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
            m->in_width, m->num_classes, o->run.sparse_init, o->run.density);
     if (strcmp(o->run.sparse_init, "ERK_plus") == 0) printf(" --fc_density %g", o->run.fc_density);
     printf(" (%s masks, seed %llu)\n\n", o->run.mask_sampling, (unsigned long long)o->run.seed);
-    printf("%-30s %-14s %10s %8s %10s %10s %10s %7s %7s\n", "layer", "shape", "weights", "density", "kept",
-           "MFLOPs", "sparse", "share", "sparse");
+    printf("%-30s %-14s %10s %8s %10s %10s %10s %7s %7s %7s\n", "layer", "shape", "weights", "density", "kept",
+           "MFLOPs", "sparse", "share", "sparse", "kernel");
     for (int l = 0; l < n; l++) {
         const layer_row *r = &rows[l];
         char shape[64];
         shape_text(r->p, shape, sizeof shape);
-        printf("%-30s %-14s %10lld %8.4f %10lld %10.3f %10.3f %6.2f%% %6.2f%%\n", r->p->name, shape,
+        printf("%-30s %-14s %10lld %8.4f %10lld %10.3f %10.3f %6.2f%% %6.2f%% %7s\n", r->p->name, shape,
                (long long)r->p->numel, r->density, (long long)r->kept, r->dense / 1e6, r->sparse / 1e6,
-               100 * r->dense / dense, 100 * r->sparse / sparse);
+               100 * r->dense / dense, 100 * r->sparse / sparse, layer_kernel(o, m, r));
     }
     printf("%-30s %-14s %10lld %8.4f %10lld %10.3f %10.3f %6.2f%% %6.2f%%\n\n", "prunable layers", "",
            (long long)total, expected, (long long)kept, layer_dense / 1e6, layer_sparse / 1e6, 100 * layer_dense / dense,
@@ -191,12 +207,16 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
            o->run.update_frequency, update_gradient_macs(rows, n) / 1e6,
            (ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->run.update_frequency) / 1e6);
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
-    printf("execution (--execution %s): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f); %s\n",
-           o->run.execution, execution_choice(o, m), st_model_flop_density(m), st_model_sparse_crossover(m),
-           st_model_mean_width(m),
-           strcmp(execution_choice(o, m), "sparse") == 0
-               ? "every convolution and linear layer runs the direct sparse kernels on packed weights"
-               : "dense kernels (oneDNN) on dense weights with masks");
+    int gemm = 0;
+    for (int l = 0; l < n; l++) gemm += strcmp(layer_kernel(o, m, &rows[l]), "gemm") == 0;
+    printf("execution (--execution %s, batch %d): %s -- FLOP-weighted density %.4f (%.4f with the dense layers "
+           "counted at their crossover), crossover %.3g (mean width %.0f); ",
+           o->run.execution, o->run.batch_size, execution_choice(o, m), st_model_flop_density(m),
+           st_model_mixed_flop_density(m, o->run.batch_size), st_model_sparse_crossover(m), st_model_mean_width(m));
+    if (strcmp(execution_choice(o, m), "sparse") != 0) printf("dense kernels (oneDNN) on dense weights with masks\n");
+    else if (gemm) printf("%d layers (kernel gemm) run dense GEMMs on batch-innermost activations, the rest the direct "
+                          "sparse kernels on packed weights\n", gemm);
+    else printf("every convolution and linear layer runs the direct sparse kernels on packed weights\n");
 }
 
 /* The model with the masks `sparsetrain train` gives it for the same flags
@@ -283,7 +303,7 @@ int st_cli_inspect(int argc, char **argv) {
         {"batch_size", "training batch size; snip scores one batch"},
         {"valid_split", "held-out fraction, as train"},
         {"threads", NULL},
-        {"execution", "auto, sparse or dense: the execution shown (auto)"},
+        {"execution", "auto, sparse, mixed or dense: the execution shown (auto)"},
         {"update_frequency", "dynamic sparse training's FLOPs: steps between gradient-growth mask updates"},
     };
     for (size_t i = 0; i < sizeof shared / sizeof shared[0]; i++)
@@ -328,7 +348,7 @@ int st_cli_inspect(int argc, char **argv) {
     if (!problem && strcmp(o.run.mask_sampling, "bernoulli") != 0 && strcmp(o.run.mask_sampling, "exact") != 0)
         problem = "--mask-sampling must be bernoulli or exact";
     st_exec_policy policy;
-    if (!problem && st_exec_policy_parse(o.run.execution, &policy) != ST_OK) problem = "--execution must be auto, sparse or dense";
+    if (!problem && st_exec_policy_parse(o.run.execution, &policy) != ST_OK) problem = "--execution must be auto, sparse, mixed or dense";
     if (!problem && (o.run.batch_size <= 0 || o.run.threads < 0)) problem = "--batch-size must be positive and --threads >= 0";
     st_train_config_resolve_defaults(&o.run); /* as train: --valid_split's default is the data set's */
     if (!problem && !(o.run.valid_split >= 0 && o.run.valid_split < 1)) problem = "--valid_split must be in [0, 1)";

@@ -303,14 +303,14 @@ static void print_bench_json(const st_bench_config *c, const st_bench_result *r)
     printf("{\"model\": \"%s\", \"sparse_init\": \"%s\", \"density\": %g, \"batch_size\": %d, \"threads\": %d, "
            "\"execution\": \"%s\", \"isa\": \"%s\", \"conv_implementation\": \"%s\", "
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, "
-           "\"train_step\": {\"ms\": %.4f, \"images_per_s\": %.3f, \"gflop\": %.4f, \"useful_gflops\": %.3f}, "
+           "\"train_step\": {\"ms\": %.4f, \"cpu_ms\": %.4f, \"images_per_s\": %.3f, \"gflop\": %.4f, \"useful_gflops\": %.3f}, "
            "\"memory\": {\"param_bytes\": %lld, \"dense_param_bytes\": %lld, \"activation_bytes\": %lld, "
            "\"peak_rss_bytes\": %lld}, "
            "\"fma_peak\": {\"gflops\": %.3f, \"per_thread\": %.3f, \"threads\": %d, \"isa\": \"%s\"}, "
            "\"useful_fraction_of_peak\": %.4f, "
            "\"kept\": %lld, \"prunable\": %lld, \"layers\": [",
            c->model, c->sparse_init, c->density, c->batch_size, r->threads, r->execution, r->isa, r->conv_implementation,
-           r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->train_gflop, r->useful_gflops,
+           r->forward_ms, r->backward_ms, r->step_ms, r->step_cpu_ms, r->images_per_s, r->train_gflop, r->useful_gflops,
            (long long)r->param_bytes, (long long)r->dense_param_bytes, (long long)r->activation_bytes,
            (long long)r->peak_rss_bytes, r->peak.gflops, r->peak.per_thread, r->peak.threads, st_isa_name(r->peak.isa),
            r->peak.gflops > 0 ? r->useful_gflops / r->peak.gflops : 0.0, (long long)r->kept, (long long)r->total);
@@ -344,8 +344,9 @@ static void print_bench_json(const st_bench_config *c, const st_bench_result *r)
 static void print_bench_text(const st_bench_config *c, const st_bench_result *r) {
     printf("%s %s density %g, batch %d, %d threads, %s execution (%s kernels)\n", c->model, c->sparse_init, c->density,
            c->batch_size, r->threads, r->execution, r->isa);
-    printf("  forward %.2f ms, backward %.2f ms, training step %.2f ms: %.1f images/s, %.1f useful GFLOP/s\n",
-           r->forward_ms, r->backward_ms, r->step_ms, r->images_per_s, r->useful_gflops);
+    printf("  forward %.2f ms, backward %.2f ms, training step %.2f ms (%.2f ms of CPU time): %.1f images/s, %.1f useful "
+           "GFLOP/s\n",
+           r->forward_ms, r->backward_ms, r->step_ms, r->step_cpu_ms, r->images_per_s, r->useful_gflops);
     printf("  weights + gradients + optimiser state: %.2f MiB (dense storage: %.2f MiB, %.1f%%); activations %.1f MiB; "
            "peak RSS %.1f MiB\n",
            r->param_bytes / 1048576.0, r->dense_param_bytes / 1048576.0,
@@ -438,7 +439,7 @@ static int cmd_bench(int argc, char **argv) {
         {"classes", ST_FLAG_INT, &c.classes, 0, 0, "classes (10)", NULL, NULL, 0},
         {"warmup", ST_FLAG_INT, &c.warmup, 0, 0, "untimed warm-up steps (2)", NULL, NULL, 0},
         {"steps", ST_FLAG_INT, &c.steps, 0, 0, "timed steps (5)", NULL, NULL, 0},
-        {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse or dense (auto)", NULL, NULL, 0},
+        {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse, mixed or dense (auto)", NULL, NULL, 0},
         {"isa", ST_FLAG_STRING, isa, sizeof isa, 0, "kernel instruction set: auto, avx512, avx2, generic (auto)", NULL, NULL, 0},
         {"json", ST_FLAG_SWITCH, &json, 0, 1, "print one JSON object", NULL, NULL, 0},
     };

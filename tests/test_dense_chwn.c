@@ -124,6 +124,7 @@ int main(void) {
         {64, 40, 32, 12, 3, 1, 1, "3x3 s1, several row blocks"},
         {4, 1100, 3, 10, 1, 1, 0, "1x1 s1, 1100 inputs (tiles of K)"},
         {3, 120, 5, 4, 3, 1, 1, "3x3, 1080 columns (tiles of K)"},
+        {20, 32, 14, 64, 1, 2, 0, "1x1 s2 32->64 @14, batch 20"},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_shape(&rng, &shapes[i]);
     TEST_MAIN_END();

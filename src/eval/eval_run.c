@@ -187,7 +187,7 @@ static st_status open_model(const st_eval_config *c, st_safetensors *f, const st
     snprintf(probe, sizeof probe, "best.%s", (*m)->params[0].name);
     int best = c->use_best && st_safetensors_find(f, probe) != NULL;
     ST_TRY(st_checkpoint_load_model(f, c->checkpoint, *m, best ? "best." : ""));
-    return st_run_apply_execution(*m, c->execution); /* a sparse checkpoint runs on the sparse kernels like its training did */
+    return st_run_apply_execution(*m, c->execution, c->batch_size); /* a sparse checkpoint runs on the sparse kernels like its training did */
 }
 
 static st_status evaluate_all(const st_eval_config *c, st_model *m, const st_dataset *test, st_eval_result *r) {

@@ -24,7 +24,7 @@ typedef struct st_eval_config {
     int threads;               /* --threads, set by the caller (the library runs on the OpenMP thread count it is given) */
     int use_best;              /* evaluate the best-on-validation copy if present */
     int limit;                 /* evaluate only the first `limit` test (and OOD) images; 0 = all */
-    char execution[16];        /* auto, sparse or dense (exec/policy.h); "" = auto */
+    char execution[16];        /* auto, sparse, mixed or dense (exec/policy.h); "" = auto */
     int attack_limit;          /* attack only the first `attack_limit` of those (PGD is costly); 0 = all */
     /* OOD: "" none; a data set name (mnist, fashion-mnist, cifar10, cifar100),
      * "noise" (= "noise:uniform") or "noise:gaussian" */

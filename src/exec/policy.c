@@ -10,6 +10,7 @@ st_status st_exec_policy_parse(const char *name, st_exec_policy *out) {
     if (strcmp(name, "auto") == 0) *out = ST_EXEC_AUTO;
     else if (strcmp(name, "sparse") == 0) *out = ST_EXEC_SPARSE;
     else if (strcmp(name, "dense") == 0) *out = ST_EXEC_DENSE;
+    else if (strcmp(name, "mixed") == 0) *out = ST_EXEC_MIXED;
     else return st_fail(ST_ERR_ARGUMENT, "--execution '%s' is unknown (" ST_EXEC_POLICY_NAMES ")", name);
     return ST_OK;
 }
@@ -50,13 +51,66 @@ double st_model_sparse_crossover(const st_model *m) {
     return fmin(0.5, fmax(0.1, c));
 }
 
-int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy) {
-    if (policy == ST_EXEC_SPARSE) return 1;
-    if (policy == ST_EXEC_DENSE) return 0;
-    return st_model_flop_density(m) <= st_model_sparse_crossover(m);
+double st_model_mixed_flop_density(const st_model *m, int batch) {
+    double kept = 0.0, dense = 0.0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        if ((op->kind != ST_OP_CONV && op->kind != ST_OP_LINEAR) || op->weight < 0) continue;
+        const st_activation *out = &m->acts[op->out];
+        const double pixels = (double)out->height * out->width;
+        const st_param *w = &m->params[op->weight];
+        const double numel = (double)w->numel, k = (double)(w->sparse ? w->sparse->kept : w->numel);
+        dense += pixels * numel;
+        kept += pixels * fmin(k, numel * st_layer_dense_crossover(m, op, batch));
+    }
+    return dense > 0.0 ? kept / dense : 1.0;
 }
 
-st_status st_model_apply_execution(st_model *m, st_exec_policy policy) {
-    if (!st_model_wants_sparse_execution(m, policy)) return ST_OK;
+int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy, int batch) {
+    if (policy == ST_EXEC_SPARSE || policy == ST_EXEC_MIXED) return 1;
+    if (policy == ST_EXEC_DENSE) return 0;
+    return st_model_mixed_flop_density(m, batch) <= st_model_sparse_crossover(m);
+}
+
+double st_layer_dense_crossover(const st_model *m, const st_op *op, int batch) {
+    const st_param *w = &m->params[op->weight];
+    const st_activation *out = &m->acts[op->out];
+    const double kc = (double)w->numel / (double)w->shape[0];
+    if (kc < ST_DENSE_LAYER_MIN_REDUCTION) return 1.0;
+    const double ln_n = log(fmax(1.0, batch)), ln_p = log(fmax(1.0, (double)out->height * out->width));
+    const int identity = op->kind != ST_OP_CONV || (op->kernel == 1 && op->stride == 1 && op->padding == 0);
+    const double ln_c = ST_DENSE_LAYER_C0 + ST_DENSE_LAYER_C_OUTPUTS * log((double)w->shape[0]) +
+                        ST_DENSE_LAYER_C_PLANE * (ln_n + ln_p) + ST_DENSE_LAYER_C_BATCH_PIXELS * ln_n * ln_p +
+                        (identity ? ST_DENSE_LAYER_C_IDENTITY : 0.0);
+    return fmin(1.0, fmax(ST_DENSE_LAYER_MIN_CROSSOVER, exp(ln_c)));
+}
+
+int st_layer_wants_dense(const st_model *m, const st_op *op, int batch) {
+    if ((op->kind != ST_OP_CONV && op->kind != ST_OP_LINEAR) || op->weight < 0) return 0;
+    const st_param *w = &m->params[op->weight];
+    const double density = w->sparse ? (double)w->sparse->kept / (double)w->numel : 1.0;
+    return density > st_layer_dense_crossover(m, op, batch);
+}
+
+const char *st_model_layer_kernel(const st_model *m, int param, st_exec_policy policy, int batch) {
+    for (int i = 0; i < m->n_ops; i++) {
+        const st_op *op = &m->ops[i];
+        if ((op->kind != ST_OP_CONV && op->kind != ST_OP_LINEAR) || op->weight != param) continue;
+        if (!st_model_wants_sparse_execution(m, policy, batch)) return "dense";
+        if (policy == ST_EXEC_SPARSE) return "direct";
+        return st_layer_wants_dense(m, op, batch) ? "gemm" : "direct";
+    }
+    return NULL;
+}
+
+int st_model_dense_layers(const st_model *m, int batch) {
+    int n = 0;
+    for (int i = 0; i < m->n_ops && m->per_layer_kernels; i++) n += st_layer_wants_dense(m, &m->ops[i], batch);
+    return n;
+}
+
+st_status st_model_apply_execution(st_model *m, st_exec_policy policy, int batch) {
+    if (!st_model_wants_sparse_execution(m, policy, batch)) return ST_OK;
+    m->per_layer_kernels = policy == ST_EXEC_MIXED || policy == ST_EXEC_AUTO;
     return st_model_use_sparse_execution(m);
 }

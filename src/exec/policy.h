@@ -20,16 +20,21 @@
 
 #include "models/model.h"
 
-typedef enum st_exec_policy { ST_EXEC_AUTO = 0, ST_EXEC_SPARSE = 1, ST_EXEC_DENSE = 2 } st_exec_policy;
+/* auto: the model-level rule below picks dense or sparse execution, and a
+ * sparse model then chooses its kernel per layer (as mixed); sparse: sparse
+ * execution with the direct sparse kernels on every layer; mixed: sparse
+ * execution, each layer's kernel by the per-layer rule; dense: dense
+ * execution. */
+typedef enum st_exec_policy { ST_EXEC_AUTO = 0, ST_EXEC_SPARSE = 1, ST_EXEC_DENSE = 2, ST_EXEC_MIXED = 3 } st_exec_policy;
 
 /* The crossover rule's constants (see above). */
 #define ST_SPARSE_EXEC_CROSSOVER_AT_REF 0.34
 #define ST_SPARSE_EXEC_REF_WIDTH 36.0
 #define ST_SPARSE_EXEC_WIDTH_EXPONENT 0.4
 
-#define ST_EXEC_POLICY_NAMES "auto, sparse or dense"
+#define ST_EXEC_POLICY_NAMES "auto, sparse, mixed or dense"
 
-/* Parses --execution (auto, sparse, dense). */
+/* Parses --execution (auto, sparse, mixed, dense). */
 st_status st_exec_policy_parse(const char *name, st_exec_policy *out);
 
 /* Kept multiply-adds / dense multiply-adds over all convolutions and linear
@@ -41,11 +46,55 @@ double st_model_flop_density(const st_model *m);
 double st_model_mean_width(const st_model *m);
 double st_model_sparse_crossover(const st_model *m);
 
-/* Whether `policy` selects sparse execution for `m` as it is now. */
-int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy);
+/* Kept multiply-adds of one forward pass over the dense ones as sparse
+ * execution with per-layer kernels would cost at `batch`: a layer that runs
+ * as a GEMM counts as a direct layer at its crossover density. */
+double st_model_mixed_flop_density(const st_model *m, int batch);
+
+/* Whether `policy` selects sparse execution for `m` as it is now, training
+ * or evaluating batches of `batch` images. auto: when the mixed FLOP
+ * density is at most the model's crossover. */
+int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy, int batch);
+
+/* Per-layer kernel choice of sparse execution (m->per_layer_kernels): 1 when
+ * conv / linear op `op` should run as a dense GEMM on CHWN activations
+ * (kernels/dense_chwn.h) rather than the direct sparse kernels, for batches
+ * of `batch` images: when its weight's density is above the layer's
+ * crossover, the density where both take equally long. The crossover is a
+ * function of the layer's shape and the batch only, never of timings, so a
+ * run's arithmetic is reproducible:
+ *   ln c = C0 + Co ln out + Cq ln(n p) + Cnp ln n ln p (+ Ci when no im2col is needed)
+ * with out = output channels, n = the batch, p = output pixels per image (n p:
+ * the length of a channel's plane in the batch-innermost layout), "no im2col"
+ * = a 1x1 stride-1 convolution or a linear layer; clamped to [0.02, 1]. A
+ * layer with in * K * K < 32 always runs direct (GEMMs with so short a
+ * reduction measured slower than the direct kernels even at density 1).
+ * Fitted (least squares on ln c over 25 layer shapes: CIFAR and ImageNet
+ * layers at batches 16-256) to the crossovers bench/layer_crossover.c
+ * measured, choosing among feature sets the one whose choices lose the
+ * least time on the measured grid (1.8 % on average over shapes x
+ * densities; docs/PERFORMANCE.md, "Per-layer dense or sparse kernels").
+ * Wider layers, longer planes and 1x1 layers favour the GEMM; the direct
+ * kernels' vectors run along the batch, and at small batches larger images
+ * favour the GEMM more. */
+#define ST_DENSE_LAYER_C0 6.8221
+#define ST_DENSE_LAYER_C_OUTPUTS (-0.4984)
+#define ST_DENSE_LAYER_C_PLANE (-1.1085)
+#define ST_DENSE_LAYER_C_BATCH_PIXELS 0.2091
+#define ST_DENSE_LAYER_C_IDENTITY (-0.9858)
+#define ST_DENSE_LAYER_MIN_CROSSOVER 0.02
+#define ST_DENSE_LAYER_MIN_REDUCTION 32
+double st_layer_dense_crossover(const st_model *m, const st_op *op, int batch);
+int st_layer_wants_dense(const st_model *m, const st_op *op, int batch);
+/* The kernel conv / linear weight `param` runs on under `policy` at `batch`:
+ * "dense" (dense execution), "direct" (the direct sparse kernels) or "gemm"
+ * (a dense GEMM inside sparse execution); NULL when no op uses it. */
+const char *st_model_layer_kernel(const st_model *m, int param, st_exec_policy policy, int batch);
+/* How many conv / linear layers of a sparse-executed model run as dense GEMMs at `batch`. */
+int st_model_dense_layers(const st_model *m, int batch);
 
 /* Applies the policy: switches `m` to sparse execution when chosen (after
  * masks and weights are final, before an optimiser is created). */
-st_status st_model_apply_execution(st_model *m, st_exec_policy policy);
+st_status st_model_apply_execution(st_model *m, st_exec_policy policy, int batch);
 
 #endif

@@ -2,9 +2,14 @@
  * values only, in the parameter store) and the direct sparse kernels
  * (kernels/sparse_conv.h) on batch-innermost (CHWN) activations; batch norm,
  * add and ReLU run channel-major through the same fused kernels as the dense
- * executor. Its state: one kernel plan per convolution / linear op, rebuilt
- * when the batch size or the weight's mask version changes, and the CHWN
- * copies of the images and logits (and their gradients). */
+ * executor. With m->per_layer_kernels, a layer that exec/policy.h finds dense
+ * enough runs a dense GEMM on the same CHWN activations instead
+ * (kernels/dense_chwn.h), its weight scattered from the store to a dense
+ * matrix each step (or used as it is when every position is kept). Its
+ * state: one kernel plan per convolution / linear op, rebuilt when the batch
+ * size or the weight's mask version changes, the dense layers' weight and
+ * gradient matrices, and the CHWN copies of the images and logits (and their
+ * gradients). */
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,12 +18,16 @@
 
 #include "core/status.h"
 #include "exec/executor.h"
+#include "exec/policy.h"
 #include "kernels/chwn_ops.h"
+#include "kernels/dense_chwn.h"
 #include "kernels/isa.h"
 #include "kernels/sparse_conv.h"
 
 typedef struct sparse_state {
-    st_spconv_plan **plans; /* per op */
+    st_spconv_plan **plans; /* per op: direct sparse kernels, or */
+    st_dchwn_plan **dense;  /* per op: dense GEMM (exec/policy.h's per-layer choice) */
+    float **dense_w, **dense_dw; /* per dense op whose weight is not stored dense: its (rows, cols) matrices */
     uint64_t *versions;     /* per op: the weight's mask version its plan was built from */
     float *chwn_input, *chwn_input_grad, *chwn_logits, *chwn_logits_grad; /* capacity-sized */
 } sparse_state;
@@ -35,9 +44,12 @@ static st_status ensure_state(st_model *m) {
     sparse_state *s = st_calloc(1, sizeof *s, "sparse executor");
     if (!s) return ST_ERR_NOMEM;
     s->plans = st_calloc((size_t)m->n_ops + 1, sizeof *s->plans, "sparse executor");
+    s->dense = st_calloc((size_t)m->n_ops + 1, sizeof *s->dense, "sparse executor");
+    s->dense_w = st_calloc((size_t)m->n_ops + 1, sizeof *s->dense_w, "sparse executor");
+    s->dense_dw = st_calloc((size_t)m->n_ops + 1, sizeof *s->dense_dw, "sparse executor");
     s->versions = st_calloc((size_t)m->n_ops + 1, sizeof *s->versions, "sparse executor");
     m->exec_state = s;
-    return s->plans && s->versions ? ST_OK : ST_ERR_NOMEM;
+    return s->plans && s->dense && s->dense_w && s->dense_dw && s->versions ? ST_OK : ST_ERR_NOMEM;
 }
 
 /* Packs every prunable weight, with its gradient and optimiser state. */
@@ -63,9 +75,16 @@ static st_status sparse_reserve(st_model *m) {
 static void sparse_release(st_model *m) {
     sparse_state *s = state(m);
     if (!s) return;
-    if (s->plans)
-        for (int i = 0; i < m->n_ops; i++) st_spconv_plan_free(s->plans[i]);
+    for (int i = 0; i < m->n_ops; i++) {
+        if (s->plans) st_spconv_plan_free(s->plans[i]);
+        if (s->dense) st_dchwn_plan_free(s->dense[i]);
+        if (s->dense_w) free(s->dense_w[i]);
+        if (s->dense_dw) free(s->dense_dw[i]);
+    }
     free(s->plans);
+    free(s->dense);
+    free(s->dense_w);
+    free(s->dense_dw);
     free(s->versions);
     free_buffers(s);
     free(s);
@@ -116,27 +135,69 @@ static void sparse_images_grad_out(st_model *m, int batch) {
     st_chwn_to_nchw(state(m)->chwn_input_grad, batch, a->channels, a->height * a->width, a->grad, 0);
 }
 
-/* The kernel plan of a conv or linear op for `batch` images and the weight's current mask. */
-static st_status sparse_plan(st_model *m, st_op *op, int batch, st_spconv_plan **out) {
+static int plan_batch(const sparse_state *s, int k) {
+    if (s->plans[k]) return st_spconv_plan_geom(s->plans[k])->batch;
+    if (s->dense[k]) return st_dchwn_plan_geom(s->dense[k])->batch;
+    return -1;
+}
+
+static void free_plan(sparse_state *s, int k) {
+    st_spconv_plan_free(s->plans[k]);
+    st_dchwn_plan_free(s->dense[k]);
+    free(s->dense_w[k]);
+    free(s->dense_dw[k]);
+    s->plans[k] = NULL, s->dense[k] = NULL, s->dense_w[k] = NULL, s->dense_dw[k] = NULL;
+}
+
+/* The kernel plan of a conv or linear op for `batch` images and the weight's
+ * current mask: s->plans[k] (direct sparse) or s->dense[k] (dense GEMM, with
+ * its weight matrices when the store does not hold the weight dense). */
+static st_status sparse_plan(st_model *m, st_op *op, int batch) {
     ST_TRY(ensure_state(m));
     sparse_state *s = state(m);
     const int k = (int)(op - m->ops);
     const st_sparse_weight *w = m->params[op->weight].sparse;
-    if (!s->plans[k] || st_spconv_plan_geom(s->plans[k])->batch != batch || s->versions[k] != w->version) {
-        st_spconv_plan_free(s->plans[k]);
-        s->plans[k] = NULL;
-        const st_activation *a = &m->acts[op->in];
-        st_spconv_geom g;
-        if (op->kind == ST_OP_CONV)
-            st_spconv_geom_init(&g, batch, a->channels, a->height, a->width, m->acts[op->out].channels, op->kernel,
-                                op->stride, op->padding);
-        else
-            st_spconv_geom_init(&g, batch, (int)st_activation_size(a), 1, 1, m->acts[op->out].channels, 1, 1, 0);
+    if (plan_batch(s, k) == batch && s->versions[k] == w->version) return ST_OK;
+    free_plan(s, k);
+    const st_activation *a = &m->acts[op->in];
+    st_spconv_geom g;
+    if (op->kind == ST_OP_CONV)
+        st_spconv_geom_init(&g, batch, a->channels, a->height, a->width, m->acts[op->out].channels, op->kernel,
+                            op->stride, op->padding);
+    else
+        st_spconv_geom_init(&g, batch, (int)st_activation_size(a), 1, 1, m->acts[op->out].channels, 1, 1, 0);
+    if (m->per_layer_kernels && st_layer_wants_dense(m, op, batch)) {
+        ST_TRY(st_dchwn_plan_create(&g, &s->dense[k]));
+        if (!st_sparse_weight_stored_is_dense(w)) {
+            const size_t bytes = sizeof(float) * (size_t)st_sparse_weight_numel(w);
+            s->dense_w[k] = st_malloc_aligned(bytes, "dense layer weights");
+            s->dense_dw[k] = st_malloc_aligned(bytes, "dense layer weights");
+            if (!s->dense_w[k] || !s->dense_dw[k]) return ST_ERR_NOMEM;
+        }
+    } else {
         ST_TRY(st_spconv_plan_create(&g, w->row_ptr, w->col, &s->plans[k]));
-        s->versions[k] = w->version;
     }
-    *out = s->plans[k];
+    s->versions[k] = w->version;
     return ST_OK;
+}
+
+/* A dense op's weight as a (rows, cols) matrix: the stored values, or their scatter. */
+static const float *dense_weight(st_model *m, const st_op *op) {
+    sparse_state *s = state(m);
+    const int k = (int)(op - m->ops);
+    const st_param *w = &m->params[op->weight];
+    if (!s->dense_w[k]) return w->value;
+    st_sparse_weight_scatter(w->sparse, w->value, s->dense_w[k]);
+    return s->dense_w[k];
+}
+
+static void conv_forward(st_model *m, st_op *op, const float *x, float *y, double *stats) {
+    sparse_state *s = state(m);
+    const int k = (int)(op - m->ops);
+    const float *bias = op->bias >= 0 ? m->params[op->bias].value : NULL;
+    if (s->dense[k]) st_dchwn_forward(s->dense[k], x, dense_weight(m, op), bias, y, stats);
+    else if (stats) st_spconv_forward_stats(s->plans[k], x, m->params[op->weight].value, bias, y, stats);
+    else st_spconv_forward(s->plans[k], x, m->params[op->weight].value, bias, y);
 }
 
 static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
@@ -146,12 +207,10 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
     float *y = sparse_act_value(m, op->out);
     switch (op->kind) {
     case ST_OP_CONV:
-    case ST_OP_LINEAR: {
-        st_spconv_plan *plan;
-        ST_TRY(sparse_plan(m, op, batch, &plan));
-        st_spconv_forward(plan, x, m->params[op->weight].value, op->bias >= 0 ? m->params[op->bias].value : NULL, y);
+    case ST_OP_LINEAR:
+        ST_TRY(sparse_plan(m, op, batch));
+        conv_forward(m, op, x, y, NULL);
         break;
-    }
     case ST_OP_MAXPOOL:
     case ST_OP_AVGPOOL: {
         st_chwn_pool s;
@@ -197,32 +256,63 @@ static st_status dense_weight_grad(const st_spconv_plan *plan, const st_sparse_w
 
 static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, double *stats) {
     ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
-    st_spconv_plan *plan;
-    ST_TRY(sparse_plan(m, op, batch, &plan));
-    st_spconv_forward_stats(plan, sparse_act_value(m, op->in), m->params[op->weight].value,
-                            op->bias >= 0 ? m->params[op->bias].value : NULL, sparse_act_value(m, op->out), stats);
+    ST_TRY(sparse_plan(m, op, batch));
+    conv_forward(m, op, sparse_act_value(m, op->in), sparse_act_value(m, op->out), stats);
     return ST_OK;
+}
+
+/* The weight-gradient pass of a dense-GEMM op: into the store's gradient
+ * (kept positions) and, on a gradient-growth update step, into the full
+ * dense gradient asked for (dense_dw, may be NULL). */
+static void dense_backward_weight(st_model *m, st_op *op, const float *x, const float *dy, float *dense_dw) {
+    sparse_state *s = state(m);
+    const int k = (int)(op - m->ops);
+    st_param *w = &m->params[op->weight];
+    float *dbias = op->bias >= 0 ? m->params[op->bias].grad : NULL;
+    const int64_t numel = st_sparse_weight_numel(w->sparse);
+    float *full = s->dense_dw[k];
+    if (!full && !dense_dw) { /* the store holds this gradient dense: straight in */
+        st_dchwn_backward_weight(s->dense[k], x, dy, w->grad, dbias);
+        return;
+    }
+    float *tmp = full ? NULL : st_malloc_aligned(sizeof(float) * (size_t)numel, "dense weight gradient");
+    if (!full && !tmp) {
+        m->dense_grad_failed = 1;
+        st_dchwn_backward_weight(s->dense[k], x, dy, w->grad, dbias);
+        return;
+    }
+    float *g = full ? full : tmp;
+    memset(g, 0, sizeof(float) * (size_t)numel);
+    st_dchwn_backward_weight(s->dense[k], x, dy, g, dbias);
+    st_sparse_weight_gather_add(w->sparse, g, w->grad);
+    if (dense_dw)
+        for (int64_t i = 0; i < numel; i++) dense_dw[i] += g[i];
+    free(tmp);
 }
 
 /* Both backward passes of a conv or linear op. */
 static void sparse_backward_conv(st_model *m, st_op *op, const float *dy, int batch) {
+    sparse_state *s = state(m);
+    const int k = (int)(op - m->ops);
     const float *x = sparse_act_value(m, op->in);
     /* forward built the plan for this batch size */
-    st_spconv_plan *plan = state(m)->plans[op - m->ops];
-    ST_ASSERT(plan && st_spconv_plan_geom(plan)->batch == batch);
+    ST_ASSERT(plan_batch(s, k) == batch);
+    st_spconv_plan *plan = s->plans[k];
     st_param *w = &m->params[op->weight];
+    float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL; /* a gradient-growth update step */
     const double t0 = m->profile ? omp_get_wtime() : 0.0;
-    st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+    if (plan) st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+    else dense_backward_weight(m, op, x, dy, dense_dw);
     const double t1 = m->profile ? omp_get_wtime() : 0.0;
     int acc = 0;
     float *dx = st_walk_grad_for_write(m, op->in, &acc);
-    if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);
+    if (dx && plan) st_spconv_backward_data(plan, dy, w->value, dx, acc);
+    else if (dx) st_dchwn_backward_data(s->dense[k], dy, s->dense_w[k] ? s->dense_w[k] : w->value, dx, acc);
     if (m->profile) {
         st_walk_profile_pass(m, ST_PASS_BACKWARD_WEIGHT, t1 - t0);
         if (dx) st_walk_profile_pass(m, ST_PASS_BACKWARD_DATA, omp_get_wtime() - t1);
     }
-    float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL; /* a gradient-growth update step */
-    if (dense_dw) {
+    if (dense_dw && plan) {
         const double d0 = omp_get_wtime();
         if (dense_weight_grad(plan, w->sparse, x, dy, dense_dw) != ST_OK) m->dense_grad_failed = 1;
         m->dense_grad_seconds += omp_get_wtime() - d0;
@@ -264,8 +354,9 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
 }
 
 static void sparse_describe(const st_model *m, char *out, size_t size) {
-    (void)m;
-    snprintf(out, size, "sparse-direct:%s", st_isa_name(st_isa_current()));
+    const int dense = st_model_dense_layers(m, m->capacity);
+    if (dense > 0) snprintf(out, size, "sparse-direct:%s + dense GEMM on %d layers", st_isa_name(st_isa_current()), dense);
+    else snprintf(out, size, "sparse-direct:%s", st_isa_name(st_isa_current()));
 }
 
 const st_executor st_sparse_executor = {

@@ -86,6 +86,10 @@ typedef struct st_model {
      * layout copies of the images and logits). */
     const struct st_executor *exec;
     void *exec_state;
+    /* Sparse executor only: 1 = each convolution / linear layer runs the direct
+     * sparse kernels or a dense GEMM, by exec/policy.h's per-layer rule
+     * (--execution mixed, and auto); 0 = the direct sparse kernels everywhere. */
+    int per_layer_kernels;
     int profile; /* 1: accumulate the time of every step of the walk (st_model_step_profile) */
     /* Dense weight gradients asked for one step (gradient growth of dynamic
      * sparse training, train/mask_update.h): per param, NULL or numel floats

@@ -139,8 +139,8 @@ st_status st_run_model_build(const st_run_model_spec *spec, st_model **model, st
     return ST_OK;
 }
 
-st_status st_run_apply_execution(st_model *m, const char *execution) {
+st_status st_run_apply_execution(st_model *m, const char *execution, int batch) {
     st_exec_policy policy;
     ST_TRY(st_exec_policy_parse(execution && execution[0] ? execution : "auto", &policy));
-    return st_model_apply_execution(m, policy);
+    return st_model_apply_execution(m, policy, batch);
 }

@@ -12,7 +12,7 @@
  *                        global_magnitude read the initialised weights), the
  *                        masks (exact counts or Bernoulli) and the
  *                        initialisation scaled as asked;
- *   st_run_apply_execution  the executor (--execution auto|sparse|dense),
+ *   st_run_apply_execution  the executor (--execution auto|sparse|mixed|dense),
  *                        once masks and weights are final. */
 #ifndef ST_RUN_SETUP_H
 #define ST_RUN_SETUP_H
@@ -67,6 +67,6 @@ typedef struct st_run_layers {
 st_status st_run_model_build(const st_run_model_spec *spec, st_model **model, st_run_layers *layers);
 void st_run_layers_free(st_run_layers *l);
 
-st_status st_run_apply_execution(st_model *m, const char *execution);
+st_status st_run_apply_execution(st_model *m, const char *execution, int batch);
 
 #endif

@@ -26,6 +26,13 @@ static double now_ms(void) {
     return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
+/* CPU time of the whole process (every thread). */
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
 static int compare_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -56,11 +63,11 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     float *images = malloc(sizeof(float) * image * (size_t)c->batch_size);
     int32_t *labels = malloc(sizeof(int32_t) * (size_t)c->batch_size);
     double *fwd = malloc(sizeof(double) * (size_t)c->steps), *bwd = malloc(sizeof(double) * (size_t)c->steps);
-    double *step = malloc(sizeof(double) * (size_t)c->steps);
+    double *step = malloc(sizeof(double) * (size_t)c->steps), *cpu = malloc(sizeof(double) * (size_t)c->steps);
     st_optimizer opt;
     memset(&opt, 0, sizeof opt);
-    if (!images || !labels || !fwd || !bwd || !step) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
-    if (s == ST_OK) s = st_run_apply_execution(m, c->execution);
+    if (!images || !labels || !fwd || !bwd || !step || !cpu) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
+    if (s == ST_OK) s = st_run_apply_execution(m, c->execution, c->batch_size);
     if (s == ST_OK) {
         st_rng rng;
         st_rng_seed(&rng, c->seed, 99);
@@ -74,6 +81,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
             st_model_profile_reset(m);
         }
         const float *logits;
+        const double c0 = cpu_ms();
         double loss, t0 = now_ms();
         int ok;
         s = st_model_forward(m, images, c->batch_size, &logits);
@@ -86,12 +94,14 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
             fwd[it - c->warmup] = t1 - t0;
             bwd[it - c->warmup] = t2 - t1;
             step[it - c->warmup] = t3 - t0;
+            cpu[it - c->warmup] = cpu_ms() - c0;
         }
     }
     if (s == ST_OK) {
         r->forward_ms = median(fwd, c->steps);
         r->backward_ms = median(bwd, c->steps);
         r->step_ms = median(step, c->steps);
+        r->step_cpu_ms = median(cpu, c->steps);
         r->images_per_s = 1e3 * c->batch_size / r->step_ms;
         st_model_prunable_counts(m, &r->kept, &r->total);
         r->threads = omp_get_max_threads();
@@ -148,6 +158,7 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     free(fwd);
     free(bwd);
     free(step);
+    free(cpu);
     st_model_free(m);
     return s;
 }

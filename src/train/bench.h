@@ -16,7 +16,7 @@ typedef struct st_bench_config {
     int channels, height, width, classes;
     int warmup, steps;     /* warm-up steps, timed steps */
     uint64_t seed;
-    char execution[16];    /* auto, sparse or dense (exec/policy.h) */
+    char execution[16];    /* auto, sparse, mixed or dense (exec/policy.h) */
 } st_bench_config;
 
 /* One step of the walk (a layer or a fused group), timed per training step. */
@@ -39,6 +39,8 @@ typedef struct st_bench_layer {
 
 typedef struct st_bench_result {
     double forward_ms, backward_ms, step_ms; /* medians over the timed steps */
+    double step_cpu_ms;                      /* median CPU time of the process per step (all threads; on a
+                                                shared machine, what the step cost without the waits) */
     double images_per_s;                     /* full training step */
     int64_t kept, total;                     /* prunable weights */
     double useful_gflops;                    /* kept-weight FLOPs of a training step / step time */

@@ -105,7 +105,8 @@ static const st_config_field fields[] = {
            "dynamic sparse training: death-rate decay, cosine or linear", NULL),
     /* this invocation only */
     STRING("execution", "execution", NOW, execution, "auto",
-           "auto, sparse (packed weights, sparse kernels) or dense (auto: by FLOP-weighted density)", ""),
+           "auto, sparse (packed weights, direct sparse kernels), mixed (sparse, with dense GEMMs on the layers "
+           "dense enough) or dense (auto: dense or mixed, by FLOP-weighted density)", ""),
     {"workers", "workers", ST_FIELD_INT, NOW, AT(workers), NULL, 0, 0, "data loading threads", "1; imagenet: 2",
      {{0}, {0}}, "max-threads"},
     STRING("resume", "resume", NOW, resume, "", "continue the run saved in this checkpoint", NULL),

@@ -192,7 +192,7 @@ static st_status setup_model(st_trainer *r, const st_safetensors *resume_file) {
     if (s != ST_OK) return s;
     if (resume_file) ST_TRY(st_checkpoint_load_model(resume_file, c->resume, m, ""));
     /* masks and weights are final: choose dense or sparse execution (packs the weights) */
-    ST_TRY(st_run_apply_execution(m, c->execution));
+    ST_TRY(st_run_apply_execution(m, c->execution, c->batch_size));
     ST_TRY(st_optimizer_create(&r->opt, m, strcmp(c->optimizer, "adam") == 0 ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD,
                                c->momentum, strcmp(c->optimizer, "sgd") == 0 && c->nesterov, c->l2));
     /* --bn-weight-decay: the reference's ImageNet main.py puts parameters named *bn* in a group without

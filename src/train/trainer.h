@@ -34,7 +34,7 @@ typedef struct st_train_config {
     double density;            /* --density 0.05 */
     double fc_density;         /* --fc_density 1.0 (ERK_plus) */
     char mask_sampling[16];    /* --mask-sampling bernoulli|exact */
-    char execution[16];        /* --execution auto|sparse|dense (exec/policy.h) */
+    char execution[16];        /* --execution auto|sparse|mixed|dense (exec/policy.h) */
     int scaled;                /* --scaled (1), --scaled-per-layer (2) */
     int augment;               /* -1 = data set default (CIFAR and ImageNet yes, MNIST no) */
     int image_size;            /* --image-size: ImageFolder (imagenet) images are S x S (0 = 224) */
