@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 
 #include "core/rng.h"
 #include "kernels/bn_act.h"
@@ -142,7 +143,102 @@ static const char *names[VARIANTS] = {"conv",          "conv+stats", "bn 2-pass"
                                       "chain tiled32", "proto+bn",   "proto folded", "bwd-unfused", "chain unfused",
                                       "bwd-sums",      "chain tiled64"};
 
+/* Tensors of the passes mode: 2 MiB aligned; with huge pages where the
+ * third argument asks for them (madvise; transparent huge pages in
+ * "madvise" mode give 4 KiB pages otherwise). */
+static float *tensor(size_t n, int huge) {
+    const size_t align = (size_t)2 << 20, bytes = (n * sizeof(float) + align - 1) / align * align;
+    float *t = aligned_alloc(align, bytes);
+#ifdef MADV_HUGEPAGE
+    if (t && huge) madvise(t, bytes, MADV_HUGEPAGE);
+#else
+    (void)huge;
+#endif
+    return t;
+}
+
+/* `kernel_ab passes ...`: GFLOP/s of the three sparse-convolution passes at one layer shape (see usage). */
+static int passes_main(int argc, char **argv) {
+    if (argc < 8) {
+        fprintf(stderr, "usage: kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks, e.g. 1,2,3]]\n");
+        return 2;
+    }
+    const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = atoi(argv[7]);
+    const double d = atof(argv[6]);
+    const int S = argc > 8 ? atoi(argv[8]) : 1, K = argc > 9 ? atoi(argv[9]) : 3;
+    if (reps < 1 || Ci < 1 || Co < 1 || H < K || N < 1 || S < 1 || K < 1 || d <= 0 || d > 1) {
+        fprintf(stderr, "kernel_ab passes: bad arguments\n");
+        return 2;
+    }
+    st_rng rng;
+    st_rng_seed(&rng, 1, 0);
+    const int cols = Ci * K * K;
+    int64_t *row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
+    int32_t *col = malloc(sizeof(int32_t) * (size_t)Co * (size_t)cols);
+    float *w = malloc(sizeof(float) * (size_t)Co * (size_t)cols);
+    int64_t nnz = 0;
+    for (int o = 0; o < Co; o++) {
+        row_ptr[o] = nnz;
+        for (int j = 0; j < cols; j++)
+            if (st_rng_uniform_double(&rng) < d) col[nnz] = j, w[nnz++] = (float)(st_rng_normal(&rng) * 0.3);
+    }
+    row_ptr[Co] = nnz;
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, N, Ci, H, H, Co, K, S, K / 2);
+    st_spconv_plan *p;
+    if (st_spconv_plan_create(&g, row_ptr, col, &p)) {
+        fprintf(stderr, "kernel_ab: %s\n", st_last_error());
+        return 1;
+    }
+    const size_t nx = (size_t)N * Ci * H * H, ny = (size_t)N * Co * g.out_h * g.out_w;
+    const int huge = getenv("AB_HUGE") != NULL;
+    /* AB_SKEW=b: y and dx start b bytes (a multiple of 64) after a 2 MiB boundary, x and dy on one */
+    const size_t skew = getenv("AB_SKEW") ? (size_t)atol(getenv("AB_SKEW")) / 64 * 16 : 0;
+    float *x = tensor(nx, huge), *dx = tensor(nx + skew, huge) + skew, *y = tensor(ny + skew, huge) + skew,
+          *dy = tensor(ny, huge);
+    float *dw = calloc((size_t)(nnz > 0 ? nnz : 1), 4);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
+    for (size_t i = 0; i < ny; i++) dy[i] = (float)st_rng_normal(&rng) * 1e-2f;
+    /* variants: the three passes at each pixel blocking of the list (argument 10, default "1") */
+    int blk[8], nb = 0;
+    for (const char *q = argc > 10 ? argv[10] : "1"; *q && nb < 8; q++)
+        if (*q >= '1' && *q <= '9') {
+            blk[nb++] = atoi(q);
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+    static const char *pn[3] = {"forward", "input_gradient", "weight_gradient"};
+    const int NV = 3 * nb;
+    double *u[3 * 8];
+    for (int v = 0; v < NV; v++) u[v] = malloc(sizeof(double) * (size_t)reps);
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < NV; k++) {
+            const int v = (k + r) % NV;
+            st_spconv_plan_set_px_block(p, blk[v / 3]);
+            const double c0 = cpu_ms();
+            switch (v % 3) {
+            case 0: st_spconv_forward(p, x, w, NULL, y); break;
+            case 1: st_spconv_backward_data(p, dy, w, dx, 0); break;
+            case 2: st_spconv_backward_weight(p, x, dy, dw, NULL); break;
+            }
+            u[v][r] = cpu_ms() - c0;
+        }
+    const double flop = 2.0 * (double)nnz * g.out_h * g.out_w * N;
+    printf("kernel_ab passes: %d -> %d channels, %dx%d, stride %d, kernel %d, density %.4f (kept %lld), batch %d, "
+           "%d threads, %d rounds (CPU-time median ms, GFLOP/s)\n",
+           Ci, Co, H, H, S, K, d, (long long)nnz, N, omp_get_max_threads(), reps);
+    for (int v = 0; v < NV; v++) {
+        qsort(u[v], (size_t)reps, sizeof(double), cmp);
+        const double med = u[v][reps / 2];
+        printf("  %-16s px_block %d %8.3f ms %7.1f GFLOP/s\n", pn[v % 3], blk[v / 3], med, flop / med / 1e6);
+    }
+    st_spconv_plan_free(p);
+    free(row_ptr), free(col), free(w), free(x), free(dx - skew), free(y - skew), free(dy), free(dw);
+    for (int v = 0; v < NV; v++) free(u[v]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "passes") == 0) return passes_main(argc, argv);
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
     const int C = argc > 2 ? atoi(argv[2]) : 16, H = argc > 3 ? atoi(argv[3]) : 32;
     const double d = argc > 4 ? atof(argv[4]) : 0.1545;
