@@ -276,7 +276,9 @@ static int passes_main(int argc, char **argv) {
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < NV; k++) {
             const int v = (k + r) % NV;
+#ifdef ST_SPCONV_PX_BLOCK_DEFAULT /* absent before pixel blocking: kernel_ab.c builds against older trees too */
             st_spconv_plan_set_px_block(p, blk[v / 4]);
+#endif
             const double c0 = cpu_ms();
             switch (v % 4) {
             case 0: st_spconv_forward(p, x, w, NULL, y); break;

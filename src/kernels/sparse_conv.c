@@ -338,33 +338,38 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
             const int grp = item / blocks, blk = item % blocks;
             const int oh = grp / groups, ow_begin = grp % groups * G, ow_end = ow_begin + G < OW ? ow_begin + G : OW;
             const int o0 = (int)((int64_t)g->out_c * blk / blocks), o1 = (int)((int64_t)g->out_c * (blk + 1) / blocks);
-            const int ih0 = oh * S - P, rows_inside = ih0 >= 0 && ih0 + K <= H;
+            const int ih0 = oh * S - P;
+            const int kh_lo = ih0 < 0 ? -ih0 : 0, kh_hi = H - ih0 < K ? H - ih0 : K; /* kept kh: [kh_lo, kh_hi) */
             for (int o = o0; o < o1; o++) {
                 const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
                 const float b = bias ? bias[o] : 0.0f;
                 for (int ow = ow_begin; ow < ow_end;) {
-                    const int px = oh * OW + ow, iw0 = ow * S - P;
+                    /* a run of pixels whose windows are cut alike: kw in [kw_lo, kw_hi) */
+                    const int iw0 = ow * S - P;
+                    const int kw_lo = iw0 < 0 ? -iw0 : 0, kw_hi = W - iw0 < K ? W - iw0 : K;
+                    int run = 1;
+                    while (ow + run < ow_end) {
+                        const int jw = iw0 + run * S;
+                        if ((jw < 0 ? -jw : 0) != kw_lo || (W - jw < K ? W - jw : K) != kw_hi) break;
+                        run++;
+                    }
+                    const int px = oh * OW + ow;
                     const int64_t base = ((int64_t)ih0 * W + iw0) * N;
                     float *yo = y + o * plane + (int64_t)px * N;
                     float *ps = stats ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
-                    if (rows_inside && iw0 >= 0 && iw0 + K <= W) {
-                        int run = 1; /* interior pixels from ow on */
-                        while (ow + run < ow_end && iw0 + run * S + K <= W) run++;
+                    if (kh_lo == 0 && kh_hi == K && kw_lo == 0 && kw_hi == K) {
                         pr->gather_px(N, run, (int)cnt, w + e0, p->fwd_off + e0, x + base, (int64_t)S * N, b, 0, yo,
                                       N, ps, stats_step);
-                        ow += run;
-                        continue;
+                    } else { /* the kept weights inside the image, once for the run */
+                        int m = 0;
+                        for (int64_t e = e0; e < e0 + cnt; e++) {
+                            if (p->kh[e] < kh_lo || p->kh[e] >= kh_hi || p->kw[e] < kw_lo || p->kw[e] >= kw_hi) continue;
+                            ts.w[m] = w[e];
+                            ts.off[m++] = p->fwd_off[e];
+                        }
+                        pr->gather_px(N, run, m, ts.w, ts.off, x + base, (int64_t)S * N, b, 0, yo, N, ps, stats_step);
                     }
-                    int m = 0;
-                    for (int64_t e = e0; e < e0 + cnt; e++) {
-                        const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
-                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                        ts.w[m] = w[e];
-                        ts.off[m++] = base + p->fwd_off[e];
-                    }
-                    if (ps) pr->gather_stats(N, m, ts.w, ts.off, x, b, yo, ps);
-                    else pr->gather(N, m, ts.w, ts.off, x, b, 0, yo);
-                    ow++;
+                    ow += run;
                 }
             }
         }
@@ -431,30 +436,37 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
             const int ph = (ih + P) % S, pw = (r + P) % S, phase = ph * S + pw;
             const int oh0 = (ih + P) / S; /* output row of kh = ph */
             const int dh_max = ph < K ? (K - 1 - ph) / S : 0, dw_max = pw < K ? (K - 1 - pw) / S : 0;
-            const int rows_inside = oh0 - dh_max >= 0 && oh0 < OH;
+            /* kept kh / S: [dh_lo, dh_hi) (output row oh0 - kh / S inside) */
+            const int dh_lo = oh0 - OH + 1 > 0 ? oh0 - OH + 1 : 0, dh_hi = oh0 + 1 < dh_max + 1 ? oh0 + 1 : dh_max + 1;
             for (int i = i0; i < i1; i++) {
                 const int64_t t0 = p->t_cls[(int64_t)i * SS + phase], cnt = p->t_cls[(int64_t)i * SS + phase + 1] - t0;
                 for (int k = k_begin; k < k_end && r + S * k < W;) {
                     const int iw = r + S * k, px = ih * W + iw;
                     const int ow0 = (iw + P) / S; /* output column of kw = pw */
+                    /* a run of pixels cut alike: kept kw / S in [dw_lo, dw_hi) */
+                    const int dw_lo = ow0 - OW + 1 > 0 ? ow0 - OW + 1 : 0, dw_hi = ow0 + 1 < dw_max + 1 ? ow0 + 1 : dw_max + 1;
+                    int run = 1;
+                    while (k + run < k_end && r + S * (k + run) < W) {
+                        const int jw = ow0 + run;
+                        if ((jw - OW + 1 > 0 ? jw - OW + 1 : 0) != dw_lo || (jw + 1 < dw_max + 1 ? jw + 1 : dw_max + 1) != dw_hi)
+                            break;
+                        run++;
+                    }
                     const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
                     float *dxi = dx + i * plane + (int64_t)px * N;
-                    int run = 0; /* interior pixels from k on */
-                    if (rows_inside && ow0 - dw_max >= 0)
-                        while (k + run < k_end && r + S * (k + run) < W && ow0 + run < OW) run++;
-                    if (run > 0) {
+                    if (dh_lo == 0 && dh_hi == dh_max + 1 && dw_lo == 0 && dw_hi == dw_max + 1) {
                         pr->gather_px(N, run, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, N, 0.0f, accumulate,
                                       dxi, (int64_t)S * N, NULL, 0);
-                    } else {
+                    } else { /* the kept weights whose output pixel is inside, once for the run */
                         int m = 0;
                         for (int64_t t = t0; t < t0 + cnt; t++) {
-                            const int oh = oh0 - p->t_kh[t] / S, ow = ow0 - p->t_kw[t] / S;
-                            if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                            const int dh = p->t_kh[t] / S, dw = p->t_kw[t] / S;
+                            if (dh < dh_lo || dh >= dh_hi || dw < dw_lo || dw >= dw_hi) continue;
                             ts.w[m] = p->t_w[t];
-                            ts.off[m++] = base + p->bwd_off[t];
+                            ts.off[m++] = p->bwd_off[t];
                         }
-                        pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxi);
-                        run = 1;
+                        pr->gather_px(N, run, m, ts.w, ts.off, dy + base, N, 0.0f, accumulate, dxi, (int64_t)S * N,
+                                      NULL, 0);
                     }
                     if (bn)
                         for (int q = 0; q < run; q++) {
