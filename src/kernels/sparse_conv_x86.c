@@ -235,7 +235,7 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
     int q = 0;
     if (n == 128) {
         for (; q + 3 <= npx; q += 3) {
-            const float *s0 = src + q * src_step;
+            const float *s0 = src + q * src_step, *s1 = s0 + src_step, *s2 = s1 + src_step;
             float *o0 = out + q * out_step;
             ST_ACC8(a);
             ST_ACC8(b);
@@ -246,10 +246,10 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
 #define ST_STEP3(e)                                                                                                    \
     do {                                                                                                              \
         const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
-        const float *s = s0 + off[e];                                                                                 \
-        ST_FMA8(a, wv, s);                                                                                            \
-        ST_FMA8(b, wv, s + src_step);                                                                                 \
-        ST_FMA8(c, wv, s + 2 * src_step);                                                                             \
+        const int64_t oe = off[e];                                                                                    \
+        ST_FMA8(a, wv, s0 + oe);                                                                                      \
+        ST_FMA8(b, wv, s1 + oe);                                                                                      \
+        ST_FMA8(c, wv, s2 + oe);                                                                                      \
     } while (0)
             int e = 0;
             for (; e < cnt - pf; e++) {
@@ -267,7 +267,7 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
             }
         }
         for (; q + 2 <= npx; q += 2) {
-            const float *s0 = src + q * src_step;
+            const float *s0 = src + q * src_step, *s1 = s0 + src_step;
             float *o0 = out + q * out_step;
             ST_ACC8(a);
             ST_ACC8(b);
@@ -276,9 +276,9 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
 #define ST_STEP2(e)                                                                                                    \
     do {                                                                                                              \
         const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
-        const float *s = s0 + off[e];                                                                                 \
-        ST_FMA8(a, wv, s);                                                                                            \
-        ST_FMA8(b, wv, s + src_step);                                                                                 \
+        const int64_t oe = off[e];                                                                                    \
+        ST_FMA8(a, wv, s0 + oe);                                                                                      \
+        ST_FMA8(b, wv, s1 + oe);                                                                                      \
     } while (0)
             int e = 0;
             for (; e < cnt - pf; e++) {
