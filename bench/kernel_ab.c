@@ -28,14 +28,24 @@
  *   bwd-sums     input-gradient pass also gathers the BN sums; BN backward: dx pass (now)
  * and the parts alone: conv / conv+stats (forward pass without and with the
  * statistics epilogue), bn 2-pass / bn 1-pass (BN forward without and with
- * the statistics given). */
+ * the statistics given).
+ *
+ * Two more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
+ *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks]]
+ * times the forward, forward + statistics, input-gradient and weight-gradient
+ * passes of one random layer (any channel counts) at each pixel blocking of
+ * the comma list (st_spconv_plan_set_px_block; 1 = one pixel per gather, the
+ * walk before blocking), interleaved in one process, CPU-time medians and
+ * GFLOP/s; and
+ *     build/kernel_ab probe reps KiB...
+ * runs the gather's inner loop alone on random 512-byte runs of a buffer of
+ * each size: the rate the kernel can be fed at from L1, L2, L3 or DRAM. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 
 #include "core/rng.h"
 #include "kernels/bn_act.h"
@@ -205,18 +215,12 @@ static int probe_main(int argc, char **argv) {
 #endif
 }
 
-/* Tensors of the passes mode: 2 MiB aligned; with huge pages where the
- * third argument asks for them (madvise; transparent huge pages in
- * "madvise" mode give 4 KiB pages otherwise). */
-static float *tensor(size_t n, int huge) {
-    const size_t align = (size_t)2 << 20, bytes = (n * sizeof(float) + align - 1) / align * align;
-    float *t = aligned_alloc(align, bytes);
-#ifdef MADV_HUGEPAGE
-    if (t && huge) madvise(t, bytes, MADV_HUGEPAGE);
-#else
-    (void)huge;
-#endif
-    return t;
+/* Tensors of the passes mode: 64-byte aligned, as the executor's are (a
+ * malloc'ed buffer 16 bytes off a page boundary splits every 64-byte load
+ * across two cache lines: measured 1.7x slower). */
+static float *tensor(size_t n) {
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
 }
 
 /* `kernel_ab passes ...`: GFLOP/s of the three sparse-convolution passes at one layer shape (see usage). */
@@ -253,11 +257,7 @@ static int passes_main(int argc, char **argv) {
         return 1;
     }
     const size_t nx = (size_t)N * Ci * H * H, ny = (size_t)N * Co * g.out_h * g.out_w;
-    const int huge = getenv("AB_HUGE") != NULL;
-    /* AB_SKEW=b: y and dx start b bytes (a multiple of 64) after a 2 MiB boundary, x and dy on one */
-    const size_t skew = getenv("AB_SKEW") ? (size_t)atol(getenv("AB_SKEW")) / 64 * 16 : 0;
-    float *x = tensor(nx, huge), *dx = tensor(nx + skew, huge) + skew, *y = tensor(ny + skew, huge) + skew,
-          *dy = tensor(ny, huge);
+    float *x = tensor(nx), *dx = tensor(nx), *y = tensor(ny), *dy = tensor(ny);
     float *dw = calloc((size_t)(nnz > 0 ? nnz : 1), 4);
     for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
     for (size_t i = 0; i < ny; i++) dy[i] = (float)st_rng_normal(&rng) * 1e-2f;
@@ -298,7 +298,7 @@ static int passes_main(int argc, char **argv) {
         printf("  %-16s px_block %d %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4], med, flop / med / 1e6);
     }
     st_spconv_plan_free(p);
-    free(row_ptr), free(col), free(w), free(x), free(dx - skew), free(y - skew), free(dy), free(dw), free(stats);
+    free(row_ptr), free(col), free(w), free(x), free(dx), free(y), free(dy), free(dw), free(stats);
     for (int v = 0; v < NV; v++) free(u[v]);
     return 0;
 }

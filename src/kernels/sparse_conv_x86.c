@@ -1,7 +1,8 @@
 /* AVX-512 and AVX2 primitives of the direct sparse convolution (see
  * sparse_conv_prims.h). The hot case is a run of 128 floats (batch 128):
  * eight 16-float accumulators stay in registers while the kept weights
- * stream past; shorter runs fall back to one-vector chunks and a masked or
+ * stream past (gather_px: two or three pixels' worth, 16 or 24
+ * accumulators); shorter runs fall back to one-vector chunks and a masked or
  * scalar tail. */
 #include "kernels/sparse_conv_prims.h"
 #include "kernels/isa_target.h"
