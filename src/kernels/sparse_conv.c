@@ -319,8 +319,9 @@ static int channel_blocks(int pixels, int channels, int threads) {
  * is written (gather_stats: from the registers where the ISA can, else from
  * L1 right after the store), and the runs of each channel are combined in
  * pixel order (see st_spconv_forward_stats). Work items hold up to
- * p->px_block adjacent output pixels of one output row; their interior
- * pixels go through gather_px together (same sums, in the same order). */
+ * p->px_block adjacent output pixels of one output row; runs of them whose
+ * windows the image border cuts alike (all interior pixels, say) go through
+ * gather_px together (the same sums in the same order as one at a time). */
 static void forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y, double *stats) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;
