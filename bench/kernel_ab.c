@@ -28,7 +28,18 @@
  *   bwd-sums     input-gradient pass also gathers the BN sums; BN backward: dx pass (now)
  * and the parts alone: conv / conv+stats (forward pass without and with the
  * statistics epilogue), bn 2-pass / bn 1-pass (BN forward without and with
- * the statistics given). */
+ * the statistics given).
+ *
+ * Two more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
+ *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks]]
+ * times the forward, forward + statistics, input-gradient and weight-gradient
+ * passes of one random layer (any channel counts) at each pixel blocking of
+ * the comma list (st_spconv_plan_set_px_block; 1 = one pixel per gather, the
+ * walk before blocking), interleaved in one process, CPU-time medians and
+ * GFLOP/s; and
+ *     build/kernel_ab probe reps KiB...
+ * runs the gather's inner loop alone on random 512-byte runs of a buffer of
+ * each size: the rate the kernel can be fed at from L1, L2, L3 or DRAM. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -142,7 +153,159 @@ static const char *names[VARIANTS] = {"conv",          "conv+stats", "bn 2-pass"
                                       "chain tiled32", "proto+bn",   "proto folded", "bwd-unfused", "chain unfused",
                                       "bwd-sums",      "chain tiled64"};
 
+/* `kernel_ab probe reps kib`: the gather's inner loop alone (one broadcast
+ * weight, eight 16-float FMAs on a 512-byte chunk at a random 512-byte
+ * aligned offset of a kib-KiB buffer, 64 chunks per row), GFLOP/s: how
+ * fast the kernel can be fed from the cache level that holds the buffer. */
+#ifdef AB_HAVE_AVX512
+__attribute__((target("avx512f"))) static float probe_rows(const float *buf, const int64_t *off, int rows, int cnt) {
+    __m512 t = _mm512_setzero_ps();
+    for (int r = 0; r < rows; r++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        const int64_t *o = off + (size_t)r * cnt;
+        for (int e = 0; e < cnt; e++) {
+            const __m512 wv = _mm512_set1_ps(1.0f + (float)e * 1e-3f);
+            const float *s = buf + o[e];
+            a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0), a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
+            a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2), a3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 48), a3);
+            a4 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 64), a4), a5 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 80), a5);
+            a6 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 96), a6), a7 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 112), a7);
+        }
+        t = _mm512_add_ps(t, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                                           _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))));
+    }
+    return _mm512_reduce_add_ps(t);
+}
+#endif
+
+static int probe_main(int argc, char **argv) {
+#ifdef AB_HAVE_AVX512
+    const int reps = argc > 2 ? atoi(argv[2]) : 15;
+    if (!__builtin_cpu_supports("avx512f") || reps < 1) return 2;
+    const int cnt = 64, rows = 4096;
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)rows * cnt);
+    st_rng rng;
+    st_rng_seed(&rng, 3, 0);
+    printf("kernel_ab probe: 8 FMAs per random 512-byte chunk of a buffer, %d rounds (CPU-time median)\n", reps);
+    for (int a = 3; a < argc; a++) {
+        const size_t kib = (size_t)atol(argv[a]), chunks = kib * 1024 / 512;
+        if (chunks < 1) continue;
+        float *buf = aligned_alloc(4096, chunks * 512);
+        for (size_t i = 0; i < chunks * 128; i++) buf[i] = 1e-3f * (float)(i % 97);
+        for (size_t i = 0; i < (size_t)rows * cnt; i++) off[i] = (int64_t)(st_rng_next(&rng) % chunks) * 128;
+        double *u = malloc(sizeof(double) * (size_t)reps);
+        volatile float sink = 0.0f;
+        for (int r = 0; r < reps; r++) {
+            const double c0 = cpu_ms();
+            sink += probe_rows(buf, off, rows, cnt);
+            u[r] = cpu_ms() - c0;
+        }
+        qsort(u, (size_t)reps, sizeof(double), cmp);
+        const double flop = 2.0 * 128 * (double)rows * cnt;
+        printf("  buffer %6zu KiB: %7.1f GFLOP/s (%.1f GB/s loaded)\n", kib, flop / u[reps / 2] / 1e6,
+               flop * 2.0 / u[reps / 2] / 1e6);
+        free(buf), free(u);
+        (void)sink;
+    }
+    free(off);
+    return 0;
+#else
+    (void)argc, (void)argv;
+    return 2;
+#endif
+}
+
+/* Tensors of the passes mode: 64-byte aligned, as the executor's are (a
+ * malloc'ed buffer 16 bytes off a page boundary splits every 64-byte load
+ * across two cache lines: measured 1.7x slower). */
+static float *tensor(size_t n) {
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* `kernel_ab passes ...`: GFLOP/s of the three sparse-convolution passes at one layer shape (see usage). */
+static int passes_main(int argc, char **argv) {
+    if (argc < 8) {
+        fprintf(stderr, "usage: kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks, e.g. 1,2,3]]\n");
+        return 2;
+    }
+    const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = atoi(argv[7]);
+    const double d = atof(argv[6]);
+    const int S = argc > 8 ? atoi(argv[8]) : 1, K = argc > 9 ? atoi(argv[9]) : 3;
+    if (reps < 1 || Ci < 1 || Co < 1 || H < K || N < 1 || S < 1 || K < 1 || d <= 0 || d > 1) {
+        fprintf(stderr, "kernel_ab passes: bad arguments\n");
+        return 2;
+    }
+    st_rng rng;
+    st_rng_seed(&rng, 1, 0);
+    const int cols = Ci * K * K;
+    int64_t *row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
+    int32_t *col = malloc(sizeof(int32_t) * (size_t)Co * (size_t)cols);
+    float *w = malloc(sizeof(float) * (size_t)Co * (size_t)cols);
+    int64_t nnz = 0;
+    for (int o = 0; o < Co; o++) {
+        row_ptr[o] = nnz;
+        for (int j = 0; j < cols; j++)
+            if (st_rng_uniform_double(&rng) < d) col[nnz] = j, w[nnz++] = (float)(st_rng_normal(&rng) * 0.3);
+    }
+    row_ptr[Co] = nnz;
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, N, Ci, H, H, Co, K, S, K / 2);
+    st_spconv_plan *p;
+    if (st_spconv_plan_create(&g, row_ptr, col, &p)) {
+        fprintf(stderr, "kernel_ab: %s\n", st_last_error());
+        return 1;
+    }
+    const size_t nx = (size_t)N * Ci * H * H, ny = (size_t)N * Co * g.out_h * g.out_w;
+    float *x = tensor(nx), *dx = tensor(nx), *y = tensor(ny), *dy = tensor(ny);
+    float *dw = calloc((size_t)(nnz > 0 ? nnz : 1), 4);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
+    for (size_t i = 0; i < ny; i++) dy[i] = (float)st_rng_normal(&rng) * 1e-2f;
+    /* variants: the three passes at each pixel blocking of the list (argument 10, default "1") */
+    int blk[8], nb = 0;
+    for (const char *q = argc > 10 ? argv[10] : "1"; *q && nb < 8; q++)
+        if (*q >= '1' && *q <= '9') {
+            blk[nb++] = atoi(q);
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+    static const char *pn[4] = {"forward", "input_gradient", "weight_gradient", "forward+stats"};
+    const int NV = 4 * nb;
+    double *u[4 * 8];
+    double *stats = malloc(sizeof(double) * 3 * (size_t)Co);
+    for (int v = 0; v < NV; v++) u[v] = malloc(sizeof(double) * (size_t)reps);
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < NV; k++) {
+            const int v = (k + r) % NV;
+#ifdef ST_SPCONV_PX_BLOCK_DEFAULT /* absent before pixel blocking: kernel_ab.c builds against older trees too */
+            st_spconv_plan_set_px_block(p, blk[v / 4]);
+#endif
+            const double c0 = cpu_ms();
+            switch (v % 4) {
+            case 0: st_spconv_forward(p, x, w, NULL, y); break;
+            case 3: st_spconv_forward_stats(p, x, w, NULL, y, stats); break;
+            case 1: st_spconv_backward_data(p, dy, w, dx, 0); break;
+            case 2: st_spconv_backward_weight(p, x, dy, dw, NULL); break;
+            }
+            u[v][r] = cpu_ms() - c0;
+        }
+    const double flop = 2.0 * (double)nnz * g.out_h * g.out_w * N;
+    printf("kernel_ab passes: %d -> %d channels, %dx%d, stride %d, kernel %d, density %.4f (kept %lld), batch %d, "
+           "%d threads, %d rounds (CPU-time median ms, GFLOP/s)\n",
+           Ci, Co, H, H, S, K, d, (long long)nnz, N, omp_get_max_threads(), reps);
+    for (int v = 0; v < NV; v++) {
+        qsort(u[v], (size_t)reps, sizeof(double), cmp);
+        const double med = u[v][reps / 2];
+        printf("  %-16s px_block %d %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4], med, flop / med / 1e6);
+    }
+    st_spconv_plan_free(p);
+    free(row_ptr), free(col), free(w), free(x), free(dx), free(y), free(dy), free(dw), free(stats);
+    for (int v = 0; v < NV; v++) free(u[v]);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "passes") == 0) return passes_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "probe") == 0) return probe_main(argc, argv);
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
     const int C = argc > 2 ? atoi(argv[2]) : 16, H = argc > 3 ? atoi(argv[3]) : 32;
     const double d = argc > 4 ? atof(argv[4]) : 0.1545;

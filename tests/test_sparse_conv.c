@@ -6,7 +6,9 @@
  *     sizes that are not a multiple of the vector width, 1x1 kernels and a
  *     linear layer (K = 1, H = W = 1);
  *     and the forward pass's batch-norm statistics against a double sum
- *     (and the same for 1 and 2 threads);
+ *     (and the same for 1 and 2 threads); every pixel blocking of the
+ *     forward and input-gradient passes gives the results of blocking 1
+ *     bit for bit;
  *  3. the CHWN layout changes round-trip. */
 #include <math.h>
 #include <omp.h>
@@ -26,8 +28,8 @@ typedef struct csr {
     int64_t nnz;
 } csr;
 
-/* Random CSR of out_c x cols with density d; row 0 is forced empty and row 1
- * fully dense when there are enough rows. */
+/* Random CSR of out_c x cols with density d; row 0 is forced empty, row 1
+ * fully dense and row 2 holds one kept weight when there are enough rows. */
 static csr random_csr(st_rng *rng, int out_c, int cols, double d) {
     csr c;
     c.row_ptr = new_bytes(sizeof(int64_t) * (size_t)(out_c + 1));
@@ -40,6 +42,7 @@ static csr random_csr(st_rng *rng, int out_c, int cols, double d) {
             int keep = st_rng_uniform_double(rng) < d;
             if (out_c >= 3 && o == 0) keep = 0;
             if (out_c >= 3 && o == 1) keep = 1;
+            if (out_c >= 4 && o == 2) keep = j == cols / 2;
             if (keep) {
                 c.col[k] = j;
                 c.val[k++] = (float)(st_rng_uniform_double(rng) * 2.0 - 1.0);
@@ -240,6 +243,76 @@ static void test_fast_vs_reference(void) {
     CHECK(st_isa_force("sse9") == ST_ERR_ARGUMENT);
 }
 
+/* Pixel blocking (st_spconv_plan_set_px_block) changes no bit of the forward
+ * pass, its statistics or the input gradient (overwrite, accumulate, with
+ * the batch-norm sums), at every ISA, for interior runs longer and shorter
+ * than a block, strides 1 and 2, kernels 1, 3 and 7, batches with and
+ * without the 128-wide register path, and rows with 0, 1 and all weights. */
+static void px_block_case(st_rng *rng, int N, int C, int H, int W, int O, int K, int S, int P, double d) {
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, N, C, H, W, O, K, S, P);
+    csr c = random_csr(rng, O, C * K * K, d);
+    const size_t xs = (size_t)N * C * H * W, ys = (size_t)N * O * g.out_h * g.out_w;
+    float *x = random_floats(rng, xs), *dy = random_floats(rng, ys), *bias = random_floats(rng, O);
+    float *dx0 = random_floats(rng, xs), *bx = random_floats(rng, xs), *by = random_floats(rng, xs);
+    float *mean = random_floats(rng, (size_t)C);
+    float *y[2], *ys2[2], *dxo[2], *dxa[2], *dxb[2];
+    double *st[2], *sm[2];
+    for (int v = 0; v < 2; v++) {
+        y[v] = new_floats(ys), ys2[v] = new_floats(ys);
+        dxo[v] = new_floats(xs), dxa[v] = new_floats(xs), dxb[v] = new_floats(xs);
+        st[v] = new_bytes(sizeof(double) * 3 * (size_t)O), sm[v] = new_bytes(sizeof(double) * 2 * (size_t)C);
+    }
+    st_spconv_plan *plan = NULL;
+    CHECK_OK(st_spconv_plan_create(&g, c.row_ptr, c.col, &plan));
+    if (!plan) return;
+    for (int blk = 2; blk <= ST_SPCONV_PX_BLOCK_MAX + 1; blk++) {
+        for (int v = 0; v < 2; v++) {
+            st_spconv_plan_set_px_block(plan, v == 0 ? 1 : blk);
+            st_spconv_forward(plan, x, c.val, bias, y[v]);
+            st_spconv_forward_stats(plan, x, c.val, bias, ys2[v], st[v]);
+            st_spconv_backward_data(plan, dy, c.val, dxo[v], 0);
+            memcpy(dxa[v], dx0, xs * sizeof(float));
+            st_spconv_backward_data(plan, dy, c.val, dxa[v], 1);
+            memcpy(dxb[v], dx0, xs * sizeof(float));
+            st_spconv_bn_sums bn = {by, bx, mean, sm[v]};
+            CHECK_OK(st_spconv_backward_data_bn_sums(plan, dy, c.val, dxb[v], 1, &bn));
+        }
+        const int same = memcmp(y[0], y[1], ys * 4) == 0 && memcmp(ys2[0], ys2[1], ys * 4) == 0 &&
+                         memcmp(y[0], ys2[0], ys * 4) == 0 && memcmp(st[0], st[1], sizeof(double) * 3 * (size_t)O) == 0 &&
+                         memcmp(dxo[0], dxo[1], xs * 4) == 0 && memcmp(dxa[0], dxa[1], xs * 4) == 0 &&
+                         memcmp(dxb[0], dxb[1], xs * 4) == 0 && memcmp(dxa[0], dxb[0], xs * 4) == 0 &&
+                         memcmp(sm[0], sm[1], sizeof(double) * 2 * (size_t)C) == 0;
+        if (!same) {
+            fprintf(stderr, "[%s] px_block %d differs from 1: N=%d C=%d %dx%d O=%d K=%d S=%d P=%d d=%.2f\n",
+                    st_isa_name(st_isa_current()), blk, N, C, H, W, O, K, S, P, d);
+            st_test_failures++;
+        }
+    }
+    st_spconv_plan_free(plan);
+    for (int v = 0; v < 2; v++) free(y[v]), free(ys2[v]), free(dxo[v]), free(dxa[v]), free(dxb[v]), free(st[v]), free(sm[v]);
+    free(x), free(dy), free(bias), free(dx0), free(bx), free(by), free(mean);
+    free_csr(&c);
+}
+
+static void test_px_block_identity(void) {
+    const char *isas[] = {"generic", "avx2", "avx512"};
+    for (int k = 0; k < 3; k++) {
+        CHECK_OK(st_isa_force(isas[k]));
+        st_rng rng;
+        st_rng_seed(&rng, 11, (uint64_t)k);
+        px_block_case(&rng, 128, 5, 13, 14, 6, 3, 1, 1, 0.3);  /* the 128-wide path, interior runs of 12 */
+        px_block_case(&rng, 256, 3, 6, 9, 4, 3, 1, 1, 0.4);   /* two 128-wide blocks */
+        px_block_case(&rng, 133, 4, 11, 12, 5, 3, 2, 1, 0.3); /* stride 2, ragged batch */
+        px_block_case(&rng, 128, 4, 9, 10, 5, 1, 2, 0, 0.5);  /* 1x1 stride 2 */
+        px_block_case(&rng, 40, 3, 15, 16, 4, 7, 2, 3, 0.2);  /* 7x7 stride-2 stem */
+        px_block_case(&rng, 128, 3, 12, 13, 4, 7, 1, 3, 0.2); /* 7x7 stride 1 */
+        px_block_case(&rng, 7, 2, 6, 11, 4, 3, 1, 1, 0.5);    /* tiny batch, scalar tails */
+        px_block_case(&rng, 64, 4, 10, 10, 5, 3, 1, 0, 0.3);  /* no padding, runs of 64 */
+    }
+    CHECK_OK(st_isa_force("auto"));
+}
+
 /* The statistics of st_spconv_forward_stats do not depend on the thread count. */
 static void test_stats_thread_invariance(void) {
     st_rng rng;
@@ -319,6 +392,7 @@ static void test_layout_round_trip(void) {
 int main(void) {
     test_reference_semantics();
     test_fast_vs_reference();
+    test_px_block_identity();
     test_stats_thread_invariance();
     test_bn_given_sums();
     test_layout_round_trip();

@@ -65,8 +65,18 @@ static void gather_stats_generic(int n, int cnt, const float *w, const int64_t *
     run_stats_generic(n, out, stats);
 }
 
+static void gather_px_generic(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
+                              int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
+                              int64_t stats_step) {
+    for (int q = 0; q < npx; q++) {
+        if (stats) gather_stats_generic(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
+        else gather_generic(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+    }
+}
+
 const st_spconv_prims st_spconv_prims_generic = {
     .gather = gather_generic,
+    .gather_px = gather_px_generic,
     .sddmm = sddmm_generic,
     .run_stats = run_stats_generic,
     .gather_stats = gather_stats_generic,
@@ -125,6 +135,7 @@ struct st_spconv_plan {
     float *px_stats;    /* OH*OW x out_c x 3: each output pixel's run statistics (st_spconv_forward_stats) */
     float *px_sums;     /* H*W x in_c x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums,
                            allocated on its first call) */
+    int px_block;       /* most adjacent pixels one gather_px call computes (st_spconv_plan_set_px_block) */
     int threads;
     /* per-thread scratch: filtered entry lists and SDDMM accumulators */
     size_t scratch_bytes;
@@ -132,6 +143,10 @@ struct st_spconv_plan {
 };
 
 const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p) { return &p->g; }
+
+void st_spconv_plan_set_px_block(st_spconv_plan *p, int pixels) {
+    p->px_block = pixels < 1 ? 1 : pixels > ST_SPCONV_PX_BLOCK_MAX ? ST_SPCONV_PX_BLOCK_MAX : pixels;
+}
 
 void st_spconv_plan_free(st_spconv_plan *p) {
     if (!p) return;
@@ -246,6 +261,7 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
+    p->px_block = ST_SPCONV_PX_BLOCK_DEFAULT;
     p->threads = omp_get_max_threads();
     const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
     const size_t per_thread = (size_t)longest * (sizeof(float) + sizeof(int64_t) + sizeof(int32_t)) +
@@ -302,43 +318,59 @@ static int channel_blocks(int pixels, int channels, int threads) {
 /* The forward pass; with stats, each output pixel's run is summarised as it
  * is written (gather_stats: from the registers where the ISA can, else from
  * L1 right after the store), and the runs of each channel are combined in
- * pixel order (see st_spconv_forward_stats). */
+ * pixel order (see st_spconv_forward_stats). Work items hold up to
+ * p->px_block adjacent output pixels of one output row; runs of them whose
+ * windows the image border cuts alike (all interior pixels, say) go through
+ * gather_px together (the same sums in the same order as one at a time). */
 static void forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y, double *stats) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
               P = g->pad;
+    const int G = p->px_block, groups = (OW + G - 1) / G;
     const int nt = team(p), pixels = OH * OW, blocks = channel_blocks(pixels, g->out_c, nt);
     const int64_t plane = (int64_t)pixels * N;
+    const int64_t stats_step = (int64_t)g->out_c * 3;
 #pragma omp parallel num_threads(nt)
     {
         thread_scratch ts = scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int item = 0; item < pixels * blocks; item++) {
-            const int px = item / blocks, blk = item % blocks;
-            const int oh = px / OW, ow = px % OW;
+        for (int item = 0; item < OH * groups * blocks; item++) {
+            const int grp = item / blocks, blk = item % blocks;
+            const int oh = grp / groups, ow_begin = grp % groups * G, ow_end = ow_begin + G < OW ? ow_begin + G : OW;
             const int o0 = (int)((int64_t)g->out_c * blk / blocks), o1 = (int)((int64_t)g->out_c * (blk + 1) / blocks);
-            const int ih0 = oh * S - P, iw0 = ow * S - P;
-            const int inside = ih0 >= 0 && ih0 + K <= H && iw0 >= 0 && iw0 + K <= W;
-            const int64_t base = ((int64_t)ih0 * W + iw0) * N;
-            float *yp = y + (int64_t)px * N;
+            const int ih0 = oh * S - P;
+            const int kh_lo = ih0 < 0 ? -ih0 : 0, kh_hi = H - ih0 < K ? H - ih0 : K; /* kept kh: [kh_lo, kh_hi) */
             for (int o = o0; o < o1; o++) {
                 const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
                 const float b = bias ? bias[o] : 0.0f;
-                float *ps = stats ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
-                if (inside) {
-                    if (ps) pr->gather_stats(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, yp + o * plane, ps);
-                    else pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
-                } else {
-                    int m = 0;
-                    for (int64_t e = e0; e < e0 + cnt; e++) {
-                        const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
-                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                        ts.w[m] = w[e];
-                        ts.off[m++] = base + p->fwd_off[e];
+                for (int ow = ow_begin; ow < ow_end;) {
+                    /* a run of pixels whose windows are cut alike: kw in [kw_lo, kw_hi) */
+                    const int iw0 = ow * S - P;
+                    const int kw_lo = iw0 < 0 ? -iw0 : 0, kw_hi = W - iw0 < K ? W - iw0 : K;
+                    int run = 1;
+                    while (ow + run < ow_end) {
+                        const int jw = iw0 + run * S;
+                        if ((jw < 0 ? -jw : 0) != kw_lo || (W - jw < K ? W - jw : K) != kw_hi) break;
+                        run++;
                     }
-                    if (ps) pr->gather_stats(N, m, ts.w, ts.off, x, b, yp + o * plane, ps);
-                    else pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
+                    const int px = oh * OW + ow;
+                    const int64_t base = ((int64_t)ih0 * W + iw0) * N;
+                    float *yo = y + o * plane + (int64_t)px * N;
+                    float *ps = stats ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
+                    if (kh_lo == 0 && kh_hi == K && kw_lo == 0 && kw_hi == K) {
+                        pr->gather_px(N, run, (int)cnt, w + e0, p->fwd_off + e0, x + base, (int64_t)S * N, b, 0, yo,
+                                      N, ps, stats_step);
+                    } else { /* the kept weights inside the image, once for the run */
+                        int m = 0;
+                        for (int64_t e = e0; e < e0 + cnt; e++) {
+                            if (p->kh[e] < kh_lo || p->kh[e] >= kh_hi || p->kw[e] < kw_lo || p->kw[e] >= kw_hi) continue;
+                            ts.w[m] = w[e];
+                            ts.off[m++] = p->fwd_off[e];
+                        }
+                        pr->gather_px(N, run, m, ts.w, ts.off, x + base, (int64_t)S * N, b, 0, yo, N, ps, stats_step);
+                    }
+                    ow += run;
                 }
             }
         }
@@ -387,39 +419,63 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
               P = g->pad, SS = S * S;
     const int nt = team(p), pixels = H * W, blocks = channel_blocks(pixels, g->in_c, nt);
     const int64_t plane = (int64_t)pixels * N;
+    /* items: (input row, column residue r mod S, group of up to G pixels
+     * r + S * k of that row, block of input channels); the pixels of one
+     * residue share the stride phase, and consecutive ones read output
+     * pixels one apart */
+    const int G = p->px_block, per_res = (W + S - 1) / S, groups = (per_res + G - 1) / G;
 #pragma omp parallel num_threads(nt)
     {
         thread_scratch ts = scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int item = 0; item < pixels * blocks; item++) {
-            const int px = item / blocks, blk = item % blocks;
-            const int ih = px / W, iw = px % W;
+        for (int item = 0; item < H * S * groups * blocks; item++) {
+            const int blk = item % blocks, grp = item / blocks % groups, r = item / blocks / groups % S;
+            const int ih = item / blocks / groups / S;
+            const int k_begin = grp * G, k_end = k_begin + G < per_res ? k_begin + G : per_res;
+            if (r + S * k_begin >= W) continue;
             const int i0 = (int)((int64_t)g->in_c * blk / blocks), i1 = (int)((int64_t)g->in_c * (blk + 1) / blocks);
-            const int ph = (ih + P) % S, pw = (iw + P) % S, phase = ph * S + pw;
-            const int oh0 = (ih + P) / S, ow0 = (iw + P) / S; /* output pixel of kh = ph, kw = pw */
+            const int ph = (ih + P) % S, pw = (r + P) % S, phase = ph * S + pw;
+            const int oh0 = (ih + P) / S; /* output row of kh = ph */
             const int dh_max = ph < K ? (K - 1 - ph) / S : 0, dw_max = pw < K ? (K - 1 - pw) / S : 0;
-            const int inside = oh0 - dh_max >= 0 && oh0 < OH && ow0 - dw_max >= 0 && ow0 < OW;
-            const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
-            float *dxp = dx + (int64_t)px * N;
+            /* kept kh / S: [dh_lo, dh_hi) (output row oh0 - kh / S inside) */
+            const int dh_lo = oh0 - OH + 1 > 0 ? oh0 - OH + 1 : 0, dh_hi = oh0 + 1 < dh_max + 1 ? oh0 + 1 : dh_max + 1;
             for (int i = i0; i < i1; i++) {
                 const int64_t t0 = p->t_cls[(int64_t)i * SS + phase], cnt = p->t_cls[(int64_t)i * SS + phase + 1] - t0;
-                if (inside) {
-                    pr->gather(N, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, 0.0f, accumulate,
-                               dxp + i * plane);
-                } else {
-                    int m = 0;
-                    for (int64_t t = t0; t < t0 + cnt; t++) {
-                        const int oh = oh0 - p->t_kh[t] / S, ow = ow0 - p->t_kw[t] / S;
-                        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
-                        ts.w[m] = p->t_w[t];
-                        ts.off[m++] = base + p->bwd_off[t];
+                for (int k = k_begin; k < k_end && r + S * k < W;) {
+                    const int iw = r + S * k, px = ih * W + iw;
+                    const int ow0 = (iw + P) / S; /* output column of kw = pw */
+                    /* a run of pixels cut alike: kept kw / S in [dw_lo, dw_hi) */
+                    const int dw_lo = ow0 - OW + 1 > 0 ? ow0 - OW + 1 : 0, dw_hi = ow0 + 1 < dw_max + 1 ? ow0 + 1 : dw_max + 1;
+                    int run = 1;
+                    while (k + run < k_end && r + S * (k + run) < W) {
+                        const int jw = ow0 + run;
+                        if ((jw - OW + 1 > 0 ? jw - OW + 1 : 0) != dw_lo || (jw + 1 < dw_max + 1 ? jw + 1 : dw_max + 1) != dw_hi)
+                            break;
+                        run++;
                     }
-                    pr->gather(N, m, ts.w, ts.off, dy, 0.0f, accumulate, dxp + i * plane);
-                }
-                if (bn) {
-                    const int64_t at = i * plane + (int64_t)px * N;
-                    pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
-                                    p->px_sums + ((size_t)px * (size_t)g->in_c + (size_t)i) * 2);
+                    const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
+                    float *dxi = dx + i * plane + (int64_t)px * N;
+                    if (dh_lo == 0 && dh_hi == dh_max + 1 && dw_lo == 0 && dw_hi == dw_max + 1) {
+                        pr->gather_px(N, run, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, N, 0.0f, accumulate,
+                                      dxi, (int64_t)S * N, NULL, 0);
+                    } else { /* the kept weights whose output pixel is inside, once for the run */
+                        int m = 0;
+                        for (int64_t t = t0; t < t0 + cnt; t++) {
+                            const int dh = p->t_kh[t] / S, dw = p->t_kw[t] / S;
+                            if (dh < dh_lo || dh >= dh_hi || dw < dw_lo || dw >= dw_hi) continue;
+                            ts.w[m] = p->t_w[t];
+                            ts.off[m++] = p->bwd_off[t];
+                        }
+                        pr->gather_px(N, run, m, ts.w, ts.off, dy + base, N, 0.0f, accumulate, dxi, (int64_t)S * N,
+                                      NULL, 0);
+                    }
+                    if (bn)
+                        for (int q = 0; q < run; q++) {
+                            const int64_t at = i * plane + (int64_t)(px + q * S) * N;
+                            pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
+                                            p->px_sums + ((size_t)(px + q * S) * (size_t)g->in_c + (size_t)i) * 2);
+                        }
+                    k += run;
                 }
             }
         }

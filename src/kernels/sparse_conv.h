@@ -46,6 +46,17 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
 void st_spconv_plan_free(st_spconv_plan *p);
 const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p);
 
+/* Pixel blocking of the forward and input-gradient passes: each gather
+ * computes up to `pixels` adjacent pixels (of one output row in the forward,
+ * of one input row and stride phase in the input gradient) that share the
+ * kept weights, loading their inputs together. Results are the same bit for
+ * bit for every setting (each output element is summed in the same order);
+ * only the speed differs. Plans start at ST_SPCONV_PX_BLOCK_DEFAULT; tests
+ * and bench/kernel_ab.c set others (clamped to [1, ST_SPCONV_PX_BLOCK_MAX]). */
+#define ST_SPCONV_PX_BLOCK_DEFAULT 6
+#define ST_SPCONV_PX_BLOCK_MAX 8
+void st_spconv_plan_set_px_block(st_spconv_plan *p, int pixels);
+
 /* The passes. w / dw: kept values in CSR order; bias / dbias may be NULL. */
 void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y);
 /* The forward pass, also giving the batch-norm statistics of y per output

@@ -17,6 +17,16 @@ typedef struct st_spconv_prims {
      * slot(e) = slot ? slot[e] : e */
     void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
                   float *acc);
+    /* gather (or gather_stats, where stats is not NULL; then accumulate is
+     * 0) for npx >= 1 pixels that share the kept weights and whose sources
+     * lie src_step floats apart: pixel q reads src + q * src_step, writes
+     * out + q * out_step and its statistics to stats + q * stats_step.
+     * Every output element is summed in the same order as by gather, so
+     * the results are the same bit for bit; the pixels' vectors of one
+     * kept weight are loaded together (one weight broadcast and offset for
+     * all, adjacent memory, more independent accumulators). */
+    void (*gather_px)(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src, int64_t src_step,
+                      float bias, int accumulate, float *out, int64_t out_step, float *stats, int64_t stats_step);
     /* Statistics of one run v[0..n) (n >= 1), shifted by its first value:
      * out[0] = v[0], out[1] = sum (v[j] - v[0]), out[2] = sum (v[j] - v[0])^2,
      * float sums in a fixed order (vector lanes, then the lanes in order). */

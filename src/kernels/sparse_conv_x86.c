@@ -1,7 +1,8 @@
 /* AVX-512 and AVX2 primitives of the direct sparse convolution (see
  * sparse_conv_prims.h). The hot case is a run of 128 floats (batch 128):
  * eight 16-float accumulators stay in registers while the kept weights
- * stream past; shorter runs fall back to one-vector chunks and a masked or
+ * stream past (gather_px: two or three pixels' worth, 16 or 24
+ * accumulators); shorter runs fall back to one-vector chunks and a masked or
  * scalar tail. */
 #include "kernels/sparse_conv_prims.h"
 #include "kernels/isa_target.h"
@@ -183,8 +184,131 @@ static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *o
     stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
 }
 
+/* Eight accumulators A0..A7 of one pixel's 128 floats. */
+#define ST_ACC8(A) __m512 A##0, A##1, A##2, A##3, A##4, A##5, A##6, A##7
+#define ST_INIT8(A, p)                                                                                                 \
+    do {                                                                                                              \
+        if (accumulate) {                                                                                             \
+            A##0 = _mm512_loadu_ps((p)), A##1 = _mm512_loadu_ps((p) + 16), A##2 = _mm512_loadu_ps((p) + 32);         \
+            A##3 = _mm512_loadu_ps((p) + 48), A##4 = _mm512_loadu_ps((p) + 64), A##5 = _mm512_loadu_ps((p) + 80);    \
+            A##6 = _mm512_loadu_ps((p) + 96), A##7 = _mm512_loadu_ps((p) + 112);                                     \
+        } else {                                                                                                      \
+            A##0 = A##1 = A##2 = A##3 = A##4 = A##5 = A##6 = A##7 = _mm512_set1_ps(bias);                            \
+        }                                                                                                             \
+    } while (0)
+#define ST_FMA8(A, wv, s)                                                                                              \
+    A##0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s)), A##0), A##1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 16), A##1), \
+    A##2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 32), A##2), A##3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 48), A##3), \
+    A##4 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 64), A##4), A##5 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 80), A##5), \
+    A##6 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 96), A##6), A##7 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 112), A##7)
+#define ST_STORE8(A, p)                                                                                                \
+    _mm512_storeu_ps((p), A##0), _mm512_storeu_ps((p) + 16, A##1), _mm512_storeu_ps((p) + 32, A##2),                 \
+    _mm512_storeu_ps((p) + 48, A##3), _mm512_storeu_ps((p) + 64, A##4), _mm512_storeu_ps((p) + 80, A##5),            \
+    _mm512_storeu_ps((p) + 96, A##6), _mm512_storeu_ps((p) + 112, A##7)
+
+/* run_stats of the 128 floats held in A0..A7 (the order of run_stats_avx512). */
+static inline void stats8(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5, __m512 a6, __m512 a7,
+                          float *stats) {
+    const float k0 = _mm512_cvtss_f32(a0);
+    const __m512 k = _mm512_set1_ps(k0);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), d;
+#define ST_RUN_STEP(A) d = _mm512_sub_ps(A, k), s1 = _mm512_add_ps(s1, d), s2 = _mm512_fmadd_ps(d, d, s2)
+    ST_RUN_STEP(a0), ST_RUN_STEP(a1), ST_RUN_STEP(a2), ST_RUN_STEP(a3);
+    ST_RUN_STEP(a4), ST_RUN_STEP(a5), ST_RUN_STEP(a6), ST_RUN_STEP(a7);
+#undef ST_RUN_STEP
+    stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
+}
+
+/* Software prefetch in gather_px: on rows of at least PF_MIN_ROW kept
+ * weights, the first cache line of the first pixel's run of the weight
+ * PF_DIST entries ahead (measured, bench/kernel_ab.c passes: +5-10 % on
+ * rows of 75-150 weights, whose inputs come from L2 / L3; -7 % on rows of
+ * ~20, whose loads the hardware keeps up with). */
+#define PF_MIN_ROW 32
+#define PF_DIST 4
+
+/* Two or three pixels of 128 floats at once (16 or 24 accumulators), the
+ * rest through gather / gather_stats one pixel at a time. */
+static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
+                             int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
+                             int64_t stats_step) {
+    const int pf = cnt >= PF_MIN_ROW ? PF_DIST : cnt; /* cnt: no prefetching loop */
+    int q = 0;
+    if (n == 128) {
+        for (; q + 3 <= npx; q += 3) {
+            const float *s0 = src + q * src_step, *s1 = s0 + src_step, *s2 = s1 + src_step;
+            float *o0 = out + q * out_step;
+            ST_ACC8(a);
+            ST_ACC8(b);
+            ST_ACC8(c);
+            ST_INIT8(a, o0);
+            ST_INIT8(b, o0 + out_step);
+            ST_INIT8(c, o0 + 2 * out_step);
+#define ST_STEP3(e)                                                                                                    \
+    do {                                                                                                              \
+        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
+        const int64_t oe = off[e];                                                                                    \
+        ST_FMA8(a, wv, s0 + oe);                                                                                      \
+        ST_FMA8(b, wv, s1 + oe);                                                                                      \
+        ST_FMA8(c, wv, s2 + oe);                                                                                      \
+    } while (0)
+            int e = 0;
+            for (; e < cnt - pf; e++) {
+                _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);
+                ST_STEP3(e);
+            }
+            for (; e < cnt; e++) ST_STEP3(e);
+#undef ST_STEP3
+            ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step), ST_STORE8(c, o0 + 2 * out_step);
+            if (stats) {
+                float *st = stats + q * stats_step;
+                stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
+                stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
+                stats8(c0, c1, c2, c3, c4, c5, c6, c7, st + 2 * stats_step);
+            }
+        }
+        for (; q + 2 <= npx; q += 2) {
+            const float *s0 = src + q * src_step, *s1 = s0 + src_step;
+            float *o0 = out + q * out_step;
+            ST_ACC8(a);
+            ST_ACC8(b);
+            ST_INIT8(a, o0);
+            ST_INIT8(b, o0 + out_step);
+#define ST_STEP2(e)                                                                                                    \
+    do {                                                                                                              \
+        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
+        const int64_t oe = off[e];                                                                                    \
+        ST_FMA8(a, wv, s0 + oe);                                                                                      \
+        ST_FMA8(b, wv, s1 + oe);                                                                                      \
+    } while (0)
+            int e = 0;
+            for (; e < cnt - pf; e++) {
+                _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);
+                ST_STEP2(e);
+            }
+            for (; e < cnt; e++) ST_STEP2(e);
+#undef ST_STEP2
+            ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step);
+            if (stats) {
+                float *st = stats + q * stats_step;
+                stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
+                stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
+            }
+        }
+    }
+    for (; q < npx; q++) {
+        if (stats) gather_stats_avx512(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
+        else gather_avx512(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+    }
+}
+#undef ST_ACC8
+#undef ST_INIT8
+#undef ST_FMA8
+#undef ST_STORE8
+
 const st_spconv_prims st_spconv_prims_avx512 = {
     .gather = gather_avx512,
+    .gather_px = gather_px_avx512,
     .sddmm = sddmm_avx512,
     .run_stats = run_stats_avx512,
     .gather_stats = gather_stats_avx512,
@@ -298,8 +422,18 @@ static void gather_stats_avx2(int n, int cnt, const float *w, const int64_t *off
     run_stats_avx2(n, out, stats);
 }
 
+static void gather_px_avx2(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
+                           int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
+                           int64_t stats_step) {
+    for (int q = 0; q < npx; q++) {
+        if (stats) gather_stats_avx2(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
+        else gather_avx2(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+    }
+}
+
 const st_spconv_prims st_spconv_prims_avx2 = {
     .gather = gather_avx2,
+    .gather_px = gather_px_avx2,
     .sddmm = sddmm_avx2,
     .run_stats = run_stats_avx2,
     .gather_stats = gather_stats_avx2,
