@@ -71,7 +71,8 @@ root = os.path.join(tmp, "tree")
 sizes = [(500, 375), (37, 53), (91, 64), (200, 30), (64, 64), (333, 250), (75, 301)]
 bad_files = []
 for split, per_class in (("train", 5), ("val", 2)):
-    for c, cls in enumerate(["n002_bird", "n001_cat", "n010_dog"]):   # sorted order differs from creation order
+    # 5 classes (top-5 is reported from 5 up); sorted order differs from creation order
+    for c, cls in enumerate(["n002_bird", "n001_cat", "n010_dog", "n004_frog", "n003_fish"]):
         for k in range(per_class):
             w, h = sizes[(c * 3 + k) % len(sizes)]
             ext = [".JPEG", ".jpg", ".jpeg"][k % 3]
@@ -319,6 +320,45 @@ r = subprocess.run([BIN, "train", "-e", "-a", "resnet18", root, "--resume", save
 check("-e --resume CHECKPOINT DATA_DIR: evaluates it (Prec@1, Prec@5), trains nothing",
       r.returncode == 0 and "Prec@1" in r.stdout and "Prec@5" in r.stdout and "epoch" not in r.stdout,
       (r.stdout + r.stderr).strip()[-300:])
+# sparsetrain eval on ImageFolder checkpoints (clean trees: eval loads the
+# test split whole and stops at an unreadable file): top-5 with 5 classes,
+# omitted (JSON null, not in the text) with 3 classes.
+import json  # noqa: E402
+
+
+def small_run(n_classes):
+    """Trains cifar_resnet_8_4 one epoch on a clean n-class tree; returns (train, eval --json, eval text, log)."""
+    tree = os.path.join(tmp, f"small{n_classes}")
+    for split in ("train", "val"):
+        for c in range(n_classes):
+            for k in range(2):
+                save(os.path.join(tree, split, f"c{c}", f"{k}.JPEG"), picture(40, 36, 20 + 3 * c + k))
+    ckpt, log = os.path.join(tmp, f"small{n_classes}.safetensors"), os.path.join(tmp, f"small{n_classes}.jsonl")
+    t = subprocess.run([BIN, "train", "--data", "imagenet", "--datadir", tree, "--image-size", "32", "--model",
+                        "cifar_resnet_8_4", "--epochs", "1", "--batch-size", "4", "--threads", "2", "--plain",
+                        "--save", ckpt, "--log", log], capture_output=True, text=True, timeout=300)
+    e = [subprocess.run([BIN, "eval", "--checkpoint", ckpt, "--datadir", tree, "--threads", "2"] + extra,
+                        capture_output=True, text=True, timeout=300) for extra in (["--json"], [])]
+    try:
+        res = json.loads(e[0].stdout)
+    except ValueError:
+        res = {}
+    lines = [json.loads(line) for line in open(log)] if os.path.exists(log) else []
+    return t, res, e, lines
+
+
+t, res, e, lines = small_run(5)
+check("5 classes: eval JSON and text report top-5 (top-1 <= top-5 <= 1), the log has test_top5",
+      t.returncode == 0 and all(x.returncode == 0 for x in e) and isinstance(res.get("top5"), (int, float))
+      and res["top1"] <= res["top5"] <= 1.0 and res.get("count") == 10 and "top-5" in e[1].stdout
+      and lines and all("test_top5" in line for line in lines),
+      (t.stderr + e[0].stdout[:200] + e[0].stderr).strip()[-300:])
+t, res, e, lines = small_run(3)
+check("3 classes: no top-5 (eval JSON null, eval text and epoch line without it, log without test_top5)",
+      t.returncode == 0 and all(x.returncode == 0 for x in e) and "top5" in res and res["top5"] is None
+      and "top-1" in e[1].stdout and "top-5" not in e[1].stdout and "top-5" not in t.stdout
+      and lines and all("test_top5" not in line for line in lines),
+      (t.stderr + e[0].stdout[:200] + e[0].stderr).strip()[-300:])
 # exact resume: 2 epochs straight == 1 epoch + --resume (the crops are a function of (seed, epoch, position))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import load_checkpoint as lc  # noqa: E402
@@ -342,7 +382,6 @@ r = subprocess.run([BIN, "train", "--data", "imagenet", "--datadir", root, "--im
 check("--valid_split > 0 on an ImageFolder tree is refused", r.returncode != 0 and "whole classes" in r.stderr,
       r.stderr.strip()[-200:])
 # ------------------------------------------------------------ the throughput benchmark
-import json  # noqa: E402
 r = subprocess.run([BIN, "bench", "--imagefolder", root, "--workers", "2", "--image-size", str(S), "--batch-size", "4",
                     "--json"], capture_output=True, text=True, timeout=300)
 try:

@@ -28,15 +28,16 @@ double st_trainer_lr(const st_trainer *t, int epoch) {
     return st_lr_at_epoch_warmup(kind, c->lr, epoch, c->epochs, c->warmup);
 }
 
-/* Images of the batch whose label is among the 5 largest logits (fewer than
- * 5 logits strictly above the label's; all of them with <= 5 classes). */
+/* Images of the batch whose label is among the 5 largest logits, with the
+ * tie rule of st_logits_summary (eval/metrics.h) and of top-1: a class ranks
+ * before the label if its logit is larger, or equal at a smaller index. */
 static int64_t top5_hits(const float *logits, const int32_t *labels, int batch, int classes) {
     int64_t hits = 0;
     for (int n = 0; n < batch; n++) {
         const float *z = logits + (size_t)n * classes, mine = z[labels[n]];
-        int above = 0;
-        for (int k = 0; k < classes; k++) above += z[k] > mine;
-        hits += above < 5;
+        int before = 0;
+        for (int k = 0; k < classes; k++) before += z[k] > mine || (z[k] == mine && k < labels[n]);
+        hits += before < 5;
     }
     return hits;
 }
@@ -320,7 +321,8 @@ static st_status save_unevaluated(st_trainer *t, int epoch) {
 st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result) {
     const st_train_config *c = t->c;
     const st_dataset_info *row = st_dataset_info_find(c->data);
-    const int show_top5 = row && row->format == ST_DATA_IMAGE_FOLDER; /* ImageNet-style data, as the reference's Prec@5 */
+    /* ImageNet-style data with >= 5 classes, as the reference's Prec@5 */
+    const int show_top5 = row && row->format == ST_DATA_IMAGE_FOLDER && t->model->num_classes >= 5;
     const double lr = st_trainer_lr(t, epoch);
     double val_acc = -1, test_acc, test_loss, test_top5;
     st_status es = t->data.valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;
