@@ -42,13 +42,19 @@ static int64_t top5_hits(const float *logits, const int32_t *labels, int batch, 
     return hits;
 }
 
-/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early. */
+/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early.
+ * `hooks` (may be NULL) gets on_eval_batch after every batch, reported as of epoch `report_epoch`. */
 static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, const volatile sig_atomic_t *stop,
-                                 double *accuracy, double *top5, double *loss) {
+                                 const st_train_hooks *hooks, int report_epoch, int epochs, double *accuracy,
+                                 double *top5, double *loss) {
     m->training = 0;
     ST_TRY(st_loader_start_epoch(loader, epoch));
+    const int report = hooks && hooks->on_eval_batch;
+    const int64_t total = report ? st_loader_batches_per_epoch(loader) : 0;
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0, correct5 = 0;
+    int64_t correct = 0, seen = 0, correct5 = 0, done = 0;
+    const double t0 = now_seconds();
+    double end = t0;
     for (;;) {
         st_batch b;
         st_status s = stop && *stop ? st_fail(ST_ERR_INTERRUPTED, "interrupted during the evaluation")
@@ -58,13 +64,26 @@ static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, 
             return s;
         }
         if (b.count == 0) break;
+        const double got = now_seconds();
         const float *logits;
         ST_TRY(st_model_forward(m, b.images, b.count, &logits));
         int ok = 0;
-        loss_sum += st_model_loss(m, b.labels, b.count, &ok) * b.count;
+        const double batch_loss = st_model_loss(m, b.labels, b.count, &ok);
+        const int64_t hits5 = top5_hits(logits, b.labels, b.count, m->num_classes);
+        loss_sum += batch_loss * b.count;
         correct += ok;
-        correct5 += top5_hits(logits, b.labels, b.count, m->num_classes);
+        correct5 += hits5;
         seen += b.count;
+        done++;
+        if (report) {
+            const double now = now_seconds();
+            st_batch_report r = {report_epoch, epochs, done, total, loss_sum / (double)seen,
+                                 (double)correct / (double)seen, (double)seen / (now - t0), now - t0, batch_loss,
+                                 b.count, correct, seen, now - end, got - end, ok,
+                                 m->num_classes >= 5 ? (int)hits5 : -1};
+            hooks->on_eval_batch(&r, hooks->user);
+            end = now_seconds();
+        }
     }
     m->training = 1;
     *accuracy = seen ? (double)correct / (double)seen : 0.0;
@@ -80,8 +99,9 @@ st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, d
 st_status st_trainer_evaluate_top5(st_trainer *t, st_split split, double *accuracy, double *top5, double *loss) {
     st_loader *loader = split == ST_SPLIT_VALID ? t->data.valid_loader : t->data.test_loader;
     if (!loader) return st_fail(ST_ERR_ARGUMENT, "this run has no validation split (--valid_split 0)");
-    return evaluate_loader(t->model, loader, split == ST_SPLIT_VALID ? t->info.epoch : 0, t->c->stop_flag, accuracy,
-                           top5, loss);
+    return evaluate_loader(t->model, loader, split == ST_SPLIT_VALID ? t->info.epoch : 0, t->c->stop_flag,
+                           split == ST_SPLIT_TEST ? &t->hooks : NULL, t->info.epoch, t->c->epochs, accuracy, top5,
+                           loss);
 }
 
 static st_status remember_best(st_trainer *r) {
@@ -199,6 +219,7 @@ static st_status accumulate_at(st_trainer *t, const st_batch *b, const step_plac
     ST_TRY(st_model_forward(m, b->images, b->count, &logits));
     if (c->detect_anomaly) ST_TRY(st_anomaly_check_activations(m, b->count, &where));
     if (c->detect_anomaly) ST_TRY(st_anomaly_check_output(m, logits, b->count, &where));
+    t->batch_top5 = m->num_classes >= 5 ? (int)top5_hits(logits, b->labels, b->count, m->num_classes) : -1;
     ST_TRY(st_model_loss_backward_accumulate(m, b->labels, b->count, loss, correct));
     /* Nothing of a bad step is applied or saved: the last good checkpoint stays. */
     return st_anomaly_check_loss(m, *loss, &where);
@@ -266,10 +287,12 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
     }
     const int64_t seen_at_start = seen;
     t->epoch_first_step = t->opt.steps - b_index; /* steps before this epoch, also when resumed within it */
+    double end = t0; /* the end of the previous batch (the reference's batch and data times start there) */
     for (; b_index < total; b_index++) {
         st_batch b;
         ST_TRY(st_loader_next(t->data.train_loader, &b));
         if (b.count == 0) break;
+        const double got = now_seconds();
         step_place at = {epoch, b_index + 1, lr};
         double loss;
         int ok;
@@ -278,11 +301,12 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
         correct += ok;
         seen += b.count;
         if (t->hooks.on_batch) {
-            const double elapsed = now_seconds() - t0;
+            const double now = now_seconds(), elapsed = now - t0;
             st_batch_report r = {epoch, c->epochs, b_index + 1, total, loss_sum / (double)seen,
                                  (double)correct / (double)seen, (double)(seen - seen_at_start) / elapsed, elapsed,
-                                 loss, b.count, correct, seen};
+                                 loss, b.count, correct, seen, now - end, got - end, ok, t->batch_top5};
             t->hooks.on_batch(&r, t->hooks.user);
+            end = now_seconds();
         }
         if (c->stop_flag && *c->stop_flag) {
             t->info.epoch = epoch;
