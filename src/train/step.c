@@ -120,6 +120,8 @@ st_status st_trainer_save(st_trainer *r) {
     r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
     r->info.itop = r->updater && r->updater->set.dynamic ? r->updater->fired : NULL; /* --fix: it is the mask */
+    r->info.growth_momentum = r->updater ? r->updater->momentum : NULL;   /* --growth momentum only */
+    r->info.growth_momentum2 = r->updater ? r->updater->momentum2 : NULL; /* with Adam */
     r->info.force = r->c->force;
     int have_best = r->keep_best && r->info.best_epoch >= 0;
     ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? &r->best : NULL,
@@ -231,6 +233,7 @@ static st_status apply_at(st_trainer *t, const step_place *at) {
     ST_TRY(st_anomaly_check_gradients(m, &where));
     if (t->hooks.after_backward) ST_TRY(t->hooks.after_backward(t, t->hooks.user));
     ST_TRY(t->arm_status);
+    ST_TRY(st_mask_updater_before_step(t->updater, m, &t->opt)); /* momentum growth's dense momentum */
     st_optimizer_step(&t->opt, m, at->lr);
     if (t->c->detect_anomaly) ST_TRY(st_anomaly_check_weights(m, &t->opt, &where));
     int updated = 0;
