@@ -33,8 +33,9 @@ static int parse_fraction(const char *text, double *out) {
 
 static void print_text(const st_eval_config *c, const st_eval_result *r) {
     printf("test accuracy: %.2f%%  loss: %.4f  (%lld images)\n", 100 * r->accuracy, r->loss, (long long)r->count);
-    printf("%s on %s: top-1 %.2f%%  top-%d %.2f%%  NLL %.4f  ECE %.4f (%d bins)\n", r->model, r->data,
-           100 * r->accuracy, r->num_classes < 5 ? r->num_classes : 5, 100 * r->top5, r->loss, r->ece, ST_ECE_BINS);
+    printf("%s on %s: top-1 %.2f%%", r->model, r->data, 100 * r->accuracy);
+    if (r->has_top5) printf("  top-5 %.2f%%", 100 * r->top5); /* omitted with fewer than 5 classes */
+    printf("  NLL %.4f  ECE %.4f (%d bins)\n", r->loss, r->ece, ST_ECE_BINS);
     printf("\nreliability (confidence bin: images, mean confidence, accuracy)\n");
     for (int b = 0; b < ST_ECE_BINS; b++) {
         const st_reliability_bin *bin = &r->reliability[b];

@@ -9,6 +9,7 @@
 #include "core/status.h"
 #include "models/model.h"
 #include "train/trainer.h"
+#include "train_output.h"
 
 const st_short_flag st_imagenet_short_flags[] = {
     {'a', "arch"}, {'c', "model-config"}, {'j', "workers"}, {'b', "batch-size"}, {'p', "print-freq"}, {'e', "evaluate"},
@@ -103,8 +104,15 @@ int st_imagenet_cli_evaluate(st_train_config *c) {
     c->save[0] = c->log[0] = c->run_dir[0] = 0; /* evaluation writes nothing */
     st_trainer *t = NULL;
     double top1 = 0, top5 = 0, loss = 0;
-    st_status s = st_trainer_create(c, NULL, &t);
+    /* the reference's validate(): "Eval:" lines every --print-freq batches and the summary */
+    st_train_output out = {.quiet = c->quiet, .log_interval = c->log_interval, .imagenet_lines = 1,
+                           .batch_size = c->batch_size,
+                           .eval_batch_size = c->test_batch_size > 0 ? c->test_batch_size : c->batch_size};
+    st_train_hooks hooks = st_train_output_hooks(&out);
+    hooks.on_setup = NULL, hooks.on_batch = NULL, hooks.on_epoch = NULL, hooks.on_mask_update = NULL;
+    st_status s = st_trainer_create(c, &hooks, &t);
     if (s == ST_OK) s = st_trainer_evaluate_top5(t, ST_SPLIT_TEST, &top1, &top5, &loss);
+    if (s == ST_OK) st_train_output_eval_summary(&out);
     st_trainer_free(t);
     if (s != ST_OK) {
         fprintf(stderr, "sparsetrain train --evaluate: %s\n", st_last_error());

@@ -51,6 +51,17 @@ typedef struct layer_row {
 /* Multiply-adds per example of the dense weight gradients of the prunable
  * layers that a gradient-growth mask update computes (fully dense layers are
  * never updated): each costs its dense forward. */
+static double update_gradient_macs(const layer_row *rows, int n);
+
+/* Bytes --growth momentum holds (train/mask_update.h): per updatable layer
+ * the dense momentum (Adam: both moments) and the step's dense gradient. */
+static double momentum_bytes(const layer_row *rows, int n, int adam) {
+    double floats = 0;
+    for (int l = 0; l < n; l++)
+        if (rows[l].kept < rows[l].p->numel) floats += (double)rows[l].p->numel * (adam ? 3 : 2);
+    return floats * sizeof(float);
+}
+
 static double update_gradient_macs(const layer_row *rows, int n) {
     double macs = 0;
     for (int l = 0; l < n; l++)
@@ -158,6 +169,10 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
                   /* dynamic sparse training with --growth gradient every update_frequency steps, per step */
                   {"train_flops_dynamic_gradient",
                    ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->run.update_frequency},
+                  /* --growth momentum: the dense weight gradients on every step */
+                  {"train_flops_dynamic_momentum", ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n)},
+                  {"dynamic_momentum_bytes_sgd", momentum_bytes(rows, n, 0)},
+                  {"dynamic_momentum_bytes_adam", momentum_bytes(rows, n, 1)},
                   {"update_frequency", o->run.update_frequency}};
     for (size_t i = 0; i < sizeof totals / sizeof totals[0]; i++) {
         st_json_append_text(&b, ", \"");
@@ -206,6 +221,10 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
            "gradients per update step, %.4g M per example and step on average\n",
            o->run.update_frequency, update_gradient_macs(rows, n) / 1e6,
            (ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n) / o->run.update_frequency) / 1e6);
+    printf("with --growth momentum the dense weight gradients run on every step: %.4g M per example and step; its "
+           "dense momentum buffers hold %.4g MB for the run (SGD; Adam %.4g MB), dense gradients included\n",
+           (ST_TRAIN_STEP_FORWARDS * sparse + update_gradient_macs(rows, n)) / 1e6, momentum_bytes(rows, n, 0) / 1e6,
+           momentum_bytes(rows, n, 1) / 1e6);
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
     int gemm = 0;
     for (int l = 0; l < n; l++) gemm += strcmp(layer_kernel(o, m, &rows[l]), "gemm") == 0;

@@ -10,6 +10,13 @@ weights, gradients and masks as a PyTorch version written from the SPEC:
   many seeds, every inactive position about equally often;
 * Taylor_FO death + random_unfired growth: the same mask after death; grown
   positions never active before while there are enough of them;
+* magnitude death + momentum growth: the dense momentum after T steps of
+  dense gradients equals torch.optim.SGD's momentum_buffer (weight decay,
+  with and without Nesterov: the buffer is the same) / torch.optim.Adam's
+  exp_avg and exp_avg_sq, stepped on a dense tensor holding the masked
+  weights, as the reference's masked-dense training does; growth takes the
+  inactive positions of largest |momentum| (Adam: |exp_avg / (sqrt(exp_avg_sq)
+  + 1e-8)|), the reference's momentum_growth and get_momentum_for_weight;
 * the death-rate schedule of a real run (the JSON log's mask_update lines) =
   torch.optim.lr_scheduler.CosineAnnealingLR(T_max = the run's steps,
   eta_min = 0.005) stepped once per optimiser step, as the reference steps it.
@@ -92,6 +99,63 @@ def torch_gradient_growth(g, mask, count):
     return new.numpy()
 
 
+def probe_momentum(tmp, rate, w, mask, steps, opt, beta1, beta2, wd):
+    """Our momentum growth after len(steps) steps of (w_t, g_t): (mask after death, after growth, m1, m2)."""
+    src, dst = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
+    n = w.size
+    with open(src, "wb") as f:
+        f.write(np.int64(n).tobytes())
+        f.write(w.astype("<f4").tobytes())
+        f.write(np.zeros(n, dtype="<f4").tobytes())
+        f.write(mask.astype(np.uint8).tobytes())
+        f.write(mask.astype(np.uint8).tobytes())
+        for wt, gt in steps:
+            f.write(wt.astype("<f4").tobytes())
+            f.write(gt.astype("<f4").tobytes())
+    r = subprocess.run([PROBE, "magnitude", "momentum", repr(rate), "1", src, dst, opt, repr(beta1), repr(beta2),
+                        repr(wd), str(len(steps))], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr)
+    raw = open(dst, "rb").read()
+    death = np.frombuffer(raw, dtype=np.uint8, count=n).astype(bool)
+    growth = np.frombuffer(raw, dtype=np.uint8, count=n, offset=n).astype(bool)
+    m1 = np.frombuffer(raw, dtype="<f4", count=n, offset=2 * n)
+    m2 = np.frombuffer(raw, dtype="<f4", count=n, offset=6 * n) if opt == "adam" else None
+    return death, growth, m1, m2
+
+
+def torch_momentum(steps, opt, beta1, beta2, wd, nesterov):
+    """The reference's view: a dense parameter holding the masked weights, its dense gradient every step,
+    torch.optim's own state; returns the momentum get_momentum_for_weight would rank by and the raw state."""
+    p = torch.nn.Parameter(torch.zeros(steps[0][0].size))
+    if opt == "sgd":
+        o = torch.optim.SGD([p], lr=0.1, momentum=beta1, weight_decay=wd, nesterov=nesterov)
+    else:
+        o = torch.optim.Adam([p], lr=0.01, betas=(beta1, beta2), weight_decay=wd)
+    for wt, gt in steps:
+        with torch.no_grad():
+            p.copy_(torch.from_numpy(wt))  # the step's (masked) weights, as apply_mask leaves them
+        p.grad = torch.from_numpy(gt.copy())
+        o.step()
+    state = o.state[p]
+    if opt == "sgd":
+        buf = state["momentum_buffer"]
+        return buf, buf, None
+    m1, m2 = state["exp_avg"], state["exp_avg_sq"]
+    return m1 / (torch.sqrt(m2) + 1e-08), m1, m2
+
+
+def torch_momentum_growth(score, mask, count):
+    """The reference's momentum_growth: |momentum| * (mask == 0), sorted descending, the first `count`
+    (no ties among continuous values; ours breaks them to the lower position)."""
+    score = score.detach().clone()
+    new = torch.from_numpy(mask.copy())
+    score = score.abs() * (~new).float()
+    idx = torch.argsort(-score, stable=True)
+    new[idx[:count]] = True
+    return new.numpy()
+
+
 def layer(rng, n, density, levels):
     w = rng.standard_normal(n).astype(np.float32)
     g = rng.standard_normal(n).astype(np.float32)
@@ -151,6 +215,37 @@ def main():
               ok_set == len(cases), "; ".join(details))
         check(f"Taylor_FO death = PyTorch's, random_unfired prefers never-active positions on {len(cases)} layers",
               ok_taylor == len(cases), "; ".join(details))
+
+        # magnitude death + momentum growth against torch.optim's own state
+        ok, worst, details = 0, 0.0, []
+        configs = [("sgd", 0.9, 0.0, 5e-4, False), ("sgd", 0.9, 0.0, 0.0, True), ("sgd", 0.5, 0.0, 1e-3, True),
+                   ("adam", 0.9, 0.999, 0.0, False), ("adam", 0.8, 0.99, 1e-4, False)]
+        for c, (opt, beta1, beta2, wd, nesterov) in enumerate(configs):
+            for n, density in ((300, 0.1), (4608, 0.3)):
+                _, _, mask = layer(rng, n, density, 0)
+                steps = []
+                for t in range(6):  # the masked weights drift, the dense gradient is nonzero everywhere
+                    wt = np.where(mask, rng.standard_normal(n), 0).astype(np.float32)
+                    steps.append((wt, rng.standard_normal(n).astype(np.float32)))
+                w = steps[-1][0]
+                rate = float(rng.uniform(0.2, 0.6))
+                after_death, after_growth, m1, m2 = probe_momentum(tmp, rate, w, mask, steps, opt, beta1, beta2, wd)
+                score, t1, t2 = torch_momentum(steps, opt, beta1, beta2, wd, nesterov)
+                want_death, removed = torch_death("magnitude", w, np.zeros(n, np.float32), mask, rate)
+                want_growth = torch_momentum_growth(score, want_death, removed)
+                err = float(np.abs(m1 - t1.numpy()).max() / max(1e-30, np.abs(t1.numpy()).max()))
+                if m2 is not None:
+                    err = max(err, float(np.abs(m2 - t2.numpy()).max() / max(1e-30, np.abs(t2.numpy()).max())))
+                worst = max(worst, err)
+                same = (np.array_equal(after_death, want_death) and np.array_equal(after_growth, want_growth)
+                        and err <= 1e-6)
+                ok += same
+                if not same:
+                    details.append(f"{opt} beta {beta1} wd {wd} nesterov {nesterov} n={n}: state error {err:.1e}, "
+                                   f"{int((after_growth != want_growth).sum())} positions differ")
+        check(f"momentum growth = the reference's (torch.optim state after 6 dense steps, SGD +- Nesterov and Adam) "
+              f"on {ok} of {2 * len(configs)} layers", ok == 2 * len(configs),
+              f"worst relative state error {worst:.1e}; " + "; ".join(details))
 
         # random growth is uniform over the inactive positions (many seeds)
         n = 40

@@ -3,7 +3,12 @@
  *   dst_probe DEATH GROWTH RATE SEED IN OUT
  * IN: int64 numel, then float w[numel], float g[numel], uint8 mask[numel],
  * uint8 fired[numel] (little-endian); OUT: the mask after death (numel
- * bytes), then the mask after growth (numel bytes). k = ceil(RATE * kept). */
+ * bytes), then the mask after growth (numel bytes). k = ceil(RATE * kept).
+ *   dst_probe DEATH momentum RATE SEED IN OUT sgd|adam BETA1 BETA2 WD T
+ * momentum growth: IN continues with T steps of (float w_t[numel], float
+ * g_t[numel]); the dense momentum (sparse/dst.h) is run over them from 0 and
+ * growth ranks by its score; OUT continues with m1[numel] (and m2[numel] for
+ * adam) as floats. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +18,8 @@
 #include "sparse/dst.h"
 
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: dst_probe DEATH GROWTH RATE SEED IN OUT\n");
+    if (argc != 7 && argc != 12) {
+        fprintf(stderr, "usage: dst_probe DEATH GROWTH RATE SEED IN OUT [sgd|adam BETA1 BETA2 WD T]\n");
         return 2;
     }
     st_death_kind death;
@@ -38,6 +43,30 @@ int main(int argc, char **argv) {
         fprintf(stderr, "dst_probe: %s is short\n", argv[5]);
         return 1;
     }
+    float *m1 = NULL, *m2 = NULL, *score = NULL;
+    if (growth == ST_GROWTH_MOMENTUM) {
+        if (argc != 12) {
+            fprintf(stderr, "dst_probe: momentum growth needs sgd|adam BETA1 BETA2 WD T\n");
+            return 2;
+        }
+        const int adam = strcmp(argv[7], "adam") == 0;
+        const double beta1 = atof(argv[8]), beta2 = atof(argv[9]);
+        const float wd = (float)atof(argv[10]);
+        const int steps = atoi(argv[11]);
+        m1 = calloc((size_t)n, sizeof(float)), m2 = adam ? calloc((size_t)n, sizeof(float)) : NULL;
+        score = malloc(sizeof(float) * (size_t)n);
+        float *wt = malloc(sizeof(float) * (size_t)n), *gt = malloc(sizeof(float) * (size_t)n);
+        if (!m1 || (adam && !m2) || !score || !wt || !gt) return 1;
+        for (int t = 0; t < steps; t++) {
+            if (fread(wt, sizeof(float), (size_t)n, in) != (size_t)n || fread(gt, sizeof(float), (size_t)n, in) != (size_t)n) {
+                fprintf(stderr, "dst_probe: %s is short (step %d)\n", argv[5], t);
+                return 1;
+            }
+            st_dst_momentum_step(n, m1, m2, gt, wt, wd, beta1, beta2);
+        }
+        free(wt), free(gt);
+        st_dst_momentum_score(n, m1, m2, score);
+    }
     fclose(in);
     int64_t kept = 0;
     for (int64_t i = 0; i < n; i++) kept += mask[i] != 0;
@@ -46,14 +75,15 @@ int main(int argc, char **argv) {
     memcpy(after_death, mask, (size_t)n);
     st_rng rng;
     st_rng_seed(&rng, strtoull(argv[4], NULL, 10), 0);
-    const int64_t grown = st_dst_growth(growth, n, mask, fired, g, removed, &rng);
+    const int64_t grown = st_dst_growth(growth, n, mask, fired, score ? score : g, removed, &rng);
     FILE *out = fopen(argv[6], "wb");
     if (removed < 0 || grown != removed || !out || fwrite(after_death, 1, (size_t)n, out) != (size_t)n ||
-        fwrite(mask, 1, (size_t)n, out) != (size_t)n || fclose(out) != 0) {
+        fwrite(mask, 1, (size_t)n, out) != (size_t)n || (m1 && fwrite(m1, sizeof(float), (size_t)n, out) != (size_t)n) ||
+        (m2 && fwrite(m2, sizeof(float), (size_t)n, out) != (size_t)n) || fclose(out) != 0) {
         fprintf(stderr, "dst_probe: update failed\n");
         return 1;
     }
     printf("%lld %lld\n", (long long)removed, (long long)grown);
-    free(w), free(g), free(mask), free(fired), free(after_death);
+    free(w), free(g), free(mask), free(fired), free(after_death), free(m1), free(m2), free(score);
     return 0;
 }

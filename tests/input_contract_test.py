@@ -303,7 +303,7 @@ cases = {
     "ambiguous-flag": common + ["--de", "0.5"],
     "fp16": common + ["--fp16"],
     "dst-unknown-death": common + ["--sparse", "--death", "bogus"],
-    "dst-momentum-growth": common + ["--sparse", "--growth", "momentum"],
+    "dst-momentum-growth": common + ["--sparse", "--growth", "momentum", "--momentum", "0"],
     "dst-update-frequency": common + ["--sparse", "--update_frequency", "0"],
     "multiplier-resume": common + ["--multiplier", "2", "--resume", ck],
     "unknown-protocol": common + ["--protocol", "paper"],

@@ -194,6 +194,40 @@ static void test_schedule(void) {
     }
 }
 
+/* Momentum growth by hand: two SGD steps (beta 0.5, wd 0.5) and two Adam
+ * steps, on 4 positions of which 0 is kept (w = 2), then growth ranks the
+ * inactive ones by |score|. */
+static void test_momentum_growth(void) {
+    float m1[4] = {0}, score[4];
+    const float w[4] = {2, 0, 0, 0};
+    const float g1[4] = {1, 4, -8, 2}, g2[4] = {1, -2, 2, 1};
+    /* SGD: m = g1 + wd w, then 0.5 m + g2 + wd w */
+    st_dst_momentum_step(4, m1, NULL, g1, w, 0.5f, 0.5, 0.0);
+    CHECK(m1[0] == 2 && m1[1] == 4 && m1[2] == -8 && m1[3] == 2);
+    st_dst_momentum_step(4, m1, NULL, g2, w, 0.5f, 0.5, 0.0);
+    CHECK(m1[0] == 3 && m1[1] == 0 && m1[2] == -2 && m1[3] == 2);
+    st_dst_momentum_score(4, m1, NULL, score);
+    CHECK(score[0] == 3 && score[2] == -2);
+    uint8_t m[4];
+    /* inactive 1..3 with |score| 0, 2, 2: the tie at 2 goes to position 2 first, then 3 */
+    set_mask(m, "1000");
+    CHECK(st_dst_growth(ST_GROWTH_MOMENTUM, 4, m, NULL, score, 1, NULL) == 1);
+    CHECK(mask_is(m, "1010"));
+    set_mask(m, "1000");
+    CHECK(st_dst_growth(ST_GROWTH_MOMENTUM, 4, m, NULL, score, 2, NULL) == 2);
+    CHECK(mask_is(m, "1011"));
+    /* Adam (beta1 0.5, beta2 0.75, wd 0): m1 = 0.5 g, m2 = 0.25 g^2 after one step; score = m1 / (sqrt(m2) + 1e-8) */
+    float a1[4] = {0}, a2[4] = {0};
+    st_dst_momentum_step(4, a1, a2, g1, w, 0.0f, 0.5, 0.75);
+    CHECK(a1[1] == 2 && a2[1] == 4 && a1[2] == -4 && a2[2] == 16);
+    st_dst_momentum_score(4, a1, a2, score);
+    CHECK_NEAR(score[1], 2.0 / (2.0 + 1e-8), 1e-7);
+    CHECK_NEAR(score[2], -4.0 / (4.0 + 1e-8), 1e-7);
+    /* second step: m1 = 0.5 m1 + 0.5 g2, m2 = 0.75 m2 + 0.25 g2^2 */
+    st_dst_momentum_step(4, a1, a2, g2, w, 0.0f, 0.5, 0.75);
+    CHECK(a1[1] == 0 && a2[1] == 4 && a1[3] == 1 && a2[3] == 1);
+}
+
 static void test_parsers(void) {
     st_death_kind d;
     st_growth_kind g;
@@ -203,7 +237,8 @@ static void test_parsers(void) {
     CHECK(st_dst_parse_death("bogus", &d) == ST_ERR_ARGUMENT && strstr(st_last_error(), "--death"));
     CHECK(st_dst_parse_growth("gradient", &g) == ST_OK && g == ST_GROWTH_GRADIENT);
     CHECK(st_dst_parse_growth("random_unfired", &g) == ST_OK && g == ST_GROWTH_RANDOM_UNFIRED);
-    CHECK(st_dst_parse_growth("momentum", &g) == ST_ERR_ARGUMENT && strstr(st_last_error(), "not available"));
+    CHECK(st_dst_parse_growth("momentum", &g) == ST_OK && g == ST_GROWTH_MOMENTUM);
+    CHECK(st_dst_parse_growth("momentum_neuron", &g) == ST_ERR_ARGUMENT && strstr(st_last_error(), "unknown"));
     CHECK(st_dst_parse_redistribution("none") == ST_OK);
     CHECK(st_dst_parse_redistribution("momentum") == ST_ERR_ARGUMENT && strstr(st_last_error(), "not available"));
     CHECK(st_dst_parse_redistribution("x") == ST_ERR_ARGUMENT && strstr(st_last_error(), "unknown"));
@@ -217,6 +252,7 @@ int main(void) {
     test_threshold_death();
     test_taylor_death();
     test_gradient_growth();
+    test_momentum_growth();
     test_random_growth();
     test_random_unfired_growth();
     test_single_kept_weight();

@@ -56,8 +56,10 @@ typedef struct watch {
     uint8_t **before, **seen; /* mask before the step's update; union of every mask seen */
     double last_itop;
     int updates, steps, reported;
-    int gradient_growth;
+    int gradient_growth;      /* gradient or momentum growth: the executor computes dense gradients */
     int64_t regrown_checked;
+    float **expect_momentum;  /* momentum growth with SGD: the buffer the step should leave, per layer */
+    int64_t momentum_checked; /* steps whose dense momentum was checked */
     float *dense; uint8_t *mask; int64_t largest;
 } watch;
 
@@ -92,6 +94,27 @@ static st_status watch_before(st_trainer *t, void *user) {
     }
     for (int l = 0; l < w->n_layers; l++)
         st_sparse_weight_mask_dense(m->params[w->param[l]].sparse, w->before[l]);
+    /* momentum growth (SGD): this step must fold its dense gradient into the dense momentum,
+     * M <- momentum M + (g + wd w) with the step's weights, armed on every step up to the last update */
+    const st_mask_updater *u = st_trainer_mask_updater(t);
+    const st_optimizer *o = st_trainer_optimizer(t);
+    if (u && u->momentum && !u->momentum2) {
+        if (!w->expect_momentum) w->expect_momentum = calloc((size_t)w->n_layers, sizeof *w->expect_momentum);
+        const int64_t step = o->steps + 1, last = (u->set.total_steps - 1) / u->set.frequency * u->set.frequency;
+        CHECK((m->dense_grad != NULL) == (step <= last));
+        for (int l = 0; l < w->n_layers; l++) {
+            const int i = w->param[l];
+            free(w->expect_momentum[l]);
+            w->expect_momentum[l] = NULL;
+            if (!m->dense_grad || !m->dense_grad[i] || !u->momentum[i]) continue;
+            const st_param *p = &m->params[i];
+            float *e = new_floats((size_t)p->numel);
+            dense_of(p, p->value, w->dense);
+            for (int64_t k = 0; k < p->numel; k++)
+                e[k] = u->momentum[i][k] * (float)o->momentum + (m->dense_grad[i][k] + (float)o->weight_decay * w->dense[k]);
+            w->expect_momentum[l] = e;
+        }
+    }
     return ST_OK;
 }
 
@@ -106,6 +129,7 @@ static st_status watch_after(st_trainer *t, void *user) {
     const int updated = u->updates > w->updates;
     w->updates = (int)u->updates;
     CHECK(updated == st_mask_updater_due(u, o->steps));
+    int checked_momentum = 0;
     for (int l = 0; l < w->n_layers; l++) {
         const st_param *p = &m->params[w->param[l]];
         const int64_t n = p->numel;
@@ -134,10 +158,15 @@ static st_status watch_after(st_trainer *t, void *user) {
                     w->regrown_checked += a == 0;
                 }
         }
+        if (w->expect_momentum && w->expect_momentum[l]) { /* mask updates leave it alone */
+            CHECK(memcmp(w->expect_momentum[l], u->momentum[w->param[l]], sizeof(float) * (size_t)n) == 0);
+            checked_momentum = 1;
+        }
         /* the ITOP record is the union of every mask seen */
         for (int64_t i = 0; i < n; i++) w->seen[l][i] |= w->mask[i];
         CHECK(memcmp(w->seen[l], u->fired[w->param[l]], (size_t)n) == 0);
     }
+    w->momentum_checked += checked_momentum;
     const double itop = st_mask_updater_itop_rate(u);
     CHECK(itop >= w->last_itop);
     w->last_itop = itop;
@@ -156,23 +185,27 @@ static void count_update(const st_mask_update_report *r, void *user) {
 
 static void watch_free(watch *w) {
     for (int l = 0; l < w->n_layers; l++) free(w->before[l]), free(w->seen[l]);
+    for (int l = 0; w->expect_momentum && l < w->n_layers; l++) free(w->expect_momentum[l]);
+    free(w->expect_momentum);
     free(w->param), free(w->kept), free(w->before), free(w->seen), free(w->dense), free(w->mask);
 }
 
 static void test_invariants(void) {
     static const char *const models[] = {"lenet300-100", "lenet5", "cifar_resnet_20"};
     static const char *const deaths[] = {"magnitude", "SET", "threshold", "Taylor_FO"};
-    static const char *const growths[] = {"random", "random_unfired", "gradient"};
+    static const char *const growths[] = {"random", "random_unfired", "gradient", "momentum"};
     static const double densities[] = {0.02, 0.1, 0.3};
     st_rng rng;
     st_rng_seed(&rng, 2026, 15);
     int64_t regrown = 0;
+    int momentum_runs = 0;
     for (int run = 0; run < 12; run++) {
         st_train_config c;
         const char *model = models[run % 3];
         config(&c, model, run % 2 ? "dense" : "sparse");
         snprintf(c.death, sizeof c.death, "%s", deaths[st_rng_below(&rng, 4)]);
-        snprintf(c.growth, sizeof c.growth, "%s", growths[st_rng_below(&rng, 3)]);
+        snprintf(c.growth, sizeof c.growth, "%s", growths[st_rng_below(&rng, 4)]);
+        if (run == 0 || run == 7) snprintf(c.growth, sizeof c.growth, "momentum"); /* SGD, each executor */
         c.density = densities[st_rng_below(&rng, 3)];
         c.seed = 100 + (uint64_t)run;
         c.death_rate = 0.2 + 0.6 * st_rng_uniform_double(&rng);
@@ -183,7 +216,7 @@ static void test_invariants(void) {
             c.lr = 1e-3;
         }
         watch w = {0};
-        w.gradient_growth = strcmp(c.growth, "gradient") == 0;
+        w.gradient_growth = strcmp(c.growth, "gradient") == 0 || strcmp(c.growth, "momentum") == 0;
         st_train_hooks h = {.user = &w, .after_backward = watch_before, .after_step = watch_after,
                             .on_mask_update = count_update};
         st_trainer *t = NULL;
@@ -199,9 +232,18 @@ static void test_invariants(void) {
                w.last_itop);
         if (strcmp(c.death, "threshold") != 0) CHECK(w.last_itop > c.density * 1.01);
         regrown += w.regrown_checked;
+        if (strcmp(c.growth, "momentum") == 0 && strcmp(c.optimizer, "adam") != 0) {
+            const int64_t want = (c.max_batches - 1) / c.update_frequency * c.update_frequency;
+            if (w.momentum_checked != want)
+                printf("run %d: dense momentum checked on %lld steps, expected %lld\n", run,
+                       (long long)w.momentum_checked, (long long)want);
+            CHECK(w.momentum_checked == want);
+            momentum_runs++;
+        }
         watch_free(&w);
     }
     CHECK(regrown > 100); /* the regrown-at-zero checks saw regrown weights */
+    CHECK(momentum_runs >= 2); /* the dense momentum was followed step by step (SGD) */
 }
 
 /* ---------- the dense gradient of an update step ---------- */
@@ -358,9 +400,11 @@ static st_status stop_hook(st_trainer *t, void *user) {
     return ST_OK;
 }
 
+static const char *resume_growth = "random_unfired";
+
 static void resume_config(st_train_config *c, const char *save) {
     config(c, "lenet5", "sparse");
-    snprintf(c->growth, sizeof c->growth, "random_unfired");
+    snprintf(c->growth, sizeof c->growth, "%s", resume_growth);
     snprintf(c->death, sizeof c->death, "SET");
     c->epochs = 2;
     c->valid_split = 0.1;
@@ -373,21 +417,25 @@ static int same_checkpoint(const char *a, const char *b) {
     CHECK_OK(st_safetensors_read(a, &fa));
     CHECK_OK(st_safetensors_read(b, &fb));
     int same = fa && fb && st_safetensors_count(fa) == st_safetensors_count(fb);
-    int itop = 0;
+    int itop = 0, momentum = 0;
     for (int i = 0; same && i < st_safetensors_count(fa); i++) {
         const st_tensor_entry *x = st_safetensors_get(fa, i), *y = st_safetensors_find(fb, x->name);
         itop += strncmp(x->name, "itop.", 5) == 0;
+        momentum += strncmp(x->name, "dst_momentum.", 13) == 0;
         same = y && x->dtype == y->dtype && st_tensor_numel(x) == st_tensor_numel(y) &&
                memcmp(x->data, y->data, (size_t)st_tensor_numel(x) * st_dtype_size(x->dtype)) == 0;
         if (!same) fprintf(stderr, "tensor %s differs\n", x->name);
     }
     CHECK(itop > 0); /* the record is saved */
+    CHECK(strcmp(resume_growth, "momentum") == 0 ? momentum > 0 : momentum == 0); /* and momentum growth's buffers */
     st_safetensors_free(fa);
     st_safetensors_free(fb);
     return same;
 }
 
-static void test_resume(void) {
+/* stops: 2 = right after the update of step 4 and between updates at step 7 (epoch 2); 1 = step 7 only */
+static void test_resume(const char *growth, int n_stops) {
+    resume_growth = growth;
     const char *tmp = getenv("ST_TEST_TMP");
     char whole[1024], part[1024];
     if (tmp) mkdir(tmp, 0777);
@@ -399,7 +447,7 @@ static void test_resume(void) {
     CHECK_OK(st_train_run(&c, NULL, &res));
     /* stopped right after the update of step 4, and between updates at step 7 (epoch 2) */
     const int64_t stops[2] = {4, 7};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 2 - n_stops; k < 2; k++) {
         snprintf(part, sizeof part, "%s/dst_part%d.safetensors", tmp ? tmp : ".", k);
         remove(part);
         st_train_config p;
@@ -417,8 +465,8 @@ static void test_resume(void) {
         r.quiet = 1;
         CHECK_OK(st_train_run(&r, NULL, &res));
         const int same = same_checkpoint(whole, part);
-        printf("resume after a stop at step %lld: final checkpoint %s the uninterrupted run's\n", (long long)stops[k],
-               same ? "equals" : "DIFFERS FROM");
+        printf("growth %s, resume after a stop at step %lld: final checkpoint %s the uninterrupted run's\n", growth,
+               (long long)stops[k], same ? "equals" : "DIFFERS FROM");
         CHECK(same);
         remove(part);
     }
@@ -463,8 +511,10 @@ int main(void) {
     test_executors_agree("lenet5", "gradient", 8);
     test_executors_agree("cifar_resnet_20", "gradient", 3);
     test_executors_agree("lenet300-100", "random", 8);
+    test_executors_agree("lenet5", "momentum", 8);
     printf("(%.1f s)\n", now() - t0), t0 = now();
-    test_resume();
+    test_resume("random_unfired", 2);
+    test_resume("momentum", 1); /* the dense momentum buffers are saved and restored */
     printf("(%.1f s)\n", now() - t0), t0 = now();
     test_fixed_itop();
     TEST_MAIN_END();

@@ -40,6 +40,32 @@ static void test_logits_summary(void) {
     CHECK_NEAR(st_topk_accuracy(0, ranks, 3), 0.0, 0);
 }
 
+/* Top-5 on 7 classes with a five-way tie: classes 1..5 share the second
+ * largest logit. The rule (a class ranks before the label if its logit is
+ * larger, or equal at a smaller index) puts classes 1..4 in the top 5 and
+ * class 5 at rank 5, outside; the lone larger logit and the smaller one
+ * behave as without ties. */
+static void test_top5_ties(void) {
+    const float z[] = {3, 1, 1, 1, 1, 1, 0};
+    const int32_t labels[] = {0, 1, 4, 5, 6};
+    const int expect[] = {0, 1, 4, 5, 6};
+    float logits[5 * 7];
+    for (int n = 0; n < 5; n++)
+        for (int k = 0; k < 7; k++) logits[n * 7 + k] = z[k];
+    int rank[5];
+    st_logits_summary(5, 7, logits, labels, NULL, NULL, rank);
+    for (int n = 0; n < 5; n++) CHECK(rank[n] == expect[n]);
+    CHECK_NEAR(st_topk_accuracy(5, rank, 5), 3.0 / 5.0, 0); /* labels 0, 1, 4 */
+    CHECK_NEAR(st_topk_accuracy(5, rank, 1), 1.0 / 5.0, 0);
+    /* all logits equal: class k has rank k, so top-5 holds exactly classes 0..4 */
+    const float flat[7] = {0};
+    for (int32_t label = 0; label < 7; label++) {
+        int r;
+        st_logits_summary(1, 7, flat, &label, NULL, NULL, &r);
+        CHECK(r == label);
+    }
+}
+
 static void test_calibration(void) {
     const double conf[] = {0.95, 0.95, 0.5, 0.1};
     const uint8_t correct[] = {1, 0, 1, 0};
@@ -169,6 +195,7 @@ static int file_mode(const char *mode, const char *path) {
 int main(int argc, char **argv) {
     if (argc == 3) return file_mode(argv[1], argv[2]);
     test_logits_summary();
+    test_top5_ties();
     test_calibration();
     test_ood();
     test_histogram();

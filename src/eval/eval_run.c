@@ -198,7 +198,8 @@ static st_status evaluate_all(const st_eval_config *c, st_model *m, const st_dat
     r->count = clean.n;
     r->num_classes = m->num_classes;
     r->accuracy = st_topk_accuracy(clean.n, clean.rank, 1);
-    r->top5 = st_topk_accuracy(clean.n, clean.rank, m->num_classes < 5 ? m->num_classes : 5);
+    r->has_top5 = m->num_classes >= 5;
+    r->top5 = r->has_top5 ? st_topk_accuracy(clean.n, clean.rank, 5) : 0.0;
     r->loss = mean_of(clean.nll, clean.n);
     uint8_t *correct = st_malloc((size_t)clean.n + 1, "eval correctness");
     st_status s = correct ? ST_OK : ST_ERR_NOMEM;
@@ -303,7 +304,12 @@ st_status st_eval_result_json(const st_eval_config *c, const st_eval_result *r, 
     key(&b, "count");
     st_json_append_int(&b, r->count);
     key_double(&b, "top1", r->accuracy);
-    key_double(&b, "top5", r->top5);
+    if (r->has_top5)
+        key_double(&b, "top5", r->top5);
+    else {
+        key(&b, "top5");
+        st_json_append_text(&b, "null"); /* fewer than 5 classes */
+    }
     key_double(&b, "nll", r->loss);
     key_double(&b, "ece", r->ece);
     key(&b, "reliability");

@@ -42,7 +42,9 @@ typedef struct st_eval_result {
     char data[32];
     int64_t count;             /* test images evaluated */
     int num_classes;
-    double accuracy, top5;     /* top-1 / top-5 (top-k with k = min(5, classes)) */
+    double accuracy;           /* top-1 */
+    int has_top5;              /* 1 when the model has >= 5 classes; top-5 is omitted otherwise */
+    double top5;               /* top-5 (0 when !has_top5) */
     double loss;               /* mean NLL */
     double ece;
     st_reliability_bin reliability[ST_ECE_BINS];

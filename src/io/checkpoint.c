@@ -149,6 +149,12 @@ st_status st_checkpoint_save(const char *path, const st_model *m, const st_optim
             snprintf(name, sizeof name, "itop.%s", p->name);
             add_entry(&l, name, ST_DTYPE_U8, p->ndim, p->shape, info->itop[i]);
         }
+        for (int which = 0; which < 2; which++) {
+            float *const *table = which == 0 ? info->growth_momentum : info->growth_momentum2;
+            if (!p->sparse || !table || !table[i]) continue;
+            snprintf(name, sizeof name, "%s.%s", which == 0 ? "dst_momentum" : "dst_momentum2", p->name);
+            add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, table[i]);
+        }
         if (have_best) {
             snprintf(name, sizeof name, "best.%s", p->name);
             add_entry(&l, name, ST_DTYPE_F32, p->ndim, p->shape, snapshot_dense(&l, best_copy, p, i));
@@ -349,6 +355,38 @@ st_status st_checkpoint_load_itop(const st_safetensors *f, const char *path, con
         if (!fired[i]) return ST_ERR_NOMEM;
         memcpy(fired[i], record, (size_t)p->numel);
         (*found)++;
+    }
+    return ST_OK;
+}
+
+st_status st_checkpoint_load_growth_momentum(const st_safetensors *f, const char *path, const st_model *m, float **m1,
+                                             float **m2, int *found) {
+    char name[ST_NAME_MAX + 64];
+    *found = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        const st_param *p = &m->params[i];
+        m1[i] = m2[i] = NULL;
+        if (!p->sparse) continue;
+        for (int which = 0; which < 2; which++) {
+            snprintf(name, sizeof name, "%s.%s", which == 0 ? "dst_momentum" : "dst_momentum2", p->name);
+            if (!st_safetensors_find(f, name)) continue;
+            const st_tensor_entry *t;
+            ST_TRY(find_tensor(f, path, name, ST_DTYPE_F32, p->ndim, p->shape, &t));
+            float *copy = st_malloc(sizeof(float) * (size_t)p->numel, "dense momentum");
+            if (!copy) return ST_ERR_NOMEM;
+            memcpy(copy, t->data, sizeof(float) * (size_t)p->numel); /* the file's data may be unaligned */
+            for (int64_t k = 0; k < p->numel; k++)
+                if (!isfinite(copy[k])) {
+                    free(copy);
+                    return st_fail(ST_ERR_FORMAT, "%s: '%s' holds a non-finite value", path, name);
+                }
+            if (which == 0) {
+                m1[i] = copy;
+                (*found)++;
+            } else {
+                m2[i] = copy;
+            }
+        }
     }
     return ST_OK;
 }

@@ -40,6 +40,11 @@ typedef struct st_checkpoint_info {
      * active) or NULL; written as "itop.<weight>" (U8). NULL table = none.
      * Not owned; st_checkpoint_read_info leaves it NULL. */
     uint8_t *const *itop;
+    /* --growth momentum (train/mask_update.h): per param, the dense momentum
+     * (numel floats) or NULL; written as "dst_momentum.<weight>" and, with
+     * Adam, "dst_momentum2.<weight>" (F32). NULL tables = none. Not owned. */
+    float *const *growth_momentum;
+    float *const *growth_momentum2;
 } st_checkpoint_info;
 
 /* Reads the st_checkpoint_info numbers back from metadata (args_json and
@@ -70,6 +75,12 @@ st_status st_checkpoint_load_model(const st_safetensors *f, const char *path, st
  * the file has none); *found = how many the file has. */
 st_status st_checkpoint_load_itop(const st_safetensors *f, const char *path, const st_model *m, uint8_t **fired,
                                   int *found);
+/* The dense momentum buffers of --growth momentum ("dst_momentum.<weight>",
+ * "dst_momentum2.<weight>") into m1[param] / m2[param] (numel floats each,
+ * allocated here, caller frees; NULL where the file has none); *found = how
+ * many "dst_momentum." tensors the file has. */
+st_status st_checkpoint_load_growth_momentum(const st_safetensors *f, const char *path, const st_model *m, float **m1,
+                                             float **m2, int *found);
 /* Loads optimiser state and step count. */
 st_status st_checkpoint_load_optimizer(const st_safetensors *f, const char *path, const st_model *m,
                                        st_optimizer *opt);

@@ -26,19 +26,14 @@ st_status st_dst_parse_death(const char *name, st_death_kind *out) {
 
 st_status st_dst_parse_growth(const char *name, st_growth_kind *out) {
     static const struct { const char *name; st_growth_kind kind; } kinds[] = {
-        {"random", ST_GROWTH_RANDOM}, {"random_unfired", ST_GROWTH_RANDOM_UNFIRED}, {"gradient", ST_GROWTH_GRADIENT}};
+        {"random", ST_GROWTH_RANDOM}, {"random_unfired", ST_GROWTH_RANDOM_UNFIRED}, {"gradient", ST_GROWTH_GRADIENT},
+        {"momentum", ST_GROWTH_MOMENTUM}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(name, kinds[i].name) == 0) {
             *out = kinds[i].kind;
             return ST_OK;
         }
-    if (strcmp(name, "momentum") == 0)
-        return st_fail(ST_ERR_ARGUMENT,
-                       "--growth momentum is not available: it ranks pruned positions by a momentum of their "
-                       "gradients, which only exists when the dense gradient is computed at every step (the "
-                       "reference never masks gradients); sparse training keeps optimiser state at kept positions "
-                       "only. Use gradient (RigL: the dense gradient of the update step), random or random_unfired");
-    return st_fail(ST_ERR_ARGUMENT, "--growth '%s' is unknown (random, random_unfired, gradient)", name);
+    return st_fail(ST_ERR_ARGUMENT, "--growth '%s' is unknown (random, random_unfired, gradient, momentum)", name);
 }
 
 st_status st_dst_parse_redistribution(const char *name) {
@@ -157,7 +152,7 @@ int64_t st_dst_growth(st_growth_kind kind, int64_t numel, uint8_t *mask, const u
     for (int64_t i = 0; i < numel; i++) inactive += mask[i] == 0;
     if (count > inactive) count = inactive;
     if (count <= 0) return 0;
-    if (kind == ST_GROWTH_GRADIENT) {
+    if (kind == ST_GROWTH_GRADIENT || kind == ST_GROWTH_MOMENTUM) {
         ranked *r = malloc(sizeof *r * (size_t)inactive);
         if (!r) return -1;
         int64_t n = 0;
@@ -187,4 +182,25 @@ int64_t st_dst_growth(st_growth_kind kind, int64_t numel, uint8_t *mask, const u
     }
     free(idx);
     return grown;
+}
+
+void st_dst_momentum_step(int64_t n, float *m1, float *m2, const float *g, const float *w, float wd, double beta1,
+                          double beta2) {
+    const float b1 = (float)beta1, b2 = (float)beta2;
+    const float one_minus_b1 = (float)(1.0 - beta1), one_minus_b2 = (float)(1.0 - beta2);
+    if (!m2) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (int64_t k = 0; k < n; k++) m1[k] = m1[k] * b1 + (g[k] + wd * w[k]);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t k = 0; k < n; k++) {
+        const float d = g[k] + wd * w[k];
+        m1[k] = m1[k] * b1 + d * one_minus_b1;
+        m2[k] = m2[k] * b2 + one_minus_b2 * d * d;
+    }
+}
+
+void st_dst_momentum_score(int64_t n, const float *m1, const float *m2, float *score) {
+    for (int64_t k = 0; k < n; k++) score[k] = m2 ? m1[k] / (sqrtf(m2[k]) + 1e-8f) : m1[k];
 }

@@ -26,7 +26,8 @@ typedef enum st_death_kind {
 typedef enum st_growth_kind {
     ST_GROWTH_RANDOM = 0,     /* uniformly among the inactive positions */
     ST_GROWTH_RANDOM_UNFIRED, /* uniformly among the never-active positions first, then among the other inactive */
-    ST_GROWTH_GRADIENT        /* the inactive positions of largest |dense gradient| (RigL) */
+    ST_GROWTH_GRADIENT,       /* the inactive positions of largest |dense gradient| (RigL) */
+    ST_GROWTH_MOMENTUM        /* the inactive positions of largest |dense momentum| (the reference's momentum_growth) */
 } st_growth_kind;
 
 typedef enum st_decay_kind { ST_DECAY_COSINE = 0, ST_DECAY_LINEAR } st_decay_kind;
@@ -67,9 +68,25 @@ int64_t st_dst_death(st_death_kind kind, int64_t numel, uint8_t *mask, const flo
 /* Growth: sets `count` inactive positions of `mask` (at most the inactive
  * count) chosen by `kind`: random kinds draw from `rng`; random_unfired
  * prefers positions with fired[i] == 0 (the ITOP record: ever active);
- * gradient takes the largest |g| (`g` the dense-form gradient). Returns the
+ * gradient takes the largest |g| (`g` the dense-form gradient), momentum
+ * the same with `g` the dense-form momentum score. Returns the
  * number grown, or -1 when out of memory (mask untouched). */
 int64_t st_dst_growth(st_growth_kind kind, int64_t numel, uint8_t *mask, const uint8_t *fired, const float *g,
                       int64_t count, st_rng *rng);
+
+/* Momentum growth's dense momentum (the reference's momentum_growth ranks
+ * by the optimiser's momentum at every position, computed from dense
+ * gradients): one step's update of the n-element buffers from the dense
+ * gradient g and the weights w (0 at inactive positions), with d = g + wd w:
+ *   m2 == NULL (SGD, torch.optim.SGD's momentum_buffer, dampening 0):
+ *     m1 <- beta1 m1 + d   (the first step from m1 = 0 gives d, as PyTorch's clone);
+ *   else (Adam's exp_avg / exp_avg_sq):
+ *     m1 <- beta1 m1 + (1 - beta1) d,  m2 <- beta2 m2 + (1 - beta2) d^2
+ * in float, 1 - beta rounded from double (as optim/optimizer.c). */
+void st_dst_momentum_step(int64_t n, float *m1, float *m2, const float *g, const float *w, float wd, double beta1,
+                          double beta2);
+/* The growth score of that momentum: m1 itself (SGD), or
+ * m1 / (sqrt(m2) + 1e-8) (Adam), as the reference's get_momentum_for_weight. */
+void st_dst_momentum_score(int64_t n, const float *m1, const float *m2, float *score);
 
 #endif

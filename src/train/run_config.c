@@ -95,7 +95,8 @@ static const st_config_field fields[] = {
     {"death", "death", ST_FIELD_STRING, RUN, AT(death), "magnitude", 0, 0,
      "dynamic sparse training: which weights die: magnitude, SET, threshold, Taylor_FO", NULL, {{0}, {0}}, "prune"},
     STRING("growth", "growth", RUN, growth, "random",
-           "dynamic sparse training: where weights regrow: random, random_unfired, gradient (RigL)", NULL),
+           "dynamic sparse training: where weights regrow: random, random_unfired, gradient (RigL), momentum (a dense "
+           "momentum of dense gradients every step: costly, docs/DYNAMIC-SPARSE.md)", NULL),
     STRING("redistribution", "redistribution", RUN, redistribution, "none",
            "dynamic sparse training: none (each layer regrows what it lost)", NULL),
     {"death_rate", "death-rate", ST_FIELD_DOUBLE, RUN, AT(death_rate), NULL, 0, 0.5,

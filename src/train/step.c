@@ -28,26 +28,33 @@ double st_trainer_lr(const st_trainer *t, int epoch) {
     return st_lr_at_epoch_warmup(kind, c->lr, epoch, c->epochs, c->warmup);
 }
 
-/* Images of the batch whose label is among the 5 largest logits (fewer than
- * 5 logits strictly above the label's; all of them with <= 5 classes). */
+/* Images of the batch whose label is among the 5 largest logits, with the
+ * tie rule of st_logits_summary (eval/metrics.h) and of top-1: a class ranks
+ * before the label if its logit is larger, or equal at a smaller index. */
 static int64_t top5_hits(const float *logits, const int32_t *labels, int batch, int classes) {
     int64_t hits = 0;
     for (int n = 0; n < batch; n++) {
         const float *z = logits + (size_t)n * classes, mine = z[labels[n]];
-        int above = 0;
-        for (int k = 0; k < classes; k++) above += z[k] > mine;
-        hits += above < 5;
+        int before = 0;
+        for (int k = 0; k < classes; k++) before += z[k] > mine || (z[k] == mine && k < labels[n]);
+        hits += before < 5;
     }
     return hits;
 }
 
-/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early. */
+/* `epoch` only matters for an augmented loader (--protocol reference's CIFAR-10 validation); `stop` ends the pass early.
+ * `hooks` (may be NULL) gets on_eval_batch after every batch, reported as of epoch `report_epoch`. */
 static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, const volatile sig_atomic_t *stop,
-                                 double *accuracy, double *top5, double *loss) {
+                                 const st_train_hooks *hooks, int report_epoch, int epochs, double *accuracy,
+                                 double *top5, double *loss) {
     m->training = 0;
     ST_TRY(st_loader_start_epoch(loader, epoch));
+    const int report = hooks && hooks->on_eval_batch;
+    const int64_t total = report ? st_loader_batches_per_epoch(loader) : 0;
     double loss_sum = 0;
-    int64_t correct = 0, seen = 0, correct5 = 0;
+    int64_t correct = 0, seen = 0, correct5 = 0, done = 0;
+    const double t0 = now_seconds();
+    double end = t0;
     for (;;) {
         st_batch b;
         st_status s = stop && *stop ? st_fail(ST_ERR_INTERRUPTED, "interrupted during the evaluation")
@@ -57,13 +64,26 @@ static st_status evaluate_loader(st_model *m, st_loader *loader, int64_t epoch, 
             return s;
         }
         if (b.count == 0) break;
+        const double got = now_seconds();
         const float *logits;
         ST_TRY(st_model_forward(m, b.images, b.count, &logits));
         int ok = 0;
-        loss_sum += st_model_loss(m, b.labels, b.count, &ok) * b.count;
+        const double batch_loss = st_model_loss(m, b.labels, b.count, &ok);
+        const int64_t hits5 = top5_hits(logits, b.labels, b.count, m->num_classes);
+        loss_sum += batch_loss * b.count;
         correct += ok;
-        correct5 += top5_hits(logits, b.labels, b.count, m->num_classes);
+        correct5 += hits5;
         seen += b.count;
+        done++;
+        if (report) {
+            const double now = now_seconds();
+            st_batch_report r = {report_epoch, epochs, done, total, loss_sum / (double)seen,
+                                 (double)correct / (double)seen, (double)seen / (now - t0), now - t0, batch_loss,
+                                 b.count, correct, seen, now - end, got - end, ok,
+                                 m->num_classes >= 5 ? (int)hits5 : -1};
+            hooks->on_eval_batch(&r, hooks->user);
+            end = now_seconds();
+        }
     }
     m->training = 1;
     *accuracy = seen ? (double)correct / (double)seen : 0.0;
@@ -79,8 +99,9 @@ st_status st_trainer_evaluate(st_trainer *t, st_split split, double *accuracy, d
 st_status st_trainer_evaluate_top5(st_trainer *t, st_split split, double *accuracy, double *top5, double *loss) {
     st_loader *loader = split == ST_SPLIT_VALID ? t->data.valid_loader : t->data.test_loader;
     if (!loader) return st_fail(ST_ERR_ARGUMENT, "this run has no validation split (--valid_split 0)");
-    return evaluate_loader(t->model, loader, split == ST_SPLIT_VALID ? t->info.epoch : 0, t->c->stop_flag, accuracy,
-                           top5, loss);
+    return evaluate_loader(t->model, loader, split == ST_SPLIT_VALID ? t->info.epoch : 0, t->c->stop_flag,
+                           split == ST_SPLIT_TEST ? &t->hooks : NULL, t->info.epoch, t->c->epochs, accuracy, top5,
+                           loss);
 }
 
 static st_status remember_best(st_trainer *r) {
@@ -99,6 +120,8 @@ st_status st_trainer_save(st_trainer *r) {
     r->info.run_id = r->c->run_id;
     r->info.step = r->opt.steps;
     r->info.itop = r->updater && r->updater->set.dynamic ? r->updater->fired : NULL; /* --fix: it is the mask */
+    r->info.growth_momentum = r->updater ? r->updater->momentum : NULL;   /* --growth momentum only */
+    r->info.growth_momentum2 = r->updater ? r->updater->momentum2 : NULL; /* with Adam */
     r->info.force = r->c->force;
     int have_best = r->keep_best && r->info.best_epoch >= 0;
     ST_TRY(st_checkpoint_save(r->c->save, r->model, &r->opt, have_best ? &r->best : NULL,
@@ -198,6 +221,7 @@ static st_status accumulate_at(st_trainer *t, const st_batch *b, const step_plac
     ST_TRY(st_model_forward(m, b->images, b->count, &logits));
     if (c->detect_anomaly) ST_TRY(st_anomaly_check_activations(m, b->count, &where));
     if (c->detect_anomaly) ST_TRY(st_anomaly_check_output(m, logits, b->count, &where));
+    t->batch_top5 = m->num_classes >= 5 ? (int)top5_hits(logits, b->labels, b->count, m->num_classes) : -1;
     ST_TRY(st_model_loss_backward_accumulate(m, b->labels, b->count, loss, correct));
     /* Nothing of a bad step is applied or saved: the last good checkpoint stays. */
     return st_anomaly_check_loss(m, *loss, &where);
@@ -209,6 +233,7 @@ static st_status apply_at(st_trainer *t, const step_place *at) {
     ST_TRY(st_anomaly_check_gradients(m, &where));
     if (t->hooks.after_backward) ST_TRY(t->hooks.after_backward(t, t->hooks.user));
     ST_TRY(t->arm_status);
+    ST_TRY(st_mask_updater_before_step(t->updater, m, &t->opt)); /* momentum growth's dense momentum */
     st_optimizer_step(&t->opt, m, at->lr);
     if (t->c->detect_anomaly) ST_TRY(st_anomaly_check_weights(m, &t->opt, &where));
     int updated = 0;
@@ -265,10 +290,12 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
     }
     const int64_t seen_at_start = seen;
     t->epoch_first_step = t->opt.steps - b_index; /* steps before this epoch, also when resumed within it */
+    double end = t0; /* the end of the previous batch (the reference's batch and data times start there) */
     for (; b_index < total; b_index++) {
         st_batch b;
         ST_TRY(st_loader_next(t->data.train_loader, &b));
         if (b.count == 0) break;
+        const double got = now_seconds();
         step_place at = {epoch, b_index + 1, lr};
         double loss;
         int ok;
@@ -277,11 +304,12 @@ st_status st_trainer_train_epoch(st_trainer *t, int epoch, int *stopped) {
         correct += ok;
         seen += b.count;
         if (t->hooks.on_batch) {
-            const double elapsed = now_seconds() - t0;
+            const double now = now_seconds(), elapsed = now - t0;
             st_batch_report r = {epoch, c->epochs, b_index + 1, total, loss_sum / (double)seen,
                                  (double)correct / (double)seen, (double)(seen - seen_at_start) / elapsed, elapsed,
-                                 loss, b.count, correct, seen};
+                                 loss, b.count, correct, seen, now - end, got - end, ok, t->batch_top5};
             t->hooks.on_batch(&r, t->hooks.user);
+            end = now_seconds();
         }
         if (c->stop_flag && *c->stop_flag) {
             t->info.epoch = epoch;
@@ -320,7 +348,8 @@ static st_status save_unevaluated(st_trainer *t, int epoch) {
 st_status st_trainer_end_epoch(st_trainer *t, int epoch, st_train_result *result) {
     const st_train_config *c = t->c;
     const st_dataset_info *row = st_dataset_info_find(c->data);
-    const int show_top5 = row && row->format == ST_DATA_IMAGE_FOLDER; /* ImageNet-style data, as the reference's Prec@5 */
+    /* ImageNet-style data with >= 5 classes, as the reference's Prec@5 */
+    const int show_top5 = row && row->format == ST_DATA_IMAGE_FOLDER && t->model->num_classes >= 5;
     const double lr = st_trainer_lr(t, epoch);
     double val_acc = -1, test_acc, test_loss, test_top5;
     st_status es = t->data.valid_loader ? st_trainer_evaluate(t, ST_SPLIT_VALID, &val_acc, NULL) : ST_OK;

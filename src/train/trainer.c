@@ -45,6 +45,10 @@ static st_status dst_settings(const st_train_config *c, int64_t total_steps, st_
     ST_TRY(st_dst_parse_growth(c->growth, &out->growth));
     ST_TRY(st_dst_parse_redistribution(c->redistribution));
     ST_TRY(st_dst_parse_decay(c->decay_schedule, &out->decay));
+    out->adam = strcmp(c->optimizer, "adam") == 0;
+    if (out->growth == ST_GROWTH_MOMENTUM && !out->adam && c->momentum == 0)
+        return st_fail(ST_ERR_ARGUMENT, "--growth momentum ranks positions by the SGD momentum buffer, which "
+                                        "--momentum 0 does not have; use --growth gradient (the same ranking then)");
     return st_mask_update_settings_check(out);
 }
 
@@ -137,6 +141,26 @@ static st_status restore_best(st_trainer *r, const st_model *tmp) {
     return s;
 }
 
+/* --growth momentum: a resumed run continues the dense momentum it saved. */
+static st_status restore_growth_momentum(st_trainer *r, const st_safetensors *resume_file) {
+    const st_model *m = r->model;
+    float **m1 = st_calloc((size_t)m->n_params + 1, sizeof *m1, "dense momentum");
+    float **m2 = st_calloc((size_t)m->n_params + 1, sizeof *m2, "dense momentum");
+    st_status s = m1 && m2 ? ST_OK : ST_ERR_NOMEM;
+    int found = 0;
+    if (s == ST_OK) s = st_checkpoint_load_growth_momentum(resume_file, r->c->resume, m, m1, m2, &found);
+    if (s == ST_OK && found == 0)
+        s = st_fail(ST_ERR_FORMAT, "%s: a --growth momentum checkpoint without its dense momentum (dst_momentum.*)",
+                    r->c->resume);
+    if (s == ST_OK) {
+        s = st_mask_updater_restore_momentum(r->updater, m, m1, m2);
+        if (s != ST_OK) s = st_fail_context(s, "%s", r->c->resume);
+    }
+    for (int i = 0; m1 && m2 && i < m->n_params; i++) free(m1[i]), free(m2[i]);
+    free(m1), free(m2);
+    return s;
+}
+
 /* The ITOP record and, without --fix, the mask updates; a resumed run
  * continues the record it saved (a --fix checkpoint may lack it: its mask). */
 static st_status setup_mask_updates(st_trainer *r, const st_safetensors *resume_file) {
@@ -161,6 +185,7 @@ static st_status setup_mask_updates(st_trainer *r, const st_safetensors *resume_
     }
     for (int i = 0; i < m->n_params; i++) free(fired[i]);
     free(fired);
+    if (s == ST_OK && r->updater->momentum) s = restore_growth_momentum(r, resume_file);
     return s;
 }
 

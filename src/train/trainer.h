@@ -134,6 +134,11 @@ typedef struct st_batch_report {
     double batch_loss;        /* this batch's mean loss */
     int batch_images;
     int64_t correct, seen;    /* over the epoch so far (--log-interval prints them) */
+    /* This batch alone, for the reference ImageNet script's per-batch columns: */
+    double batch_seconds;     /* from the end of the previous batch to the end of this one's step (data wait included) */
+    double data_seconds;      /* of that, the wait for the loader's batch */
+    int batch_correct;        /* top-1 hits */
+    int batch_top5;           /* top-5 hits; -1 with fewer than 5 classes */
 } st_batch_report;
 
 typedef struct st_epoch_report {
@@ -167,6 +172,11 @@ typedef struct st_train_hooks {
     void (*on_setup)(const st_setup_report *r, void *user);
     void (*on_batch)(const st_batch_report *r, void *user);
     void (*on_epoch)(const st_epoch_report *r, void *user);
+    /* After every batch of the test pass (at the end of an epoch and in
+     * st_trainer_evaluate_top5 of ST_SPLIT_TEST): epoch is the epoch just
+     * trained, loss / accuracy running means over the pass, elapsed_s since
+     * the pass began; `correct`, `seen` and the batch fields as for on_batch. */
+    void (*on_eval_batch)(const st_batch_report *r, void *user);
     void (*on_mask_update)(const st_mask_update_report *r, void *user); /* after every mask update */
 } st_train_hooks;
 

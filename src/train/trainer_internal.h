@@ -40,6 +40,7 @@ struct st_trainer {
     double epoch_loss_sum, epoch_seconds, epoch_t0;
     int64_t epoch_correct, epoch_seen, epoch_seen_at_start;
     int64_t epoch_batches;      /* batches trained in it (a checkpoint saved during its evaluation records them) */
+    int batch_top5;             /* top-5 hits of the last batch accumulated; -1 with fewer than 5 classes */
 };
 
 #endif

@@ -258,6 +258,19 @@ static void fuzz_checkpoint(const uint8_t *data, size_t size) {
         }
         for (int i = 0; i < m->n_params; i++) free(fired[i]);
         free(fired);
+        /* --growth momentum's dense momentum, restored as --resume does (SGD and Adam) */
+        float **m1 = calloc((size_t)m->n_params + 1, sizeof *m1), **m2 = calloc((size_t)m->n_params + 1, sizeof *m2);
+        if (!m1 || !m2) abort();
+        if (st_checkpoint_load_growth_momentum(f, "fuzz.safetensors", m, m1, m2, &found) == ST_OK && found > 0)
+            for (int adam = 0; adam < 2; adam++) {
+                st_mask_update_settings set = {.dynamic = 1, .growth = ST_GROWTH_MOMENTUM, .frequency = 1,
+                                               .total_steps = 2, .adam = adam};
+                st_mask_updater *u = NULL;
+                if (st_mask_updater_create(m, &set, &u) == ST_OK) (void)st_mask_updater_restore_momentum(u, m, m1, m2);
+                st_mask_updater_free(u);
+            }
+        for (int i = 0; i < m->n_params; i++) free(m1[i]), free(m2[i]);
+        free(m1), free(m2);
         for (int kind = 0; kind < 2; kind++) {
             st_optimizer opt;
             if (st_optimizer_create(&opt, m, kind ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD, 0.9, 1, 0) != ST_OK) abort();
