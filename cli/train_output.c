@@ -2,6 +2,7 @@
 #include "train_output.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 static double now_seconds(void) {
@@ -10,9 +11,13 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int is_bf16(const char *precision) { return strncmp(precision, "bf16", 4) == 0; }
+
 static void on_setup(const st_setup_report *r, void *user) {
     const st_train_output *out = user;
     const st_train_config *c = r->config;
+    /* --bf16 that falls back to float32 says so even with --quiet */
+    if (r->precision && !is_bf16(r->precision)) fprintf(stderr, "sparsetrain train: --bf16: %s\n", r->precision);
     if (out->quiet) return;
     if (c->sparse) {
         int64_t kept = 0, total = 0;
@@ -26,6 +31,7 @@ static void on_setup(const st_setup_report *r, void *user) {
         printf("execution: %s (FLOP-weighted density %.4f; --execution %s)\n", r->execution, r->flop_density,
                c->execution);
     }
+    if (r->precision && is_bf16(r->precision)) printf("precision: %s\n", r->precision);
     printf("%s on %s: %lld parameters, %lld of %lld prunable weights kept; %lld train / %lld val / %lld test "
            "images; %d threads%s\n",
            c->model, c->data, (long long)r->parameters, (long long)r->kept, (long long)r->prunable,

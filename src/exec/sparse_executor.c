@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "exec/bf16_exec.h"
 #include "exec/executor.h"
 #include "kernels/chwn_ops.h"
 #include "kernels/isa.h"
@@ -21,6 +22,7 @@ typedef struct sparse_state {
     st_spconv_plan **plans; /* per op */
     uint64_t *versions;     /* per op: the weight's mask version its plan was built from */
     float *chwn_input, *chwn_input_grad, *chwn_logits, *chwn_logits_grad; /* capacity-sized */
+    st_bf16_exec *bf16;     /* with m->bf16: the bf16 copies and plans (bf16_exec.h) */
 } sparse_state;
 
 static sparse_state *state(const st_model *m) { return (sparse_state *)m->exec_state; }
@@ -67,6 +69,7 @@ static void sparse_release(st_model *m) {
         for (int i = 0; i < m->n_ops; i++) st_spconv_plan_free(s->plans[i]);
     free(s->plans);
     free(s->versions);
+    st_bf16_exec_free(s->bf16);
     free_buffers(s);
     free(s);
     m->exec_state = NULL;
@@ -149,7 +152,8 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
     case ST_OP_LINEAR: {
         st_spconv_plan *plan;
         ST_TRY(sparse_plan(m, op, batch, &plan));
-        st_spconv_forward(plan, x, m->params[op->weight].value, op->bias >= 0 ? m->params[op->bias].value : NULL, y);
+        if (m->bf16) ST_TRY(st_bf16_exec_forward(&state(m)->bf16, m, op, batch, x, y, NULL));
+        else st_spconv_forward(plan, x, m->params[op->weight].value, op->bias >= 0 ? m->params[op->bias].value : NULL, y);
         break;
     }
     case ST_OP_MAXPOOL:
@@ -199,6 +203,9 @@ static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, doub
     ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
     st_spconv_plan *plan;
     ST_TRY(sparse_plan(m, op, batch, &plan));
+    if (m->bf16)
+        return st_bf16_exec_forward(&state(m)->bf16, m, op, batch, sparse_act_value(m, op->in),
+                                    sparse_act_value(m, op->out), stats);
     st_spconv_forward_stats(plan, sparse_act_value(m, op->in), m->params[op->weight].value,
                             op->bias >= 0 ? m->params[op->bias].value : NULL, sparse_act_value(m, op->out), stats);
     return ST_OK;
@@ -212,11 +219,14 @@ static void sparse_backward_conv(st_model *m, st_op *op, const float *dy, int ba
     ST_ASSERT(plan && st_spconv_plan_geom(plan)->batch == batch);
     st_param *w = &m->params[op->weight];
     const double t0 = m->profile ? omp_get_wtime() : 0.0;
-    st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+    float *dbias = op->bias >= 0 ? m->params[op->bias].grad : NULL;
+    if (m->bf16) st_bf16_exec_backward_weight(state(m)->bf16, m, op, batch, dy, w->grad, dbias);
+    else st_spconv_backward_weight(plan, x, dy, w->grad, dbias);
     const double t1 = m->profile ? omp_get_wtime() : 0.0;
     int acc = 0;
     float *dx = st_walk_grad_for_write(m, op->in, &acc);
-    if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);
+    if (dx && m->bf16) st_bf16_exec_backward_data(state(m)->bf16, m, op, batch, dx, acc);
+    else if (dx) st_spconv_backward_data(plan, dy, w->value, dx, acc);
     if (m->profile) {
         st_walk_profile_pass(m, ST_PASS_BACKWARD_WEIGHT, t1 - t0);
         if (dx) st_walk_profile_pass(m, ST_PASS_BACKWARD_DATA, omp_get_wtime() - t1);
@@ -264,8 +274,7 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
 }
 
 static void sparse_describe(const st_model *m, char *out, size_t size) {
-    (void)m;
-    snprintf(out, size, "sparse-direct:%s", st_isa_name(st_isa_current()));
+    snprintf(out, size, "sparse-direct:%s%s", st_isa_name(st_isa_current()), m->bf16 ? "+bf16" : "");
 }
 
 const st_executor st_sparse_executor = {

@@ -39,14 +39,20 @@ static void to_floats_avx512(const st_bf16 *x, size_t n, float *out) {
 ST_TARGET_END
 #endif
 
+/* Elementwise, so the threads (blocks of 8192 values) do not change the result. */
+#define BLOCK 8192
+
 void st_bf16_from_floats(const float *x, size_t n, st_bf16 *out) {
+    void (*convert)(const float *, size_t, st_bf16 *) = st_bf16_from_floats_reference;
 #ifdef ST_HAVE_X86_TARGETS
-    if (st_isa_has_avx512_bf16()) {
-        from_floats_avx512bf16(x, n, out);
-        return;
-    }
+    if (st_isa_has_avx512_bf16()) convert = from_floats_avx512bf16;
 #endif
-    st_bf16_from_floats_reference(x, n, out);
+    const long blocks = (long)((n + BLOCK - 1) / BLOCK);
+#pragma omp parallel for schedule(static) if (n > 8 * BLOCK)
+    for (long b = 0; b < blocks; b++) {
+        const size_t at = (size_t)b * BLOCK;
+        convert(x + at, n - at < BLOCK ? n - at : BLOCK, out + at);
+    }
 }
 
 void st_bf16_to_floats(const st_bf16 *x, size_t n, float *out) {

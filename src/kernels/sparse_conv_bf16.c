@@ -241,6 +241,18 @@ static void sddmm_dp(int n, int cnt, const int64_t *off, const int32_t *slot, co
     if (j < n) sddmm_tail(j, n, cnt, off, slot, dy, src, acc);
 }
 
+static void run_stats_avx512(int n, const float *v, float *out) {
+    const __m512 k = _mm512_set1_ps(v[0]);
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, v + j), k);
+        a = _mm512_add_ps(a, d);
+        b = _mm512_fmadd_ps(d, d, b);
+    }
+    out[0] = _mm512_reduce_add_ps(a), out[1] = _mm512_reduce_add_ps(b);
+}
+
 #undef DP_STEP
 #undef LD
 #undef BH
@@ -256,6 +268,41 @@ static const prims *prims_for(st_spbf16_kind kind) {
 #endif
     (void)kind;
     return &prims_generic;
+}
+
+/* sum (v - v[0]) and sum (v - v[0])^2 of one run, float, 16 lanes then the lanes in order */
+static void run_stats_generic(int n, const float *v, float *out) {
+    float a[LANES] = {0}, b[LANES] = {0};
+    for (int j = 0; j < n; j++) {
+        const float d = v[j] - v[0];
+        a[j % LANES] += d, b[j % LANES] += d * d;
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < LANES; l++) s1 += a[l], s2 += b[l];
+    out[0] = s1, out[1] = s2;
+}
+
+void st_spbf16_channel_stats(const st_spconv_geom *g, const float *y, double *stats) {
+    void (*run)(int, const float *, float *) = run_stats_generic;
+#ifdef ST_HAVE_X86_TARGETS
+    if (st_isa_current() == ST_ISA_AVX512) run = run_stats_avx512;
+#endif
+    const int N = g->batch, pixels = g->out_h * g->out_w;
+    const int64_t plane = (int64_t)pixels * N;
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < g->out_c; o++) {
+        const float *yo = y + o * plane;
+        const double k0 = yo[0];
+        double s1 = 0.0, s2 = 0.0;
+        for (int q = 0; q < pixels; q++) {
+            float r[2];
+            run(N, yo + (int64_t)q * N, r);
+            const double dk = (double)yo[(int64_t)q * N] - k0;
+            s1 += r[0] + (double)N * dk;
+            s2 += r[1] + 2.0 * dk * r[0] + (double)N * dk * dk;
+        }
+        stats[3 * o] = k0, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
+    }
 }
 
 /* ---------------- plan ---------------- */

@@ -46,4 +46,12 @@ void st_spbf16_backward_data(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf
 void st_spbf16_backward_weight(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *dy, float *dw,
                                float *dbias);
 
+/* The batch-norm statistics of a conv output y (fp32 CHWN, geometry g) in
+ * the form of st_spconv_forward_stats: per output channel, each pixel's N
+ * values summed in float shifted by their first value, the pixels combined
+ * in double in pixel order (one thread per channel: independent of the
+ * thread count). A pass over y after the forward (the fp32 kernels take
+ * them from the gather's registers instead). */
+void st_spbf16_channel_stats(const st_spconv_geom *g, const float *y, double *stats);
+
 #endif
