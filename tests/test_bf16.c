@@ -10,7 +10,10 @@
  *     values, on the shapes of test_sparse_conv (hot batch 128, runs of 32,
  *     ragged tails, stride 2, 1x1, linear), with tolerance 3e-5 of the
  *     largest reference value (fp32 sums of up to K*K*C exact products;
- *     the fp32 kernels meet 2e-5), and the same bits for 1 and 2 threads.
+ *     the fp32 kernels meet 2e-5), and the same bits for 1 and 2 threads;
+ *     the forward pass with batch-norm statistics: the same y bit for bit,
+ *     statistics as a double sum over y (as test_sparse_conv) and the same
+ *     bits for 1 and 2 threads.
  *     Without AVX512_BF16 the scalar fallback is tested and the vector part
  *     reported skipped. */
 #include <math.h>
@@ -171,6 +174,9 @@ static void compare_conv(st_rng *rng, int N, int C, int H, int W, int O, int K, 
     st_spconv_backward_data_reference(&g, row_ptr, col, dyf, wf, dx_ref, accumulate);
     st_spconv_backward_weight_reference(&g, row_ptr, col, xf, dyf, dw_ref, db_ref);
     float *y[2], *dx[2], *dw[2], *db[2];
+    double *st[2] = {new_bytes(sizeof(double) * 3 * (size_t)O), new_bytes(sizeof(double) * 3 * (size_t)O)};
+    double *st_ref = new_bytes(sizeof(double) * 3 * (size_t)O);
+    float *y2 = new_floats(ys);
     for (int kind = 0; kind < 2; kind++) {
         for (int t = 0; t < 2; t++) {
             omp_set_num_threads(t + 1);
@@ -181,11 +187,31 @@ static void compare_conv(st_rng *rng, int N, int C, int H, int W, int O, int K, 
             db[t] = new_floats((size_t)O);
             for (size_t j = 0; j < xs; j++) dx[t][j] = (float)(j % 5) * 0.125f;
             st_spbf16_forward(plan, (st_spbf16_kind)kind, x, w, bias, y[t]);
+            st_spbf16_forward_stats(plan, (st_spbf16_kind)kind, x, w, bias, y2, st[t]);
+            if (memcmp(y2, y[t], ys * sizeof(float)) != 0) {
+                fprintf(stderr, "[%s] N=%d C=%d O=%d: forward with statistics changes y\n", kind ? "dp" : "cvt", N, C, O);
+                st_test_failures++;
+            }
             st_spbf16_backward_data(plan, (st_spbf16_kind)kind, dy, w, dx[t], accumulate);
             st_spbf16_backward_weight(plan, (st_spbf16_kind)kind, x, dy, dw[t], db[t]);
             st_spbf16_plan_free(plan);
         }
         omp_set_num_threads(2);
+        st_spconv_channel_stats_reference(&g, y[0], st_ref);
+        const double count = (double)g.out_h * g.out_w * N;
+        for (int o = 0; o < O; o++) { /* mean and variance, as batch norm uses them (tolerances of test_sparse_conv) */
+            const double *a = st[0] + 3 * o, *r = st_ref + 3 * o;
+            const double m = a[0] + a[1] / count, mr = r[0] + r[1] / count;
+            const double v = a[2] / count - (a[1] / count) * (a[1] / count);
+            const double vr = r[2] / count - (r[1] / count) * (r[1] / count);
+            if (!(a[0] == r[0] && fabs(m - mr) <= 1e-6 * (sqrt(fabs(vr)) + fabs(mr)) + 1e-12 &&
+                  fabs(v - vr) <= 1e-5 * fabs(vr) + 1e-12)) {
+                fprintf(stderr, "[%s] N=%d C=%d O=%d: channel %d stats mean %.9g vs %.9g, var %.9g vs %.9g\n",
+                        kind ? "dp" : "cvt", N, C, O, o, m, mr, v, vr);
+                st_test_failures++;
+            }
+        }
+        CHECK(memcmp(st[0], st[1], sizeof(double) * 3 * (size_t)O) == 0);
         const double ey = max_rel_diff(y[0], y_ref, ys), ex = max_rel_diff(dx[0], dx_ref, xs),
                      ew = max_rel_diff(dw[0], dw_ref, (size_t)nnz + 1), eb = max_rel_diff(db[0], db_ref, (size_t)O);
         worst_seen = fmax(worst_seen, fmax(fmax(ey, ex), fmax(ew, eb)));
@@ -203,7 +229,7 @@ static void compare_conv(st_rng *rng, int N, int C, int H, int W, int O, int K, 
         for (int t = 0; t < 2; t++) free(y[t]), free(dx[t]), free(dw[t]), free(db[t]);
     }
     free(row_ptr), free(col), free(x), free(xf), free(dy), free(dyf), free(w), free(wf), free(bias), free(y_ref);
-    free(dx_ref), free(dw_ref), free(db_ref);
+    free(dx_ref), free(dw_ref), free(db_ref), free(st[0]), free(st[1]), free(st_ref), free(y2);
 }
 
 static void test_conv_vs_reference(void) {

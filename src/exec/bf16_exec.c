@@ -101,8 +101,9 @@ st_status st_bf16_exec_forward(st_bf16_exec **state, const st_model *m, const st
     ST_TRY(reserve(&s->dy, &s->dy_cap, out)); /* for backward, which cannot fail */
     st_bf16_from_floats(wp->value, nnz, o->w);
     st_bf16_from_floats(x, in, o->x);
-    st_spbf16_forward(o->plan, ST_SPBF16_DP, o->x, o->w, op->bias >= 0 ? m->params[op->bias].value : NULL, y);
-    if (stats) st_spbf16_channel_stats(&o->g, y, stats);
+    const float *bias = op->bias >= 0 ? m->params[op->bias].value : NULL;
+    if (stats) st_spbf16_forward_stats(o->plan, ST_SPBF16_DP, o->x, o->w, bias, y, stats);
+    else st_spbf16_forward(o->plan, ST_SPBF16_DP, o->x, o->w, bias, y);
     return ST_OK;
 }
 

@@ -24,6 +24,10 @@ typedef struct prims {
     /* acc[slot(e) * 16 + lane] += sum over j of dy[j] * src[off[e] + j], j < n, lanes any fixed assignment */
     void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const st_bf16 *dy, const st_bf16 *src,
                   float *acc);
+    /* gather (accumulate = 0), then the statistics of its output run: stats[0] = out[0],
+     * stats[1] = sum (out[j] - out[0]), stats[2] = sum (out[j] - out[0])^2, float sums in a fixed order */
+    void (*gather_stats)(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
+                         float *out, float *stats);
 } prims;
 
 /* ---------------- scalar C (also the n % 32 tails) ---------------- */
@@ -48,6 +52,17 @@ static void sddmm_tail(int j0, int n, int cnt, const int64_t *off, const int32_t
     }
 }
 
+static void run_stats_generic(int n, const float *v, float *out) {
+    float a[LANES] = {0}, b[LANES] = {0};
+    for (int j = 0; j < n; j++) {
+        const float d = v[j] - v[0];
+        a[j % LANES] += d, b[j % LANES] += d * d;
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int l = 0; l < LANES; l++) s1 += a[l], s2 += b[l];
+    out[0] = v[0], out[1] = s1, out[2] = s2;
+}
+
 static void gather_generic(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
                            int accumulate, float *out) {
     gather_tail(0, n, cnt, w, off, src, bias, accumulate, out);
@@ -58,7 +73,13 @@ static void sddmm_generic(int n, int cnt, const int64_t *off, const int32_t *slo
     sddmm_tail(0, n, cnt, off, slot, dy, src, acc);
 }
 
-static const prims prims_generic = {gather_generic, sddmm_generic};
+static void gather_stats_generic(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
+                                 float *out, float *stats) {
+    gather_tail(0, n, cnt, w, off, src, bias, 0, out);
+    run_stats_generic(n, out, stats);
+}
+
+static const prims prims_generic = {gather_generic, sddmm_generic, gather_stats_generic};
 
 /* ---------------- AVX512_BF16 ---------------- */
 #ifdef ST_HAVE_X86_TARGETS
@@ -250,7 +271,46 @@ static void run_stats_avx512(int n, const float *v, float *out) {
         a = _mm512_add_ps(a, d);
         b = _mm512_fmadd_ps(d, d, b);
     }
-    out[0] = _mm512_reduce_add_ps(a), out[1] = _mm512_reduce_add_ps(b);
+    out[0] = v[0], out[1] = _mm512_reduce_add_ps(a), out[2] = _mm512_reduce_add_ps(b);
+}
+
+static void gather_stats_cvt(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
+                             float *out, float *stats) {
+    gather_cvt(n, cnt, w, off, src, bias, 0, out);
+    run_stats_avx512(n, out, stats);
+}
+
+/* The 128-wide dp gather with the statistics taken from its accumulators
+ * (a reload right after the stores would stall on store-to-load forwarding):
+ * lane 0 of the first accumulator is out[0]. */
+static void gather_stats_dp(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
+                            float *out, float *stats) {
+    if (n != 128) {
+        gather_dp(n, cnt, w, off, src, bias, 0, out);
+        run_stats_avx512(n, out, stats);
+        return;
+    }
+    __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm512_set1_ps(bias);
+    for (int e = 0; e < cnt; e += 2) {
+        const int last = e + 1 == cnt;
+        const __m512i wp = pair_w(w[e], last ? 0 : w[e + 1]);
+        const st_bf16 *s = src + off[e], *t = src + off[last ? e : e + 1];
+        DP_STEP(a0, a1, LD(s), LD(t));
+        DP_STEP(a2, a3, LD(s + 32), LD(t + 32));
+        DP_STEP(a4, a5, LD(s + 64), LD(t + 64));
+        DP_STEP(a6, a7, LD(s + 96), LD(t + 96));
+    }
+    lh_store(out, a0, a1), lh_store(out + 32, a2, a3);
+    lh_store(out + 64, a4, a5), lh_store(out + 96, a6, a7);
+    const float k0 = _mm512_cvtss_f32(a0);
+    const __m512 k = _mm512_set1_ps(k0);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), d;
+#define ST_RUN_STEP(A) d = _mm512_sub_ps(A, k), s1 = _mm512_add_ps(s1, d), s2 = _mm512_fmadd_ps(d, d, s2)
+    ST_RUN_STEP(a0), ST_RUN_STEP(a1), ST_RUN_STEP(a2), ST_RUN_STEP(a3);
+    ST_RUN_STEP(a4), ST_RUN_STEP(a5), ST_RUN_STEP(a6), ST_RUN_STEP(a7);
+#undef ST_RUN_STEP
+    stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
 }
 
 #undef DP_STEP
@@ -258,8 +318,8 @@ static void run_stats_avx512(int n, const float *v, float *out) {
 #undef BH
 ST_TARGET_END
 
-static const prims prims_cvt = {gather_cvt, sddmm_cvt};
-static const prims prims_dp = {gather_dp, sddmm_dp};
+static const prims prims_cvt = {gather_cvt, sddmm_cvt, gather_stats_cvt};
+static const prims prims_dp = {gather_dp, sddmm_dp, gather_stats_dp};
 #endif
 
 static const prims *prims_for(st_spbf16_kind kind) {
@@ -268,41 +328,6 @@ static const prims *prims_for(st_spbf16_kind kind) {
 #endif
     (void)kind;
     return &prims_generic;
-}
-
-/* sum (v - v[0]) and sum (v - v[0])^2 of one run, float, 16 lanes then the lanes in order */
-static void run_stats_generic(int n, const float *v, float *out) {
-    float a[LANES] = {0}, b[LANES] = {0};
-    for (int j = 0; j < n; j++) {
-        const float d = v[j] - v[0];
-        a[j % LANES] += d, b[j % LANES] += d * d;
-    }
-    float s1 = 0.0f, s2 = 0.0f;
-    for (int l = 0; l < LANES; l++) s1 += a[l], s2 += b[l];
-    out[0] = s1, out[1] = s2;
-}
-
-void st_spbf16_channel_stats(const st_spconv_geom *g, const float *y, double *stats) {
-    void (*run)(int, const float *, float *) = run_stats_generic;
-#ifdef ST_HAVE_X86_TARGETS
-    if (st_isa_current() == ST_ISA_AVX512) run = run_stats_avx512;
-#endif
-    const int N = g->batch, pixels = g->out_h * g->out_w;
-    const int64_t plane = (int64_t)pixels * N;
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < g->out_c; o++) {
-        const float *yo = y + o * plane;
-        const double k0 = yo[0];
-        double s1 = 0.0, s2 = 0.0;
-        for (int q = 0; q < pixels; q++) {
-            float r[2];
-            run(N, yo + (int64_t)q * N, r);
-            const double dk = (double)yo[(int64_t)q * N] - k0;
-            s1 += r[0] + (double)N * dk;
-            s2 += r[1] + 2.0 * dk * r[0] + (double)N * dk * dk;
-        }
-        stats[3 * o] = k0, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
-    }
 }
 
 /* ---------------- plan ---------------- */
@@ -323,6 +348,7 @@ struct st_spbf16_plan {
     int64_t max_chunk;
     int n_bands;
     float *partial;    /* n_bands x nnz */
+    float *px_stats;   /* OH*OW x out_c x 3: each output pixel's run statistics (pixel-major, as sparse_conv.c) */
     int threads;
     size_t scratch_bytes;
     char *scratch;
@@ -331,7 +357,7 @@ struct st_spbf16_plan {
 void st_spbf16_plan_free(st_spbf16_plan *p) {
     if (!p) return;
     free(p->row_ptr), free(p->kh), free(p->kw), free(p->fwd_off), free(p->t_idx), free(p->t_kh), free(p->t_kw);
-    free(p->t_cls), free(p->bwd_off), free(p->t_w), free(p->chunk_start), free(p->partial), free(p->scratch);
+    free(p->t_cls), free(p->bwd_off), free(p->t_w), free(p->chunk_start), free(p->partial), free(p->px_stats), free(p->scratch);
     free(p);
 }
 
@@ -413,13 +439,15 @@ st_status st_spbf16_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
     p->chunk_start[p->n_chunks] = g->out_c;
     p->n_bands = g->out_h < BANDS ? g->out_h : BANDS;
     p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, "bf16 sparse convolution plan");
+    p->px_stats = st_malloc(sizeof(float) * 3 * (size_t)g->out_c * (size_t)OH * (size_t)OW,
+                            "bf16 sparse convolution plan");
     p->threads = omp_get_max_threads();
     const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
     const size_t per_thread = (size_t)longest * (sizeof(st_bf16) + sizeof(int64_t) + sizeof(int32_t)) +
                               (size_t)p->max_chunk * LANES * sizeof(float) + 128;
     p->scratch_bytes = (per_thread + 63) / 64 * 64;
     p->scratch = st_malloc(p->scratch_bytes * (size_t)p->threads + 64, "bf16 sparse convolution scratch");
-    if (!p->partial || !p->scratch) {
+    if (!p->partial || !p->px_stats || !p->scratch) {
         st_spbf16_plan_free(p);
         return ST_ERR_NOMEM;
     }
@@ -461,8 +489,8 @@ static int channel_blocks(int pixels, int channels, int threads) {
 
 /* ---------------- passes ---------------- */
 
-void st_spbf16_forward(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *w, const float *bias,
-                       float *y) {
+static void forward(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *w, const float *bias,
+                    float *y, double *stats) {
     const prims *pr = prims_for(kind);
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OW = g->out_w, K = g->kernel, S = g->stride, P = g->pad;
@@ -482,8 +510,10 @@ void st_spbf16_forward(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x,
             for (int o = o0; o < o1; o++) {
                 const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
                 const float b = bias ? bias[o] : 0.0f;
+                float *ps = stats ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
                 if (inside) {
-                    pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
+                    if (ps) pr->gather_stats(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, yp + o * plane, ps);
+                    else pr->gather(N, (int)cnt, w + e0, p->fwd_off + e0, x + base, b, 0, yp + o * plane);
                     continue;
                 }
                 int m = 0;
@@ -493,10 +523,36 @@ void st_spbf16_forward(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x,
                     ts.w[m] = w[e];
                     ts.off[m++] = base + p->fwd_off[e];
                 }
-                pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
+                if (ps) pr->gather_stats(N, m, ts.w, ts.off, x, b, yp + o * plane, ps);
+                else pr->gather(N, m, ts.w, ts.off, x, b, 0, yp + o * plane);
+            }
+        }
+        if (stats) { /* per channel, in pixel order, shifted by the channel's first value (as sparse_conv.c) */
+#pragma omp for schedule(static)
+            for (int o = 0; o < g->out_c; o++) {
+                const float *ps = p->px_stats + (size_t)o * 3;
+                const size_t step = (size_t)g->out_c * 3;
+                const double k0 = ps[0];
+                double s1 = 0.0, s2 = 0.0;
+                for (int q = 0; q < pixels; q++) {
+                    const double dk = (double)ps[step * q] - k0, a = ps[step * q + 1], b2 = ps[step * q + 2];
+                    s1 += a + (double)N * dk;
+                    s2 += b2 + 2.0 * dk * a + (double)N * dk * dk;
+                }
+                stats[3 * o] = k0, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
             }
         }
     }
+}
+
+void st_spbf16_forward(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *w, const float *bias,
+                       float *y) {
+    forward(p, kind, x, w, bias, y, NULL);
+}
+
+void st_spbf16_forward_stats(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *w,
+                             const float *bias, float *y, double *stats) {
+    forward(p, kind, x, w, bias, y, stats);
 }
 
 void st_spbf16_backward_data(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *dy, const st_bf16 *w, float *dx,

@@ -41,17 +41,16 @@ void st_spbf16_plan_free(st_spbf16_plan *p);
 /* w: kept values in CSR order; bias / dbias may be NULL. */
 void st_spbf16_forward(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *w, const float *bias,
                        float *y);
+/* The forward pass that also gives the batch-norm statistics of y, in the
+ * form and order of st_spconv_forward_stats (per output pixel a float sum
+ * of its N values shifted by the first, taken from the registers on the
+ * 128-wide dp path; pixels combined in double in pixel order). y is the
+ * same bit for bit as st_spbf16_forward's. */
+void st_spbf16_forward_stats(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *w,
+                             const float *bias, float *y, double *stats);
 void st_spbf16_backward_data(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *dy, const st_bf16 *w, float *dx,
                              int accumulate);
 void st_spbf16_backward_weight(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *dy, float *dw,
                                float *dbias);
-
-/* The batch-norm statistics of a conv output y (fp32 CHWN, geometry g) in
- * the form of st_spconv_forward_stats: per output channel, each pixel's N
- * values summed in float shifted by their first value, the pixels combined
- * in double in pixel order (one thread per channel: independent of the
- * thread count). A pass over y after the forward (the fp32 kernels take
- * them from the gather's registers instead). */
-void st_spbf16_channel_stats(const st_spconv_geom *g, const float *y, double *stats);
 
 #endif
