@@ -5,8 +5,7 @@
 
 #include <string.h>
 
-/* Output columns o in [*lo, *hi) read input column o*stride - padding + offset inside [0, w). */
-static void valid_range(int w, int out_w, int stride, int padding, int offset, int *lo, int *hi) {
+void st_im2col_valid_range(int w, int out_w, int stride, int padding, int offset, int *lo, int *hi) {
     int first = padding - offset; /* need o*stride >= first */
     int l = first <= 0 ? 0 : (first + stride - 1) / stride;
     int last = w - 1 + padding - offset; /* need o*stride <= last */
@@ -26,7 +25,7 @@ void st_im2col(const float *x, int channels, int h, int w, int kernel, int strid
             for (int kw = 0; kw < kernel; kw++) {
                 float *row = col + ((size_t)(c * kernel + kh) * kernel + kw) * plane_out;
                 int lo, hi;
-                valid_range(w, out_w, stride, padding, kw, &lo, &hi);
+                st_im2col_valid_range(w, out_w, stride, padding, kw, &lo, &hi);
                 for (int oy = 0; oy < out_h; oy++) {
                     float *restrict dst = row + (size_t)oy * out_w;
                     int iy = oy * stride - padding + kh;
@@ -58,7 +57,7 @@ void st_col2im_add(const float *col, int channels, int h, int w, int kernel, int
             for (int kw = 0; kw < kernel; kw++) {
                 const float *row = col + ((size_t)(c * kernel + kh) * kernel + kw) * plane_out;
                 int lo, hi;
-                valid_range(w, out_w, stride, padding, kw, &lo, &hi);
+                st_im2col_valid_range(w, out_w, stride, padding, kw, &lo, &hi);
                 for (int oy = 0; oy < out_h; oy++) {
                     int iy = oy * stride - padding + kh;
                     if (iy < 0 || iy >= h) continue;

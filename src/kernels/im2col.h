@@ -13,4 +13,8 @@ void st_im2col(const float *x, int channels, int h, int w, int kernel, int strid
 void st_col2im_add(const float *col, int channels, int h, int w, int kernel, int stride, int padding, int out_h,
                    int out_w, float *dx);
 
+/* Output columns o in [*lo, *hi) read input column o*stride - padding + offset
+ * inside [0, w) (the part of an output row that needs no padding). */
+void st_im2col_valid_range(int w, int out_w, int stride, int padding, int offset, int *lo, int *hi);
+
 #endif

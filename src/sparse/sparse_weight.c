@@ -91,6 +91,16 @@ void st_sparse_weight_gather(const st_sparse_weight *w, const float *dense, floa
         for (int64_t e = w->row_ptr[r]; e < w->row_ptr[r + 1]; e++) stored[e] = dense[(int64_t)r * w->cols + w->col[e]];
 }
 
+void st_sparse_weight_gather_add(const st_sparse_weight *w, const float *dense, float *stored) {
+    if (!w->packed) {
+        const int64_t n = st_sparse_weight_numel(w);
+        for (int64_t i = 0; i < n; i++) stored[i] += w->mask && !w->mask[i] ? 0.0f : dense[i];
+        return;
+    }
+    for (int r = 0; r < w->rows; r++)
+        for (int64_t e = w->row_ptr[r]; e < w->row_ptr[r + 1]; e++) stored[e] += dense[(int64_t)r * w->cols + w->col[e]];
+}
+
 void st_sparse_weight_mask_dense(const st_sparse_weight *w, uint8_t *mask) {
     const int64_t n = st_sparse_weight_numel(w);
     if (!w->packed) {

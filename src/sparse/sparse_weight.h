@@ -49,6 +49,13 @@ st_status st_sparse_weight_copy_structure(const st_sparse_weight *w, st_sparse_w
 void st_sparse_weight_scatter(const st_sparse_weight *w, const float *stored, float *dense);
 /* stored form <- dense (rows, cols) (values at masked positions are dropped) */
 void st_sparse_weight_gather(const st_sparse_weight *w, const float *dense, float *stored);
+/* stored form += dense (rows, cols) at the kept positions */
+void st_sparse_weight_gather_add(const st_sparse_weight *w, const float *dense, float *stored);
+/* 1 when the stored form is the dense (rows, cols) row-major array itself
+ * (no mask, or packed with every position kept). */
+static inline int st_sparse_weight_stored_is_dense(const st_sparse_weight *w) {
+    return w->packed ? w->kept == st_sparse_weight_numel(w) : !w->mask;
+}
 /* The mask as a dense (rows, cols) array of 0/1. */
 void st_sparse_weight_mask_dense(const st_sparse_weight *w, uint8_t *mask);
 
