@@ -76,8 +76,9 @@ void st_config_flags_record_given(const st_config_flags *t, st_train_config *c) 
 void st_config_flags_add_alias(st_config_flags *t, st_train_config *c, const char *key, const char *alias,
                                const char *help) {
     const st_config_field *f = st_config_field_find(key);
-    assert(f && !f->switches[0].flag);
+    assert(f && !f->switches[1].flag); /* a field with one switch: the alias is that switch */
     st_flag flag = {alias, flag_type[f->type], (char *)c + f->offset, f->type == ST_FIELD_STRING ? f->size : 0, 0,
                     NULL, NULL, NULL, 0};
+    if (f->switches[0].flag) flag.type = ST_FLAG_SWITCH, flag.value = f->switches[0].value;
     add_flag(t, f, flag, help, NULL);
 }

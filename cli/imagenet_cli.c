@@ -22,6 +22,7 @@ void st_imagenet_cli_add_flags(st_config_flags *t, st_train_config *c, st_imagen
     st_config_flags_add_alias(t, c, "l2", "weight-decay", "the reference's name for --l2");
     st_config_flags_add_alias(t, c, "l2", "wd", "the reference's name for --l2");
     st_config_flags_add_alias(t, c, "log_interval", "print-freq", "the reference's name for --log-interval");
+    st_config_flags_add_alias(t, c, "bf16", "fp16", "the reference's half precision: --bf16 on the CPU");
     const st_flag own[] = {
         {"evaluate", ST_FLAG_SWITCH, &r->evaluate, 0, 1,
          "evaluate the model of --resume (or a fresh one) on the test split: top-1, top-5, loss; train nothing", NULL,
@@ -30,10 +31,10 @@ void st_imagenet_cli_add_flags(st_config_flags *t, st_train_config *c, st_imagen
          "with the reference's positional data folder: train dense (it trains sparse by default)", NULL, NULL, 0},
         {"local_rank", ST_FLAG_INT, NULL, 0, 0, "", "set by the reference's multiproc.py launcher; one process here",
          NULL, 0},
-        {"static-loss-scale", ST_FLAG_DOUBLE, NULL, 0, 0, "", NULL,
-         "loss scaling belongs to --fp16, which waits for the bf16 kernels; train in float32 (the default)", 0},
-        {"dynamic-loss-scale", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL,
-         "loss scaling belongs to --fp16, which waits for the bf16 kernels; train in float32 (the default)", 0},
+        {"static-loss-scale", ST_FLAG_DOUBLE, NULL, 0, 0, "",
+         "bf16 (--fp16 here) has float32's exponent range: gradients need no loss scaling", NULL, 0},
+        {"dynamic-loss-scale", ST_FLAG_SWITCH, NULL, 0, 1, "",
+         "bf16 (--fp16 here) has float32's exponent range: gradients need no loss scaling", NULL, 0},
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) st_config_flags_add(t, own[i]);
 }

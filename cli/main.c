@@ -211,7 +211,6 @@ static int cmd_train(int argc, char **argv) {
         {"save-features", ST_FLAG_SWITCH, NULL, 0, 1, "", "only models the reference's CIFAR main.py does not build read it", NULL, 0},
         {"bench", ST_FLAG_SWITCH, NULL, 0, 1, "", "only models the reference's CIFAR main.py does not build read it (time steps with `sparsetrain bench`)", NULL, 0},
         {"start-epoch", ST_FLAG_INT, NULL, 0, 0, "", "the reference overwrites it from the checkpoint and never reads it; --resume continues at the checkpoint's epoch", NULL, 0},
-        {"fp16", ST_FLAG_SWITCH, NULL, 0, 1, "", NULL, "half-precision training waits for the bf16 kernels of the fused-execution work; train in float32 (the default)", 0},
         /* dynamic sparse training's own fields are run-config rows (train/run_config.c); this one stretches --epochs */
         {"multiplier", ST_FLAG_INT, &multiplier, 0, 0, "train K times longer: --epochs and the learning-rate milestones times K, as the ITOP code (1)", NULL, NULL, 0},
     };
@@ -301,7 +300,7 @@ static int cmd_train(int argc, char **argv) {
 
 static void print_bench_json(const st_bench_config *c, const st_bench_result *r) {
     printf("{\"model\": \"%s\", \"sparse_init\": \"%s\", \"density\": %g, \"batch_size\": %d, \"threads\": %d, "
-           "\"execution\": \"%s\", \"isa\": \"%s\", \"conv_implementation\": \"%s\", "
+           "\"execution\": \"%s\", \"isa\": \"%s\", \"bf16\": %s, \"conv_implementation\": \"%s\", "
            "\"forward_ms\": %.4f, \"backward_ms\": %.4f, "
            "\"train_step\": {\"ms\": %.4f, \"cpu_ms\": %.4f, \"images_per_s\": %.3f, \"gflop\": %.4f, \"useful_gflops\": %.3f}, "
            "\"memory\": {\"param_bytes\": %lld, \"dense_param_bytes\": %lld, \"activation_bytes\": %lld, "
@@ -309,8 +308,9 @@ static void print_bench_json(const st_bench_config *c, const st_bench_result *r)
            "\"fma_peak\": {\"gflops\": %.3f, \"per_thread\": %.3f, \"threads\": %d, \"isa\": \"%s\"}, "
            "\"useful_fraction_of_peak\": %.4f, "
            "\"kept\": %lld, \"prunable\": %lld, \"layers\": [",
-           c->model, c->sparse_init, c->density, c->batch_size, r->threads, r->execution, r->isa, r->conv_implementation,
-           r->forward_ms, r->backward_ms, r->step_ms, r->step_cpu_ms, r->images_per_s, r->train_gflop, r->useful_gflops,
+           c->model, c->sparse_init, c->density, c->batch_size, r->threads, r->execution, r->isa, r->bf16 ? "true" : "false",
+           r->conv_implementation, r->forward_ms, r->backward_ms, r->step_ms, r->step_cpu_ms, r->images_per_s, r->train_gflop,
+           r->useful_gflops,
            (long long)r->param_bytes, (long long)r->dense_param_bytes, (long long)r->activation_bytes,
            (long long)r->peak_rss_bytes, r->peak.gflops, r->peak.per_thread, r->peak.threads, st_isa_name(r->peak.isa),
            r->peak.gflops > 0 ? r->useful_gflops / r->peak.gflops : 0.0, (long long)r->kept, (long long)r->total);
@@ -344,6 +344,7 @@ static void print_bench_json(const st_bench_config *c, const st_bench_result *r)
 static void print_bench_text(const st_bench_config *c, const st_bench_result *r) {
     printf("%s %s density %g, batch %d, %d threads, %s execution (%s kernels)\n", c->model, c->sparse_init, c->density,
            c->batch_size, r->threads, r->execution, r->isa);
+    if (r->precision[0]) printf("  precision: %s\n", r->precision);
     printf("  forward %.2f ms, backward %.2f ms, training step %.2f ms (%.2f ms of CPU time): %.1f images/s, %.1f useful "
            "GFLOP/s\n",
            r->forward_ms, r->backward_ms, r->step_ms, r->step_cpu_ms, r->images_per_s, r->useful_gflops);
@@ -440,6 +441,7 @@ static int cmd_bench(int argc, char **argv) {
         {"warmup", ST_FLAG_INT, &c.warmup, 0, 0, "untimed warm-up steps (2)", NULL, NULL, 0},
         {"steps", ST_FLAG_INT, &c.steps, 0, 0, "timed steps (5)", NULL, NULL, 0},
         {"execution", ST_FLAG_STRING, c.execution, sizeof c.execution, 0, "auto, sparse, mixed or dense (auto)", NULL, NULL, 0},
+        {"bf16", ST_FLAG_SWITCH, &c.bf16, 0, 1, "bf16 sparse convolutions, as train --bf16", NULL, NULL, 0},
         {"isa", ST_FLAG_STRING, isa, sizeof isa, 0, "kernel instruction set: auto, avx512, avx2, generic (auto)", NULL, NULL, 0},
         {"json", ST_FLAG_SWITCH, &json, 0, 1, "print one JSON object", NULL, NULL, 0},
     };

@@ -13,9 +13,13 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static int is_bf16(const char *precision) { return strncmp(precision, "bf16", 4) == 0; }
+
 static void on_setup(const st_setup_report *r, void *user) {
     st_train_output *out = user;
     const st_train_config *c = r->config; /* a resumed run's, from its checkpoint */
+    /* --bf16 that falls back to float32 says so even with --quiet */
+    if (r->precision && !is_bf16(r->precision)) fprintf(stderr, "sparsetrain train: --bf16: %s\n", r->precision);
     const st_dataset_info *row = st_dataset_info_find(c->data);
     out->imagenet_lines = row && row->format == ST_DATA_IMAGE_FOLDER;
     out->batch_size = c->batch_size;
@@ -33,6 +37,7 @@ static void on_setup(const st_setup_report *r, void *user) {
         printf("execution: %s (FLOP-weighted density %.4f; --execution %s)\n", r->execution, r->flop_density,
                c->execution);
     }
+    if (r->precision && is_bf16(r->precision)) printf("precision: %s\n", r->precision);
     printf("%s on %s: %lld parameters, %lld of %lld prunable weights kept; %lld train / %lld val / %lld test "
            "images; %d threads%s\n",
            c->model, c->data, (long long)r->parameters, (long long)r->kept, (long long)r->prunable,

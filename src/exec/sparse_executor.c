@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "exec/bf16_exec.h"
 #include "exec/executor.h"
 #include "exec/policy.h"
 #include "kernels/chwn_ops.h"
@@ -30,6 +31,7 @@ typedef struct sparse_state {
     float **dense_w, **dense_dw; /* per dense op whose weight is not stored dense: its (rows, cols) matrices */
     uint64_t *versions;     /* per op: the weight's mask version its plan was built from */
     float *chwn_input, *chwn_input_grad, *chwn_logits, *chwn_logits_grad; /* capacity-sized */
+    st_bf16_exec *bf16;     /* with m->bf16: the bf16 copies and plans (bf16_exec.h) */
 } sparse_state;
 
 static sparse_state *state(const st_model *m) { return (sparse_state *)m->exec_state; }
@@ -86,6 +88,7 @@ static void sparse_release(st_model *m) {
     free(s->dense_w);
     free(s->dense_dw);
     free(s->versions);
+    st_bf16_exec_free(s->bf16);
     free_buffers(s);
     free(s);
     m->exec_state = NULL;
@@ -191,13 +194,16 @@ static const float *dense_weight(st_model *m, const st_op *op) {
     return s->dense_w[k];
 }
 
-static void conv_forward(st_model *m, st_op *op, const float *x, float *y, double *stats) {
+/* The forward pass of a conv / linear op whose plan is built (stats: its BN's statistics, may be NULL). */
+static st_status conv_forward(st_model *m, st_op *op, int batch, const float *x, float *y, double *stats) {
     sparse_state *s = state(m);
     const int k = (int)(op - m->ops);
     const float *bias = op->bias >= 0 ? m->params[op->bias].value : NULL;
     if (s->dense[k]) st_dchwn_forward(s->dense[k], x, dense_weight(m, op), bias, y, stats);
+    else if (m->bf16) return st_bf16_exec_forward(&s->bf16, m, op, batch, x, y, stats);
     else if (stats) st_spconv_forward_stats(s->plans[k], x, m->params[op->weight].value, bias, y, stats);
     else st_spconv_forward(s->plans[k], x, m->params[op->weight].value, bias, y);
+    return ST_OK;
 }
 
 static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
@@ -209,7 +215,7 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
     case ST_OP_CONV:
     case ST_OP_LINEAR:
         ST_TRY(sparse_plan(m, op, batch));
-        conv_forward(m, op, x, y, NULL);
+        ST_TRY(conv_forward(m, op, batch, x, y, NULL));
         break;
     case ST_OP_MAXPOOL:
     case ST_OP_AVGPOOL: {
@@ -257,7 +263,7 @@ static st_status dense_weight_grad(const st_spconv_plan *plan, const st_sparse_w
 static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, double *stats) {
     ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
     ST_TRY(sparse_plan(m, op, batch));
-    conv_forward(m, op, sparse_act_value(m, op->in), sparse_act_value(m, op->out), stats);
+    return conv_forward(m, op, batch, sparse_act_value(m, op->in), sparse_act_value(m, op->out), stats);
     return ST_OK;
 }
 
@@ -301,12 +307,15 @@ static void sparse_backward_conv(st_model *m, st_op *op, const float *dy, int ba
     st_param *w = &m->params[op->weight];
     float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL; /* a gradient-growth update step */
     const double t0 = m->profile ? omp_get_wtime() : 0.0;
-    if (plan) st_spconv_backward_weight(plan, x, dy, w->grad, op->bias >= 0 ? m->params[op->bias].grad : NULL);
+    float *dbias = op->bias >= 0 ? m->params[op->bias].grad : NULL;
+    if (plan && m->bf16) st_bf16_exec_backward_weight(s->bf16, m, op, batch, dy, w->grad, dbias);
+    else if (plan) st_spconv_backward_weight(plan, x, dy, w->grad, dbias);
     else dense_backward_weight(m, op, x, dy, dense_dw);
     const double t1 = m->profile ? omp_get_wtime() : 0.0;
     int acc = 0;
     float *dx = st_walk_grad_for_write(m, op->in, &acc);
-    if (dx && plan) st_spconv_backward_data(plan, dy, w->value, dx, acc);
+    if (dx && plan && m->bf16) st_bf16_exec_backward_data(s->bf16, m, op, batch, dx, acc);
+    else if (dx && plan) st_spconv_backward_data(plan, dy, w->value, dx, acc);
     else if (dx) st_dchwn_backward_data(s->dense[k], dy, s->dense_w[k] ? s->dense_w[k] : w->value, dx, acc);
     if (m->profile) {
         st_walk_profile_pass(m, ST_PASS_BACKWARD_WEIGHT, t1 - t0);
@@ -355,8 +364,10 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
 
 static void sparse_describe(const st_model *m, char *out, size_t size) {
     const int dense = st_model_dense_layers(m, m->capacity);
-    if (dense > 0) snprintf(out, size, "sparse-direct:%s + dense GEMM on %d layers", st_isa_name(st_isa_current()), dense);
-    else snprintf(out, size, "sparse-direct:%s", st_isa_name(st_isa_current()));
+    const char *bf16 = m->bf16 ? "+bf16" : "";
+    if (dense > 0)
+        snprintf(out, size, "sparse-direct:%s%s + dense GEMM on %d layers", st_isa_name(st_isa_current()), bf16, dense);
+    else snprintf(out, size, "sparse-direct:%s%s", st_isa_name(st_isa_current()), bf16);
 }
 
 const st_executor st_sparse_executor = {

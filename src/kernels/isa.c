@@ -1,6 +1,9 @@
 /* cpuid-based ISA choice shared by all kernel families (see isa.h). */
 #include "kernels/isa.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,3 +60,17 @@ const char *st_isa_name(st_isa isa) {
     default: return "generic";
     }
 }
+
+int st_isa_cpu_has_avx512_bf16(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (st_isa_best_supported() != ST_ISA_AVX512) return 0; /* also checks the OS saves the zmm state */
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    /* CPUID leaf 7, sub-leaf 1: EAX bit 5 is AVX512_BF16 */
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return (int)((a >> 5) & 1u);
+#else
+    return 0;
+#endif
+}
+
+int st_isa_has_avx512_bf16(void) { return st_isa_current() == ST_ISA_AVX512 && st_isa_cpu_has_avx512_bf16(); }

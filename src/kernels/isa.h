@@ -19,4 +19,11 @@ st_isa st_isa_best_supported(void);
 st_status st_isa_force(const char *name);
 const char *st_isa_name(st_isa isa);
 
+/* Whether the bf16 kernels (kernels/sparse_conv_bf16.h) can run: the CPU has
+ * AVX512_BF16 (vcvtne2ps2bf16, vdpbf16ps) and the ISA in use (after
+ * st_isa_force) is AVX-512. It does not change the ISA choice above. */
+int st_isa_has_avx512_bf16(void);
+/* The CPU alone: AVX512_BF16 and the AVX-512 base, whatever the cap. */
+int st_isa_cpu_has_avx512_bf16(void);
+
 #endif

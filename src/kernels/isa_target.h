@@ -2,6 +2,7 @@
  * baseline, so that kernels/isa.c can pick them at run time:
  *     ST_TARGET_AVX2_BEGIN ... ST_TARGET_END
  *     ST_TARGET_AVX512_BEGIN ... ST_TARGET_END
+ *     ST_TARGET_AVX512_BF16_BEGIN ... ST_TARGET_END  (AVX-512 + AVX512_BF16)
  * gcc takes a target for a region with push_options; clang ignores those
  * pragmas (and would build the region for the baseline) but has its own. */
 #ifndef ST_KERNELS_ISA_TARGET_H
@@ -13,11 +14,15 @@
 #define ST_TARGET_AVX2_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
 #define ST_TARGET_AVX512_BEGIN                                                                                        \
     _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512vl,avx512bw,avx512dq,avx2,fma\"))), apply_to = function)")
+#define ST_TARGET_AVX512_BF16_BEGIN                                                                                   \
+    _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma\"))), apply_to = function)")
 #define ST_TARGET_END _Pragma("clang attribute pop")
 #else
 #define ST_TARGET_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
 #define ST_TARGET_AVX512_BEGIN                                                                                        \
     _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512vl,avx512bw,avx512dq,avx2,fma\")")
+#define ST_TARGET_AVX512_BF16_BEGIN                                                                                   \
+    _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma\")")
 #define ST_TARGET_END _Pragma("GCC pop_options")
 #endif
 #endif

@@ -91,6 +91,7 @@ typedef struct st_model {
      * (--execution mixed, and auto); 0 = the direct sparse kernels everywhere. */
     int per_layer_kernels;
     int profile; /* 1: accumulate the time of every step of the walk (st_model_step_profile) */
+    int bf16;    /* 1: the sparse executor runs its conv / linear ops in bf16 (exec/bf16_exec.h, --bf16) */
     /* Dense weight gradients asked for one step (gradient growth of dynamic
      * sparse training, train/mask_update.h): per param, NULL or numel floats
      * into which the executor's backward *adds* the full dL/dW, kept and

@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "core/threads.h"
 #include "kernels/isa.h"
+#include "exec/bf16_exec.h"
 #include "exec/policy.h"
 #include "models/init.h"
 #include "models/model.h"
@@ -68,6 +69,10 @@ st_status st_bench_run(const st_bench_config *c, st_bench_result *r) {
     memset(&opt, 0, sizeof opt);
     if (!images || !labels || !fwd || !bwd || !step || !cpu) s = st_fail(ST_ERR_NOMEM, "bench: out of memory");
     if (s == ST_OK) s = st_run_apply_execution(m, c->execution, c->batch_size);
+    if (s == ST_OK && c->bf16) {
+        snprintf(r->precision, sizeof r->precision, "%s", st_model_enable_bf16(m));
+        r->bf16 = m->bf16;
+    }
     if (s == ST_OK) {
         st_rng rng;
         st_rng_seed(&rng, c->seed, 99);

@@ -17,6 +17,7 @@ typedef struct st_bench_config {
     int warmup, steps;     /* warm-up steps, timed steps */
     uint64_t seed;
     char execution[16];    /* auto, sparse, mixed or dense (exec/policy.h) */
+    int bf16;              /* --bf16 (exec/bf16_exec.h) */
 } st_bench_config;
 
 /* One step of the walk (a layer or a fused group), timed per training step. */
@@ -51,6 +52,8 @@ typedef struct st_bench_result {
     int64_t activation_bytes;                /* activation values + gradients held for the batch */
     char execution[16];                      /* "sparse" or "dense" */
     char isa[16];                            /* kernels' instruction set */
+    int bf16;                                /* 1: the step ran in bf16 (--bf16 given and in effect) */
+    char precision[200];                     /* with --bf16: st_model_enable_bf16's line */
     int threads;                             /* OpenMP threads used */
     char conv_implementation[64];            /* backend of the model's first convolution, e.g. "jit:avx512_core" */
     st_fma_peak peak;                        /* FMA peak of this machine with `threads` threads, measured by the run */

@@ -88,6 +88,10 @@ static const st_config_field fields[] = {
     STRING("model_config", "model-config", RUN, model_config, "",
            "ImageNet models' init: classic (conv Kaiming-normal fan-out) or fanin (fan-in), as the reference's -c",
            "classic"),
+    /* numerics (docs/PERFORMANCE.md, "bf16"); checkpoints written before it existed: float32 */
+    SWITCH("bf16", RUN, bf16, 0, "bf16", 1,
+           "bf16 activations and kept weights in the sparse convolutions, with fp32 accumulation, master weights and "
+           "optimiser state (CPUs with AVX512_BF16; float32 elsewhere, with a message)"),
     /* dynamic sparse training (--sparse without --fix; docs/DYNAMIC-SPARSE.md); older checkpoints lack
      * these keys and take the defaults, which only matter without --fix */
     INT("update_frequency", "update_frequency", RUN, update_frequency, 100,

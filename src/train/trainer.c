@@ -15,6 +15,7 @@
 
 #include "core/status.h"
 #include "core/threads.h"
+#include "exec/bf16_exec.h"
 #include "exec/policy.h"
 #include "data/dataset.h"
 #include "eval/flops_summary.h"
@@ -218,6 +219,7 @@ static st_status setup_model(st_trainer *r, const st_safetensors *resume_file) {
     if (resume_file) ST_TRY(st_checkpoint_load_model(resume_file, c->resume, m, ""));
     /* masks and weights are final: choose dense or sparse execution (packs the weights) */
     ST_TRY(st_run_apply_execution(m, c->execution, c->batch_size));
+    r->precision = c->bf16 ? st_model_enable_bf16(m) : NULL;
     ST_TRY(st_optimizer_create(&r->opt, m, strcmp(c->optimizer, "adam") == 0 ? ST_OPTIMIZER_ADAM : ST_OPTIMIZER_SGD,
                                c->momentum, strcmp(c->optimizer, "sgd") == 0 && c->nesterov, c->l2));
     /* --bn-weight-decay: the reference's ImageNet main.py puts parameters named *bn* in a group without
@@ -320,6 +322,7 @@ st_status st_trainer_create(st_train_config *c, const st_train_hooks *hooks, st_
                                .n_layers = r->n_layers,
                                .layers = r->layers,
                                .execution = st_model_executor_name(r->model),
+                               .precision = r->precision,
                                .flop_density = st_model_flop_density(r->model)};
         st_model_prunable_counts(r->model, &rep.kept, &rep.prunable);
         r->hooks.on_setup(&rep, r->hooks.user);

@@ -35,6 +35,7 @@ typedef struct st_train_config {
     double fc_density;         /* --fc_density 1.0 (ERK_plus) */
     char mask_sampling[16];    /* --mask-sampling bernoulli|exact */
     char execution[16];        /* --execution auto|sparse|mixed|dense (exec/policy.h) */
+    int bf16;                  /* --bf16: bf16 sparse convolutions on CPUs with AVX512_BF16 (exec/bf16_exec.h) */
     int scaled;                /* --scaled (1), --scaled-per-layer (2) */
     int augment;               /* -1 = data set default (CIFAR and ImageNet yes, MNIST no) */
     int image_size;            /* --image-size: ImageFolder (imagenet) images are S x S (0 = 224) */
@@ -123,6 +124,7 @@ typedef struct st_setup_report {
     int n_layers;             /* prunable layers (sparse runs), with their densities */
     const st_setup_layer *layers;
     const char *execution;    /* "dense" or "sparse" */
+    const char *precision;    /* with --bf16: "bf16 (...)" or "fp32: why not" (exec/bf16_exec.h); else NULL */
     double flop_density;
 } st_setup_report;
 

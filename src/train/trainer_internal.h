@@ -36,6 +36,7 @@ struct st_trainer {
     int64_t epoch_first_step;   /* optimiser steps before the epoch in progress (update FLOPs of the log) */
     st_setup_layer *layers;     /* the set-up report's layers (sparse runs) */
     int n_layers;
+    const char *precision;      /* with --bf16: the set-up report's precision line (exec/bf16_exec.h) */
     /* the epoch in progress, for the end-of-epoch record */
     double epoch_loss_sum, epoch_seconds, epoch_t0;
     int64_t epoch_correct, epoch_seen, epoch_seen_at_start;

@@ -1,0 +1,131 @@
+/* In-process, interleaved A/B of the bf16 sparse convolution passes
+ * (kernels/sparse_conv_bf16.h) against the fp32 ones (kernels/sparse_conv.h)
+ * for one layer shape (default: stage 1 of cifar_resnet_56 at ERK 0.05:
+ * 16 -> 16 channels, 32x32, 3x3, density 0.1545, batch 128). Built as
+ * `bf16_ab` next to `sparsetrain`:
+ *     OMP_NUM_THREADS=1 build/bf16_ab [reps] [channels] [size] [density] [batch]
+ * Per round every variant runs once, in an order rotated every round, on the
+ * same data; the minimum and median per variant are printed, of the wall
+ * time and of the process's CPU time (with one thread the CPU time does not
+ * count the time the thread waited for a core on a shared machine):
+ *   fwd / bwd-data / bwd-weight   fp32 | bf16 cvt (bf16 loads widened, fp32 FMA) |
+ *                                 bf16 dp (vdpbf16ps)
+ *   to-bf16                       rounding one activation tensor to bf16 (what a
+ *                                 producer that writes fp32 would add per pass input)
+ * Without AVX512_BF16 the bf16 variants run the scalar fallback: the
+ * comparison then means nothing, and the program says so. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/rng.h"
+#include "kernels/bf16.h"
+#include "kernels/isa.h"
+#include "kernels/sparse_conv.h"
+#include "kernels/sparse_conv_bf16.h"
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum { VARIANTS = 10 };
+static const char *names[VARIANTS] = {"fwd fp32",        "fwd bf16-cvt",        "fwd bf16-dp",
+                                      "bwd-data fp32",   "bwd-data bf16-cvt",   "bwd-data bf16-dp",
+                                      "bwd-weight fp32", "bwd-weight bf16-cvt", "bwd-weight bf16-dp",
+                                      "to-bf16"};
+
+int main(int argc, char **argv) {
+    const int reps = argc > 1 ? atoi(argv[1]) : 31, C = argc > 2 ? atoi(argv[2]) : 16,
+              H = argc > 3 ? atoi(argv[3]) : 32, N = argc > 5 ? atoi(argv[5]) : 128;
+    const double d = argc > 4 ? atof(argv[4]) : 0.1545;
+    if (reps < 1 || C < 1 || H < 1 || N < 1 || !(d > 0.0 && d <= 1.0)) {
+        fprintf(stderr, "usage: bf16_ab [reps >= 1] [channels] [size] [density in (0, 1]] [batch]\n");
+        return 2;
+    }
+    if (!st_isa_has_avx512_bf16())
+        printf("bf16_ab: this CPU (or the ISA cap) has no AVX512_BF16: the bf16 rows run the scalar fallback\n");
+    st_rng rng;
+    st_rng_seed(&rng, 17, 4);
+    const int cols = C * 9;
+    int64_t *row_ptr = malloc(sizeof(int64_t) * (size_t)(C + 1));
+    int32_t *col = malloc(sizeof(int32_t) * (size_t)C * (size_t)cols);
+    float *w = malloc(sizeof(float) * (size_t)C * (size_t)cols);
+    const size_t n = (size_t)C * H * H * N;
+    float *x = malloc(sizeof(float) * n), *dy = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n),
+          *dx = malloc(sizeof(float) * n);
+    st_bf16 *xh = malloc(sizeof(st_bf16) * n), *dyh = malloc(sizeof(st_bf16) * n), *th = malloc(sizeof(st_bf16) * n);
+    st_bf16 *wh = malloc(sizeof(st_bf16) * (size_t)C * (size_t)cols);
+    float *dw = calloc((size_t)C * (size_t)cols + 1, sizeof(float));
+    double *t[VARIANTS], *u[VARIANTS];
+    for (int v = 0; v < VARIANTS; v++) t[v] = malloc(sizeof(double) * (size_t)reps), u[v] = malloc(sizeof(double) * (size_t)reps);
+    if (!row_ptr || !col || !w || !x || !dy || !y || !dx || !xh || !dyh || !th || !wh || !dw || !t[VARIANTS - 1] ||
+        !u[VARIANTS - 1]) {
+        fprintf(stderr, "bf16_ab: out of memory\n");
+        return 1;
+    }
+    int64_t k = 0;
+    for (int o = 0; o < C; o++) {
+        row_ptr[o] = k;
+        for (int j = 0; j < cols; j++)
+            if (st_rng_uniform_double(&rng) < d) col[k] = j, w[k++] = (float)(st_rng_normal(&rng) * 0.3);
+    }
+    row_ptr[C] = k;
+    for (size_t i = 0; i < n; i++) x[i] = (float)st_rng_normal(&rng), dy[i] = (float)st_rng_normal(&rng) * 1e-2f;
+    st_bf16_from_floats(x, n, xh);
+    st_bf16_from_floats(dy, n, dyh);
+    st_bf16_from_floats(w, (size_t)k, wh);
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, N, C, H, H, C, 3, 1, 1);
+    st_spconv_plan *p = NULL;
+    st_spbf16_plan *q = NULL;
+    if (st_spconv_plan_create(&g, row_ptr, col, &p) != ST_OK || st_spbf16_plan_create(&g, row_ptr, col, &q) != ST_OK) {
+        fprintf(stderr, "bf16_ab: %s\n", st_last_error());
+        return 1;
+    }
+    for (int r = 0; r < reps; r++)
+        for (int j = 0; j < VARIANTS; j++) {
+            const int v = (j + r) % VARIANTS; /* rotate the order every round */
+            const double t0 = omp_get_wtime(), c0 = cpu_ms();
+            switch (v) {
+            case 0: st_spconv_forward(p, x, w, NULL, y); break;
+            case 1: st_spbf16_forward(q, ST_SPBF16_CVT, xh, wh, NULL, y); break;
+            case 2: st_spbf16_forward(q, ST_SPBF16_DP, xh, wh, NULL, y); break;
+            case 3: st_spconv_backward_data(p, dy, w, dx, 0); break;
+            case 4: st_spbf16_backward_data(q, ST_SPBF16_CVT, dyh, wh, dx, 0); break;
+            case 5: st_spbf16_backward_data(q, ST_SPBF16_DP, dyh, wh, dx, 0); break;
+            case 6: st_spconv_backward_weight(p, x, dy, dw, NULL); break;
+            case 7: st_spbf16_backward_weight(q, ST_SPBF16_CVT, xh, dyh, dw, NULL); break;
+            case 8: st_spbf16_backward_weight(q, ST_SPBF16_DP, xh, dyh, dw, NULL); break;
+            case 9: st_bf16_from_floats(y, n, th); break;
+            }
+            t[v][r] = 1e3 * (omp_get_wtime() - t0);
+            u[v][r] = cpu_ms() - c0;
+        }
+    printf("bf16_ab: %d -> %d channels, %dx%d, density %.4f (%lld kept), batch %d, %d threads, %d rounds\n"
+           "  (ms, min / median: wall | CPU time of all threads; x: median CPU time of the fp32 pass / this one)\n",
+           C, C, H, H, d, (long long)k, N, omp_get_max_threads(), reps);
+    double med[VARIANTS];
+    for (int v = 0; v < VARIANTS; v++) {
+        qsort(t[v], (size_t)reps, sizeof(double), cmp);
+        qsort(u[v], (size_t)reps, sizeof(double), cmp);
+        med[v] = u[v][reps / 2];
+    }
+    for (int v = 0; v < VARIANTS; v++) {
+        printf("  %-20s %8.3f / %8.3f | %8.3f / %8.3f", names[v], t[v][0], t[v][reps / 2], u[v][0], med[v]);
+        if (v < 9 && v % 3) printf("   x%.2f", med[v - v % 3] / med[v]);
+        printf("\n");
+    }
+    printf("  (one conv pass: %.1f MFLOP)\n", 2.0 * (double)k * H * H * N / 1e6);
+    st_spconv_plan_free(p);
+    st_spbf16_plan_free(q);
+    return 0;
+}
