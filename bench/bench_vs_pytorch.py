@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -114,7 +115,9 @@ def torch_worker(config):
     print(json.dumps({"forward_ms": statistics.median(fwd), "backward_ms": statistics.median(bwd),
                       "train_step": {"ms": ms, "images_per_s": 1e3 * b / ms},
                       "masked_layers": len(masks), "kept": kept, "prunable": sum(params[n].numel() for n in prunable),
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      # this worker process's peak resident memory (Linux: ru_maxrss in KiB)
+                      "peak_rss_bytes": 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
 # ---------------------------------------------------------------- driver
@@ -230,6 +233,8 @@ def main(argv):
         "ours_forward_ms": med(ours, "forward_ms"), "ours_backward_ms": med(ours, "backward_ms"),
         "torch_forward_ms": med(theirs, "forward_ms"), "torch_backward_ms": med(theirs, "backward_ms"),
         "ratios_per_repeat": [images_per_s(o) / images_per_s(t) for o, t in zip(ours, theirs)],
+        "ours_peak_rss_bytes": statistics.median(x["memory"]["peak_rss_bytes"] for x in ours),
+        "torch_peak_rss_bytes": statistics.median(x["peak_rss_bytes"] for x in theirs),
     }
     print(f"median sparsetrain: {ours_ips:8.1f} images/s  (forward {summary['ours_forward_ms']:.1f} ms, "
           f"backward {summary['ours_backward_ms']:.1f} ms; conv {summary['conv_implementation']})")
@@ -237,6 +242,8 @@ def main(argv):
           f"backward {summary['torch_backward_ms']:.1f} ms)")
     print(f"ratio sparsetrain / PyTorch: {summary['ratio']:.2f}  (per repeat: "
           + ", ".join(f"{x:.2f}" for x in summary["ratios_per_repeat"]) + ")")
+    print(f"peak RSS (median over runs, each its own process): sparsetrain {summary['ours_peak_rss_bytes'] / 2**20:.0f} MiB, "
+          f"PyTorch {summary['torch_peak_rss_bytes'] / 2**20:.0f} MiB")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"summary": summary, "ours": ours, "torch": theirs}, f, indent=1)

@@ -33,7 +33,7 @@ markdown table (--out-md) records the command that made it.
 Usage (Debian's interpreter, which has torch and torchvision):
   /usr/bin/python3 bench/imagenet_vs_pytorch.py [--models ResNet50,WideResNet50_2] [--density 0.2]
       [--batch-size 32] [--size 224] [--classes 1000] [--threads 2] [--repeats 3] [--steps 3] [--warmup 1]
-      [--executions auto,dense,sparse] [--out imagenet_vs_pytorch.json] [--out-md imagenet_vs_pytorch.md]
+      [--executions auto,dense,sparse,mixed] [--out imagenet_vs_pytorch.json] [--out-md imagenet_vs_pytorch.md]
   /usr/bin/python3 bench/imagenet_vs_pytorch.py --quick    # ResNet18 at 64x64, batch 4, 1 repeat: a smoke run
 """
 
@@ -67,8 +67,8 @@ def parse_args(argv):
     p.add_argument("--repeats", type=int, default=3, help="rounds (default 3)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per run (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per run (default 1)")
-    p.add_argument("--executions", default="auto,dense,sparse",
-                   help="our ERK_plus runs: comma-separated auto, dense, sparse (default all three)")
+    p.add_argument("--executions", default="auto,dense,sparse,mixed",
+                   help="our ERK_plus runs: comma-separated auto, dense, sparse, mixed (default all four)")
     p.add_argument("--isa", default="auto", help="our kernels: auto, avx512, avx2, generic (default auto)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: ResNet18 at 64x64, batch 4, 1 repeat, 1 warm-up + 1 timed step")
@@ -85,8 +85,8 @@ def parse_args(argv):
         if m not in TORCHVISION:
             p.error(f"--models: {m} is not one of " + ", ".join(TORCHVISION))
     for e in a.executions:
-        if e not in ("auto", "dense", "sparse"):
-            p.error(f"--executions: {e} is not auto, dense or sparse")
+        if e not in ("auto", "dense", "sparse", "mixed"):
+            p.error(f"--executions: {e} is not auto, dense, sparse or mixed")
     for name in ("repeats", "steps", "batch_size", "threads", "size", "classes"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -105,8 +105,6 @@ static st_status print_json(const inspect_options *o, const st_model *m, const l
     st_json_append_string(&b, execution_choice(o, m));
     st_json_append_text(&b, ", \"flop_density\": ");
     st_json_append_double(&b, st_model_flop_density(m));
-    st_json_append_text(&b, ", \"mixed_flop_density\": ");
-    st_json_append_double(&b, st_model_mixed_flop_density(m, o->run.batch_size));
     st_json_append_text(&b, ", \"crossover\": ");
     st_json_append_double(&b, st_model_sparse_crossover(m));
     st_json_append_text(&b, ", \"mask_sampling\": ");
@@ -228,10 +226,9 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
     int gemm = 0;
     for (int l = 0; l < n; l++) gemm += strcmp(layer_kernel(o, m, &rows[l]), "gemm") == 0;
-    printf("execution (--execution %s, batch %d): %s -- FLOP-weighted density %.4f (%.4f with the dense layers "
-           "counted at their crossover), crossover %.3g (mean width %.0f); ",
+    printf("execution (--execution %s, batch %d): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f); ",
            o->run.execution, o->run.batch_size, execution_choice(o, m), st_model_flop_density(m),
-           st_model_mixed_flop_density(m, o->run.batch_size), st_model_sparse_crossover(m), st_model_mean_width(m));
+           st_model_sparse_crossover(m), st_model_mean_width(m));
     if (strcmp(execution_choice(o, m), "sparse") != 0) printf("dense kernels (oneDNN) on dense weights with masks\n");
     else if (gemm) printf("%d layers (kernel gemm) run dense GEMMs on batch-innermost activations, the rest the direct "
                           "sparse kernels on packed weights\n", gemm);

@@ -339,7 +339,6 @@ static void test_execution_policy(void) {
         CHECK(st_model_wants_sparse_execution(m, ST_EXEC_SPARSE, 128) == 1);
         CHECK(st_model_wants_sparse_execution(m, ST_EXEC_MIXED, 128) == 1);
         CHECK(st_model_wants_sparse_execution(m, ST_EXEC_DENSE, 128) == 0);
-        CHECK(st_model_mixed_flop_density(m, 128) <= fd + 1e-12);
         CHECK_OK(st_model_apply_execution(m, ST_EXEC_AUTO, 128));
         CHECK(strcmp(st_model_executor_name(m), k == 0 ? "sparse" : "dense") == 0);
         free(d), free(shapes), free(ids);

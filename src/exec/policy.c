@@ -51,25 +51,11 @@ double st_model_sparse_crossover(const st_model *m) {
     return fmin(0.5, fmax(0.1, c));
 }
 
-double st_model_mixed_flop_density(const st_model *m, int batch) {
-    double kept = 0.0, dense = 0.0;
-    for (int i = 0; i < m->n_ops; i++) {
-        const st_op *op = &m->ops[i];
-        if ((op->kind != ST_OP_CONV && op->kind != ST_OP_LINEAR) || op->weight < 0) continue;
-        const st_activation *out = &m->acts[op->out];
-        const double pixels = (double)out->height * out->width;
-        const st_param *w = &m->params[op->weight];
-        const double numel = (double)w->numel, k = (double)(w->sparse ? w->sparse->kept : w->numel);
-        dense += pixels * numel;
-        kept += pixels * fmin(k, numel * st_layer_dense_crossover(m, op, batch));
-    }
-    return dense > 0.0 ? kept / dense : 1.0;
-}
-
 int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy, int batch) {
     if (policy == ST_EXEC_SPARSE || policy == ST_EXEC_MIXED) return 1;
     if (policy == ST_EXEC_DENSE) return 0;
-    return st_model_mixed_flop_density(m, batch) <= st_model_sparse_crossover(m);
+    (void)batch;
+    return st_model_flop_density(m) <= st_model_sparse_crossover(m);
 }
 
 double st_layer_dense_crossover(const st_model *m, const st_op *op, int batch) {
@@ -77,10 +63,12 @@ double st_layer_dense_crossover(const st_model *m, const st_op *op, int batch) {
     const st_activation *out = &m->acts[op->out];
     const double kc = (double)w->numel / (double)w->shape[0];
     if (kc < ST_DENSE_LAYER_MIN_REDUCTION) return 1.0;
-    const double ln_n = log(fmax(1.0, batch)), ln_p = log(fmax(1.0, (double)out->height * out->width));
-    const int identity = op->kind != ST_OP_CONV || (op->kernel == 1 && op->stride == 1 && op->padding == 0);
-    const double ln_c = ST_DENSE_LAYER_C0 + ST_DENSE_LAYER_C_OUTPUTS * log((double)w->shape[0]) +
-                        ST_DENSE_LAYER_C_PLANE * (ln_n + ln_p) + ST_DENSE_LAYER_C_BATCH_PIXELS * ln_n * ln_p +
+    const int conv = op->kind == ST_OP_CONV;
+    const int identity = !conv || (op->kernel == 1 && op->stride == 1 && op->padding == 0);
+    const double pixels = fmax(1.0, (double)out->height * out->width), plane = log(fmax(1.0, batch) * pixels);
+    const double ln_c = ST_DENSE_LAYER_C0 + ST_DENSE_LAYER_C_REDUCTION * log(kc) + ST_DENSE_LAYER_C_PIXELS * log(pixels) +
+                        ST_DENSE_LAYER_C_PLANE2 * plane * plane +
+                        ST_DENSE_LAYER_C_STRIDE * log(conv ? (double)op->stride : 1.0) +
                         (identity ? ST_DENSE_LAYER_C_IDENTITY : 0.0);
     return fmin(1.0, fmax(ST_DENSE_LAYER_MIN_CROSSOVER, exp(ln_c)));
 }

@@ -46,14 +46,13 @@ double st_model_flop_density(const st_model *m);
 double st_model_mean_width(const st_model *m);
 double st_model_sparse_crossover(const st_model *m);
 
-/* Kept multiply-adds of one forward pass over the dense ones as sparse
- * execution with per-layer kernels would cost at `batch`: a layer that runs
- * as a GEMM counts as a direct layer at its crossover density. */
-double st_model_mixed_flop_density(const st_model *m, int batch);
-
 /* Whether `policy` selects sparse execution for `m` as it is now, training
- * or evaluating batches of `batch` images. auto: when the mixed FLOP
- * density is at most the model's crossover. */
+ * or evaluating batches of `batch` images. auto: when the FLOP-weighted
+ * density is at most the model's crossover (the whole-model rule above; the
+ * model then runs with per-layer kernels). The batch does not enter this
+ * rule yet: the dense executor's oneDNN convolutions are up to 2x faster
+ * than the CHWN GEMM on narrow layers (docs/PERFORMANCE.md, "Per-layer dense
+ * or sparse kernels"), so the per-layer crossovers cannot decide it alone. */
 int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy, int batch);
 
 /* Per-layer kernel choice of sparse execution (m->per_layer_kernels): 1 when
@@ -63,25 +62,27 @@ int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy, in
  * crossover, the density where both take equally long. The crossover is a
  * function of the layer's shape and the batch only, never of timings, so a
  * run's arithmetic is reproducible:
- *   ln c = C0 + Co ln out + Cq ln(n p) + Cnp ln n ln p (+ Ci when no im2col is needed)
- * with out = output channels, n = the batch, p = output pixels per image (n p:
- * the length of a channel's plane in the batch-innermost layout), "no im2col"
- * = a 1x1 stride-1 convolution or a linear layer; clamped to [0.02, 1]. A
- * layer with in * K * K < 32 always runs direct (GEMMs with so short a
+ *   ln c = C0 + Ck ln kc + Cp ln p + Cq (ln n p)^2 + Cs ln stride (+ Ci when no im2col is needed)
+ * with kc = in * K * K (the GEMM's reduction), p = output pixels per image,
+ * n = the batch (n p: a channel's plane in the batch-innermost layout), "no
+ * im2col" = a 1x1 stride-1 convolution or a linear layer; clamped to
+ * [0.02, 1]. A layer with kc < 32 always runs direct (GEMMs with so short a
  * reduction measured slower than the direct kernels even at density 1).
- * Fitted (least squares on ln c over 25 layer shapes: CIFAR and ImageNet
- * layers at batches 16-256) to the crossovers bench/layer_crossover.c
- * measured, choosing among feature sets the one whose choices lose the
- * least time on the measured grid (1.8 % on average over shapes x
- * densities; docs/PERFORMANCE.md, "Per-layer dense or sparse kernels").
- * Wider layers, longer planes and 1x1 layers favour the GEMM; the direct
- * kernels' vectors run along the batch, and at small batches larger images
- * favour the GEMM more. */
-#define ST_DENSE_LAYER_C0 6.8221
-#define ST_DENSE_LAYER_C_OUTPUTS (-0.4984)
-#define ST_DENSE_LAYER_C_PLANE (-1.1085)
-#define ST_DENSE_LAYER_C_BATCH_PIXELS 0.2091
-#define ST_DENSE_LAYER_C_IDENTITY (-0.9858)
+ * Fitted (least squares on ln c over 31 layer shapes: CIFAR, ImageNet and
+ * WideResNet layers at batches 16-256, 2 threads, wall time on a quiet
+ * machine) to the crossovers bench/layer_crossover.c measured, choosing
+ * among feature sets the one whose choices lose the least time on the
+ * measured grid (1.4 % on average over shapes x densities, 42 % at worst;
+ * docs/PERFORMANCE.md, "Per-layer dense or sparse kernels"). Longer
+ * reductions, larger images, strides and 1x1 layers favour the GEMM; the
+ * direct kernels' vectors run along the batch, so very long planes favour
+ * them again. */
+#define ST_DENSE_LAYER_C0 1.311
+#define ST_DENSE_LAYER_C_REDUCTION (-0.3308)
+#define ST_DENSE_LAYER_C_PIXELS (-0.4956)
+#define ST_DENSE_LAYER_C_PLANE2 0.025
+#define ST_DENSE_LAYER_C_STRIDE (-0.4268)
+#define ST_DENSE_LAYER_C_IDENTITY (-0.9131)
 #define ST_DENSE_LAYER_MIN_CROSSOVER 0.02
 #define ST_DENSE_LAYER_MIN_REDUCTION 32
 double st_layer_dense_crossover(const st_model *m, const st_op *op, int batch);
