@@ -462,6 +462,8 @@ static void test_resume(const char *growth, int n_stops) {
         snprintf(r.resume, sizeof r.resume, "%s", part);
         snprintf(r.save, sizeof r.save, "%s", part);
         snprintf(r.datadir, sizeof r.datadir, "%s", DATA);
+        /* --execution is this invocation's (not stored in the checkpoint): the same kernels as before the stop */
+        snprintf(r.execution, sizeof r.execution, "%s", p.execution);
         r.quiet = 1;
         CHECK_OK(st_train_run(&r, NULL, &res));
         const int same = same_checkpoint(whole, part);
