@@ -60,10 +60,37 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- PyTorch side
 
+def timed_masked_steps(model, opt, x, y, mask_pairs, warmup, steps):
+    """Training steps of a PyTorch model on one batch, masked the reference code's way (SGD step, then
+    every masked weight times its mask: Masking.step's apply_mask); returns the forward, backward and
+    whole-step times in ms of the steps after the warm-up. mask_pairs: [(weight, mask)], may be empty."""
+    import torch
+    import torch.nn.functional as F
+
+    fwd, bwd, step = [], [], []
+    for it in range(warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        opt.step()
+        if mask_pairs:
+            with torch.no_grad():
+                for w, m in mask_pairs:
+                    w.mul_(m)
+        t3 = time.perf_counter()
+        if it >= warmup:
+            fwd.append(1e3 * (t1 - t0))
+            bwd.append(1e3 * (t2 - t1))
+            step.append(1e3 * (t3 - t0))
+    return fwd, bwd, step
+
+
 def torch_worker(config):
     """One PyTorch run in this process; prints one JSON line like `sparsetrain bench --json`."""
     import torch
-    import torch.nn.functional as F
 
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import torch_models
@@ -92,24 +119,7 @@ def torch_worker(config):
     b = config["batch_size"]
     x = torch.randn(b, config["channels"], config["size"], config["size"])
     y = torch.randint(0, config["classes"], (b,))
-    fwd, bwd, step = [], [], []
-    for it in range(config["warmup"] + config["steps"]):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        opt.step()
-        if mask_pairs:  # the reference code's way: dense step, then weight *= mask
-            with torch.no_grad():
-                for w, m in mask_pairs:
-                    w.mul_(m)
-        t3 = time.perf_counter()
-        if it >= config["warmup"]:
-            fwd.append(1e3 * (t1 - t0))
-            bwd.append(1e3 * (t2 - t1))
-            step.append(1e3 * (t3 - t0))
+    fwd, bwd, step = timed_masked_steps(model, opt, x, y, mask_pairs, config["warmup"], config["steps"])
     ms = statistics.median(step)
     kept = sum(int(masks[n].sum().item()) if n in masks else params[n].numel() for n in prunable)
     print(json.dumps({"forward_ms": statistics.median(fwd), "backward_ms": statistics.median(bwd),

@@ -46,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_vs_pytorch as bvp  # noqa: E402
@@ -100,7 +99,6 @@ def parse_args(argv):
 def torch_worker(config):
     """One PyTorch run in this process: prints one JSON line shaped like `sparsetrain bench --json`'s."""
     import torch
-    import torch.nn.functional as F
     import torchvision
 
     torch.set_num_threads(config["threads"])
@@ -125,23 +123,7 @@ def torch_worker(config):
     b, s = config["batch_size"], config["size"]
     x = torch.randn(b, 3, s, s)
     y = torch.randint(0, config["classes"], (b,))
-    fwd, bwd, step = [], [], []
-    for it in range(config["warmup"] + config["steps"]):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        t1 = time.perf_counter()
-        loss.backward()
-        t2 = time.perf_counter()
-        opt.step()
-        with torch.no_grad():  # the reference's Masking.step: optimizer.step(), then apply_mask()
-            for w, m in masks:
-                w.mul_(m)
-        t3 = time.perf_counter()
-        if it >= config["warmup"]:
-            fwd.append(1e3 * (t1 - t0))
-            bwd.append(1e3 * (t2 - t1))
-            step.append(1e3 * (t3 - t0))
+    fwd, bwd, step = bvp.timed_masked_steps(model, opt, x, y, masks, config["warmup"], config["steps"])
     ms = statistics.median(step)
     print(json.dumps({"forward_ms": statistics.median(fwd), "backward_ms": statistics.median(bwd),
                       "train_step": {"ms": ms, "images_per_s": 1e3 * b / ms}, "masked_layers": len(masks),
