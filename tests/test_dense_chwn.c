@@ -17,12 +17,6 @@
 #include "kernels/dense_chwn.h"
 #include "testing.h"
 
-static float *random_floats(st_rng *rng, size_t n) {
-    float *x = new_floats(n);
-    for (size_t i = 0; i < n; i++) x[i] = (float)(st_rng_uniform_double(rng) * 2.0 - 1.0);
-    return x;
-}
-
 static double max_rel(const float *a, const float *b, size_t n) {
     double worst = 0.0, scale = 1e-6;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));

@@ -56,12 +56,6 @@ static csr random_csr(st_rng *rng, int out_c, int cols, double d) {
 
 static void free_csr(csr *c) { free(c->row_ptr), free(c->col), free(c->val); }
 
-static float *random_floats(st_rng *rng, size_t n) {
-    float *x = new_floats(n);
-    for (size_t i = 0; i < n; i++) x[i] = (float)(st_rng_uniform_double(rng) * 2.0 - 1.0);
-    return x;
-}
-
 static double max_rel_diff(const float *a, const float *b, size_t n) {
     double worst = 0.0, scale = 1e-3;
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));

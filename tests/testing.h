@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/rng.h"
+
 static int st_test_failures = 0;
 /* Parts not run because a dependency is missing (TEST_SKIP_PART): the test
  * then exits ST_TEST_SKIP_CODE, CTest's SKIP_RETURN_CODE (tests/CMakeLists.txt),
@@ -59,6 +61,13 @@ static inline void *new_bytes(size_t n) {
 }
 
 static inline float *new_floats(size_t n) { return (float *)new_bytes(n * sizeof(float)); }
+
+/* n floats drawn uniformly from [-1, 1). */
+static inline float *random_floats(st_rng *rng, size_t n) {
+    float *x = new_floats(n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(st_rng_uniform_double(rng) * 2.0 - 1.0);
+    return x;
+}
 
 #define TEST_MAIN_END()                                                               \
     do {                                                                              \
