@@ -64,6 +64,9 @@ typedef struct st_executor {
 
 extern const st_executor st_dense_executor;
 extern const st_executor st_sparse_executor;
+/* Sparse execution: 1 when op k's current kernel plan is the dense GEMM
+ * (exec/policy.h's per-layer choice, as made for the last batch it ran). */
+int st_sparse_executor_runs_gemm(const st_model *m, int k);
 
 /* ---------- the fused schedule (schedule.c) ----------
  * The walk runs "steps" rather than single ops so that batch norm, the

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "exec/executor.h"
-#include "exec/policy.h"
 
 int st_model_step_count(const st_model *m) { return m->schedule ? m->schedule->n_steps : 0; }
 
@@ -42,7 +41,7 @@ void st_model_step_profile(const st_model *m, int k, st_step_profile *out) {
     out->backward_weight_s = st->backward_weight_s;
     out->calls = st->calls;
     if (st->kind == ST_STEP_OP) {
-        const int gemm = m->exec == &st_sparse_executor && m->per_layer_kernels && st_layer_wants_dense(m, op, m->capacity);
+        const int gemm = st_sparse_executor_runs_gemm(m, st->op);
         snprintf(out->kind, sizeof out->kind, "%s%s", op_kind_name(op->kind), gemm ? " (gemm)" : "");
         if (op->weight >= 0) {
             const st_param *w = &m->params[op->weight];

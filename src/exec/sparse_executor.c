@@ -362,8 +362,14 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
     }
 }
 
+int st_sparse_executor_runs_gemm(const st_model *m, int k) {
+    const sparse_state *s = m->exec == &st_sparse_executor ? state(m) : NULL;
+    return s && k >= 0 && k < m->n_ops && s->dense[k] != NULL;
+}
+
 static void sparse_describe(const st_model *m, char *out, size_t size) {
-    const int dense = st_model_dense_layers(m, m->capacity);
+    int dense = 0;
+    for (int k = 0; k < m->n_ops; k++) dense += st_sparse_executor_runs_gemm(m, k);
     const char *bf16 = m->bf16 ? "+bf16" : "";
     if (dense > 0)
         snprintf(out, size, "sparse-direct:%s%s + dense GEMM on %d layers", st_isa_name(st_isa_current()), bf16, dense);
