@@ -49,8 +49,9 @@ for side in old new; do
   bin=$old; [ "$side" = new ] && bin=$new
   cp "$work/half.st" "$work/$side-resumed.st"
   cp "$work/half.jsonl" "$work/$side-resumed.jsonl"
+  # --execution belongs to the invocation, not to the checkpoint: resume on the same kernels
   "$bin" train --resume "$work/$side-resumed.st" --save "$work/$side-resumed.st" --datadir "$data" \
-    --threads 2 --quiet --log "$work/$side-resumed.jsonl" >/dev/null
+    --execution sparse --threads 2 --quiet --log "$work/$side-resumed.jsonl" >/dev/null
 done
 compare "$name" resumed
 exit $status
