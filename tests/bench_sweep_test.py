@@ -11,6 +11,9 @@
   where the values say (higher speed-up -> higher on the page, x by density);
 * the schedule: rounds, our side first where PyTorch needs our densities,
   then alternating orders, PyTorch only in the first --torch-repeats rounds;
+* --baseline-binary: one run of the earlier binary per configuration and
+  round, in a rotating place, and our step time over its step time;
+* the issue's targets, met or missed, only at the settings they are stated for;
 * bad input gives a clear message and a non-zero exit.
 """
 import json
@@ -177,22 +180,73 @@ def check_schedule():
 
 
 def check_targets():
-    """The issue's targets: speed-ups only at batch 128 / 2 threads."""
+    """The issue's targets: speed-ups, step time against the baseline binary
+    and fraction of the peak only at batch 128 / 2 threads."""
     import sweep_vs_pytorch as sweep
     row = dict(sparse_init="ERK", density=0.05, speedup_vs_our_dense=0.9, memory_ratio=0.2)
-    rows = [dict(row, model="cifar_resnet_56", speedup_vs_torch=3.5),
-            dict(row, model="cifar_resnet_20_64", speedup_vs_torch=4.0, speedup_vs_our_dense=1.2, memory_ratio=0.1)]
-    got = {t["target"]: t["met"] for t in sweep.check_targets(rows, {"batch_size": 128, "threads": 2})}
-    want = {"cifar_resnet_56 ERK 0.05: ours / PyTorch >= 3.0": True,
-            "cifar_resnet_20_64 ERK 0.05: ours / PyTorch >= 5.0": False,
+    rows = [dict(row, model="cifar_resnet_56", speedup_vs_torch=5.5, step_vs_baseline=0.7,
+                 useful_fraction_of_peak=0.3),
+            dict(row, model="cifar_resnet_20_64", speedup_vs_torch=4.0, speedup_vs_our_dense=1.2, memory_ratio=0.1,
+                 step_vs_baseline=0.6, useful_fraction_of_peak=0.2),
+            dict(row, model="cifar_resnet_56", sparse_init="uniform", speedup_vs_torch=9.0, step_vs_baseline=0.5,
+                 useful_fraction_of_peak=0.5, memory_ratio=0.1, speedup_vs_our_dense=None)]
+    dense = [{"model": "cifar_resnet_20", "ours_vs_torch_dense": 1.25}]
+    got = {t["target"]: t["met"] for t in sweep.check_targets(rows, {"batch_size": 128, "threads": 2}, dense)}
+    want = {"cifar_resnet_56 ERK 0.05: ours / PyTorch >= 5.0": True,
+            "cifar_resnet_20_64 ERK 0.05: ours / PyTorch >= 8.0": False,
+            "cifar_resnet_56 ERK 0.05: step / baseline's step <= 0.65": False,
+            "cifar_resnet_56 ERK 0.05: useful GFLOP/s >= 25% of the FMA peak": True,
+            "cifar_resnet_20_64 ERK 0.05: step / baseline's step <= 0.65": True,
+            "cifar_resnet_20_64 ERK 0.05: useful GFLOP/s >= 25% of the FMA peak": False,
+            "cifar_resnet_20 dense: ours / PyTorch dense >= 1.3": False,
             "cifar_resnet_56 ERK 0.05: ours / our dense >= 1": False,
             "cifar_resnet_56 ERK 0.05: memory <= 15%": False,
             "cifar_resnet_20_64 ERK 0.05: ours / our dense >= 1": True,
-            "cifar_resnet_20_64 ERK 0.05: memory <= 15%": True}
+            "cifar_resnet_20_64 ERK 0.05: memory <= 15%": True,
+            "cifar_resnet_56 uniform 0.05: memory <= 15%": True}
     check("targets: met / missed at batch 128, 2 threads", got == want, str(got))
-    got = sweep.check_targets(rows, {"batch_size": 8, "threads": 2})
-    check("targets: no speed-up targets at another batch size",
-          len(got) == 4 and not any("PyTorch" in t["target"] for t in got), str(got))
+    got = sweep.check_targets(rows, {"batch_size": 8, "threads": 2}, dense)
+    check("targets: no speed targets at another batch size",
+          len(got) == 5 and not any("PyTorch" in t["target"] or "baseline" in t["target"] or "peak" in t["target"]
+                                    for t in got), str(got))
+
+
+def check_baseline(tmp):
+    """--baseline-binary: one more run per configuration and round, in a
+    rotating place, and our step time over its step time in the summary."""
+    import sweep_vs_pytorch as sweep
+    a = sweep.parse_args(["--models", "a", "--inits", "ERK", "--densities", "0.1,0.5", "--repeats", "3",
+                          "--torch-repeats", "2", "--baseline-binary", BIN])
+    tasks = sweep.schedule(a)
+    per = {}
+    for t in tasks:
+        if t["side"] != "ours_dense":
+            per.setdefault((t["density"], t["repeat"]), []).append(t["side"])
+    check("baseline schedule: once per configuration and round",
+          all(v.count("baseline") == 1 for v in per.values()) and len(per) == 6, str(per))
+    check("baseline schedule: ours precedes PyTorch in round 1",
+          all(v.index("ours") < v.index("torch") for (d, r), v in per.items() if r == 0))
+    check("baseline schedule: its place rotates", len({v.index("baseline") for v in per.values()}) >= 2, str(per))
+    out = os.path.join(tmp, "baseline.json")
+    p = run([SWEEP, "--models", "cifar_resnet_20", "--inits", "uniform", "--densities", "0.1",
+             "--repeats", "2", "--torch-repeats", "1", "--steps", "1", "--warmup", "0",
+             "--batch-size", "4", "--threads", "1", "--binary", BIN, "--baseline-binary", BIN, "--out", out])
+    check("baseline sweep: exit 0", p.returncode == 0, (p.stdout + p.stderr).strip()[-2000:])
+    if p.returncode != 0:
+        return
+    with open(out) as f:
+        doc = json.load(f)
+    base = [r for r in doc["runs"] if r["side"] == "baseline"]
+    ours = [r for r in doc["runs"] if r["side"] == "ours"]
+    row = doc["summary"]["rows"][0]
+    step = lambda r: r["result"]["train_step"]["ms"]  # noqa: E731
+    check("baseline sweep: a baseline run per round", len(base) == 2 and row["baseline_runs"] == 2)
+    check("baseline sweep: step ratio of the medians",
+          close(row["step_vs_baseline"], statistics.median(map(step, ours)) / statistics.median(map(step, base))),
+          str(row.get("step_vs_baseline")))
+    p = run([SWEEP, "--baseline-binary", os.path.join(tmp, "no_such_binary"), "--out", os.path.join(tmp, "x.json")])
+    check("baseline sweep: a missing baseline binary is named", p.returncode == 1 and "no_such_binary" in p.stderr,
+          p.stderr.strip())
 
 
 def check_errors(tmp):
@@ -224,6 +278,7 @@ def main():
         check_plot_geometry(tmp)
         check_schedule()
         check_targets()
+        check_baseline(tmp)
         check_errors(tmp)
     finish()
 
