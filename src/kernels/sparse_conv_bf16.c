@@ -76,6 +76,19 @@ ST_TARGET_AVX512_BF16_BEGIN
 #define LD(p) _mm512_loadu_si512((const void *)(p))
 #define BH(v) ((__m512bh)(v))
 
+/* 32 floats held in two vectors u, v in a kernel's lane order, to and from
+ * memory order through permutations of the 32 lanes of (u, v): out[0..16)
+ * takes the lanes `first`, out[16..32) the lanes `second` (store); u takes
+ * the lanes `first` of (in[0..16), in[16..32)), v the lanes `second` (load). */
+static inline void store_permuted(float *out, __m512 u, __m512 v, __m512i first, __m512i second) {
+    _mm512_storeu_ps(out, _mm512_permutex2var_ps(u, first, v));
+    _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(u, second, v));
+}
+static inline void load_permuted(const float *in, __m512 *u, __m512 *v, __m512i first, __m512i second) {
+    const __m512 a = _mm512_loadu_ps(in), b = _mm512_loadu_ps(in + 16);
+    *u = _mm512_permutex2var_ps(a, first, b), *v = _mm512_permutex2var_ps(a, second, b);
+}
+
 /* --- "cvt": 32 bf16 -> the floats of the even and the odd positions --- */
 static inline __m512 even_f(__m512i v) { return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)); }
 static inline __m512 odd_f(__m512i v) {
@@ -83,16 +96,12 @@ static inline __m512 odd_f(__m512i v) {
 }
 /* even/odd lanes <-> 32 floats in order */
 static inline void eo_store(float *out, __m512 ev, __m512 od) {
-    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-    _mm512_storeu_ps(out, _mm512_permutex2var_ps(ev, lo, od));
-    _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(ev, hi, od));
+    store_permuted(out, ev, od, _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0),
+                   _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8));
 }
 static inline void eo_load(const float *in, __m512 *ev, __m512 *od) {
-    const __m512 a = _mm512_loadu_ps(in), b = _mm512_loadu_ps(in + 16);
-    const __m512i e = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i o = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    *ev = _mm512_permutex2var_ps(a, e, b), *od = _mm512_permutex2var_ps(a, o, b);
+    load_permuted(in, ev, od, _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+                  _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1));
 }
 
 static void gather_cvt(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
@@ -133,16 +142,12 @@ static void gather_cvt(int n, int cnt, const st_bf16 *w, const int64_t *off, con
  * unpacklo_epi16(u, v) pairs (u[n], v[n]) for n = 8L + k, k < 4, in lane
  * 4L + k (L: 128-bit lane); unpackhi for n = 8L + 4 + k. */
 static inline void lh_store(float *out, __m512 lo, __m512 hi) {
-    const __m512i a = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
-    const __m512i b = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
-    _mm512_storeu_ps(out, _mm512_permutex2var_ps(lo, a, hi));
-    _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(lo, b, hi));
+    store_permuted(out, lo, hi, _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0),
+                   _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8));
 }
 static inline void lh_load(const float *in, __m512 *lo, __m512 *hi) {
-    const __m512 a = _mm512_loadu_ps(in), b = _mm512_loadu_ps(in + 16);
-    const __m512i l = _mm512_set_epi32(27, 26, 25, 24, 19, 18, 17, 16, 11, 10, 9, 8, 3, 2, 1, 0);
-    const __m512i h = _mm512_set_epi32(31, 30, 29, 28, 23, 22, 21, 20, 15, 14, 13, 12, 7, 6, 5, 4);
-    *lo = _mm512_permutex2var_ps(a, l, b), *hi = _mm512_permutex2var_ps(a, h, b);
+    load_permuted(in, lo, hi, _mm512_set_epi32(27, 26, 25, 24, 19, 18, 17, 16, 11, 10, 9, 8, 3, 2, 1, 0),
+                  _mm512_set_epi32(31, 30, 29, 28, 23, 22, 21, 20, 15, 14, 13, 12, 7, 6, 5, 4));
 }
 static inline __m512i pair_w(st_bf16 w0, st_bf16 w1) { return _mm512_set1_epi32((int)((uint32_t)w0 | (uint32_t)w1 << 16)); }
 
