@@ -1,7 +1,8 @@
-/* Direct sparse convolution (see sparse_conv.h): plan building, the three
- * passes' loops over pixels with border handling and the generic
- * primitives. The scalar references and the CHWN layout changes are in
- * sparse_conv_reference.c. */
+/* Direct sparse convolution (see sparse_conv.h): plan building (for the
+ * bf16 kernels too: sparse_conv_plan.h), the passes' loops over pixels with
+ * border handling (the weight gradient's: sparse_conv_weight_grad.inc) and
+ * the generic primitives. The scalar references and the CHWN layout changes
+ * are in sparse_conv_reference.c. */
 #include "kernels/sparse_conv.h"
 
 #include <omp.h>
