@@ -257,6 +257,7 @@ fail:
 
 st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
                                 st_spconv_plan **out) {
+    *out = NULL;
     st_spconv_plan *p;
     ST_TRY(st_spconv_plan_build(g, row_ptr, col, "sparse convolution", &p));
     p->t_w = st_malloc(sizeof(float) * (size_t)(p->nnz > 0 ? p->nnz : 1), "sparse convolution plan");
