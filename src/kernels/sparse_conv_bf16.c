@@ -264,7 +264,9 @@ static void gather_stats_cvt(int n, int cnt, const st_bf16 *w, const int64_t *of
 
 /* The 128-wide dp gather with the statistics taken from its accumulators
  * (a reload right after the stores would stall on store-to-load forwarding):
- * lane 0 of the first accumulator is out[0]. */
+ * lane 0 of the first accumulator is out[0]; stats8 sums the registers as
+ * they lie (the dp lane order), so in another order than run_stats_avx512
+ * would sum the stored run. */
 static void gather_stats_dp(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
                             float *out, float *stats) {
     if (n != 128) {
