@@ -254,24 +254,24 @@ static void sddmm_dp(int n, int cnt, const int64_t *off, const int32_t *slot, co
     if (j < n) sddmm_tail(j, n, cnt, off, slot, dy, src, acc);
 }
 
-#include "kernels/sparse_conv_avx512_stats.inc"
-
+/* The run statistics of the fp32 kernels' AVX-512 table (sparse_conv_x86.c),
+ * on the stored run. */
 static void gather_stats_cvt(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
                              float *out, float *stats) {
     gather_cvt(n, cnt, w, off, src, bias, 0, out);
-    run_stats_avx512(n, out, stats);
+    st_spconv_prims_avx512.run_stats(n, out, stats);
 }
 
 /* The 128-wide dp gather with the statistics taken from its accumulators
  * (a reload right after the stores would stall on store-to-load forwarding):
- * lane 0 of the first accumulator is out[0]; stats8 sums the registers as
- * they lie (the dp lane order), so in another order than run_stats_avx512
- * would sum the stored run. */
+ * lane 0 of the first accumulator is out[0]; the registers are summed as
+ * they lie (the dp lane order), the operations of sparse_conv_x86.c's
+ * stats8. */
 static void gather_stats_dp(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
                             float *out, float *stats) {
     if (n != 128) {
         gather_dp(n, cnt, w, off, src, bias, 0, out);
-        run_stats_avx512(n, out, stats);
+        st_spconv_prims_avx512.run_stats(n, out, stats);
         return;
     }
     __m512 a0, a1, a2, a3, a4, a5, a6, a7;
@@ -287,7 +287,14 @@ static void gather_stats_dp(int n, int cnt, const st_bf16 *w, const int64_t *off
     }
     lh_store(out, a0, a1), lh_store(out + 32, a2, a3);
     lh_store(out + 64, a4, a5), lh_store(out + 96, a6, a7);
-    stats8(a0, a1, a2, a3, a4, a5, a6, a7, stats);
+    const float k0 = _mm512_cvtss_f32(a0);
+    const __m512 k = _mm512_set1_ps(k0);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), d;
+#define ST_RUN_STEP(A) d = _mm512_sub_ps(A, k), s1 = _mm512_add_ps(s1, d), s2 = _mm512_fmadd_ps(d, d, s2)
+    ST_RUN_STEP(a0), ST_RUN_STEP(a1), ST_RUN_STEP(a2), ST_RUN_STEP(a3);
+    ST_RUN_STEP(a4), ST_RUN_STEP(a5), ST_RUN_STEP(a6), ST_RUN_STEP(a7);
+#undef ST_RUN_STEP
+    stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
 }
 
 #undef DP_STEP

@@ -122,7 +122,17 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
     }
 }
 
-#include "kernels/sparse_conv_avx512_stats.inc"
+static void run_stats_avx512(int n, const float *v, float *out) {
+    const __m512 k = _mm512_set1_ps(v[0]);
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, v + j), k);
+        a = _mm512_add_ps(a, d);
+        b = _mm512_fmadd_ps(d, d, b);
+    }
+    out[0] = v[0], out[1] = _mm512_reduce_add_ps(a), out[2] = _mm512_reduce_add_ps(b);
+}
 
 static void run_bn_sums_avx512(int n, const float *dy, const float *y, const float *x, float mean, float *out) {
     const __m512 mu = _mm512_set1_ps(mean);
@@ -164,7 +174,14 @@ static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *o
     _mm512_storeu_ps(out + 32, a2), _mm512_storeu_ps(out + 48, a3);
     _mm512_storeu_ps(out + 64, a4), _mm512_storeu_ps(out + 80, a5);
     _mm512_storeu_ps(out + 96, a6), _mm512_storeu_ps(out + 112, a7);
-    stats8(a0, a1, a2, a3, a4, a5, a6, a7, stats);
+    const float k0 = _mm512_cvtss_f32(a0);
+    const __m512 k = _mm512_set1_ps(k0);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), d;
+#define ST_RUN_STEP(A) d = _mm512_sub_ps(A, k), s1 = _mm512_add_ps(s1, d), s2 = _mm512_fmadd_ps(d, d, s2)
+    ST_RUN_STEP(a0), ST_RUN_STEP(a1), ST_RUN_STEP(a2), ST_RUN_STEP(a3);
+    ST_RUN_STEP(a4), ST_RUN_STEP(a5), ST_RUN_STEP(a6), ST_RUN_STEP(a7);
+#undef ST_RUN_STEP
+    stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
 }
 
 /* Eight accumulators A0..A7 of one pixel's 128 floats. */
@@ -188,6 +205,19 @@ static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *o
     _mm512_storeu_ps((p), A##0), _mm512_storeu_ps((p) + 16, A##1), _mm512_storeu_ps((p) + 32, A##2),                 \
     _mm512_storeu_ps((p) + 48, A##3), _mm512_storeu_ps((p) + 64, A##4), _mm512_storeu_ps((p) + 80, A##5),            \
     _mm512_storeu_ps((p) + 96, A##6), _mm512_storeu_ps((p) + 112, A##7)
+
+/* run_stats of the 128 floats held in A0..A7 (the order of run_stats_avx512). */
+static inline void stats8(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5, __m512 a6, __m512 a7,
+                          float *stats) {
+    const float k0 = _mm512_cvtss_f32(a0);
+    const __m512 k = _mm512_set1_ps(k0);
+    __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps(), d;
+#define ST_RUN_STEP(A) d = _mm512_sub_ps(A, k), s1 = _mm512_add_ps(s1, d), s2 = _mm512_fmadd_ps(d, d, s2)
+    ST_RUN_STEP(a0), ST_RUN_STEP(a1), ST_RUN_STEP(a2), ST_RUN_STEP(a3);
+    ST_RUN_STEP(a4), ST_RUN_STEP(a5), ST_RUN_STEP(a6), ST_RUN_STEP(a7);
+#undef ST_RUN_STEP
+    stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
+}
 
 /* Software prefetch in gather_px: on rows of at least PF_MIN_ROW kept
  * weights, the first cache line of the first pixel's run of the weight
