@@ -15,7 +15,9 @@
  *     statistics as a double sum over y (as test_sparse_conv) and the same
  *     bits for 1 and 2 threads.
  *     Without AVX512_BF16 the scalar fallback is tested and the vector part
- *     reported skipped. */
+ *     reported skipped;
+ *  4. the plans (the fp32 plan's builder, shared) reject a bad geometry or
+ *     structure with a message naming their kernels. */
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -259,10 +261,34 @@ static void test_conv_vs_reference(void) {
     CHECK_OK(st_isa_force("auto"));
 }
 
+/* Both plans come from one builder (kernels/sparse_conv_plan.h): each
+ * names its own kernels in the message, and a failed bf16 plan leaves
+ * nothing behind (the pointer NULL). */
+static void test_plan_errors(void) {
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, 4, 2, 5, 5, 2, 3, 1, 1);
+    const int64_t row_ptr[3] = {0, 2, 3};
+    const int32_t unsorted[3] = {4, 3, 7}, outside[3] = {1, 2, 18};
+    st_spbf16_plan *q = (st_spbf16_plan *)&g;
+    st_spconv_plan *p = (st_spconv_plan *)&g;
+    CHECK(st_spbf16_plan_create(&g, row_ptr, unsorted, &q) == ST_ERR_ARGUMENT && q == NULL);
+    CHECK(strcmp(st_last_error(), "bf16 sparse convolution: column indices of row 0 are not increasing in [0, 18)") == 0);
+    CHECK(st_spconv_plan_create(&g, row_ptr, outside, &p) == ST_ERR_ARGUMENT && p == NULL);
+    CHECK(strcmp(st_last_error(), "sparse convolution: column indices of row 1 are not increasing in [0, 18)") == 0);
+    st_spconv_geom bad = g;
+    bad.stride = 0;
+    CHECK(st_spbf16_plan_create(&bad, row_ptr, unsorted, &q) == ST_ERR_ARGUMENT && q == NULL);
+    CHECK(strcmp(st_last_error(), "bf16 sparse convolution: invalid geometry") == 0);
+    const int32_t good[3] = {3, 4, 7};
+    CHECK_OK(st_spbf16_plan_create(&g, row_ptr, good, &q));
+    st_spbf16_plan_free(q);
+}
+
 int main(void) {
     test_round_cases();
     test_round_vs_cpu();
     test_vector_conversions();
     test_conv_vs_reference();
+    test_plan_errors();
     TEST_MAIN_END();
 }

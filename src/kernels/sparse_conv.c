@@ -1,15 +1,18 @@
-/* Direct sparse convolution (see sparse_conv.h): plan building, the three
- * passes' loops over pixels with border handling and the generic
- * primitives. The scalar references and the CHWN layout changes are in
- * sparse_conv_reference.c. */
+/* Direct sparse convolution (see sparse_conv.h): plan building (for the
+ * bf16 kernels too: sparse_conv_plan.h), the passes' loops over pixels with
+ * border handling (the weight gradient's: sparse_conv_weight_grad.inc) and
+ * the generic primitives. The scalar references and the CHWN layout changes
+ * are in sparse_conv_reference.c. */
 #include "kernels/sparse_conv.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/status.h"
 #include "kernels/isa.h"
+#include "kernels/sparse_conv_plan.h"
 #include "kernels/sparse_conv_prims.h"
 
 /* ---------------- generic primitives ---------------- */
@@ -111,37 +114,6 @@ void st_spconv_geom_init(st_spconv_geom *g, int batch, int in_c, int in_h, int i
     g->out_w = (in_w + 2 * pad - kernel) / stride + 1;
 }
 
-struct st_spconv_plan {
-    st_spconv_geom g;
-    int64_t nnz;
-    int64_t *row_ptr;  /* out_c + 1 */
-    uint8_t *kh, *kw;  /* nnz, CSR order */
-    int64_t *fwd_off;  /* nnz: ((i * H + kh) * W + kw) * N */
-    int64_t *t_ptr;    /* in_c + 1: CSC (by input channel) */
-    int64_t *t_idx;    /* nnz: CSR position of each CSC entry */
-    uint8_t *t_kh, *t_kw;
-    int64_t *t_cls;    /* in_c * S * S + 1: CSC entries of input channel i and stride phase
-                          (kh % S, kw % S) are [t_cls[i * S * S + phase], next) */
-    int64_t *bwd_off;  /* nnz, CSC order: (o * OH * OW - (kh / S) * OW - kw / S) * N */
-    float *t_w;        /* nnz: values in CSC order (refreshed per backward) */
-    int max_row, max_col;
-    int n_chunks;       /* weight-gradient chunks of output channels */
-    int *chunk_start;   /* n_chunks + 1 */
-    int64_t max_chunk;  /* most entries in a chunk */
-    int n_bands;        /* weight-gradient bands of output rows (fixed by the geometry) */
-    float *partial;     /* n_bands x nnz: each band's weight-gradient sums */
-    /* pixel-major (a channel-major buffer puts the channels of one pixel
-     * pixels * 12 bytes apart: 12 KiB at 32x32, the same L1 set) */
-    float *px_stats;    /* OH*OW x out_c x 3: each output pixel's run statistics (st_spconv_forward_stats) */
-    float *px_sums;     /* H*W x in_c x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums,
-                           allocated on its first call) */
-    int px_block;       /* most adjacent pixels one gather_px call computes (st_spconv_plan_set_px_block) */
-    int threads;
-    /* per-thread scratch: filtered entry lists and SDDMM accumulators */
-    size_t scratch_bytes;
-    char *scratch;
-};
-
 const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p) { return &p->g; }
 
 void st_spconv_plan_set_px_block(st_spconv_plan *p, int pixels) {
@@ -151,7 +123,7 @@ void st_spconv_plan_set_px_block(st_spconv_plan *p, int pixels) {
 void st_spconv_plan_free(st_spconv_plan *p) {
     if (!p) return;
     free(p->row_ptr), free(p->kh), free(p->kw), free(p->fwd_off);
-    free(p->t_ptr), free(p->t_idx), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
+    free(p->t_idx), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
     free(p->t_cls);
     free(p->chunk_start);
     free(p->partial);
@@ -161,73 +133,46 @@ void st_spconv_plan_free(st_spconv_plan *p) {
     free(p);
 }
 
-st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
-                                st_spconv_plan **out) {
-    *out = NULL;
+/* CSR kernel positions and input offsets, checking the column indices. */
+static st_status build_rows(st_spconv_plan *p, const int64_t *row_ptr, const int32_t *col, const char *name) {
+    const st_spconv_geom *g = &p->g;
     const int K = g->kernel, KK = K * K;
-    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || K <= 0 || g->stride <= 0)
-        return st_fail(ST_ERR_ARGUMENT, "sparse convolution: invalid geometry");
-    st_spconv_plan *p = st_calloc(1, sizeof *p, "sparse convolution plan");
-    if (!p) return ST_ERR_NOMEM;
-    p->g = *g;
-    const int64_t nnz = row_ptr[g->out_c];
-    const size_t n1 = (size_t)(nnz > 0 ? nnz : 1);
-    p->nnz = nnz;
-    p->row_ptr = st_malloc(sizeof(int64_t) * (size_t)(g->out_c + 1), "sparse convolution plan");
-    p->kh = st_malloc(n1, "sparse convolution plan");
-    p->kw = st_malloc(n1, "sparse convolution plan");
-    p->fwd_off = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
-    p->t_ptr = st_calloc((size_t)g->in_c + 1, sizeof(int64_t), "sparse convolution plan");
-    p->t_idx = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
-    p->t_kh = st_malloc(n1, "sparse convolution plan");
-    p->t_kw = st_malloc(n1, "sparse convolution plan");
-    p->bwd_off = st_malloc(sizeof(int64_t) * n1, "sparse convolution plan");
-    p->t_w = st_malloc(sizeof(float) * n1, "sparse convolution plan");
-    if (!p->row_ptr || !p->kh || !p->kw || !p->fwd_off || !p->t_ptr || !p->t_idx || !p->t_kh ||
-        !p->t_kw || !p->bwd_off || !p->t_w) {
-        st_spconv_plan_free(p);
-        return ST_ERR_NOMEM;
-    }
-    memcpy(p->row_ptr, row_ptr, sizeof(int64_t) * (size_t)(g->out_c + 1));
-    const int64_t N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w;
+    const int64_t N = g->batch, H = g->in_h, W = g->in_w;
     for (int o = 0; o < g->out_c; o++) {
         const int64_t len = row_ptr[o + 1] - row_ptr[o];
         if (len > p->max_row) p->max_row = (int)len;
         for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
             const int c = col[e], i = c / KK, kh = (c % KK) / K, kw = c % K;
-            if (c < 0 || i >= g->in_c || (e > row_ptr[o] && col[e - 1] >= c)) {
-                st_spconv_plan_free(p);
-                return st_fail(ST_ERR_ARGUMENT, "sparse convolution: column indices of row %d are not increasing "
-                               "in [0, %d)", o, g->in_c * KK);
-            }
+            if (c < 0 || i >= g->in_c || (e > row_ptr[o] && col[e - 1] >= c))
+                return st_fail(ST_ERR_ARGUMENT, "%s: column indices of row %d are not increasing in [0, %d)", name, o,
+                               g->in_c * KK);
             p->kh[e] = (uint8_t)kh, p->kw[e] = (uint8_t)kw;
             p->fwd_off[e] = ((i * H + kh) * W + kw) * N;
-            p->t_ptr[i + 1]++;
         }
     }
-    for (int i = 0; i < g->in_c; i++) {
-        if (p->t_ptr[i + 1] > p->max_col) p->max_col = (int)p->t_ptr[i + 1];
-        p->t_ptr[i + 1] += p->t_ptr[i];
-    }
-    /* CSC grouped by stride phase within each input channel: the input pixels
-     * of one phase (ih + P, iw + P mod S) receive exactly the kept weights
-     * with kh, kw of that phase; (o, kh, kw) order within a group. */
-    const int S = g->stride, SS = S * S;
-    p->t_cls = st_calloc((size_t)g->in_c * SS + 1, sizeof(int64_t), "sparse convolution plan");
-    int64_t *fill = st_malloc(sizeof(int64_t) * ((size_t)g->in_c * SS + 1), "sparse convolution plan");
-    if (!fill || !p->t_cls) {
-        free(fill);
-        st_spconv_plan_free(p);
-        return ST_ERR_NOMEM;
-    }
-    for (int64_t e = 0; e < nnz; e++) {
+    return ST_OK;
+}
+
+/* CSC grouped by stride phase within each input channel: the input pixels
+ * of one phase (ih + P, iw + P mod S) receive exactly the kept weights with
+ * kh, kw of that phase; (o, kh, kw) order within a group. `fill`: in_c * S *
+ * S + 1 entries of workspace. */
+static void build_columns(st_spconv_plan *p, const int32_t *col, int64_t *fill) {
+    const st_spconv_geom *g = &p->g;
+    const int KK = g->kernel * g->kernel, S = g->stride, SS = S * S;
+    const int64_t N = g->batch, OH = g->out_h, OW = g->out_w, classes = (int64_t)g->in_c * SS;
+    for (int64_t e = 0; e < p->nnz; e++) {
         const int i = col[e] / KK;
         p->t_cls[(int64_t)i * SS + (p->kh[e] % S) * S + p->kw[e] % S + 1]++;
     }
-    for (int64_t k = 0; k < (int64_t)g->in_c * SS; k++) p->t_cls[k + 1] += p->t_cls[k];
-    memcpy(fill, p->t_cls, sizeof(int64_t) * ((size_t)g->in_c * SS + 1));
+    for (int64_t k = 0; k < classes; k++) p->t_cls[k + 1] += p->t_cls[k];
+    for (int i = 0; i < g->in_c; i++) {
+        const int64_t len = p->t_cls[(int64_t)(i + 1) * SS] - p->t_cls[(int64_t)i * SS];
+        if (len > p->max_col) p->max_col = (int)len;
+    }
+    memcpy(fill, p->t_cls, sizeof(int64_t) * (size_t)(classes + 1));
     for (int o = 0; o < g->out_c; o++) {
-        for (int64_t e = row_ptr[o]; e < row_ptr[o + 1]; e++) {
+        for (int64_t e = p->row_ptr[o]; e < p->row_ptr[o + 1]; e++) {
             const int i = col[e] / KK, kh = p->kh[e], kw = p->kw[e];
             const int64_t t = fill[(int64_t)i * SS + (kh % S) * S + kw % S]++;
             p->t_idx[t] = e;
@@ -235,40 +180,88 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
             p->bwd_off[t] = ((int64_t)o * OH * OW - (int64_t)(kh / S) * OW - kw / S) * N;
         }
     }
-    free(fill);
-    p->chunk_start = st_malloc(sizeof(int) * (size_t)(g->out_c + 1), "sparse convolution plan");
-    if (!p->chunk_start) {
-        st_spconv_plan_free(p);
-        return ST_ERR_NOMEM;
-    }
+}
+
+/* Weight-gradient chunks: runs of output channels with at most
+ * SDDMM_CHUNK_ENTRIES kept weights (a longer row is a chunk of its own). */
+static void build_chunks(st_spconv_plan *p) {
+    const int out_c = p->g.out_c;
+    const int64_t *row_ptr = p->row_ptr;
     p->n_chunks = 0;
-    for (int o = 0; o < g->out_c;) {
+    for (int o = 0; o < out_c;) {
         const int o0 = o;
         do o++;
-        while (o < g->out_c && row_ptr[o + 1] - row_ptr[o0] <= SDDMM_CHUNK_ENTRIES);
+        while (o < out_c && row_ptr[o + 1] - row_ptr[o0] <= SDDMM_CHUNK_ENTRIES);
         p->chunk_start[p->n_chunks++] = o0;
         if (row_ptr[o] - row_ptr[o0] > p->max_chunk) p->max_chunk = row_ptr[o] - row_ptr[o0];
     }
-    p->chunk_start[p->n_chunks] = g->out_c;
+    p->chunk_start[p->n_chunks] = out_c;
+}
+
+st_status st_spconv_plan_build(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col, const char *name,
+                               st_spconv_plan **out) {
+    *out = NULL;
+    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->kernel <= 0 || g->stride <= 0)
+        return st_fail(ST_ERR_ARGUMENT, "%s: invalid geometry", name);
+    char what[64], scratch_what[64];
+    snprintf(what, sizeof what, "%s plan", name);
+    snprintf(scratch_what, sizeof scratch_what, "%s scratch", name);
+    st_spconv_plan *p = st_calloc(1, sizeof *p, what);
+    if (!p) return ST_ERR_NOMEM;
+    p->g = *g;
+    const int64_t nnz = row_ptr[g->out_c];
+    const size_t n1 = (size_t)(nnz > 0 ? nnz : 1), classes = (size_t)g->in_c * (size_t)g->stride * (size_t)g->stride;
+    p->nnz = nnz;
+    p->row_ptr = st_malloc(sizeof(int64_t) * (size_t)(g->out_c + 1), what);
+    p->kh = st_malloc(n1, what);
+    p->kw = st_malloc(n1, what);
+    p->fwd_off = st_malloc(sizeof(int64_t) * n1, what);
+    p->t_idx = st_malloc(sizeof(int64_t) * n1, what);
+    p->t_kh = st_malloc(n1, what);
+    p->t_kw = st_malloc(n1, what);
+    p->t_cls = st_calloc(classes + 1, sizeof(int64_t), what);
+    p->bwd_off = st_malloc(sizeof(int64_t) * n1, what);
+    p->chunk_start = st_malloc(sizeof(int) * (size_t)(g->out_c + 1), what);
     /* Bands of output rows split the weight-gradient sweep so that layers with
      * few chunks still use every thread; their number depends only on the
      * geometry, so the summation order does not depend on the thread count. */
     p->n_bands = g->out_h < SDDMM_BANDS ? g->out_h : SDDMM_BANDS;
-    p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, "sparse convolution plan");
-    p->px_stats = st_malloc(sizeof(float) * 3 * (size_t)g->out_c * (size_t)g->out_h * (size_t)g->out_w,
-                            "sparse convolution plan");
-    if (!p->partial || !p->px_stats) {
-        st_spconv_plan_free(p);
-        return ST_ERR_NOMEM;
-    }
+    p->partial = st_malloc(sizeof(float) * (size_t)p->n_bands * n1, what);
+    p->px_stats = st_malloc(sizeof(float) * 3 * (size_t)g->out_c * (size_t)g->out_h * (size_t)g->out_w, what);
+    int64_t *fill = st_malloc(sizeof(int64_t) * (classes + 1), what);
+    st_status s = ST_ERR_NOMEM;
+    if (!p->row_ptr || !p->kh || !p->kw || !p->fwd_off || !p->t_idx || !p->t_kh || !p->t_kw || !p->t_cls ||
+        !p->bwd_off || !p->chunk_start || !p->partial || !p->px_stats || !fill)
+        goto fail;
+    memcpy(p->row_ptr, row_ptr, sizeof(int64_t) * (size_t)(g->out_c + 1));
+    if ((s = build_rows(p, row_ptr, col, name)) != ST_OK) goto fail;
+    build_columns(p, col, fill);
+    free(fill);
+    fill = NULL;
+    build_chunks(p);
     p->px_block = ST_SPCONV_PX_BLOCK_DEFAULT;
     p->threads = omp_get_max_threads();
     const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
     const size_t per_thread = (size_t)longest * (sizeof(float) + sizeof(int64_t) + sizeof(int32_t)) +
                               (size_t)p->max_chunk * ST_SPCONV_LANES * sizeof(float) + 64;
     p->scratch_bytes = (per_thread + 63) / 64 * 64;
-    p->scratch = st_malloc(p->scratch_bytes * (size_t)p->threads + 64, "sparse convolution scratch");
-    if (!p->scratch) {
+    p->scratch = st_malloc(p->scratch_bytes * (size_t)p->threads + 64, scratch_what);
+    if (!p->scratch) goto fail;
+    *out = p;
+    return ST_OK;
+fail:
+    free(fill);
+    st_spconv_plan_free(p);
+    return s;
+}
+
+st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
+                                st_spconv_plan **out) {
+    *out = NULL;
+    st_spconv_plan *p;
+    ST_TRY(st_spconv_plan_build(g, row_ptr, col, "sparse convolution", &p));
+    p->t_w = st_malloc(sizeof(float) * (size_t)(p->nnz > 0 ? p->nnz : 1), "sparse convolution plan");
+    if (!p->t_w) {
         st_spconv_plan_free(p);
         return ST_ERR_NOMEM;
     }
@@ -276,19 +269,11 @@ st_status st_spconv_plan_create(const st_spconv_geom *g, const int64_t *row_ptr,
     return ST_OK;
 }
 
-/* Per-thread scratch: lists of up to `longest` entries plus accumulators. */
-typedef struct thread_scratch {
-    float *w;
-    int64_t *off;
-    int32_t *slot;
-    float *acc;
-} thread_scratch;
-
-static thread_scratch scratch_of(const st_spconv_plan *p, int tid) {
+st_spconv_scratch st_spconv_scratch_of(const st_spconv_plan *p, int tid) {
     const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
     char *base = p->scratch + p->scratch_bytes * (size_t)tid;
     base = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
-    thread_scratch s;
+    st_spconv_scratch s;
     s.acc = (float *)base;
     s.off = (int64_t *)(base + (size_t)p->max_chunk * ST_SPCONV_LANES * sizeof(float));
     s.w = (float *)(s.off + longest);
@@ -296,24 +281,42 @@ static thread_scratch scratch_of(const st_spconv_plan *p, int tid) {
     return s;
 }
 
-static int team(const st_spconv_plan *p) {
+int st_spconv_team(const st_spconv_plan *p) {
     if (omp_in_parallel()) return 1;
     const int t = omp_get_max_threads();
     return t < p->threads ? t : p->threads;
 }
 
-/* ---------------- forward ---------------- */
-
-/* Work items are (output pixel, block of output channels): the channels of
- * one pixel run back to back, so the pixel's input neighbourhood is read
- * from cache by all of them. Channels are split into blocks only when there
- * are too few pixels to keep every thread busy (linear layers). */
-static int channel_blocks(int pixels, int channels, int threads) {
+/* Work items of the forward and input-gradient passes are (pixels, block of
+ * channels): the channels of one pixel run back to back, so the pixel's
+ * neighbourhood is read from cache by all of them. */
+int st_spconv_channel_blocks(int pixels, int channels, int threads) {
     int blocks = (4 * threads + pixels - 1) / pixels;
     if (blocks < 1) blocks = 1;
     if (blocks > channels) blocks = channels > 0 ? channels : 1;
     return blocks;
 }
+
+void st_spconv_combine_px_stats(const st_spconv_plan *p, double *stats) {
+    const st_spconv_geom *g = &p->g;
+    const int pixels = g->out_h * g->out_w;
+    const double N = g->batch;
+#pragma omp for schedule(static)
+    for (int o = 0; o < g->out_c; o++) {
+        const float *ps = p->px_stats + (size_t)o * 3;
+        const size_t step = (size_t)g->out_c * 3;
+        const double k0 = ps[0];
+        double s1 = 0.0, s2 = 0.0;
+        for (int q = 0; q < pixels; q++) {
+            const double dk = (double)ps[step * q] - k0, a = ps[step * q + 1], b2 = ps[step * q + 2];
+            s1 += a + N * dk;
+            s2 += b2 + 2.0 * dk * a + N * dk * dk;
+        }
+        stats[3 * o] = k0, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
+    }
+}
+
+/* ---------------- forward ---------------- */
 
 /* The forward pass; with stats, each output pixel's run is summarised as it
  * is written (gather_stats: from the registers where the ISA can, else from
@@ -328,12 +331,12 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
               P = g->pad;
     const int G = p->px_block, groups = (OW + G - 1) / G;
-    const int nt = team(p), pixels = OH * OW, blocks = channel_blocks(pixels, g->out_c, nt);
+    const int nt = st_spconv_team(p), pixels = OH * OW, blocks = st_spconv_channel_blocks(pixels, g->out_c, nt);
     const int64_t plane = (int64_t)pixels * N;
     const int64_t stats_step = (int64_t)g->out_c * 3;
 #pragma omp parallel num_threads(nt)
     {
-        thread_scratch ts = scratch_of(p, omp_get_thread_num());
+        st_spconv_scratch ts = st_spconv_scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
         for (int item = 0; item < OH * groups * blocks; item++) {
             const int grp = item / blocks, blk = item % blocks;
@@ -374,23 +377,7 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
                 }
             }
         }
-        if (stats) {
-            /* per channel, in pixel order, shifted by the channel's first value
-             * (that of pixel 0, image 0) as the batch-norm kernels do */
-#pragma omp for schedule(static)
-            for (int o = 0; o < g->out_c; o++) {
-                const float *ps = p->px_stats + (size_t)o * 3;
-                const size_t step = (size_t)g->out_c * 3;
-                const double k0 = ps[0];
-                double s1 = 0.0, s2 = 0.0;
-                for (int q = 0; q < pixels; q++) {
-                    const double dk = (double)ps[step * q] - k0, a = ps[step * q + 1], b2 = ps[step * q + 2];
-                    s1 += a + (double)N * dk;
-                    s2 += b2 + 2.0 * dk * a + (double)N * dk * dk;
-                }
-                stats[3 * o] = k0, stats[3 * o + 1] = s1, stats[3 * o + 2] = s2;
-            }
-        }
+        if (stats) st_spconv_combine_px_stats(p, stats);
     }
 }
 
@@ -417,7 +404,7 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
     const st_spconv_geom *g = &p->g;
     const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
               P = g->pad, SS = S * S;
-    const int nt = team(p), pixels = H * W, blocks = channel_blocks(pixels, g->in_c, nt);
+    const int nt = st_spconv_team(p), pixels = H * W, blocks = st_spconv_channel_blocks(pixels, g->in_c, nt);
     const int64_t plane = (int64_t)pixels * N;
     /* items: (input row, column residue r mod S, group of up to G pixels
      * r + S * k of that row, block of input channels); the pixels of one
@@ -426,7 +413,7 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
     const int G = p->px_block, per_res = (W + S - 1) / S, groups = (per_res + G - 1) / G;
 #pragma omp parallel num_threads(nt)
     {
-        thread_scratch ts = scratch_of(p, omp_get_thread_num());
+        st_spconv_scratch ts = st_spconv_scratch_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
         for (int item = 0; item < H * S * groups * blocks; item++) {
             const int blk = item % blocks, grp = item / blocks % groups, r = item / blocks / groups % S;
@@ -509,77 +496,14 @@ st_status st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, co
 
 /* ---------------- backward: weight gradient at kept positions ---------------- */
 
-/* Output channels are cut into chunks whose accumulators (16 floats per kept
- * weight) fit in L2; a thread takes a chunk and sweeps the output pixels
- * once, running every channel of the chunk at each pixel so the pixel's
- * input neighbourhood is reused from cache. The chunks depend only on the
- * structure, so results do not depend on the thread count. */
+#define WG_NAME backward_weight
+#define WG_ELEM float
+#define WG_TO_FLOAT(v) (v)
+#include "kernels/sparse_conv_weight_grad.inc"
+#undef WG_NAME
+#undef WG_ELEM
+#undef WG_TO_FLOAT
+
 void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *dy, float *dw, float *dbias) {
-    const st_spconv_prims *pr = prims();
-    const st_spconv_geom *g = &p->g;
-    const int N = g->batch, H = g->in_h, W = g->in_w, OH = g->out_h, OW = g->out_w, K = g->kernel, S = g->stride,
-              P = g->pad;
-    const int64_t plane = (int64_t)OH * OW * N;
-    if (dbias) {
-#pragma omp parallel for schedule(static) num_threads(team(p))
-        for (int o = 0; o < g->out_c; o++) {
-            double s = 0.0;
-            for (int64_t j = 0; j < plane; j++) s += dy[o * plane + j];
-            dbias[o] += (float)s;
-        }
-    }
-    if (!dw || p->nnz == 0) return;
-    /* items: (chunk of output channels, band of output rows); each band's sums
-     * go to its own row of p->partial and the bands are added in order */
-    const int chunks = p->n_chunks, bands = p->n_bands;
-#pragma omp parallel num_threads(team(p))
-    {
-        thread_scratch ts = scratch_of(p, omp_get_thread_num());
-#pragma omp for schedule(dynamic, 1)
-        for (int item = 0; item < chunks * bands; item++) {
-            const int c = item / bands, band = item % bands;
-            const int o0 = p->chunk_start[c], o1 = p->chunk_start[c + 1];
-            const int64_t c0 = p->row_ptr[o0], ccnt = p->row_ptr[o1] - c0;
-            if (ccnt == 0) continue;
-            memset(ts.acc, 0, sizeof(float) * (size_t)ccnt * ST_SPCONV_LANES);
-            const int oh_begin = (int)((int64_t)OH * band / bands), oh_end = (int)((int64_t)OH * (band + 1) / bands);
-            for (int oh = oh_begin; oh < oh_end; oh++)
-                for (int ow = 0; ow < OW; ow++) {
-                    const int ih0 = oh * S - P, iw0 = ow * S - P;
-                    const int inside = ih0 >= 0 && ih0 + K <= H && iw0 >= 0 && iw0 + K <= W;
-                    const int64_t base = ((int64_t)ih0 * W + iw0) * N, px = ((int64_t)oh * OW + ow) * N;
-                    for (int o = o0; o < o1; o++) {
-                        const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
-                        if (cnt == 0) continue;
-                        const float *d = dy + o * plane + px;
-                        float *acc = ts.acc + (size_t)(e0 - c0) * ST_SPCONV_LANES;
-                        if (inside) {
-                            pr->sddmm(N, (int)cnt, p->fwd_off + e0, NULL, d, x + base, acc);
-                            continue;
-                        }
-                        int m = 0;
-                        for (int64_t e = e0; e < e0 + cnt; e++) {
-                            const int ih = ih0 + p->kh[e], iw = iw0 + p->kw[e];
-                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                            ts.slot[m] = (int32_t)(e - e0);
-                            ts.off[m++] = base + p->fwd_off[e];
-                        }
-                        pr->sddmm(N, m, ts.off, ts.slot, d, x, acc);
-                    }
-                }
-            float *part = p->partial + (size_t)band * (size_t)p->nnz + (size_t)c0;
-            for (int64_t e = 0; e < ccnt; e++) {
-                const float *a = ts.acc + (size_t)e * ST_SPCONV_LANES;
-                float sum = 0.0f;
-                for (int l = 0; l < ST_SPCONV_LANES; l++) sum += a[l];
-                part[e] = sum;
-            }
-        }
-#pragma omp for schedule(static)
-        for (int64_t e = 0; e < p->nnz; e++) {
-            float sum = 0.0f;
-            for (int band = 0; band < bands; band++) sum += p->partial[(size_t)band * (size_t)p->nnz + (size_t)e];
-            dw[e] += sum;
-        }
-    }
+    backward_weight(p, prims()->sddmm, x, dy, dw, dbias);
 }
