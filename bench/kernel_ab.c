@@ -50,6 +50,7 @@
 #include "core/rng.h"
 #include "kernels/bn_act.h"
 #include "kernels/sparse_conv.h"
+#include "kernels/sparse_conv_prims.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -153,6 +154,14 @@ static const char *names[VARIANTS] = {"conv",          "conv+stats", "bn 2-pass"
                                       "chain tiled32", "proto+bn",   "proto folded", "bwd-unfused", "chain unfused",
                                       "bwd-sums",      "chain tiled64"};
 
+/* Tensors of the passes mode: 64-byte aligned, as the executor's are (a
+ * malloc'ed buffer 16 bytes off a page boundary splits every 64-byte load
+ * across two cache lines: measured 1.7x slower). */
+static float *tensor(size_t n) {
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
 /* `kernel_ab probe reps kib`: the gather's inner loop alone (one broadcast
  * weight, eight 16-float FMAs on a 512-byte chunk at a random 512-byte
  * aligned offset of a kib-KiB buffer, 64 chunks per row), GFLOP/s: how
@@ -215,12 +224,204 @@ static int probe_main(int argc, char **argv) {
 #endif
 }
 
-/* Tensors of the passes mode: 64-byte aligned, as the executor's are (a
- * malloc'ed buffer 16 bytes off a page boundary splits every 64-byte load
- * across two cache lines: measured 1.7x slower). */
-static float *tensor(size_t n) {
-    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes ? bytes : 64);
+/* `kernel_ab walk reps in_c out_c size density [kernels]`: the forward's
+ * interior walk (3x3, stride 1, batch 128, groups of 3 output pixels of one
+ * row, every output channel of a group back to back, as the pass does)
+ * with the production 3-pixel gather_px against prototypes of it, each also
+ * with its input confined to one neighbourhood ("x fixed": always the first
+ * group's, so that it stays in L2) and/or its output to one L1-resident
+ * group ("y fixed"). Separates the cost of the kernel, of streaming x
+ * through the caches and of writing y. */
+#ifdef AB_HAVE_AVX512
+/* 24 accumulators: 3 pixels of 128 floats, pixel q at s0 + q * 128. */
+#define WK_ACC8(A) __m512 A##0, A##1, A##2, A##3, A##4, A##5, A##6, A##7
+#define WK_ZERO8(A) A##0 = A##1 = A##2 = A##3 = A##4 = A##5 = A##6 = A##7 = _mm512_setzero_ps()
+#define WK_FMA8(A, wv, s)                                                                                              \
+    A##0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s)), A##0), A##1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 16), A##1), \
+    A##2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 32), A##2), A##3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 48), A##3), \
+    A##4 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 64), A##4), A##5 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 80), A##5), \
+    A##6 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 96), A##6), A##7 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 112), A##7)
+#define WK_ST8(A, p, ST)                                                                                               \
+    ST((p), A##0), ST((p) + 16, A##1), ST((p) + 32, A##2), ST((p) + 48, A##3), ST((p) + 64, A##4),                   \
+    ST((p) + 80, A##5), ST((p) + 96, A##6), ST((p) + 112, A##7)
+
+/* The knobs of a prototype (constants: each variant is compiled apart). */
+typedef struct wk_knobs {
+    int pf;     /* input prefetch: 0 none, 1 first line of the run (production), 2 every line of the 3-pixel run,
+                   3 every second line, 4 the first line of each pixel */
+    int dist;   /* kept weights ahead */
+    int hint;   /* 0: T0, 1: T1 */
+    int minrow; /* rows shorter than this do not prefetch their inputs */
+    int pfw;    /* output lines: 0 not prefetched, 1 all prefetchw'd before the loop, 2 two per kept weight */
+    int flat;   /* 1: one base register per kept weight, the pixels at displacements (no indexed addressing) */
+    int nt;     /* streaming stores */
+} wk_knobs;
+
+__attribute__((target("avx512f,prfchw"), always_inline)) static inline void
+wk_step3(const wk_knobs k, __m512 wv, const float *s0, int64_t oe, __m512 *a) {
+    const float *t0 = s0 + oe, *t1 = s0 + 128 + oe, *t2 = s0 + 256 + oe;
+    if (k.flat) {
+        __asm__("" : "+r"(t0));
+        t1 = t0 + 128, t2 = t0 + 256;
+    }
+    for (int v = 0; v < 8; v++) a[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t0 + 16 * v), a[v]);
+    for (int v = 0; v < 8; v++) a[8 + v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t1 + 16 * v), a[8 + v]);
+    for (int v = 0; v < 8; v++) a[16 + v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t2 + 16 * v), a[16 + v]);
+}
+
+__attribute__((target("avx512f,prfchw"), always_inline)) static inline void
+wk_gather3(const wk_knobs k, int cnt, const float *w, const int64_t *off, const float *s0, float *o0) {
+    __m512 a[24];
+    for (int v = 0; v < 24; v++) a[v] = _mm512_setzero_ps();
+    const int stop = k.pf && cnt >= k.minrow ? cnt - k.dist : 0;
+    if (k.pfw == 1)
+        for (int l = 0; l < 24; l++) _m_prefetchw(o0 + 16 * l);
+    int e = 0;
+    for (; e < stop; e++) {
+        if (k.pfw == 2 && e < 12) _m_prefetchw(o0 + 32 * e), _m_prefetchw(o0 + 32 * e + 16);
+        const char *q = (const char *)(s0 + off[e + k.dist]);
+        const int nl = k.pf == 2 ? 24 : k.pf == 3 ? 12 : k.pf == 4 ? 3 : 1, step = k.pf == 3 ? 128 : k.pf == 4 ? 512 : 64;
+        for (int l = 0; l < nl; l++) {
+            if (k.hint) _mm_prefetch(q + step * l, _MM_HINT_T1);
+            else _mm_prefetch(q + step * l, _MM_HINT_T0);
+        }
+        wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
+    }
+    for (; e < cnt; e++) wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
+    for (int v = 0; v < 24; v++) {
+        if (k.nt) _mm512_stream_ps(o0 + 16 * v, a[v]);
+        else _mm512_storeu_ps(o0 + 16 * v, a[v]);
+    }
+}
+
+typedef void (*wk_kernel)(int cnt, const float *w, const int64_t *off, const float *s0, float *o0);
+static void wk_production(int cnt, const float *w, const int64_t *off, const float *s0, float *o0) {
+    st_spconv_prims_avx512.gather_px(128, 3, cnt, w, off, s0, 128, 0.0f, 0, o0, 128, NULL, 0);
+}
+/* name, then the knobs in wk_knobs order */
+#define WK_VARIANT(name, ...)                                                                                         \
+    __attribute__((target("avx512f,prfchw"))) static void name(int cnt, const float *w, const int64_t *off,           \
+                                                               const float *s0, float *o0) {                          \
+        wk_gather3((wk_knobs){__VA_ARGS__}, cnt, w, off, s0, o0);                                                     \
+    }
+WK_VARIANT(wk_copy, 1, 4, 0, 32, 0, 0, 0)
+WK_VARIANT(wk_nopf, 0, 4, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_all, 1, 4, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_d8, 1, 8, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_run, 2, 4, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_half, 3, 4, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_px, 4, 4, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_run_t1, 2, 8, 1, 0, 0, 0, 0)
+WK_VARIANT(wk_nt, 1, 4, 0, 32, 0, 0, 1)
+WK_VARIANT(wk_pfw_start, 1, 4, 0, 0, 1, 0, 0)
+WK_VARIANT(wk_pfw, 1, 4, 0, 0, 2, 0, 0)
+WK_VARIANT(wk_pf_px_pfw, 4, 4, 0, 0, 2, 0, 0)
+WK_VARIANT(wk_flat, 1, 4, 0, 32, 0, 1, 0)
+WK_VARIANT(wk_flat_pf_all, 1, 4, 0, 0, 0, 1, 0)
+WK_VARIANT(wk_flat_pfw, 1, 4, 0, 0, 2, 1, 0)
+WK_VARIANT(wk_flat_pf_px_pfw, 4, 4, 0, 0, 2, 1, 0)
+static const struct {
+    const char *name;
+    wk_kernel k;
+} wk_kernels[] = {{"production", wk_production},
+                  {"copy", wk_copy},
+                  {"no prefetch", wk_nopf},
+                  {"pf all rows", wk_pf_all},
+                  {"pf d8 all rows", wk_pf_d8},
+                  {"pf 24 lines", wk_pf_run},
+                  {"pf 12 lines", wk_pf_half},
+                  {"pf 3 lines", wk_pf_px},
+                  {"pf 24 lines T1 d8", wk_pf_run_t1},
+                  {"stream stores", wk_nt},
+                  {"pf all + pfw start", wk_pfw_start},
+                  {"pf all + pfw", wk_pfw},
+                  {"pf 3 lines + pfw", wk_pf_px_pfw},
+                  {"flat", wk_flat},
+                  {"flat pf all", wk_flat_pf_all},
+                  {"flat pf all + pfw", wk_flat_pfw},
+                  {"flat pf 3 + pfw", wk_flat_pf_px_pfw}};
+#define WK_KERNELS ((int)(sizeof wk_kernels / sizeof wk_kernels[0]))
+#endif
+
+static int walk_main(int argc, char **argv) {
+#ifdef AB_HAVE_AVX512
+    if (argc < 7 || !__builtin_cpu_supports("avx512f")) {
+        fprintf(stderr, "usage: kernel_ab walk reps in_c out_c size density [kernels, e.g. 0,2] (AVX-512)\n");
+        return 2;
+    }
+    const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = 128;
+    const double d = atof(argv[6]);
+    if (reps < 1 || Ci < 1 || Co < 1 || H < 5 || d <= 0 || d > 1) return 2;
+    int on[WK_KERNELS], any = 0;
+    memset(on, 0, sizeof on);
+    for (const char *q = argc > 7 ? argv[7] : ""; *q; q++)
+        if (*q >= '0' && *q <= '9') {
+            const int v = atoi(q);
+            if (v < WK_KERNELS) on[v] = 1, any = 1;
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+    for (int v = 0; v < WK_KERNELS; v++) on[v] |= !any;
+    st_rng rng;
+    st_rng_seed(&rng, 1, 0);
+    int64_t *row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)Co * Ci * 9 + 64);
+    float *w = malloc(sizeof(float) * (size_t)Co * Ci * 9 + 64);
+    int64_t nnz = 0;
+    for (int o = 0; o < Co; o++) {
+        row_ptr[o] = nnz;
+        for (int j = 0; j < Ci * 9; j++)
+            if (st_rng_uniform_double(&rng) < d) {
+                off[nnz] = (((int64_t)(j / 9) * H + (j % 9) / 3) * H + j % 3) * N;
+                w[nnz++] = (float)(st_rng_normal(&rng) * 0.3);
+            }
+    }
+    row_ptr[Co] = nnz;
+    const size_t nx = (size_t)N * Ci * H * H, ny = (size_t)N * Co * H * H;
+    float *x = tensor(nx), *y = tensor(ny), *yl1 = tensor(3 * 128);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
+    memset(y, 0, ny * 4);
+    const int groups = (H - 2) / 3;
+    const int64_t plane = (int64_t)H * H * N;
+    const int NV = 4 * WK_KERNELS;
+    double *u = malloc(sizeof(double) * (size_t)NV * reps);
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < NV; k++) {
+            const int v = (k + r) % NV, kern = v / 4, fix_x = v & 1, fix_y = v & 2;
+            if (!on[kern]) continue;
+            const wk_kernel f = wk_kernels[kern].k;
+            const double c0 = cpu_ms();
+            for (int oh = 1; oh < H - 1; oh++)
+                for (int gq = 0; gq < groups; gq++) {
+                    const int ow = 1 + 3 * gq;
+                    const int64_t base = fix_x ? 0 : ((int64_t)(oh - 1) * H + (ow - 1)) * N;
+                    for (int o = 0; o < Co; o++) {
+                        float *yo = fix_y ? yl1 : y + o * plane + ((int64_t)oh * H + ow) * N;
+                        f((int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o], off + row_ptr[o], x + base, yo);
+                    }
+                }
+            u[(size_t)v * reps + r] = cpu_ms() - c0;
+        }
+    const double flop = 2.0 * (double)nnz * (H - 2) * groups * 3 * N;
+    printf("kernel_ab walk: %d -> %d channels, %dx%d, density %.4f (kept %lld, %.1f per row), batch 128, groups of 3 "
+           "pixels, interior only, %d rounds (CPU-time median GFLOP/s)\n",
+           Ci, Co, H, H, d, (long long)nnz, (double)nnz / Co, reps);
+    printf("  %-22s %9s %9s %9s %9s\n", "kernel", "real", "x fixed", "y fixed", "both");
+    for (int kern = 0; kern < WK_KERNELS; kern++) {
+        if (!on[kern]) continue;
+        printf("  %2d %-19s", kern, wk_kernels[kern].name);
+        for (int m = 0; m < 4; m++) {
+            double *t = u + (size_t)(4 * kern + m) * reps;
+            qsort(t, (size_t)reps, sizeof(double), cmp);
+            printf(" %9.1f", flop / t[reps / 2] / 1e6);
+        }
+        printf("\n");
+    }
+    free(row_ptr), free(off), free(w), free(x), free(y), free(yl1), free(u);
+    return 0;
+#else
+    (void)argc, (void)argv;
+    return 2;
+#endif
 }
 
 /* `kernel_ab passes ...`: GFLOP/s of the three sparse-convolution passes at one layer shape (see usage). */
@@ -306,6 +507,7 @@ static int passes_main(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "passes") == 0) return passes_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "probe") == 0) return probe_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "walk") == 0) return walk_main(argc, argv);
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
     const int C = argc > 2 ? atoi(argv[2]) : 16, H = argc > 3 ? atoi(argv[3]) : 32;
     const double d = argc > 4 ? atof(argv[4]) : 0.1545;
