@@ -30,13 +30,18 @@
  * statistics epilogue), bn 2-pass / bn 1-pass (BN forward without and with
  * the statistics given).
  *
- * Two more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
- *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks]]
+ * Three more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
+ *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks [tunings]]]
  * times the forward, forward + statistics, input-gradient and weight-gradient
  * passes of one random layer (any channel counts) at each pixel blocking of
  * the comma list (st_spconv_plan_set_px_block; 1 = one pixel per gather, the
- * walk before blocking), interleaved in one process, CPU-time medians and
- * GFLOP/s; and
+ * walk before blocking) and each tuning of the AVX-512 gathers in the list
+ * (e.g. zen,intel; st_spconv_tuning_force), interleaved in one process,
+ * CPU-time medians and GFLOP/s;
+ *     build/kernel_ab walk reps in_c out_c size density [kernels]
+ * the forward's interior walk with the production 3-pixel gather and
+ * prototypes of it, with the input and/or the output held in cache (see
+ * walk_main); and
  *     build/kernel_ab probe reps KiB...
  * runs the gather's inner loop alone on random 512-byte runs of a buffer of
  * each size: the rate the kernel can be fed at from L1, L2, L3 or DRAM. */
@@ -264,23 +269,29 @@ wk_step3(const wk_knobs k, __m512 wv, const float *s0, int64_t oe, __m512 *a) {
         __asm__("" : "+r"(t0));
         t1 = t0 + 128, t2 = t0 + 256;
     }
+    _Pragma("GCC unroll 24")
     for (int v = 0; v < 8; v++) a[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t0 + 16 * v), a[v]);
+    _Pragma("GCC unroll 24")
     for (int v = 0; v < 8; v++) a[8 + v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t1 + 16 * v), a[8 + v]);
+    _Pragma("GCC unroll 24")
     for (int v = 0; v < 8; v++) a[16 + v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t2 + 16 * v), a[16 + v]);
 }
 
 __attribute__((target("avx512f,prfchw"), always_inline)) static inline void
 wk_gather3(const wk_knobs k, int cnt, const float *w, const int64_t *off, const float *s0, float *o0) {
     __m512 a[24];
+    _Pragma("GCC unroll 24")
     for (int v = 0; v < 24; v++) a[v] = _mm512_setzero_ps();
     const int stop = k.pf && cnt >= k.minrow ? cnt - k.dist : 0;
     if (k.pfw == 1)
+        _Pragma("GCC unroll 24")
         for (int l = 0; l < 24; l++) _m_prefetchw(o0 + 16 * l);
     int e = 0;
     for (; e < stop; e++) {
         if (k.pfw == 2 && e < 12) _m_prefetchw(o0 + 32 * e), _m_prefetchw(o0 + 32 * e + 16);
         const char *q = (const char *)(s0 + off[e + k.dist]);
         const int nl = k.pf == 2 ? 24 : k.pf == 3 ? 12 : k.pf == 4 ? 3 : 1, step = k.pf == 3 ? 128 : k.pf == 4 ? 512 : 64;
+        _Pragma("GCC unroll 24")
         for (int l = 0; l < nl; l++) {
             if (k.hint) _mm_prefetch(q + step * l, _MM_HINT_T1);
             else _mm_prefetch(q + step * l, _MM_HINT_T0);
@@ -288,6 +299,7 @@ wk_gather3(const wk_knobs k, int cnt, const float *w, const int64_t *off, const 
         wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
     }
     for (; e < cnt; e++) wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
+    _Pragma("GCC unroll 24")
     for (int v = 0; v < 24; v++) {
         if (k.nt) _mm512_stream_ps(o0 + 16 * v, a[v]);
         else _mm512_storeu_ps(o0 + 16 * v, a[v]);
@@ -427,7 +439,8 @@ static int walk_main(int argc, char **argv) {
 /* `kernel_ab passes ...`: GFLOP/s of the three sparse-convolution passes at one layer shape (see usage). */
 static int passes_main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks, e.g. 1,2,3]]\n");
+        fprintf(stderr, "usage: kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks, e.g. 1,2,3 "
+                        "[tunings, e.g. zen,intel]]]\n");
         return 2;
     }
     const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = atoi(argv[7]);
@@ -469,17 +482,22 @@ static int passes_main(int argc, char **argv) {
             blk[nb++] = atoi(q);
             while (q[1] >= '0' && q[1] <= '9') q++;
         }
+    /* and each tuning of the AVX-512 gathers in the list (argument 11, e.g. "zen,intel"; default: the CPU's) */
+    st_spconv_tuning tun[ST_SPCONV_TUNINGS];
+    int ntu = 0;
+    for (int t = 0; t < ST_SPCONV_TUNINGS && argc > 11; t++)
+        if (strstr(argv[11], st_spconv_tuning_name((st_spconv_tuning)t))) tun[ntu++] = (st_spconv_tuning)t;
+    if (ntu == 0) tun[ntu++] = st_spconv_tuning_current();
     static const char *pn[4] = {"forward", "input_gradient", "weight_gradient", "forward+stats"};
-    const int NV = 4 * nb;
-    double *u[4 * 8];
+    const int NV = 4 * nb * ntu;
+    double *u[4 * 8 * ST_SPCONV_TUNINGS];
     double *stats = malloc(sizeof(double) * 3 * (size_t)Co);
     for (int v = 0; v < NV; v++) u[v] = malloc(sizeof(double) * (size_t)reps);
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < NV; k++) {
             const int v = (k + r) % NV;
-#ifdef ST_SPCONV_PX_BLOCK_DEFAULT /* absent before pixel blocking: kernel_ab.c builds against older trees too */
-            st_spconv_plan_set_px_block(p, blk[v / 4]);
-#endif
+            st_spconv_plan_set_px_block(p, blk[v / 4 % nb]);
+            st_spconv_tuning_force(tun[v / 4 / nb]);
             const double c0 = cpu_ms();
             switch (v % 4) {
             case 0: st_spconv_forward(p, x, w, NULL, y); break;
@@ -489,6 +507,7 @@ static int passes_main(int argc, char **argv) {
             }
             u[v][r] = cpu_ms() - c0;
         }
+    st_spconv_tuning_force(tun[0]);
     const double flop = 2.0 * (double)nnz * g.out_h * g.out_w * N;
     printf("kernel_ab passes: %d -> %d channels, %dx%d, stride %d, kernel %d, density %.4f (kept %lld), batch %d, "
            "%d threads, %d rounds (CPU-time median ms, GFLOP/s)\n",
@@ -496,7 +515,8 @@ static int passes_main(int argc, char **argv) {
     for (int v = 0; v < NV; v++) {
         qsort(u[v], (size_t)reps, sizeof(double), cmp);
         const double med = u[v][reps / 2];
-        printf("  %-16s px_block %d %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4], med, flop / med / 1e6);
+        printf("  %-16s px_block %d %-5s %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4 % nb],
+               st_spconv_tuning_name(tun[v / 4 / nb]), med, flop / med / 1e6);
     }
     st_spconv_plan_free(p);
     free(row_ptr), free(col), free(w), free(x), free(dx), free(y), free(dy), free(dw), free(stats);

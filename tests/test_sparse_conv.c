@@ -19,6 +19,7 @@
 #include "kernels/bn_act.h"
 #include "kernels/isa.h"
 #include "kernels/sparse_conv.h"
+#include "kernels/sparse_conv_prims.h"
 #include "testing.h"
 
 typedef struct csr {
@@ -204,10 +205,15 @@ static void compare_fast(st_rng *rng, int N, int C, int H, int W, int O, int K, 
 }
 
 static void test_fast_vs_reference(void) {
-    const char *isas[] = {"generic", "avx2", "avx512"};
-    for (int k = 0; k < 3; k++) {
+    /* every ISA; AVX-512 with each tuning of its gathers */
+    const char *isas[] = {"generic", "avx2", "avx512", "avx512"};
+    const st_spconv_tuning tunings[] = {ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN,
+                                        ST_SPCONV_TUNING_INTEL};
+    const st_spconv_tuning auto_tuning = st_spconv_tuning_current();
+    for (int k = 0; k < 4; k++) {
         CHECK_OK(st_isa_force(isas[k]));
-        printf("fast kernels: %s\n", st_isa_name(st_isa_current()));
+        st_spconv_tuning_force(tunings[k]);
+        printf("fast kernels: %s (gather tuning %s)\n", st_isa_name(st_isa_current()), st_spconv_tuning_name(tunings[k]));
         st_rng rng;
         st_rng_seed(&rng, 5, (uint64_t)k);
         const double densities[] = {0.0, 0.05, 0.3, 1.0};
@@ -234,6 +240,7 @@ static void test_fast_vs_reference(void) {
         }
     }
     CHECK_OK(st_isa_force("auto"));
+    st_spconv_tuning_force(auto_tuning);
     CHECK(st_isa_force("sse9") == ST_ERR_ARGUMENT);
 }
 
@@ -290,9 +297,14 @@ static void px_block_case(st_rng *rng, int N, int C, int H, int W, int O, int K,
 }
 
 static void test_px_block_identity(void) {
-    const char *isas[] = {"generic", "avx2", "avx512"};
-    for (int k = 0; k < 3; k++) {
+    /* every ISA; AVX-512 with each tuning of its gathers */
+    const char *isas[] = {"generic", "avx2", "avx512", "avx512"};
+    const st_spconv_tuning tunings[] = {ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN,
+                                        ST_SPCONV_TUNING_INTEL};
+    const st_spconv_tuning auto_tuning = st_spconv_tuning_current();
+    for (int k = 0; k < 4; k++) {
         CHECK_OK(st_isa_force(isas[k]));
+        st_spconv_tuning_force(tunings[k]);
         st_rng rng;
         st_rng_seed(&rng, 11, (uint64_t)k);
         px_block_case(&rng, 128, 5, 13, 14, 6, 3, 1, 1, 0.3);  /* the 128-wide path, interior runs of 12 */
@@ -303,7 +315,53 @@ static void test_px_block_identity(void) {
         px_block_case(&rng, 128, 3, 12, 13, 4, 7, 1, 3, 0.2); /* 7x7 stride 1 */
         px_block_case(&rng, 7, 2, 6, 11, 4, 3, 1, 1, 0.5);    /* tiny batch, scalar tails */
         px_block_case(&rng, 64, 4, 10, 10, 5, 3, 1, 0, 0.3);  /* no padding, runs of 64 */
+        px_block_case(&rng, 128, 6, 8, 9, 5, 3, 1, 1, 0.9);   /* rows of ~49 kept weights (prefetching rows) */
     }
+    CHECK_OK(st_isa_force("auto"));
+    st_spconv_tuning_force(auto_tuning);
+}
+
+/* The tunings of the AVX-512 gathers (other prefetching) give the same bits:
+ * forward, with statistics, input gradient overwriting and accumulating,
+ * at row lengths around the prefetch distance, the output-prefetch span (4
+ * kept weights per pixel) and the Zen prefetch threshold (32). */
+static void test_tunings_identical(void) {
+    if (st_isa_best_supported() != ST_ISA_AVX512) return;
+    CHECK_OK(st_isa_force("avx512"));
+    const st_spconv_tuning auto_tuning = st_spconv_tuning_current();
+    const double densities[] = {0.02, 0.1, 0.3, 0.6, 1.0}; /* rows of ~1, 4, 13, 26 and 45 kept weights */
+    st_rng rng;
+    st_rng_seed(&rng, 21, 0);
+    for (int di = 0; di < 5; di++) {
+        const int N = 128, C = 5, H = 9, O = 6;
+        st_spconv_geom g;
+        st_spconv_geom_init(&g, N, C, H, H, O, 3, 1, 1);
+        csr c = random_csr(&rng, O, C * 9, densities[di]);
+        const size_t xs = (size_t)N * C * H * H, ys = (size_t)N * O * H * H;
+        float *x = random_floats(&rng, xs), *dy = random_floats(&rng, ys), *dx0 = random_floats(&rng, xs);
+        float *y[2], *y2[2], *dxo[2], *dxa[2];
+        double st[2][18];
+        st_spconv_plan *plan = NULL;
+        CHECK_OK(st_spconv_plan_create(&g, c.row_ptr, c.col, &plan));
+        if (!plan) return;
+        for (int t = 0; t < 2; t++) {
+            st_spconv_tuning_force(t == 0 ? ST_SPCONV_TUNING_ZEN : ST_SPCONV_TUNING_INTEL);
+            y[t] = new_floats(ys), y2[t] = new_floats(ys), dxo[t] = new_floats(xs), dxa[t] = new_floats(xs);
+            st_spconv_forward(plan, x, c.val, NULL, y[t]);
+            st_spconv_forward_stats(plan, x, c.val, NULL, y2[t], st[t]);
+            st_spconv_backward_data(plan, dy, c.val, dxo[t], 0);
+            memcpy(dxa[t], dx0, xs * sizeof(float));
+            st_spconv_backward_data(plan, dy, c.val, dxa[t], 1);
+        }
+        CHECK(memcmp(y[0], y[1], ys * 4) == 0 && memcmp(y2[0], y2[1], ys * 4) == 0 &&
+              memcmp(st[0], st[1], sizeof st[0]) == 0 && memcmp(dxo[0], dxo[1], xs * 4) == 0 &&
+              memcmp(dxa[0], dxa[1], xs * 4) == 0);
+        st_spconv_plan_free(plan);
+        for (int t = 0; t < 2; t++) free(y[t]), free(y2[t]), free(dxo[t]), free(dxa[t]);
+        free(x), free(dy), free(dx0);
+        free_csr(&c);
+    }
+    st_spconv_tuning_force(auto_tuning);
     CHECK_OK(st_isa_force("auto"));
 }
 
@@ -387,6 +445,7 @@ int main(void) {
     test_reference_semantics();
     test_fast_vs_reference();
     test_px_block_identity();
+    test_tunings_identical();
     test_stats_thread_invariance();
     test_bn_given_sums();
     test_layout_round_trip();

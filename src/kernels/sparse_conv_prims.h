@@ -43,6 +43,19 @@ typedef struct st_spconv_prims {
     void (*run_bn_sums)(int n, const float *dy, const float *y, const float *x, float mean, float *out);
 } st_spconv_prims;
 
+/* Tunings of the AVX-512 gathers (sparse_conv_x86.c): the same results bit
+ * for bit, other prefetching. The one for the CPU is picked from its vendor
+ * on first use; tests and bench/kernel_ab.c force each in turn to compare
+ * them (not thread-safe with running kernels). */
+typedef enum st_spconv_tuning {
+    ST_SPCONV_TUNING_ZEN = 0,   /* measured on AMD Zen 4/5; also for other vendors */
+    ST_SPCONV_TUNING_INTEL = 1, /* measured on an Intel Xeon (Granite Rapids class) */
+    ST_SPCONV_TUNINGS = 2
+} st_spconv_tuning;
+st_spconv_tuning st_spconv_tuning_current(void);
+void st_spconv_tuning_force(st_spconv_tuning t);
+const char *st_spconv_tuning_name(st_spconv_tuning t);
+
 extern const st_spconv_prims st_spconv_prims_generic;
 #if defined(__x86_64__) && defined(__GNUC__)
 #define ST_SPCONV_HAVE_X86 1

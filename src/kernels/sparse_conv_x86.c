@@ -5,10 +5,66 @@
  * accumulators); shorter runs fall back to one-vector chunks and a masked or
  * scalar tail. */
 #include "kernels/sparse_conv_prims.h"
+#include "kernels/isa.h"
 #include "kernels/isa_target.h"
+
+/* ---------------- tunings ---------------- */
+
+/* Per-CPU choices of gather_px_avx512 (measured with bench/kernel_ab.c
+ * walk and passes; docs/PERFORMANCE.md, "Kernels for wide layers"):
+ *   pf_min_row  rows of fewer kept weights do not prefetch their inputs
+ *   pf_out      the output lines are prefetched for writing (prefetchw),
+ *               two per kept weight over a block's first kept weights,
+ *               unless the gather accumulates (it loads them first then)
+ * Zen 4/5: the input prefetch paid 5-10 % on rows of 75-150 kept weights and
+ * cost 7 % on rows of ~20. Intel Xeon: prefetching the inputs of every row
+ * and the output lines paid on rows of 22-150 (10-20 % on the interior
+ * walk with both): its L3, which the output lines come from (write-allocate)
+ * and so do the input columns new to each pixel group, is several times
+ * slower than Zen's, and more of its latency has to be hidden. */
+typedef struct gather_tuning {
+    int pf_min_row;
+    int pf_out;
+} gather_tuning;
+
+static const gather_tuning gather_tunings[ST_SPCONV_TUNINGS] = {
+    [ST_SPCONV_TUNING_ZEN] = {32, 0},
+    [ST_SPCONV_TUNING_INTEL] = {0, 1},
+};
+static const char *const tuning_names[ST_SPCONV_TUNINGS] = {
+    [ST_SPCONV_TUNING_ZEN] = "zen",
+    [ST_SPCONV_TUNING_INTEL] = "intel",
+};
+
+/* -1: not chosen yet (then from the CPU's vendor on first use) */
+static int tuning_chosen = -1;
+
+st_spconv_tuning st_spconv_tuning_current(void) {
+    int t = __atomic_load_n(&tuning_chosen, __ATOMIC_ACQUIRE);
+    if (t >= 0) return (st_spconv_tuning)t;
+    t = st_isa_cpu_vendor() == ST_CPU_INTEL ? ST_SPCONV_TUNING_INTEL : ST_SPCONV_TUNING_ZEN;
+    __atomic_store_n(&tuning_chosen, t, __ATOMIC_RELEASE);
+    return (st_spconv_tuning)t;
+}
+
+void st_spconv_tuning_force(st_spconv_tuning t) {
+    if (t >= 0 && t < ST_SPCONV_TUNINGS) __atomic_store_n(&tuning_chosen, (int)t, __ATOMIC_RELEASE);
+}
+
+const char *st_spconv_tuning_name(st_spconv_tuning t) {
+    return t >= 0 && t < ST_SPCONV_TUNINGS ? tuning_names[t] : "unknown";
+}
 
 #ifdef ST_SPCONV_HAVE_X86
 #include <immintrin.h>
+
+/* Keeps a run's address in a register of its own, so that the FMAs' loads
+ * from it are base + displacement: the compiler would otherwise fold the
+ * offset in as base + index * 4, which Intel cores split into two uops in
+ * every load-FMA (un-lamination: 5-15 % of the gather, kernel_ab walk
+ * "flat"). AMD cores fuse both forms; the extra adds (1-3 per 8-24 FMAs)
+ * take integer ports the gather leaves idle. */
+#define ST_IN_REG(p) __asm__("" : "+r"(p))
 
 /* ---------------- AVX-512 ---------------- */
 ST_TARGET_AVX512_BEGIN
@@ -29,6 +85,7 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         for (int e = 0; e < cnt; e++) {
             const __m512 wv = _mm512_set1_ps(w[e]);
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
             a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
             a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
@@ -56,6 +113,7 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         for (int e = 0; e < cnt; e++) {
             const __m512 wv = _mm512_set1_ps(w[e]);
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
             a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
             a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
@@ -71,6 +129,7 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         for (int e = 0; e < cnt; e++) {
             const __m512 wv = _mm512_set1_ps(w[e]);
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
             a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
         }
@@ -161,6 +220,7 @@ static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *o
     for (int e = 0; e < cnt; e++) {
         const __m512 wv = _mm512_set1_ps(w[e]);
         const float *s = src + off[e];
+        ST_IN_REG(s);
         a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
         a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
         a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
@@ -219,20 +279,47 @@ static inline void stats8(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4,
     stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
 }
 
-/* Software prefetch in gather_px: on rows of at least PF_MIN_ROW kept
- * weights, the first cache line of the first pixel's run of the weight
- * PF_DIST entries ahead (measured, bench/kernel_ab.c passes: +5-10 % on
- * rows of 75-150 weights, whose inputs come from L2 / L3; -7 % on rows of
- * ~20, whose loads the hardware keeps up with). */
-#define PF_MIN_ROW 32
+/* Software prefetch in gather_px: the first cache line of the first
+ * pixel's run of the kernel weight PF_DIST entries ahead, on the rows that
+ * the CPU's tuning prefetches (gather_tunings). */
 #define PF_DIST 4
+
+/* For writing: lines 2e and 2e + 1 of the output of a block of pixels
+ * out_step floats apart, 8 lines each (asm: the intrinsic needs PRFCHW in
+ * the target, which every AVX-512 CPU has). */
+static inline void prefetch_out2(const float *o0, int64_t out_step, int e) {
+    const float *q = o0 + (e >> 2) * out_step + 32 * (e & 3);
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)q));
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(q + 16)));
+}
+
+/* The kept weights of a block of NPX pixels: STEP(e) for every e, with the
+ * input prefetch of e + pf where e + pf < cnt, and while e < 4 * NPX the
+ * output prefetch (pf_out) of lines 2e, 2e + 1. */
+#define ST_PX_WEIGHTS(STEP, NPX)                                                                                      \
+    do {                                                                                                              \
+        int e = 0;                                                                                                    \
+        if (pf_out)                                                                                                   \
+            for (; e < 4 * (NPX) && e < cnt; e++) {                                                                   \
+                prefetch_out2(o0, out_step, e);                                                                       \
+                if (e < cnt - pf) _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);                        \
+                STEP(e);                                                                                              \
+            }                                                                                                         \
+        for (; e < cnt - pf; e++) {                                                                                   \
+            _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);                                              \
+            STEP(e);                                                                                                  \
+        }                                                                                                             \
+        for (; e < cnt; e++) STEP(e);                                                                                 \
+    } while (0)
 
 /* Two or three pixels of 128 floats at once (16 or 24 accumulators), the
  * rest through gather / gather_stats one pixel at a time. */
 static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
                              int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
                              int64_t stats_step) {
-    const int pf = cnt >= PF_MIN_ROW ? PF_DIST : cnt; /* cnt: no prefetching loop */
+    const gather_tuning *tn = &gather_tunings[st_spconv_tuning_current()];
+    const int pf = cnt >= tn->pf_min_row ? PF_DIST : cnt; /* cnt: no prefetching loop */
+    const int pf_out = tn->pf_out && !accumulate;
     int q = 0;
     if (n == 128) {
         for (; q + 3 <= npx; q += 3) {
@@ -248,16 +335,13 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
     do {                                                                                                              \
         const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
         const int64_t oe = off[e];                                                                                    \
-        ST_FMA8(a, wv, s0 + oe);                                                                                      \
-        ST_FMA8(b, wv, s1 + oe);                                                                                      \
-        ST_FMA8(c, wv, s2 + oe);                                                                                      \
+        const float *t0 = s0 + oe, *t1 = s1 + oe, *t2 = s2 + oe;                                                      \
+        ST_IN_REG(t0); ST_IN_REG(t1); ST_IN_REG(t2);                                                                  \
+        ST_FMA8(a, wv, t0);                                                                                           \
+        ST_FMA8(b, wv, t1);                                                                                           \
+        ST_FMA8(c, wv, t2);                                                                                           \
     } while (0)
-            int e = 0;
-            for (; e < cnt - pf; e++) {
-                _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);
-                ST_STEP3(e);
-            }
-            for (; e < cnt; e++) ST_STEP3(e);
+            ST_PX_WEIGHTS(ST_STEP3, 3);
 #undef ST_STEP3
             ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step), ST_STORE8(c, o0 + 2 * out_step);
             if (stats) {
@@ -278,15 +362,12 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
     do {                                                                                                              \
         const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
         const int64_t oe = off[e];                                                                                    \
-        ST_FMA8(a, wv, s0 + oe);                                                                                      \
-        ST_FMA8(b, wv, s1 + oe);                                                                                      \
+        const float *t0 = s0 + oe, *t1 = s1 + oe;                                                                     \
+        ST_IN_REG(t0); ST_IN_REG(t1);                                                                                 \
+        ST_FMA8(a, wv, t0);                                                                                           \
+        ST_FMA8(b, wv, t1);                                                                                           \
     } while (0)
-            int e = 0;
-            for (; e < cnt - pf; e++) {
-                _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);
-                ST_STEP2(e);
-            }
-            for (; e < cnt; e++) ST_STEP2(e);
+            ST_PX_WEIGHTS(ST_STEP2, 2);
 #undef ST_STEP2
             ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step);
             if (stats) {
@@ -301,6 +382,7 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
         else gather_avx512(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
     }
 }
+#undef ST_PX_WEIGHTS
 #undef ST_ACC8
 #undef ST_INIT8
 #undef ST_FMA8
