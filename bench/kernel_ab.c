@@ -260,6 +260,7 @@ typedef struct wk_knobs {
     int pfw;    /* output lines: 0 not prefetched, 1 all prefetchw'd before the loop, 2 two per kept weight */
     int flat;   /* 1: one base register per kept weight, the pixels at displacements (no indexed addressing) */
     int nt;     /* streaming stores */
+    int next;   /* lines of the next group's run (1536 bytes on) prefetched into L2 per kept weight, rotating */
 } wk_knobs;
 
 __attribute__((target("avx512f,prfchw"), always_inline)) static inline void
@@ -296,6 +297,8 @@ wk_gather3(const wk_knobs k, int cnt, const float *w, const int64_t *off, const 
             if (k.hint) _mm_prefetch(q + step * l, _MM_HINT_T1);
             else _mm_prefetch(q + step * l, _MM_HINT_T0);
         }
+        for (int l = 0; l < k.next; l++)
+            _mm_prefetch((const char *)(s0 + off[e] + 384 + 16 * ((e * k.next + l) % 24)), _MM_HINT_T1);
         wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
     }
     for (; e < cnt; e++) wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
@@ -314,24 +317,26 @@ static void wk_production(int cnt, const float *w, const int64_t *off, const flo
 #define WK_VARIANT(name, ...)                                                                                         \
     __attribute__((target("avx512f,prfchw"))) static void name(int cnt, const float *w, const int64_t *off,           \
                                                                const float *s0, float *o0) {                          \
-        wk_gather3((wk_knobs){__VA_ARGS__}, cnt, w, off, s0, o0);                                                     \
+        wk_gather3((wk_knobs){__VA_ARGS__}, cnt, w, off, s0, o0);                                                      \
     }
-WK_VARIANT(wk_copy, 1, 4, 0, 32, 0, 0, 0)
-WK_VARIANT(wk_nopf, 0, 4, 0, 0, 0, 0, 0)
-WK_VARIANT(wk_pf_all, 1, 4, 0, 0, 0, 0, 0)
-WK_VARIANT(wk_pf_d8, 1, 8, 0, 0, 0, 0, 0)
-WK_VARIANT(wk_pf_run, 2, 4, 0, 0, 0, 0, 0)
-WK_VARIANT(wk_pf_half, 3, 4, 0, 0, 0, 0, 0)
-WK_VARIANT(wk_pf_px, 4, 4, 0, 0, 0, 0, 0)
-WK_VARIANT(wk_pf_run_t1, 2, 8, 1, 0, 0, 0, 0)
-WK_VARIANT(wk_nt, 1, 4, 0, 32, 0, 0, 1)
-WK_VARIANT(wk_pfw_start, 1, 4, 0, 0, 1, 0, 0)
-WK_VARIANT(wk_pfw, 1, 4, 0, 0, 2, 0, 0)
-WK_VARIANT(wk_pf_px_pfw, 4, 4, 0, 0, 2, 0, 0)
-WK_VARIANT(wk_flat, 1, 4, 0, 32, 0, 1, 0)
-WK_VARIANT(wk_flat_pf_all, 1, 4, 0, 0, 0, 1, 0)
-WK_VARIANT(wk_flat_pfw, 1, 4, 0, 0, 2, 1, 0)
-WK_VARIANT(wk_flat_pf_px_pfw, 4, 4, 0, 0, 2, 1, 0)
+WK_VARIANT(wk_copy, 1, 4, 0, 32, 0, 0, 0, 0)
+WK_VARIANT(wk_nopf, 0, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_all, 1, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_d8, 1, 8, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_run, 2, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_half, 3, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_px, 4, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_run_t1, 2, 8, 1, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_nt, 1, 4, 0, 32, 0, 0, 1, 0)
+WK_VARIANT(wk_pfw_start, 1, 4, 0, 0, 1, 0, 0, 0)
+WK_VARIANT(wk_pfw, 1, 4, 0, 0, 2, 0, 0, 0)
+WK_VARIANT(wk_pf_px_pfw, 4, 4, 0, 0, 2, 0, 0, 0)
+WK_VARIANT(wk_flat, 1, 4, 0, 32, 0, 1, 0, 0)
+WK_VARIANT(wk_flat_pf_all, 1, 4, 0, 0, 0, 1, 0, 0)
+WK_VARIANT(wk_flat_pfw, 1, 4, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_flat_pf_px_pfw, 4, 4, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_next1, 1, 4, 0, 0, 2, 1, 0, 1)
+WK_VARIANT(wk_next3, 1, 4, 0, 0, 2, 1, 0, 3)
 static const struct {
     const char *name;
     wk_kernel k;
@@ -351,14 +356,16 @@ static const struct {
                   {"flat", wk_flat},
                   {"flat pf all", wk_flat_pf_all},
                   {"flat pf all + pfw", wk_flat_pfw},
-                  {"flat pf 3 + pfw", wk_flat_pf_px_pfw}};
+                  {"flat pf 3 + pfw", wk_flat_pf_px_pfw},
+                  {"flat pf all + pfw + next 1", wk_next1},
+                  {"flat pf all + pfw + next 3", wk_next3}};
 #define WK_KERNELS ((int)(sizeof wk_kernels / sizeof wk_kernels[0]))
 #endif
 
 static int walk_main(int argc, char **argv) {
 #ifdef AB_HAVE_AVX512
     if (argc < 7 || !__builtin_cpu_supports("avx512f")) {
-        fprintf(stderr, "usage: kernel_ab walk reps in_c out_c size density [kernels, e.g. 0,2] (AVX-512)\n");
+        fprintf(stderr, "usage: kernel_ab walk reps in_c out_c size density [kernels, e.g. 0,2 [strip groups]] (AVX-512)\n");
         return 2;
     }
     const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = 128;
@@ -393,6 +400,8 @@ static int walk_main(int argc, char **argv) {
     for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
     memset(y, 0, ny * 4);
     const int groups = (H - 2) / 3;
+    /* argument 8: the walk in column strips of this many groups (each strip top to bottom); default: row by row */
+    const int strip = argc > 8 && atoi(argv[8]) > 0 ? atoi(argv[8]) : groups;
     const int64_t plane = (int64_t)H * H * N;
     const int NV = 4 * WK_KERNELS;
     double *u = malloc(sizeof(double) * (size_t)NV * reps);
@@ -402,8 +411,9 @@ static int walk_main(int argc, char **argv) {
             if (!on[kern]) continue;
             const wk_kernel f = wk_kernels[kern].k;
             const double c0 = cpu_ms();
-            for (int oh = 1; oh < H - 1; oh++)
-                for (int gq = 0; gq < groups; gq++) {
+            for (int g0 = 0; g0 < groups; g0 += strip)
+                for (int oh = 1; oh < H - 1; oh++)
+                for (int gq = g0; gq < g0 + strip && gq < groups; gq++) {
                     const int ow = 1 + 3 * gq;
                     const int64_t base = fix_x ? 0 : ((int64_t)(oh - 1) * H + (ow - 1)) * N;
                     for (int o = 0; o < Co; o++) {
@@ -415,8 +425,8 @@ static int walk_main(int argc, char **argv) {
         }
     const double flop = 2.0 * (double)nnz * (H - 2) * groups * 3 * N;
     printf("kernel_ab walk: %d -> %d channels, %dx%d, density %.4f (kept %lld, %.1f per row), batch 128, groups of 3 "
-           "pixels, interior only, %d rounds (CPU-time median GFLOP/s)\n",
-           Ci, Co, H, H, d, (long long)nnz, (double)nnz / Co, reps);
+           "pixels, interior only, %s %d groups, %d rounds (CPU-time median GFLOP/s)\n",
+           Ci, Co, H, H, d, (long long)nnz, (double)nnz / Co, strip < groups ? "column strips of" : "rows of", strip, reps);
     printf("  %-22s %9s %9s %9s %9s\n", "kernel", "real", "x fixed", "y fixed", "both");
     for (int kern = 0; kern < WK_KERNELS; kern++) {
         if (!on[kern]) continue;

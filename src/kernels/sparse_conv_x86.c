@@ -159,6 +159,7 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
         const __m512 d6 = _mm512_loadu_ps(dy + j + 96), d7 = _mm512_loadu_ps(dy + j + 112);
         for (int e = 0; e < cnt; e++) {
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
             __m512 t0 = _mm512_mul_ps(d0, _mm512_loadu_ps(s));
             __m512 t1 = _mm512_mul_ps(d1, _mm512_loadu_ps(s + 16));
@@ -312,6 +313,79 @@ static inline void prefetch_out2(const float *o0, int64_t out_step, int e) {
         for (; e < cnt; e++) STEP(e);                                                                                 \
     } while (0)
 
+/* The blocks of three, then two pixels of 128 floats (24 or 16
+ * accumulators) of gather_px_avx512; returns the pixels done. Inlined
+ * twice: with src_step the constant 128 (stride 1, every input gradient)
+ * one base register serves all pixels, at displacements; otherwise each
+ * pixel's run has its own. */
+static inline __attribute__((always_inline)) int px_blocks_avx512(int npx, int cnt, const float *w, const int64_t *off,
+                                                                  const float *src, int64_t src_step, float bias,
+                                                                  int accumulate, float *out, int64_t out_step,
+                                                                  float *stats, int64_t stats_step, int pf,
+                                                                  int pf_out) {
+    int q = 0;
+    for (; q + 3 <= npx; q += 3) {
+        const float *s0 = src + q * src_step;
+        float *o0 = out + q * out_step;
+        ST_ACC8(a);
+        ST_ACC8(b);
+        ST_ACC8(c);
+        ST_INIT8(a, o0);
+        ST_INIT8(b, o0 + out_step);
+        ST_INIT8(c, o0 + 2 * out_step);
+#define ST_STEP3(e)                                                                                                    \
+    do {                                                                                                              \
+        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
+        const float *t0 = s0 + off[e];                                                                                \
+        ST_IN_REG(t0);                                                                                                \
+        const float *t1 = t0 + src_step, *t2 = t1 + src_step;                                                         \
+        if (src_step != 128) {                                                                                        \
+            ST_IN_REG(t1);                                                                                            \
+            ST_IN_REG(t2);                                                                                            \
+        }                                                                                                             \
+        ST_FMA8(a, wv, t0);                                                                                           \
+        ST_FMA8(b, wv, t1);                                                                                           \
+        ST_FMA8(c, wv, t2);                                                                                           \
+    } while (0)
+        ST_PX_WEIGHTS(ST_STEP3, 3);
+#undef ST_STEP3
+        ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step), ST_STORE8(c, o0 + 2 * out_step);
+        if (stats) {
+            float *st = stats + q * stats_step;
+            stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
+            stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
+            stats8(c0, c1, c2, c3, c4, c5, c6, c7, st + 2 * stats_step);
+        }
+    }
+    for (; q + 2 <= npx; q += 2) {
+        const float *s0 = src + q * src_step;
+        float *o0 = out + q * out_step;
+        ST_ACC8(a);
+        ST_ACC8(b);
+        ST_INIT8(a, o0);
+        ST_INIT8(b, o0 + out_step);
+#define ST_STEP2(e)                                                                                                    \
+    do {                                                                                                              \
+        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
+        const float *t0 = s0 + off[e];                                                                                \
+        ST_IN_REG(t0);                                                                                                \
+        const float *t1 = t0 + src_step;                                                                              \
+        if (src_step != 128) ST_IN_REG(t1);                                                                           \
+        ST_FMA8(a, wv, t0);                                                                                           \
+        ST_FMA8(b, wv, t1);                                                                                           \
+    } while (0)
+        ST_PX_WEIGHTS(ST_STEP2, 2);
+#undef ST_STEP2
+        ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step);
+        if (stats) {
+            float *st = stats + q * stats_step;
+            stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
+            stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
+        }
+    }
+    return q;
+}
+
 /* Two or three pixels of 128 floats at once (16 or 24 accumulators), the
  * rest through gather / gather_stats one pixel at a time. */
 static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
@@ -321,62 +395,11 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
     const int pf = cnt >= tn->pf_min_row ? PF_DIST : cnt; /* cnt: no prefetching loop */
     const int pf_out = tn->pf_out && !accumulate;
     int q = 0;
-    if (n == 128) {
-        for (; q + 3 <= npx; q += 3) {
-            const float *s0 = src + q * src_step, *s1 = s0 + src_step, *s2 = s1 + src_step;
-            float *o0 = out + q * out_step;
-            ST_ACC8(a);
-            ST_ACC8(b);
-            ST_ACC8(c);
-            ST_INIT8(a, o0);
-            ST_INIT8(b, o0 + out_step);
-            ST_INIT8(c, o0 + 2 * out_step);
-#define ST_STEP3(e)                                                                                                    \
-    do {                                                                                                              \
-        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
-        const int64_t oe = off[e];                                                                                    \
-        const float *t0 = s0 + oe, *t1 = s1 + oe, *t2 = s2 + oe;                                                      \
-        ST_IN_REG(t0); ST_IN_REG(t1); ST_IN_REG(t2);                                                                  \
-        ST_FMA8(a, wv, t0);                                                                                           \
-        ST_FMA8(b, wv, t1);                                                                                           \
-        ST_FMA8(c, wv, t2);                                                                                           \
-    } while (0)
-            ST_PX_WEIGHTS(ST_STEP3, 3);
-#undef ST_STEP3
-            ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step), ST_STORE8(c, o0 + 2 * out_step);
-            if (stats) {
-                float *st = stats + q * stats_step;
-                stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
-                stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
-                stats8(c0, c1, c2, c3, c4, c5, c6, c7, st + 2 * stats_step);
-            }
-        }
-        for (; q + 2 <= npx; q += 2) {
-            const float *s0 = src + q * src_step, *s1 = s0 + src_step;
-            float *o0 = out + q * out_step;
-            ST_ACC8(a);
-            ST_ACC8(b);
-            ST_INIT8(a, o0);
-            ST_INIT8(b, o0 + out_step);
-#define ST_STEP2(e)                                                                                                    \
-    do {                                                                                                              \
-        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
-        const int64_t oe = off[e];                                                                                    \
-        const float *t0 = s0 + oe, *t1 = s1 + oe;                                                                     \
-        ST_IN_REG(t0); ST_IN_REG(t1);                                                                                 \
-        ST_FMA8(a, wv, t0);                                                                                           \
-        ST_FMA8(b, wv, t1);                                                                                           \
-    } while (0)
-            ST_PX_WEIGHTS(ST_STEP2, 2);
-#undef ST_STEP2
-            ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step);
-            if (stats) {
-                float *st = stats + q * stats_step;
-                stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
-                stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
-            }
-        }
-    }
+    if (n == 128 && src_step == 128)
+        q = px_blocks_avx512(npx, cnt, w, off, src, 128, bias, accumulate, out, out_step, stats, stats_step, pf, pf_out);
+    else if (n == 128)
+        q = px_blocks_avx512(npx, cnt, w, off, src, src_step, bias, accumulate, out, out_step, stats, stats_step, pf,
+                             pf_out);
     for (; q < npx; q++) {
         if (stats) gather_stats_avx512(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
         else gather_avx512(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
