@@ -337,6 +337,9 @@ WK_VARIANT(wk_flat_pfw, 1, 4, 0, 0, 2, 1, 0, 0)
 WK_VARIANT(wk_flat_pf_px_pfw, 4, 4, 0, 0, 2, 1, 0, 0)
 WK_VARIANT(wk_next1, 1, 4, 0, 0, 2, 1, 0, 1)
 WK_VARIANT(wk_next3, 1, 4, 0, 0, 2, 1, 0, 3)
+WK_VARIANT(wk_flat_pfw_d2, 1, 2, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_flat_pfw_d8, 1, 8, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_flat_pfw_d8_px, 4, 8, 0, 0, 2, 1, 0, 0)
 static const struct {
     const char *name;
     wk_kernel k;
@@ -358,7 +361,10 @@ static const struct {
                   {"flat pf all + pfw", wk_flat_pfw},
                   {"flat pf 3 + pfw", wk_flat_pf_px_pfw},
                   {"flat pf all + pfw + next 1", wk_next1},
-                  {"flat pf all + pfw + next 3", wk_next3}};
+                  {"flat pf all + pfw + next 3", wk_next3},
+                  {"flat pf all d2 + pfw", wk_flat_pfw_d2},
+                  {"flat pf all d8 + pfw", wk_flat_pfw_d8},
+                  {"flat pf 3 d8 + pfw", wk_flat_pfw_d8_px}};
 #define WK_KERNELS ((int)(sizeof wk_kernels / sizeof wk_kernels[0]))
 #endif
 
@@ -439,6 +445,123 @@ static int walk_main(int argc, char **argv) {
         printf("\n");
     }
     free(row_ptr), free(off), free(w), free(x), free(y), free(yl1), free(u);
+    return 0;
+#else
+    (void)argc, (void)argv;
+    return 2;
+#endif
+}
+
+/* `kernel_ab wgrad reps in_c out_c size density`: the weight gradient's
+ * interior walk (3x3, stride 1, batch 128, one chunk of every output
+ * channel) with the production SDDMM, one pixel per call, against a
+ * prototype that takes 2 or 3 adjacent pixels per call and loads and stores
+ * each kept weight's accumulator once for all of them (the same additions in
+ * the same order: the results are compared bit for bit). */
+#ifdef AB_HAVE_AVX512
+#define WG_DY8(D, p)                                                                                                   \
+    const __m512 D##0 = _mm512_loadu_ps((p)), D##1 = _mm512_loadu_ps((p) + 16), D##2 = _mm512_loadu_ps((p) + 32),     \
+                 D##3 = _mm512_loadu_ps((p) + 48), D##4 = _mm512_loadu_ps((p) + 64), D##5 = _mm512_loadu_ps((p) + 80), \
+                 D##6 = _mm512_loadu_ps((p) + 96), D##7 = _mm512_loadu_ps((p) + 112)
+/* t = the pixel's two partial sums added, in sddmm_avx512's order */
+#define WG_DOT8(D, s)                                                                                                  \
+    _mm512_add_ps(_mm512_fmadd_ps(D##6, _mm512_loadu_ps((s) + 96),                                                   \
+                                  _mm512_fmadd_ps(D##4, _mm512_loadu_ps((s) + 64),                                   \
+                                                  _mm512_fmadd_ps(D##2, _mm512_loadu_ps((s) + 32),                   \
+                                                                  _mm512_mul_ps(D##0, _mm512_loadu_ps((s)))))),      \
+                  _mm512_fmadd_ps(D##7, _mm512_loadu_ps((s) + 112),                                                  \
+                                  _mm512_fmadd_ps(D##5, _mm512_loadu_ps((s) + 80),                                   \
+                                                  _mm512_fmadd_ps(D##3, _mm512_loadu_ps((s) + 48),                   \
+                                                                  _mm512_mul_ps(D##1, _mm512_loadu_ps((s) + 16))))))
+__attribute__((target("avx512f"))) static void wg_sddmm2(int cnt, const int64_t *off, const float *dy, const float *src,
+                                                         float *acc) {
+    WG_DY8(d, dy);
+    WG_DY8(f, dy + 128);
+    for (int e = 0; e < cnt; e++) {
+        const float *s = src + off[e];
+        __asm__("" : "+r"(s));
+        float *a = acc + (size_t)e * 16;
+        __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), WG_DOT8(d, s));
+        _mm512_storeu_ps(a, _mm512_add_ps(v, WG_DOT8(f, s + 128)));
+    }
+}
+__attribute__((target("avx512f"))) static void wg_sddmm3(int cnt, const int64_t *off, const float *dy, const float *src,
+                                                         float *acc) {
+    WG_DY8(d, dy);
+    WG_DY8(f, dy + 128);
+    WG_DY8(g, dy + 256);
+    for (int e = 0; e < cnt; e++) {
+        const float *s = src + off[e];
+        __asm__("" : "+r"(s));
+        float *a = acc + (size_t)e * 16;
+        __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), WG_DOT8(d, s));
+        v = _mm512_add_ps(v, WG_DOT8(f, s + 128));
+        _mm512_storeu_ps(a, _mm512_add_ps(v, WG_DOT8(g, s + 256)));
+    }
+}
+#endif
+
+static int wgrad_main(int argc, char **argv) {
+#ifdef AB_HAVE_AVX512
+    if (argc < 7 || !__builtin_cpu_supports("avx512f")) {
+        fprintf(stderr, "usage: kernel_ab wgrad reps in_c out_c size density (AVX-512)\n");
+        return 2;
+    }
+    const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = 128;
+    const double d = atof(argv[6]);
+    if (reps < 1 || Ci < 1 || Co < 1 || H < 5 || d <= 0 || d > 1) return 2;
+    st_rng rng;
+    st_rng_seed(&rng, 1, 0);
+    int64_t *row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)Co * Ci * 9 + 64);
+    int64_t nnz = 0;
+    for (int o = 0; o < Co; o++) {
+        row_ptr[o] = nnz;
+        for (int j = 0; j < Ci * 9; j++)
+            if (st_rng_uniform_double(&rng) < d) off[nnz++] = (((int64_t)(j / 9) * H + (j % 9) / 3) * H + j % 3) * N;
+    }
+    row_ptr[Co] = nnz;
+    const size_t nx = (size_t)N * Ci * H * H, ny = (size_t)N * Co * H * H;
+    float *x = tensor(nx), *dy = tensor(ny), *acc[3];
+    for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
+    for (size_t i = 0; i < ny; i++) dy[i] = (float)st_rng_normal(&rng);
+    for (int v = 0; v < 3; v++) acc[v] = tensor((size_t)nnz * 16);
+    const int64_t plane = (int64_t)H * H * N;
+    const int groups = (H - 2) / 6; /* 6 pixels: 6 x 1, 3 x 2 or 2 x 3 per call */
+    double *u = malloc(sizeof(double) * 3 * (size_t)reps);
+    static const char *names3[3] = {"production, 1 pixel", "prototype, 2 pixels", "prototype, 3 pixels"};
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < 3; k++) {
+            const int v = (k + r) % 3, px = v + 1;
+            memset(acc[v], 0, sizeof(float) * 16 * (size_t)nnz);
+            const double c0 = cpu_ms();
+            for (int oh = 1; oh < H - 1; oh++)
+                for (int gq = 0; gq < groups; gq++)
+                    for (int ow = 1 + 6 * gq; ow < 7 + 6 * gq; ow += px) {
+                        const int64_t base = ((int64_t)(oh - 1) * H + (ow - 1)) * N, at = ((int64_t)oh * H + ow) * N;
+                        for (int o = 0; o < Co; o++) {
+                            const int64_t e0 = row_ptr[o], cnt = row_ptr[o + 1] - e0;
+                            const float *dd = dy + o * plane + at;
+                            float *a = acc[v] + e0 * 16;
+                            if (v == 0) st_spconv_prims_avx512.sddmm(N, (int)cnt, off + e0, NULL, dd, x + base, a);
+                            else if (v == 1) wg_sddmm2((int)cnt, off + e0, dd, x + base, a);
+                            else wg_sddmm3((int)cnt, off + e0, dd, x + base, a);
+                        }
+                    }
+            u[(size_t)v * reps + r] = cpu_ms() - c0;
+        }
+    const double flop = 2.0 * (double)nnz * (H - 2) * groups * 6 * N;
+    printf("kernel_ab wgrad: %d -> %d channels, %dx%d, density %.4f (kept %lld, %.1f per row), batch 128, interior "
+           "only, one chunk, %d rounds (CPU-time median GFLOP/s)\n",
+           Ci, Co, H, H, d, (long long)nnz, (double)nnz / Co, reps);
+    for (int v = 0; v < 3; v++) {
+        double *t = u + (size_t)v * reps;
+        qsort(t, (size_t)reps, sizeof(double), cmp);
+        printf("  %-22s %7.1f%s\n", names3[v], flop / t[reps / 2] / 1e6,
+               v && memcmp(acc[v], acc[0], sizeof(float) * 16 * (size_t)nnz) ? "  (DIFFERENT sums)" : "");
+    }
+    free(row_ptr), free(off), free(x), free(dy), free(u);
+    for (int v = 0; v < 3; v++) free(acc[v]);
     return 0;
 #else
     (void)argc, (void)argv;
@@ -538,6 +661,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "passes") == 0) return passes_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "probe") == 0) return probe_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "walk") == 0) return walk_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "wgrad") == 0) return wgrad_main(argc, argv);
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
     const int C = argc > 2 ? atoi(argv[2]) : 16, H = argc > 3 ? atoi(argv[3]) : 32;
     const double d = argc > 4 ? atof(argv[4]) : 0.1545;
