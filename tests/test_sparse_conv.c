@@ -441,11 +441,52 @@ static void test_layout_round_trip(void) {
     free(x), free(t), free(back);
 }
 
+/* sddmm_px gives the bits of npx calls of sddmm in pixel order, at every
+ * ISA, for 1-7 pixels, the 128-wide path and other batches, with and
+ * without slots. */
+static void test_sddmm_px_identity(void) {
+    const st_spconv_prims *all[3] = {&st_spconv_prims_generic, NULL, NULL};
+    const int have[3] = {1, st_isa_best_supported() >= ST_ISA_AVX2, st_isa_best_supported() >= ST_ISA_AVX512};
+#ifdef ST_SPCONV_HAVE_X86
+    all[1] = &st_spconv_prims_avx2, all[2] = &st_spconv_prims_avx512;
+#endif
+    st_rng rng;
+    st_rng_seed(&rng, 23, 0);
+    const int ns[4] = {128, 7, 133, 64}, cnt = 37, slots = 48;
+    for (int k = 0; k < 3; k++) {
+        if (!have[k] || !all[k]) continue;
+        for (int ni = 0; ni < 4; ni++)
+            for (int npx = 1; npx <= 7; npx++)
+                for (int with_slot = 0; with_slot < 2; with_slot++) {
+                    const int n = ns[ni];
+                    const int64_t src_step = n + 3, dy_step = 2 * n + 1, src_len = 40 * (int64_t)n + 8 * src_step;
+                    float *src = random_floats(&rng, (size_t)src_len), *dy = random_floats(&rng, (size_t)(8 * dy_step));
+                    int64_t off[37];
+                    int32_t slot[37];
+                    for (int e = 0; e < cnt; e++) {
+                        off[e] = (int64_t)(st_rng_next(&rng) % 40) * n;
+                        slot[e] = (int32_t)((e * 7 + 3) % slots); /* distinct: 7 and 48 are coprime */
+                    }
+                    float *a1 = random_floats(&rng, (size_t)slots * ST_SPCONV_LANES), *a2 = new_floats((size_t)slots * ST_SPCONV_LANES);
+                    memcpy(a2, a1, sizeof(float) * (size_t)slots * ST_SPCONV_LANES);
+                    const int32_t *sl = with_slot ? slot : NULL;
+                    for (int q = 0; q < npx; q++) all[k]->sddmm(n, cnt, off, sl, dy + q * dy_step, src + q * src_step, a1);
+                    all[k]->sddmm_px(n, npx, cnt, off, sl, dy, dy_step, src, src_step, a2);
+                    if (memcmp(a1, a2, sizeof(float) * (size_t)slots * ST_SPCONV_LANES) != 0) {
+                        fprintf(stderr, "sddmm_px (prims %d) differs: n=%d npx=%d slots=%d\n", k, n, npx, with_slot);
+                        st_test_failures++;
+                    }
+                    free(src), free(dy), free(a1), free(a2);
+                }
+    }
+}
+
 int main(void) {
     test_reference_semantics();
     test_fast_vs_reference();
     test_px_block_identity();
     test_tunings_identical();
+    test_sddmm_px_identity();
     test_stats_thread_invariance();
     test_bn_given_sums();
     test_layout_round_trip();

@@ -182,6 +182,68 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
     }
 }
 
+/* One pixel's 8 dy vectors (D0..D7) and the sum sddmm_avx512 adds to a
+ * kept weight's accumulator for it, in its order: (d0 s0 + d2 s2 + d4 s4 +
+ * d6 s6) + (d1 s1 + d3 s3 + d5 s5 + d7 s7), each half a chain of FMAs. */
+#define ST_DY8(D, p)                                                                                                   \
+    const __m512 D##0 = _mm512_loadu_ps((p)), D##1 = _mm512_loadu_ps((p) + 16), D##2 = _mm512_loadu_ps((p) + 32);     \
+    const __m512 D##3 = _mm512_loadu_ps((p) + 48), D##4 = _mm512_loadu_ps((p) + 64), D##5 = _mm512_loadu_ps((p) + 80); \
+    const __m512 D##6 = _mm512_loadu_ps((p) + 96), D##7 = _mm512_loadu_ps((p) + 112)
+#define ST_DOT8(D, s)                                                                                                  \
+    _mm512_add_ps(                                                                                                    \
+        _mm512_fmadd_ps(D##6, _mm512_loadu_ps((s) + 96),                                                              \
+                        _mm512_fmadd_ps(D##4, _mm512_loadu_ps((s) + 64),                                              \
+                                        _mm512_fmadd_ps(D##2, _mm512_loadu_ps((s) + 32),                              \
+                                                        _mm512_mul_ps(D##0, _mm512_loadu_ps((s)))))),                 \
+        _mm512_fmadd_ps(D##7, _mm512_loadu_ps((s) + 112),                                                             \
+                        _mm512_fmadd_ps(D##5, _mm512_loadu_ps((s) + 80),                                              \
+                                        _mm512_fmadd_ps(D##3, _mm512_loadu_ps((s) + 48),                              \
+                                                        _mm512_mul_ps(D##1, _mm512_loadu_ps((s) + 16))))))
+
+/* Blocks of three, then two pixels of 128 floats (24 or 16 dy vectors in
+ * registers), each kept weight's accumulator loaded and stored once per
+ * block; the rest one pixel at a time. */
+static void sddmm_px_avx512(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
+                            int64_t dy_step, const float *src, int64_t src_step, float *acc) {
+    int q = 0;
+    if (n == 128) {
+        for (; q + 3 <= npx; q += 3) {
+            const float *s0 = src + q * src_step;
+            const float *y0 = dy + q * dy_step;
+            ST_DY8(d, y0);
+            ST_DY8(f, y0 + dy_step);
+            ST_DY8(g, y0 + 2 * dy_step);
+            for (int e = 0; e < cnt; e++) {
+                const float *t0 = s0 + off[e], *t1 = t0 + src_step, *t2 = t1 + src_step;
+                ST_IN_REG(t0);
+                ST_IN_REG(t1);
+                ST_IN_REG(t2);
+                float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+                __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), ST_DOT8(d, t0));
+                v = _mm512_add_ps(v, ST_DOT8(f, t1));
+                _mm512_storeu_ps(a, _mm512_add_ps(v, ST_DOT8(g, t2)));
+            }
+        }
+        for (; q + 2 <= npx; q += 2) {
+            const float *s0 = src + q * src_step;
+            const float *y0 = dy + q * dy_step;
+            ST_DY8(d, y0);
+            ST_DY8(f, y0 + dy_step);
+            for (int e = 0; e < cnt; e++) {
+                const float *t0 = s0 + off[e], *t1 = t0 + src_step;
+                ST_IN_REG(t0);
+                ST_IN_REG(t1);
+                float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+                const __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), ST_DOT8(d, t0));
+                _mm512_storeu_ps(a, _mm512_add_ps(v, ST_DOT8(f, t1)));
+            }
+        }
+    }
+    for (; q < npx; q++) sddmm_avx512(n, cnt, off, slot, dy + q * dy_step, src + q * src_step, acc);
+}
+#undef ST_DY8
+#undef ST_DOT8
+
 static void run_stats_avx512(int n, const float *v, float *out) {
     const __m512 k = _mm512_set1_ps(v[0]);
     __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
@@ -415,6 +477,7 @@ const st_spconv_prims st_spconv_prims_avx512 = {
     .gather = gather_avx512,
     .gather_px = gather_px_avx512,
     .sddmm = sddmm_avx512,
+    .sddmm_px = sddmm_px_avx512,
     .run_stats = run_stats_avx512,
     .gather_stats = gather_stats_avx512,
     .run_bn_sums = run_bn_sums_avx512,
@@ -482,6 +545,11 @@ static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, 
             dy[j] * src[off[e] + j];
 }
 
+static void sddmm_px_avx2(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
+                          int64_t dy_step, const float *src, int64_t src_step, float *acc) {
+    for (int q = 0; q < npx; q++) sddmm_avx2(n, cnt, off, slot, dy + q * dy_step, src + q * src_step, acc);
+}
+
 static void run_stats_avx2(int n, const float *v, float *out) {
     const __m256 k = _mm256_set1_ps(v[0]);
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
@@ -540,6 +608,7 @@ const st_spconv_prims st_spconv_prims_avx2 = {
     .gather = gather_avx2,
     .gather_px = gather_px_avx2,
     .sddmm = sddmm_avx2,
+    .sddmm_px = sddmm_px_avx2,
     .run_stats = run_stats_avx2,
     .gather_stats = gather_stats_avx2,
     .run_bn_sums = run_bn_sums_avx2,
