@@ -30,7 +30,7 @@
  * statistics epilogue), bn 2-pass / bn 1-pass (BN forward without and with
  * the statistics given).
  *
- * Three more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
+ * Four more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
  *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks [tunings]]]
  * times the forward, forward + statistics, input-gradient and weight-gradient
  * passes of one random layer (any channel counts) at each pixel blocking of
@@ -38,10 +38,14 @@
  * walk before blocking) and each tuning of the AVX-512 gathers in the list
  * (e.g. zen,intel; st_spconv_tuning_force), interleaved in one process,
  * CPU-time medians and GFLOP/s;
- *     build/kernel_ab walk reps in_c out_c size density [kernels]
+ *     build/kernel_ab walk reps in_c out_c size density [kernels [strip_groups [walk_prefetch]]]
  * the forward's interior walk with the production 3-pixel gather and
- * prototypes of it, with the input and/or the output held in cache (see
- * walk_main); and
+ * prototypes of it, with the input and/or the output held in cache, row by
+ * row or in column strips, optionally prefetching the next group's new
+ * input columns (see walk_main);
+ *     build/kernel_ab wgrad reps in_c out_c size density
+ * the weight gradient's interior walk, one pixel per SDDMM call against
+ * 2 and 3 (see wgrad_main); and
  *     build/kernel_ab probe reps KiB...
  * runs the gather's inner loop alone on random 512-byte runs of a buffer of
  * each size: the rate the kernel can be fed at from L1, L2, L3 or DRAM. */
@@ -408,6 +412,8 @@ static int walk_main(int argc, char **argv) {
     const int groups = (H - 2) / 3;
     /* argument 8: the walk in column strips of this many groups (each strip top to bottom); default: row by row */
     const int strip = argc > 8 && atoi(argv[8]) > 0 ? atoi(argv[8]) : groups;
+    const int walk_pf = argc > 9 ? atoi(argv[9]) : 0;
+    const int64_t new_lines = (int64_t)Ci * 3 * 24;
     const int64_t plane = (int64_t)H * H * N;
     const int NV = 4 * WK_KERNELS;
     double *u = malloc(sizeof(double) * (size_t)NV * reps);
@@ -422,8 +428,20 @@ static int walk_main(int argc, char **argv) {
                 for (int gq = g0; gq < g0 + strip && gq < groups; gq++) {
                     const int ow = 1 + 3 * gq;
                     const int64_t base = fix_x ? 0 : ((int64_t)(oh - 1) * H + (ow - 1)) * N;
+                    /* argument 9 (1: T1, 2: T2): the walk prefetches the input columns new to the
+                     * next group of the row (3 rows x 3 pixels x in_c runs), spread over the channels */
+                    const int64_t nbase = base + 3 * N;
+                    const int next_ok = walk_pf && gq + 1 < g0 + strip && gq + 1 < groups && !fix_x;
                     for (int o = 0; o < Co; o++) {
                         float *yo = fix_y ? yl1 : y + o * plane + ((int64_t)oh * H + ow) * N;
+                        if (next_ok)
+                            for (int l = (int)(new_lines * o / Co); l < (int)(new_lines * (o + 1) / Co); l++) {
+                                /* line l: channel, row, then 24 lines of the 3 new pixels (pixels 2-4 after nbase) */
+                                const int i = l / 72, kh = l / 24 % 3, ln = l % 24;
+                                const char *q = (const char *)(x + nbase + (((int64_t)i * H + kh) * H + 2) * N) + 64 * ln;
+                                if (walk_pf == 1) _mm_prefetch(q, _MM_HINT_T1);
+                                else _mm_prefetch(q, _MM_HINT_T2);
+                            }
                         f((int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o], off + row_ptr[o], x + base, yo);
                     }
                 }
