@@ -233,6 +233,38 @@ static int probe_main(int argc, char **argv) {
 #endif
 }
 
+#ifdef AB_HAVE_AVX512
+/* A random 3x3 layer of walk and wgrad: CSR rows of kept weights with the
+ * forward's offsets (((i * H + kh) * H + kw) * 128) and values, and an
+ * input x of random normals. */
+typedef struct wk_layer {
+    int64_t *row_ptr, *off, nnz;
+    float *w, *x;
+} wk_layer;
+
+static void wk_layer_make(st_rng *rng, int Ci, int Co, int H, double d, wk_layer *l) {
+    const int N = 128;
+    l->row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
+    l->off = malloc(sizeof(int64_t) * (size_t)Co * Ci * 9 + 64);
+    l->w = malloc(sizeof(float) * (size_t)Co * Ci * 9 + 64);
+    l->nnz = 0;
+    for (int o = 0; o < Co; o++) {
+        l->row_ptr[o] = l->nnz;
+        for (int j = 0; j < Ci * 9; j++)
+            if (st_rng_uniform_double(rng) < d) {
+                l->off[l->nnz] = (((int64_t)(j / 9) * H + (j % 9) / 3) * H + j % 3) * N;
+                l->w[l->nnz++] = (float)(st_rng_normal(rng) * 0.3);
+            }
+    }
+    l->row_ptr[Co] = l->nnz;
+    const size_t nx = (size_t)N * Ci * H * H;
+    l->x = tensor(nx);
+    for (size_t i = 0; i < nx; i++) l->x[i] = (float)st_rng_normal(rng);
+}
+
+static void wk_layer_free(wk_layer *l) { free(l->row_ptr), free(l->off), free(l->w), free(l->x); }
+#endif
+
 /* `kernel_ab walk reps in_c out_c size density [kernels]`: the forward's
  * interior walk (3x3, stride 1, batch 128, groups of 3 output pixels of one
  * row, every output channel of a group back to back, as the pass does)
@@ -392,22 +424,12 @@ static int walk_main(int argc, char **argv) {
     for (int v = 0; v < WK_KERNELS; v++) on[v] |= !any;
     st_rng rng;
     st_rng_seed(&rng, 1, 0);
-    int64_t *row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
-    int64_t *off = malloc(sizeof(int64_t) * (size_t)Co * Ci * 9 + 64);
-    float *w = malloc(sizeof(float) * (size_t)Co * Ci * 9 + 64);
-    int64_t nnz = 0;
-    for (int o = 0; o < Co; o++) {
-        row_ptr[o] = nnz;
-        for (int j = 0; j < Ci * 9; j++)
-            if (st_rng_uniform_double(&rng) < d) {
-                off[nnz] = (((int64_t)(j / 9) * H + (j % 9) / 3) * H + j % 3) * N;
-                w[nnz++] = (float)(st_rng_normal(&rng) * 0.3);
-            }
-    }
-    row_ptr[Co] = nnz;
-    const size_t nx = (size_t)N * Ci * H * H, ny = (size_t)N * Co * H * H;
-    float *x = tensor(nx), *y = tensor(ny), *yl1 = tensor(3 * 128);
-    for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
+    wk_layer l;
+    wk_layer_make(&rng, Ci, Co, H, d, &l);
+    const int64_t *row_ptr = l.row_ptr, *off = l.off, nnz = l.nnz;
+    const float *w = l.w, *x = l.x;
+    const size_t ny = (size_t)N * Co * H * H;
+    float *y = tensor(ny), *yl1 = tensor(3 * 128);
     memset(y, 0, ny * 4);
     const int groups = (H - 2) / 3;
     /* argument 8: the walk in column strips of this many groups (each strip top to bottom); default: row by row */
@@ -462,7 +484,8 @@ static int walk_main(int argc, char **argv) {
         }
         printf("\n");
     }
-    free(row_ptr), free(off), free(w), free(x), free(y), free(yl1), free(u);
+    wk_layer_free(&l);
+    free(y), free(yl1), free(u);
     return 0;
 #else
     (void)argc, (void)argv;
@@ -472,52 +495,10 @@ static int walk_main(int argc, char **argv) {
 
 /* `kernel_ab wgrad reps in_c out_c size density`: the weight gradient's
  * interior walk (3x3, stride 1, batch 128, one chunk of every output
- * channel) with the production SDDMM, one pixel per call, against a
- * prototype that takes 2 or 3 adjacent pixels per call and loads and stores
- * each kept weight's accumulator once for all of them (the same additions in
- * the same order: the results are compared bit for bit). */
-#ifdef AB_HAVE_AVX512
-#define WG_DY8(D, p)                                                                                                   \
-    const __m512 D##0 = _mm512_loadu_ps((p)), D##1 = _mm512_loadu_ps((p) + 16), D##2 = _mm512_loadu_ps((p) + 32),     \
-                 D##3 = _mm512_loadu_ps((p) + 48), D##4 = _mm512_loadu_ps((p) + 64), D##5 = _mm512_loadu_ps((p) + 80), \
-                 D##6 = _mm512_loadu_ps((p) + 96), D##7 = _mm512_loadu_ps((p) + 112)
-/* t = the pixel's two partial sums added, in sddmm_avx512's order */
-#define WG_DOT8(D, s)                                                                                                  \
-    _mm512_add_ps(_mm512_fmadd_ps(D##6, _mm512_loadu_ps((s) + 96),                                                   \
-                                  _mm512_fmadd_ps(D##4, _mm512_loadu_ps((s) + 64),                                   \
-                                                  _mm512_fmadd_ps(D##2, _mm512_loadu_ps((s) + 32),                   \
-                                                                  _mm512_mul_ps(D##0, _mm512_loadu_ps((s)))))),      \
-                  _mm512_fmadd_ps(D##7, _mm512_loadu_ps((s) + 112),                                                  \
-                                  _mm512_fmadd_ps(D##5, _mm512_loadu_ps((s) + 80),                                   \
-                                                  _mm512_fmadd_ps(D##3, _mm512_loadu_ps((s) + 48),                   \
-                                                                  _mm512_mul_ps(D##1, _mm512_loadu_ps((s) + 16))))))
-__attribute__((target("avx512f"))) static void wg_sddmm2(int cnt, const int64_t *off, const float *dy, const float *src,
-                                                         float *acc) {
-    WG_DY8(d, dy);
-    WG_DY8(f, dy + 128);
-    for (int e = 0; e < cnt; e++) {
-        const float *s = src + off[e];
-        __asm__("" : "+r"(s));
-        float *a = acc + (size_t)e * 16;
-        __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), WG_DOT8(d, s));
-        _mm512_storeu_ps(a, _mm512_add_ps(v, WG_DOT8(f, s + 128)));
-    }
-}
-__attribute__((target("avx512f"))) static void wg_sddmm3(int cnt, const int64_t *off, const float *dy, const float *src,
-                                                         float *acc) {
-    WG_DY8(d, dy);
-    WG_DY8(f, dy + 128);
-    WG_DY8(g, dy + 256);
-    for (int e = 0; e < cnt; e++) {
-        const float *s = src + off[e];
-        __asm__("" : "+r"(s));
-        float *a = acc + (size_t)e * 16;
-        __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), WG_DOT8(d, s));
-        v = _mm512_add_ps(v, WG_DOT8(f, s + 128));
-        _mm512_storeu_ps(a, _mm512_add_ps(v, WG_DOT8(g, s + 256)));
-    }
-}
-#endif
+ * channel) with the AVX-512 SDDMM one pixel per call (sddmm, what the walk
+ * calls) against sddmm_px on 2 and 3 adjacent pixels per call, which loads
+ * and stores each kept weight's accumulator once for all of them (the same
+ * additions in the same order: the results are compared bit for bit). */
 
 static int wgrad_main(int argc, char **argv) {
 #ifdef AB_HAVE_AVX512
@@ -530,24 +511,18 @@ static int wgrad_main(int argc, char **argv) {
     if (reps < 1 || Ci < 1 || Co < 1 || H < 5 || d <= 0 || d > 1) return 2;
     st_rng rng;
     st_rng_seed(&rng, 1, 0);
-    int64_t *row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
-    int64_t *off = malloc(sizeof(int64_t) * (size_t)Co * Ci * 9 + 64);
-    int64_t nnz = 0;
-    for (int o = 0; o < Co; o++) {
-        row_ptr[o] = nnz;
-        for (int j = 0; j < Ci * 9; j++)
-            if (st_rng_uniform_double(&rng) < d) off[nnz++] = (((int64_t)(j / 9) * H + (j % 9) / 3) * H + j % 3) * N;
-    }
-    row_ptr[Co] = nnz;
-    const size_t nx = (size_t)N * Ci * H * H, ny = (size_t)N * Co * H * H;
-    float *x = tensor(nx), *dy = tensor(ny), *acc[3];
-    for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
+    wk_layer l;
+    wk_layer_make(&rng, Ci, Co, H, d, &l);
+    const int64_t *row_ptr = l.row_ptr, *off = l.off, nnz = l.nnz;
+    const float *x = l.x;
+    const size_t ny = (size_t)N * Co * H * H;
+    float *dy = tensor(ny), *acc[3];
     for (size_t i = 0; i < ny; i++) dy[i] = (float)st_rng_normal(&rng);
     for (int v = 0; v < 3; v++) acc[v] = tensor((size_t)nnz * 16);
     const int64_t plane = (int64_t)H * H * N;
     const int groups = (H - 2) / 6; /* 6 pixels: 6 x 1, 3 x 2 or 2 x 3 per call */
     double *u = malloc(sizeof(double) * 3 * (size_t)reps);
-    static const char *names3[3] = {"production, 1 pixel", "prototype, 2 pixels", "prototype, 3 pixels"};
+    static const char *names3[3] = {"sddmm, 1 pixel", "sddmm_px, 2 pixels", "sddmm_px, 3 pixels"};
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < 3; k++) {
             const int v = (k + r) % 3, px = v + 1;
@@ -562,8 +537,7 @@ static int wgrad_main(int argc, char **argv) {
                             const float *dd = dy + o * plane + at;
                             float *a = acc[v] + e0 * 16;
                             if (v == 0) st_spconv_prims_avx512.sddmm(N, (int)cnt, off + e0, NULL, dd, x + base, a);
-                            else if (v == 1) wg_sddmm2((int)cnt, off + e0, dd, x + base, a);
-                            else wg_sddmm3((int)cnt, off + e0, dd, x + base, a);
+                            else st_spconv_prims_avx512.sddmm_px(N, px, (int)cnt, off + e0, NULL, dd, N, x + base, N, a);
                         }
                     }
             u[(size_t)v * reps + r] = cpu_ms() - c0;
@@ -578,7 +552,8 @@ static int wgrad_main(int argc, char **argv) {
         printf("  %-22s %7.1f%s\n", names3[v], flop / t[reps / 2] / 1e6,
                v && memcmp(acc[v], acc[0], sizeof(float) * 16 * (size_t)nnz) ? "  (DIFFERENT sums)" : "");
     }
-    free(row_ptr), free(off), free(x), free(dy), free(u);
+    wk_layer_free(&l);
+    free(dy), free(u);
     for (int v = 0; v < 3; v++) free(acc[v]);
     return 0;
 #else
