@@ -38,11 +38,11 @@
  * walk before blocking) and each tuning of the AVX-512 gathers in the list
  * (e.g. zen,intel; st_spconv_tuning_force), interleaved in one process,
  * CPU-time medians and GFLOP/s;
- *     build/kernel_ab walk reps in_c out_c size density [kernels [strip_groups [walk_prefetch]]]
+ *     build/kernel_ab walk reps in_c out_c size density [kernels [strip_groups [walk_prefetch [in_block]]]]
  * the forward's interior walk with the production 3-pixel gather and
  * prototypes of it, with the input and/or the output held in cache, row by
  * row or in column strips, optionally prefetching the next group's new
- * input columns (see walk_main);
+ * input columns, or over blocks of in_block input channels (see walk_main);
  *     build/kernel_ab wgrad reps in_c out_c size density
  * the weight gradient's interior walk, one pixel per SDDMM call against
  * 2 and 3 (see wgrad_main); and
@@ -436,6 +436,16 @@ static int walk_main(int argc, char **argv) {
     const int strip = argc > 8 && atoi(argv[8]) > 0 ? atoi(argv[8]) : groups;
     const int walk_pf = argc > 9 ? atoi(argv[9]) : 0;
     const int64_t new_lines = (int64_t)Ci * 3 * 24;
+    const int cb = argc > 10 && atoi(argv[10]) > 0 && atoi(argv[10]) < Ci ? atoi(argv[10]) : 0;
+    const int nblk = cb ? (Ci + cb - 1) / cb : 1;
+    int64_t *blk_ptr = malloc(sizeof(int64_t) * (size_t)Co * (size_t)(nblk + 1));
+    for (int o = 0; o < Co; o++) {
+        int64_t e = row_ptr[o];
+        for (int b = 0; b <= nblk; b++) {
+            while (e < row_ptr[o + 1] && off[e] / ((int64_t)H * H * N) < (int64_t)b * cb) e++;
+            blk_ptr[(size_t)o * (nblk + 1) + b] = b == nblk ? row_ptr[o + 1] : e;
+        }
+    }
     const int64_t plane = (int64_t)H * H * N;
     const int NV = 4 * WK_KERNELS;
     double *u = malloc(sizeof(double) * (size_t)NV * reps);
@@ -464,12 +474,41 @@ static int walk_main(int argc, char **argv) {
                                 if (walk_pf == 1) _mm_prefetch(q, _MM_HINT_T1);
                                 else _mm_prefetch(q, _MM_HINT_T2);
                             }
-                        f((int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o], off + row_ptr[o], x + base, yo);
+                        if (cb == 0) f((int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o], off + row_ptr[o], x + base, yo);
                     }
+                    /* argument 10: the production gather over blocks of cb input channels, each block
+                     * every output channel, accumulating into y (the same sums in the same order) */
+                    for (int b = 0; cb && b < nblk; b++)
+                        for (int o = 0; o < Co; o++) {
+                            float *yo = fix_y ? yl1 : y + o * plane + ((int64_t)oh * H + ow) * N;
+                            const int64_t e0 = blk_ptr[(size_t)o * (nblk + 1) + b], e1 = blk_ptr[(size_t)o * (nblk + 1) + b + 1];
+                            st_spconv_prims_avx512.gather_px(128, 3, (int)(e1 - e0), w + e0, off + e0, x + base, 128, 0.0f,
+                                                             b > 0, yo, 128, NULL, 0);
+                        }
                 }
             u[(size_t)v * reps + r] = cpu_ms() - c0;
         }
+    int same = 1; /* the blocked walk gives the bits of the unblocked one */
+    if (cb) {
+        float *y1 = tensor(3 * 128), *y2 = tensor(3 * 128);
+        for (int oh = 1; oh < H - 1; oh++)
+            for (int gq = 0; gq < groups; gq++)
+                for (int o = 0; o < Co; o++) {
+                    const int64_t base = ((int64_t)(oh - 1) * H + 3 * gq) * N;
+                    st_spconv_prims_avx512.gather_px(128, 3, (int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o],
+                                                     off + row_ptr[o], x + base, 128, 0.0f, 0, y1, 128, NULL, 0);
+                    for (int b = 0; b < nblk; b++) {
+                        const int64_t e0 = blk_ptr[(size_t)o * (nblk + 1) + b], e1 = blk_ptr[(size_t)o * (nblk + 1) + b + 1];
+                        st_spconv_prims_avx512.gather_px(128, 3, (int)(e1 - e0), w + e0, off + e0, x + base, 128, 0.0f,
+                                                         b > 0, y2, 128, NULL, 0);
+                    }
+                    same &= memcmp(y1, y2, sizeof(float) * 3 * 128) == 0;
+                }
+        free(y1), free(y2);
+    }
     const double flop = 2.0 * (double)nnz * (H - 2) * groups * 3 * N;
+    if (cb) printf("kernel_ab walk: production gather over blocks of %d input channels, accumulating (%s)\n", cb,
+                   same ? "the same bits as unblocked" : "DIFFERENT from unblocked");
     printf("kernel_ab walk: %d -> %d channels, %dx%d, density %.4f (kept %lld, %.1f per row), batch 128, groups of 3 "
            "pixels, interior only, %s %d groups, %d rounds (CPU-time median GFLOP/s)\n",
            Ci, Co, H, H, d, (long long)nnz, (double)nnz / Co, strip < groups ? "column strips of" : "rows of", strip, reps);
@@ -485,7 +524,7 @@ static int walk_main(int argc, char **argv) {
         printf("\n");
     }
     wk_layer_free(&l);
-    free(y), free(yl1), free(u);
+    free(y), free(yl1), free(u), free(blk_ptr);
     return 0;
 #else
     (void)argc, (void)argv;
