@@ -357,18 +357,13 @@ static inline void prefetch_out2(const float *o0, int64_t out_step, int e) {
 }
 
 /* The kept weights of a block of NPX pixels: STEP(e) for every e, with the
- * input prefetch of e + pf where e + pf < cnt, and while e < 4 * NPX the
- * output prefetch (pf_out) of lines 2e, 2e + 1. */
+ * input prefetch of e + pf where e + pf < cnt, and with it while e < 4 *
+ * NPX the output prefetch (pf_out) of lines 2e, 2e + 1. */
 #define ST_PX_WEIGHTS(STEP, NPX)                                                                                      \
     do {                                                                                                              \
         int e = 0;                                                                                                    \
-        if (pf_out)                                                                                                   \
-            for (; e < 4 * (NPX) && e < cnt; e++) {                                                                   \
-                prefetch_out2(o0, out_step, e);                                                                       \
-                if (e < cnt - pf) _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);                        \
-                STEP(e);                                                                                              \
-            }                                                                                                         \
         for (; e < cnt - pf; e++) {                                                                                   \
+            if (pf_out && e < 4 * (NPX)) prefetch_out2(o0, out_step, e);                                              \
             _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);                                              \
             STEP(e);                                                                                                  \
         }                                                                                                             \
