@@ -11,17 +11,18 @@
 /* ---------------- tunings ---------------- */
 
 /* Per-CPU choices of gather_px_avx512 (measured with bench/kernel_ab.c
- * walk and passes; docs/PERFORMANCE.md, "Kernels for wide layers"):
+ * walk and passes; docs/PERFORMANCE.md, "Kernels for wide layers" and its
+ * "Intel Xeon" part):
  *   pf_min_row  rows of fewer kept weights do not prefetch their inputs
  *   pf_out      the output lines are prefetched for writing (prefetchw),
  *               two per kept weight over a block's first kept weights,
  *               unless the gather accumulates (it loads them first then)
  * Zen 4/5: the input prefetch paid 5-10 % on rows of 75-150 kept weights and
  * cost 7 % on rows of ~20. Intel Xeon: prefetching the inputs of every row
- * and the output lines paid on rows of 22-150 (10-20 % on the interior
- * walk with both): its L3, which the output lines come from (write-allocate)
- * and so do the input columns new to each pixel group, is several times
- * slower than Zen's, and more of its latency has to be hidden. */
+ * and the output lines paid on rows of 22-150 (4-7 % on the interior walk):
+ * its L3, which the output lines come from (write-allocate) and so do the
+ * input columns new to each pixel group, is 1.3-3x slower than Zen's, and
+ * more of its latency has to be hidden. */
 typedef struct gather_tuning {
     int pf_min_row;
     int pf_out;
@@ -61,7 +62,7 @@ const char *st_spconv_tuning_name(st_spconv_tuning t) {
 /* Keeps a run's address in a register of its own, so that the FMAs' loads
  * from it are base + displacement: the compiler would otherwise fold the
  * offset in as base + index * 4, which Intel cores split into two uops in
- * every load-FMA (un-lamination: 5-15 % of the gather, kernel_ab walk
+ * every load-FMA (un-lamination: 4-8 % of the gather, kernel_ab walk
  * "flat"). AMD cores fuse both forms; the extra adds (1-3 per 8-24 FMAs)
  * take integer ports the gather leaves idle. */
 #define ST_IN_REG(p) __asm__("" : "+r"(p))
