@@ -22,7 +22,7 @@ typedef struct st_spconv_prims {
      * has) each accumulator gets the same additions in the same order as
      * from npx calls of sddmm, q = 0, 1, ..., so the results are the same
      * bit for bit; where the ISA can, each accumulator is loaded and stored
-     * once for two or three pixels (kernel_ab wgrad: +15-25 % at 64-128
+     * once for two or three pixels (kernel_ab wgrad: +12-24 % at 64-128
      * channels on an Intel Xeon). */
     void (*sddmm_px)(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
                      int64_t dy_step, const float *src, int64_t src_step, float *acc);
