@@ -286,6 +286,9 @@ static void wk_layer_free(wk_layer *l) { free(l->row_ptr), free(l->off), free(l-
     ST((p), A##0), ST((p) + 16, A##1), ST((p) + 32, A##2), ST((p) + 48, A##3), ST((p) + 64, A##4),                   \
     ST((p) + 80, A##5), ST((p) + 96, A##6), ST((p) + 112, A##7)
 
+/* prefetchw (asm, as in sparse_conv_x86.c: the intrinsic's header and target differ between compilers) */
+static inline void wk_prefetchw(const float *p) { __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p)); }
+
 /* The knobs of a prototype (constants: each variant is compiled apart). */
 typedef struct wk_knobs {
     int pf;     /* input prefetch: 0 none, 1 first line of the run (production), 2 every line of the 3-pixel run,
@@ -299,7 +302,7 @@ typedef struct wk_knobs {
     int next;   /* lines of the next group's run (1536 bytes on) prefetched into L2 per kept weight, rotating */
 } wk_knobs;
 
-__attribute__((target("avx512f,prfchw"), always_inline)) static inline void
+__attribute__((target("avx512f"), always_inline)) static inline void
 wk_step3(const wk_knobs k, __m512 wv, const float *s0, int64_t oe, __m512 *a) {
     const float *t0 = s0 + oe, *t1 = s0 + 128 + oe, *t2 = s0 + 256 + oe;
     if (k.flat) {
@@ -314,7 +317,7 @@ wk_step3(const wk_knobs k, __m512 wv, const float *s0, int64_t oe, __m512 *a) {
     for (int v = 0; v < 8; v++) a[16 + v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t2 + 16 * v), a[16 + v]);
 }
 
-__attribute__((target("avx512f,prfchw"), always_inline)) static inline void
+__attribute__((target("avx512f"), always_inline)) static inline void
 wk_gather3(const wk_knobs k, int cnt, const float *w, const int64_t *off, const float *s0, float *o0) {
     __m512 a[24];
     _Pragma("GCC unroll 24")
@@ -322,10 +325,10 @@ wk_gather3(const wk_knobs k, int cnt, const float *w, const int64_t *off, const 
     const int stop = k.pf && cnt >= k.minrow ? cnt - k.dist : 0;
     if (k.pfw == 1)
         _Pragma("GCC unroll 24")
-        for (int l = 0; l < 24; l++) _m_prefetchw(o0 + 16 * l);
+        for (int l = 0; l < 24; l++) wk_prefetchw(o0 + 16 * l);
     int e = 0;
     for (; e < stop; e++) {
-        if (k.pfw == 2 && e < 12) _m_prefetchw(o0 + 32 * e), _m_prefetchw(o0 + 32 * e + 16);
+        if (k.pfw == 2 && e < 12) wk_prefetchw(o0 + 32 * e), wk_prefetchw(o0 + 32 * e + 16);
         const char *q = (const char *)(s0 + off[e + k.dist]);
         const int nl = k.pf == 2 ? 24 : k.pf == 3 ? 12 : k.pf == 4 ? 3 : 1, step = k.pf == 3 ? 128 : k.pf == 4 ? 512 : 64;
         _Pragma("GCC unroll 24")
@@ -351,7 +354,7 @@ static void wk_production(int cnt, const float *w, const int64_t *off, const flo
 }
 /* name, then the knobs in wk_knobs order */
 #define WK_VARIANT(name, ...)                                                                                         \
-    __attribute__((target("avx512f,prfchw"))) static void name(int cnt, const float *w, const int64_t *off,           \
+    __attribute__((target("avx512f"))) static void name(int cnt, const float *w, const int64_t *off,           \
                                                                const float *s0, float *o0) {                          \
         wk_gather3((wk_knobs){__VA_ARGS__}, cnt, w, off, s0, o0);                                                      \
     }
