@@ -38,11 +38,12 @@
  * walk before blocking) and each tuning of the AVX-512 gathers in the list
  * (e.g. zen,intel; st_spconv_tuning_force), interleaved in one process,
  * CPU-time medians and GFLOP/s;
- *     build/kernel_ab walk reps in_c out_c size density [kernels [strip_groups [walk_prefetch [in_block]]]]
+ *     build/kernel_ab walk reps in_c out_c size density [kernels [strip_groups [walk_prefetch [in_block [row_pad]]]]]
  * the forward's interior walk with the production 3-pixel gather and
  * prototypes of it, with the input and/or the output held in cache, row by
  * row or in column strips, optionally prefetching the next group's new
- * input columns, or over blocks of in_block input channels (see walk_main);
+ * input columns, over blocks of in_block input channels, or with row_pad
+ * floats after each input row and plane (see walk_main);
  *     build/kernel_ab wgrad reps in_c out_c size density
  * the weight gradient's interior walk, one pixel per SDDMM call against
  * 2 and 3 (see wgrad_main); and
@@ -235,15 +236,17 @@ static int probe_main(int argc, char **argv) {
 
 #ifdef AB_HAVE_AVX512
 /* A random 3x3 layer of walk and wgrad: CSR rows of kept weights with the
- * forward's offsets (((i * H + kh) * H + kw) * 128) and values, and an
- * input x of random normals. */
+ * forward's offsets (i * plane + kh * row + kw * 128) and values, and an
+ * input x of random normals in CHWN, each row (H x 128 floats) and plane
+ * followed by pad floats (0: the executor's layout). */
 typedef struct wk_layer {
-    int64_t *row_ptr, *off, nnz;
+    int64_t *row_ptr, *off, nnz, row, plane;
     float *w, *x;
 } wk_layer;
 
-static void wk_layer_make(st_rng *rng, int Ci, int Co, int H, double d, wk_layer *l) {
+static void wk_layer_make(st_rng *rng, int Ci, int Co, int H, double d, int pad, wk_layer *l) {
     const int N = 128;
+    l->row = (int64_t)H * N + pad, l->plane = H * l->row + pad;
     l->row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
     l->off = malloc(sizeof(int64_t) * (size_t)Co * Ci * 9 + 64);
     l->w = malloc(sizeof(float) * (size_t)Co * Ci * 9 + 64);
@@ -252,12 +255,12 @@ static void wk_layer_make(st_rng *rng, int Ci, int Co, int H, double d, wk_layer
         l->row_ptr[o] = l->nnz;
         for (int j = 0; j < Ci * 9; j++)
             if (st_rng_uniform_double(rng) < d) {
-                l->off[l->nnz] = (((int64_t)(j / 9) * H + (j % 9) / 3) * H + j % 3) * N;
+                l->off[l->nnz] = (j / 9) * l->plane + (j % 9) / 3 * l->row + j % 3 * N;
                 l->w[l->nnz++] = (float)(st_rng_normal(rng) * 0.3);
             }
     }
     l->row_ptr[Co] = l->nnz;
-    const size_t nx = (size_t)N * Ci * H * H;
+    const size_t nx = (size_t)Ci * (size_t)l->plane;
     l->x = tensor(nx);
     for (size_t i = 0; i < nx; i++) l->x[i] = (float)st_rng_normal(rng);
 }
@@ -410,7 +413,8 @@ static const struct {
 static int walk_main(int argc, char **argv) {
 #ifdef AB_HAVE_AVX512
     if (argc < 7 || !__builtin_cpu_supports("avx512f")) {
-        fprintf(stderr, "usage: kernel_ab walk reps in_c out_c size density [kernels, e.g. 0,2 [strip groups]] (AVX-512)\n");
+        fprintf(stderr, "usage: kernel_ab walk reps in_c out_c size density [kernels, e.g. 0,2 [strip_groups [walk_prefetch "
+                        "[in_block [row_pad]]]]] (AVX-512)\n");
         return 2;
     }
     const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = 128;
@@ -427,8 +431,9 @@ static int walk_main(int argc, char **argv) {
     for (int v = 0; v < WK_KERNELS; v++) on[v] |= !any;
     st_rng rng;
     st_rng_seed(&rng, 1, 0);
+    /* argument 11: floats of padding after each input row and plane (the L1 sets of a neighbourhood) */
     wk_layer l;
-    wk_layer_make(&rng, Ci, Co, H, d, &l);
+    wk_layer_make(&rng, Ci, Co, H, d, argc > 11 ? atoi(argv[11]) : 0, &l);
     const int64_t *row_ptr = l.row_ptr, *off = l.off, nnz = l.nnz;
     const float *w = l.w, *x = l.x;
     const size_t ny = (size_t)N * Co * H * H;
@@ -445,7 +450,7 @@ static int walk_main(int argc, char **argv) {
     for (int o = 0; o < Co; o++) {
         int64_t e = row_ptr[o];
         for (int b = 0; b <= nblk; b++) {
-            while (e < row_ptr[o + 1] && off[e] / ((int64_t)H * H * N) < (int64_t)b * cb) e++;
+            while (e < row_ptr[o + 1] && off[e] / l.plane < (int64_t)b * cb) e++;
             blk_ptr[(size_t)o * (nblk + 1) + b] = b == nblk ? row_ptr[o + 1] : e;
         }
     }
@@ -462,7 +467,7 @@ static int walk_main(int argc, char **argv) {
                 for (int oh = 1; oh < H - 1; oh++)
                 for (int gq = g0; gq < g0 + strip && gq < groups; gq++) {
                     const int ow = 1 + 3 * gq;
-                    const int64_t base = fix_x ? 0 : ((int64_t)(oh - 1) * H + (ow - 1)) * N;
+                    const int64_t base = fix_x ? 0 : (oh - 1) * l.row + (ow - 1) * N;
                     /* argument 9 (1: T1, 2: T2): the walk prefetches the input columns new to the
                      * next group of the row (3 rows x 3 pixels x in_c runs), spread over the channels */
                     const int64_t nbase = base + 3 * N;
@@ -497,7 +502,7 @@ static int walk_main(int argc, char **argv) {
         for (int oh = 1; oh < H - 1; oh++)
             for (int gq = 0; gq < groups; gq++)
                 for (int o = 0; o < Co; o++) {
-                    const int64_t base = ((int64_t)(oh - 1) * H + 3 * gq) * N;
+                    const int64_t base = (oh - 1) * l.row + 3 * gq * N;
                     st_spconv_prims_avx512.gather_px(128, 3, (int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o],
                                                      off + row_ptr[o], x + base, 128, 0.0f, 0, y1, 128, NULL, 0);
                     for (int b = 0; b < nblk; b++) {
@@ -554,7 +559,7 @@ static int wgrad_main(int argc, char **argv) {
     st_rng rng;
     st_rng_seed(&rng, 1, 0);
     wk_layer l;
-    wk_layer_make(&rng, Ci, Co, H, d, &l);
+    wk_layer_make(&rng, Ci, Co, H, d, 0, &l);
     const int64_t *row_ptr = l.row_ptr, *off = l.off, nnz = l.nnz;
     const float *x = l.x;
     const size_t ny = (size_t)N * Co * H * H;
