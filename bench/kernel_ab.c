@@ -73,6 +73,19 @@ static double cpu_ms(void) {
     return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
+/* The gathers' tunings where the tree has them (kernel_ab.c builds against older trees too). */
+#ifdef ST_SPCONV_HAVE_TUNING
+#define AB_TUNINGS ST_SPCONV_TUNINGS
+static const char *ab_tuning_name(int t) { return st_spconv_tuning_name((st_spconv_tuning)t); }
+static void ab_tuning_force(int t) { st_spconv_tuning_force((st_spconv_tuning)t); }
+static int ab_tuning_current(void) { return (int)st_spconv_tuning_current(); }
+#else
+#define AB_TUNINGS 1
+static const char *ab_tuning_name(int t) { return (void)t, "-"; }
+static void ab_tuning_force(int t) { (void)t; }
+static int ab_tuning_current(void) { return 0; }
+#endif
+
 static int cmp(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -584,7 +597,13 @@ static int wgrad_main(int argc, char **argv) {
                             const float *dd = dy + o * plane + at;
                             float *a = acc[v] + e0 * 16;
                             if (v == 0) st_spconv_prims_avx512.sddmm(N, (int)cnt, off + e0, NULL, dd, x + base, a);
+#ifdef ST_SPCONV_HAVE_SDDMM_PX
                             else st_spconv_prims_avx512.sddmm_px(N, px, (int)cnt, off + e0, NULL, dd, N, x + base, N, a);
+#else
+                            else
+                                for (int q = 0; q < px; q++)
+                                    st_spconv_prims_avx512.sddmm(N, (int)cnt, off + e0, NULL, dd + q * N, x + base + q * N, a);
+#endif
                         }
                     }
             u[(size_t)v * reps + r] = cpu_ms() - c0;
@@ -656,21 +675,22 @@ static int passes_main(int argc, char **argv) {
             while (q[1] >= '0' && q[1] <= '9') q++;
         }
     /* and each tuning of the AVX-512 gathers in the list (argument 11, e.g. "zen,intel"; default: the CPU's) */
-    st_spconv_tuning tun[ST_SPCONV_TUNINGS];
-    int ntu = 0;
-    for (int t = 0; t < ST_SPCONV_TUNINGS && argc > 11; t++)
-        if (strstr(argv[11], st_spconv_tuning_name((st_spconv_tuning)t))) tun[ntu++] = (st_spconv_tuning)t;
-    if (ntu == 0) tun[ntu++] = st_spconv_tuning_current();
+    int tun[AB_TUNINGS], ntu = 0;
+    for (int t = 0; t < AB_TUNINGS && argc > 11; t++)
+        if (strstr(argv[11], ab_tuning_name(t))) tun[ntu++] = t;
+    if (ntu == 0) tun[ntu++] = ab_tuning_current();
     static const char *pn[4] = {"forward", "input_gradient", "weight_gradient", "forward+stats"};
     const int NV = 4 * nb * ntu;
-    double *u[4 * 8 * ST_SPCONV_TUNINGS];
+    double *u[4 * 8 * AB_TUNINGS];
     double *stats = malloc(sizeof(double) * 3 * (size_t)Co);
     for (int v = 0; v < NV; v++) u[v] = malloc(sizeof(double) * (size_t)reps);
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < NV; k++) {
             const int v = (k + r) % NV;
+#ifdef ST_SPCONV_PX_BLOCK_DEFAULT /* absent before pixel blocking */
             st_spconv_plan_set_px_block(p, blk[v / 4 % nb]);
-            st_spconv_tuning_force(tun[v / 4 / nb]);
+#endif
+            ab_tuning_force(tun[v / 4 / nb]);
             const double c0 = cpu_ms();
             switch (v % 4) {
             case 0: st_spconv_forward(p, x, w, NULL, y); break;
@@ -680,7 +700,7 @@ static int passes_main(int argc, char **argv) {
             }
             u[v][r] = cpu_ms() - c0;
         }
-    st_spconv_tuning_force(tun[0]);
+    ab_tuning_force(tun[0]);
     const double flop = 2.0 * (double)nnz * g.out_h * g.out_w * N;
     printf("kernel_ab passes: %d -> %d channels, %dx%d, stride %d, kernel %d, density %.4f (kept %lld), batch %d, "
            "%d threads, %d rounds (CPU-time median ms, GFLOP/s)\n",
@@ -689,7 +709,7 @@ static int passes_main(int argc, char **argv) {
         qsort(u[v], (size_t)reps, sizeof(double), cmp);
         const double med = u[v][reps / 2];
         printf("  %-16s px_block %d %-5s %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4 % nb],
-               st_spconv_tuning_name(tun[v / 4 / nb]), med, flop / med / 1e6);
+               ab_tuning_name(tun[v / 4 / nb]), med, flop / med / 1e6);
     }
     st_spconv_plan_free(p);
     free(row_ptr), free(col), free(w), free(x), free(dx), free(y), free(dy), free(dw), free(stats);

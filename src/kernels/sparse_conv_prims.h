@@ -56,6 +56,8 @@ typedef struct st_spconv_prims {
  * for bit, other prefetching. The one for the CPU is picked from its vendor
  * on first use; tests and bench/kernel_ab.c force each in turn to compare
  * them (not thread-safe with running kernels). */
+#define ST_SPCONV_HAVE_TUNING 1   /* for bench/kernel_ab.c, which builds against older trees too */
+#define ST_SPCONV_HAVE_SDDMM_PX 1
 typedef enum st_spconv_tuning {
     ST_SPCONV_TUNING_ZEN = 0,   /* measured on AMD Zen 4/5; also for other vendors */
     ST_SPCONV_TUNING_INTEL = 1, /* measured on an Intel Xeon (Granite Rapids class) */
