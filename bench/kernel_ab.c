@@ -30,13 +30,23 @@
  * statistics epilogue), bn 2-pass / bn 1-pass (BN forward without and with
  * the statistics given).
  *
- * Two more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
- *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks]]
+ * Four more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
+ *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks [tunings]]]
  * times the forward, forward + statistics, input-gradient and weight-gradient
  * passes of one random layer (any channel counts) at each pixel blocking of
  * the comma list (st_spconv_plan_set_px_block; 1 = one pixel per gather, the
- * walk before blocking), interleaved in one process, CPU-time medians and
- * GFLOP/s; and
+ * walk before blocking) and each tuning of the AVX-512 gathers in the list
+ * (e.g. zen,intel; st_spconv_tuning_force), interleaved in one process,
+ * CPU-time medians and GFLOP/s;
+ *     build/kernel_ab walk reps in_c out_c size density [kernels [strip_groups [walk_prefetch [in_block [row_pad]]]]]
+ * the forward's interior walk with the production 3-pixel gather and
+ * prototypes of it, with the input and/or the output held in cache, row by
+ * row or in column strips, optionally prefetching the next group's new
+ * input columns, over blocks of in_block input channels, or with row_pad
+ * floats after each input row and plane (see walk_main);
+ *     build/kernel_ab wgrad reps in_c out_c size density
+ * the weight gradient's interior walk, one pixel per SDDMM call against
+ * 2 and 3 (see wgrad_main); and
  *     build/kernel_ab probe reps KiB...
  * runs the gather's inner loop alone on random 512-byte runs of a buffer of
  * each size: the rate the kernel can be fed at from L1, L2, L3 or DRAM. */
@@ -50,6 +60,7 @@
 #include "core/rng.h"
 #include "kernels/bn_act.h"
 #include "kernels/sparse_conv.h"
+#include "kernels/sparse_conv_prims.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -61,6 +72,19 @@ static double cpu_ms(void) {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
+
+/* The gathers' tunings where the tree has them (kernel_ab.c builds against older trees too). */
+#ifdef ST_SPCONV_HAVE_TUNING
+#define AB_TUNINGS ST_SPCONV_TUNINGS
+static const char *ab_tuning_name(int t) { return st_spconv_tuning_name((st_spconv_tuning)t); }
+static void ab_tuning_force(int t) { st_spconv_tuning_force((st_spconv_tuning)t); }
+static int ab_tuning_current(void) { return (int)st_spconv_tuning_current(); }
+#else
+#define AB_TUNINGS 1
+static const char *ab_tuning_name(int t) { return (void)t, "-"; }
+static void ab_tuning_force(int t) { (void)t; }
+static int ab_tuning_current(void) { return 0; }
+#endif
 
 static int cmp(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -153,6 +177,14 @@ static const char *names[VARIANTS] = {"conv",          "conv+stats", "bn 2-pass"
                                       "chain tiled32", "proto+bn",   "proto folded", "bwd-unfused", "chain unfused",
                                       "bwd-sums",      "chain tiled64"};
 
+/* Tensors of the passes mode: 64-byte aligned, as the executor's are (a
+ * malloc'ed buffer 16 bytes off a page boundary splits every 64-byte load
+ * across two cache lines: measured 1.7x slower). */
+static float *tensor(size_t n) {
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
 /* `kernel_ab probe reps kib`: the gather's inner loop alone (one broadcast
  * weight, eight 16-float FMAs on a 512-byte chunk at a random 512-byte
  * aligned offset of a kib-KiB buffer, 64 chunks per row), GFLOP/s: how
@@ -215,18 +247,392 @@ static int probe_main(int argc, char **argv) {
 #endif
 }
 
-/* Tensors of the passes mode: 64-byte aligned, as the executor's are (a
- * malloc'ed buffer 16 bytes off a page boundary splits every 64-byte load
- * across two cache lines: measured 1.7x slower). */
-static float *tensor(size_t n) {
-    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes ? bytes : 64);
+#ifdef AB_HAVE_AVX512
+/* A random 3x3 layer of walk and wgrad: CSR rows of kept weights with the
+ * forward's offsets (i * plane + kh * row + kw * 128) and values, and an
+ * input x of random normals in CHWN, each row (H x 128 floats) and plane
+ * followed by pad floats (0: the executor's layout). */
+typedef struct wk_layer {
+    int64_t *row_ptr, *off, nnz, row, plane;
+    float *w, *x;
+} wk_layer;
+
+static void wk_layer_make(st_rng *rng, int Ci, int Co, int H, double d, int pad, wk_layer *l) {
+    const int N = 128;
+    l->row = (int64_t)H * N + pad, l->plane = H * l->row + pad;
+    l->row_ptr = malloc(sizeof(int64_t) * (size_t)(Co + 1));
+    l->off = malloc(sizeof(int64_t) * (size_t)Co * Ci * 9 + 64);
+    l->w = malloc(sizeof(float) * (size_t)Co * Ci * 9 + 64);
+    l->nnz = 0;
+    for (int o = 0; o < Co; o++) {
+        l->row_ptr[o] = l->nnz;
+        for (int j = 0; j < Ci * 9; j++)
+            if (st_rng_uniform_double(rng) < d) {
+                l->off[l->nnz] = (j / 9) * l->plane + (j % 9) / 3 * l->row + j % 3 * N;
+                l->w[l->nnz++] = (float)(st_rng_normal(rng) * 0.3);
+            }
+    }
+    l->row_ptr[Co] = l->nnz;
+    const size_t nx = (size_t)Ci * (size_t)l->plane;
+    l->x = tensor(nx);
+    for (size_t i = 0; i < nx; i++) l->x[i] = (float)st_rng_normal(rng);
+}
+
+static void wk_layer_free(wk_layer *l) { free(l->row_ptr), free(l->off), free(l->w), free(l->x); }
+#endif
+
+/* `kernel_ab walk reps in_c out_c size density [kernels]`: the forward's
+ * interior walk (3x3, stride 1, batch 128, groups of 3 output pixels of one
+ * row, every output channel of a group back to back, as the pass does)
+ * with the production 3-pixel gather_px against prototypes of it, each also
+ * with its input confined to one neighbourhood ("x fixed": always the first
+ * group's, so that it stays in L2) and/or its output to one L1-resident
+ * group ("y fixed"). Separates the cost of the kernel, of streaming x
+ * through the caches and of writing y. */
+#ifdef AB_HAVE_AVX512
+/* 24 accumulators: 3 pixels of 128 floats, pixel q at s0 + q * 128. */
+#define WK_ACC8(A) __m512 A##0, A##1, A##2, A##3, A##4, A##5, A##6, A##7
+#define WK_ZERO8(A) A##0 = A##1 = A##2 = A##3 = A##4 = A##5 = A##6 = A##7 = _mm512_setzero_ps()
+#define WK_FMA8(A, wv, s)                                                                                              \
+    A##0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s)), A##0), A##1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 16), A##1), \
+    A##2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 32), A##2), A##3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 48), A##3), \
+    A##4 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 64), A##4), A##5 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 80), A##5), \
+    A##6 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 96), A##6), A##7 = _mm512_fmadd_ps(wv, _mm512_loadu_ps((s) + 112), A##7)
+#define WK_ST8(A, p, ST)                                                                                               \
+    ST((p), A##0), ST((p) + 16, A##1), ST((p) + 32, A##2), ST((p) + 48, A##3), ST((p) + 64, A##4),                   \
+    ST((p) + 80, A##5), ST((p) + 96, A##6), ST((p) + 112, A##7)
+
+/* prefetchw (asm, as in sparse_conv_x86.c: the intrinsic's header and target differ between compilers) */
+static inline void wk_prefetchw(const float *p) { __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p)); }
+
+/* The knobs of a prototype (constants: each variant is compiled apart). */
+typedef struct wk_knobs {
+    int pf;     /* input prefetch: 0 none, 1 first line of the run (production), 2 every line of the 3-pixel run,
+                   3 every second line, 4 the first line of each pixel */
+    int dist;   /* kept weights ahead */
+    int hint;   /* 0: T0, 1: T1 */
+    int minrow; /* rows shorter than this do not prefetch their inputs */
+    int pfw;    /* output lines: 0 not prefetched, 1 all prefetchw'd before the loop, 2 two per kept weight */
+    int flat;   /* 1: one base register per kept weight, the pixels at displacements (no indexed addressing) */
+    int nt;     /* streaming stores */
+    int next;   /* lines of the next group's run (1536 bytes on) prefetched into L2 per kept weight, rotating */
+} wk_knobs;
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+wk_step3(const wk_knobs k, __m512 wv, const float *s0, int64_t oe, __m512 *a) {
+    const float *t0 = s0 + oe, *t1 = s0 + 128 + oe, *t2 = s0 + 256 + oe;
+    if (k.flat) {
+        __asm__("" : "+r"(t0));
+        t1 = t0 + 128, t2 = t0 + 256;
+    }
+    _Pragma("GCC unroll 24")
+    for (int v = 0; v < 8; v++) a[v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t0 + 16 * v), a[v]);
+    _Pragma("GCC unroll 24")
+    for (int v = 0; v < 8; v++) a[8 + v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t1 + 16 * v), a[8 + v]);
+    _Pragma("GCC unroll 24")
+    for (int v = 0; v < 8; v++) a[16 + v] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(t2 + 16 * v), a[16 + v]);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+wk_gather3(const wk_knobs k, int cnt, const float *w, const int64_t *off, const float *s0, float *o0) {
+    __m512 a[24];
+    _Pragma("GCC unroll 24")
+    for (int v = 0; v < 24; v++) a[v] = _mm512_setzero_ps();
+    const int stop = k.pf && cnt >= k.minrow ? cnt - k.dist : 0;
+    if (k.pfw == 1)
+        _Pragma("GCC unroll 24")
+        for (int l = 0; l < 24; l++) wk_prefetchw(o0 + 16 * l);
+    int e = 0;
+    for (; e < stop; e++) {
+        if (k.pfw == 2 && e < 12) wk_prefetchw(o0 + 32 * e), wk_prefetchw(o0 + 32 * e + 16);
+        const char *q = (const char *)(s0 + off[e + k.dist]);
+        const int nl = k.pf == 2 ? 24 : k.pf == 3 ? 12 : k.pf == 4 ? 3 : 1, step = k.pf == 3 ? 128 : k.pf == 4 ? 512 : 64;
+        _Pragma("GCC unroll 24")
+        for (int l = 0; l < nl; l++) {
+            if (k.hint) _mm_prefetch(q + step * l, _MM_HINT_T1);
+            else _mm_prefetch(q + step * l, _MM_HINT_T0);
+        }
+        for (int l = 0; l < k.next; l++)
+            _mm_prefetch((const char *)(s0 + off[e] + 384 + 16 * ((e * k.next + l) % 24)), _MM_HINT_T1);
+        wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
+    }
+    for (; e < cnt; e++) wk_step3(k, _mm512_set1_ps(w[e]), s0, off[e], a);
+    _Pragma("GCC unroll 24")
+    for (int v = 0; v < 24; v++) {
+        if (k.nt) _mm512_stream_ps(o0 + 16 * v, a[v]);
+        else _mm512_storeu_ps(o0 + 16 * v, a[v]);
+    }
+}
+
+typedef void (*wk_kernel)(int cnt, const float *w, const int64_t *off, const float *s0, float *o0);
+static void wk_production(int cnt, const float *w, const int64_t *off, const float *s0, float *o0) {
+    st_spconv_prims_avx512.gather_px(128, 3, cnt, w, off, s0, 128, 0.0f, 0, o0, 128, NULL, 0);
+}
+/* name, then the knobs in wk_knobs order */
+#define WK_VARIANT(name, ...)                                                                                         \
+    __attribute__((target("avx512f"))) static void name(int cnt, const float *w, const int64_t *off,           \
+                                                               const float *s0, float *o0) {                          \
+        wk_gather3((wk_knobs){__VA_ARGS__}, cnt, w, off, s0, o0);                                                      \
+    }
+WK_VARIANT(wk_copy, 1, 4, 0, 32, 0, 0, 0, 0)
+WK_VARIANT(wk_nopf, 0, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_all, 1, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_d8, 1, 8, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_run, 2, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_half, 3, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_px, 4, 4, 0, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_pf_run_t1, 2, 8, 1, 0, 0, 0, 0, 0)
+WK_VARIANT(wk_nt, 1, 4, 0, 32, 0, 0, 1, 0)
+WK_VARIANT(wk_pfw_start, 1, 4, 0, 0, 1, 0, 0, 0)
+WK_VARIANT(wk_pfw, 1, 4, 0, 0, 2, 0, 0, 0)
+WK_VARIANT(wk_pf_px_pfw, 4, 4, 0, 0, 2, 0, 0, 0)
+WK_VARIANT(wk_flat, 1, 4, 0, 32, 0, 1, 0, 0)
+WK_VARIANT(wk_flat_pf_all, 1, 4, 0, 0, 0, 1, 0, 0)
+WK_VARIANT(wk_flat_pfw, 1, 4, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_flat_pf_px_pfw, 4, 4, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_next1, 1, 4, 0, 0, 2, 1, 0, 1)
+WK_VARIANT(wk_next3, 1, 4, 0, 0, 2, 1, 0, 3)
+WK_VARIANT(wk_flat_pfw_d2, 1, 2, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_flat_pfw_d8, 1, 8, 0, 0, 2, 1, 0, 0)
+WK_VARIANT(wk_flat_pfw_d8_px, 4, 8, 0, 0, 2, 1, 0, 0)
+static const struct {
+    const char *name;
+    wk_kernel k;
+} wk_kernels[] = {{"production", wk_production},
+                  {"copy", wk_copy},
+                  {"no prefetch", wk_nopf},
+                  {"pf all rows", wk_pf_all},
+                  {"pf d8 all rows", wk_pf_d8},
+                  {"pf 24 lines", wk_pf_run},
+                  {"pf 12 lines", wk_pf_half},
+                  {"pf 3 lines", wk_pf_px},
+                  {"pf 24 lines T1 d8", wk_pf_run_t1},
+                  {"stream stores", wk_nt},
+                  {"pf all + pfw start", wk_pfw_start},
+                  {"pf all + pfw", wk_pfw},
+                  {"pf 3 lines + pfw", wk_pf_px_pfw},
+                  {"flat", wk_flat},
+                  {"flat pf all", wk_flat_pf_all},
+                  {"flat pf all + pfw", wk_flat_pfw},
+                  {"flat pf 3 + pfw", wk_flat_pf_px_pfw},
+                  {"flat pf all + pfw + next 1", wk_next1},
+                  {"flat pf all + pfw + next 3", wk_next3},
+                  {"flat pf all d2 + pfw", wk_flat_pfw_d2},
+                  {"flat pf all d8 + pfw", wk_flat_pfw_d8},
+                  {"flat pf 3 d8 + pfw", wk_flat_pfw_d8_px}};
+#define WK_KERNELS ((int)(sizeof wk_kernels / sizeof wk_kernels[0]))
+#endif
+
+static int walk_main(int argc, char **argv) {
+#ifdef AB_HAVE_AVX512
+    if (argc < 7 || !__builtin_cpu_supports("avx512f")) {
+        fprintf(stderr, "usage: kernel_ab walk reps in_c out_c size density [kernels, e.g. 0,2 [strip_groups [walk_prefetch "
+                        "[in_block [row_pad]]]]] (AVX-512)\n");
+        return 2;
+    }
+    const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = 128;
+    const double d = atof(argv[6]);
+    if (reps < 1 || Ci < 1 || Co < 1 || H < 5 || d <= 0 || d > 1) return 2;
+    int on[WK_KERNELS], any = 0;
+    memset(on, 0, sizeof on);
+    for (const char *q = argc > 7 ? argv[7] : ""; *q; q++)
+        if (*q >= '0' && *q <= '9') {
+            const int v = atoi(q);
+            if (v < WK_KERNELS) on[v] = 1, any = 1;
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+    for (int v = 0; v < WK_KERNELS; v++) on[v] |= !any;
+    st_rng rng;
+    st_rng_seed(&rng, 1, 0);
+    /* argument 11: floats of padding after each input row and plane (the L1 sets of a neighbourhood) */
+    wk_layer l;
+    wk_layer_make(&rng, Ci, Co, H, d, argc > 11 ? atoi(argv[11]) : 0, &l);
+    const int64_t *row_ptr = l.row_ptr, *off = l.off, nnz = l.nnz;
+    const float *w = l.w, *x = l.x;
+    const size_t ny = (size_t)N * Co * H * H;
+    float *y = tensor(ny), *yl1 = tensor(3 * 128);
+    memset(y, 0, ny * 4);
+    const int groups = (H - 2) / 3;
+    /* argument 8: the walk in column strips of this many groups (each strip top to bottom); default: row by row */
+    const int strip = argc > 8 && atoi(argv[8]) > 0 ? atoi(argv[8]) : groups;
+    const int walk_pf = argc > 9 ? atoi(argv[9]) : 0;
+    const int64_t new_lines = (int64_t)Ci * 3 * 24;
+    const int cb = argc > 10 && atoi(argv[10]) > 0 && atoi(argv[10]) < Ci ? atoi(argv[10]) : 0;
+    const int nblk = cb ? (Ci + cb - 1) / cb : 1;
+    int64_t *blk_ptr = malloc(sizeof(int64_t) * (size_t)Co * (size_t)(nblk + 1));
+    for (int o = 0; o < Co; o++) {
+        int64_t e = row_ptr[o];
+        for (int b = 0; b <= nblk; b++) {
+            while (e < row_ptr[o + 1] && off[e] / l.plane < (int64_t)b * cb) e++;
+            blk_ptr[(size_t)o * (nblk + 1) + b] = b == nblk ? row_ptr[o + 1] : e;
+        }
+    }
+    const int64_t plane = (int64_t)H * H * N;
+    const int NV = 4 * WK_KERNELS;
+    double *u = malloc(sizeof(double) * (size_t)NV * reps);
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < NV; k++) {
+            const int v = (k + r) % NV, kern = v / 4, fix_x = v & 1, fix_y = v & 2;
+            if (!on[kern]) continue;
+            const wk_kernel f = wk_kernels[kern].k;
+            const double c0 = cpu_ms();
+            for (int g0 = 0; g0 < groups; g0 += strip)
+                for (int oh = 1; oh < H - 1; oh++)
+                for (int gq = g0; gq < g0 + strip && gq < groups; gq++) {
+                    const int ow = 1 + 3 * gq;
+                    const int64_t base = fix_x ? 0 : (oh - 1) * l.row + (ow - 1) * N;
+                    /* argument 9 (1: T1, 2: T2): the walk prefetches the input columns new to the
+                     * next group of the row (3 rows x 3 pixels x in_c runs), spread over the channels */
+                    const int64_t nbase = base + 3 * N;
+                    const int next_ok = walk_pf && gq + 1 < g0 + strip && gq + 1 < groups && !fix_x;
+                    for (int o = 0; o < Co; o++) {
+                        float *yo = fix_y ? yl1 : y + o * plane + ((int64_t)oh * H + ow) * N;
+                        if (next_ok)
+                            for (int l = (int)(new_lines * o / Co); l < (int)(new_lines * (o + 1) / Co); l++) {
+                                /* line l: channel, row, then 24 lines of the 3 new pixels (pixels 2-4 after nbase) */
+                                const int i = l / 72, kh = l / 24 % 3, ln = l % 24;
+                                const char *q = (const char *)(x + nbase + (((int64_t)i * H + kh) * H + 2) * N) + 64 * ln;
+                                if (walk_pf == 1) _mm_prefetch(q, _MM_HINT_T1);
+                                else _mm_prefetch(q, _MM_HINT_T2);
+                            }
+                        if (cb == 0) f((int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o], off + row_ptr[o], x + base, yo);
+                    }
+                    /* argument 10: the production gather over blocks of cb input channels, each block
+                     * every output channel, accumulating into y (the same sums in the same order) */
+                    for (int b = 0; cb && b < nblk; b++)
+                        for (int o = 0; o < Co; o++) {
+                            float *yo = fix_y ? yl1 : y + o * plane + ((int64_t)oh * H + ow) * N;
+                            const int64_t e0 = blk_ptr[(size_t)o * (nblk + 1) + b], e1 = blk_ptr[(size_t)o * (nblk + 1) + b + 1];
+                            st_spconv_prims_avx512.gather_px(128, 3, (int)(e1 - e0), w + e0, off + e0, x + base, 128, 0.0f,
+                                                             b > 0, yo, 128, NULL, 0);
+                        }
+                }
+            u[(size_t)v * reps + r] = cpu_ms() - c0;
+        }
+    int same = 1; /* the blocked walk gives the bits of the unblocked one */
+    if (cb) {
+        float *y1 = tensor(3 * 128), *y2 = tensor(3 * 128);
+        for (int oh = 1; oh < H - 1; oh++)
+            for (int gq = 0; gq < groups; gq++)
+                for (int o = 0; o < Co; o++) {
+                    const int64_t base = (oh - 1) * l.row + 3 * gq * N;
+                    st_spconv_prims_avx512.gather_px(128, 3, (int)(row_ptr[o + 1] - row_ptr[o]), w + row_ptr[o],
+                                                     off + row_ptr[o], x + base, 128, 0.0f, 0, y1, 128, NULL, 0);
+                    for (int b = 0; b < nblk; b++) {
+                        const int64_t e0 = blk_ptr[(size_t)o * (nblk + 1) + b], e1 = blk_ptr[(size_t)o * (nblk + 1) + b + 1];
+                        st_spconv_prims_avx512.gather_px(128, 3, (int)(e1 - e0), w + e0, off + e0, x + base, 128, 0.0f,
+                                                         b > 0, y2, 128, NULL, 0);
+                    }
+                    same &= memcmp(y1, y2, sizeof(float) * 3 * 128) == 0;
+                }
+        free(y1), free(y2);
+    }
+    const double flop = 2.0 * (double)nnz * (H - 2) * groups * 3 * N;
+    if (cb) printf("kernel_ab walk: production gather over blocks of %d input channels, accumulating (%s)\n", cb,
+                   same ? "the same bits as unblocked" : "DIFFERENT from unblocked");
+    printf("kernel_ab walk: %d -> %d channels, %dx%d, density %.4f (kept %lld, %.1f per row), batch 128, groups of 3 "
+           "pixels, interior only, %s %d groups, %d rounds (CPU-time median GFLOP/s)\n",
+           Ci, Co, H, H, d, (long long)nnz, (double)nnz / Co, strip < groups ? "column strips of" : "rows of", strip, reps);
+    printf("  %-22s %9s %9s %9s %9s\n", "kernel", "real", "x fixed", "y fixed", "both");
+    for (int kern = 0; kern < WK_KERNELS; kern++) {
+        if (!on[kern]) continue;
+        printf("  %2d %-19s", kern, wk_kernels[kern].name);
+        for (int m = 0; m < 4; m++) {
+            double *t = u + (size_t)(4 * kern + m) * reps;
+            qsort(t, (size_t)reps, sizeof(double), cmp);
+            printf(" %9.1f", flop / t[reps / 2] / 1e6);
+        }
+        printf("\n");
+    }
+    wk_layer_free(&l);
+    free(y), free(yl1), free(u), free(blk_ptr);
+    return 0;
+#else
+    (void)argc, (void)argv;
+    return 2;
+#endif
+}
+
+/* `kernel_ab wgrad reps in_c out_c size density`: the weight gradient's
+ * interior walk (3x3, stride 1, batch 128, one chunk of every output
+ * channel) with the AVX-512 SDDMM one pixel per call (sddmm, what the walk
+ * calls) against sddmm_px on 2 and 3 adjacent pixels per call, which loads
+ * and stores each kept weight's accumulator once for all of them (the same
+ * additions in the same order: the results are compared bit for bit). */
+
+static int wgrad_main(int argc, char **argv) {
+#ifdef AB_HAVE_AVX512
+    if (argc < 7 || !__builtin_cpu_supports("avx512f")) {
+        fprintf(stderr, "usage: kernel_ab wgrad reps in_c out_c size density (AVX-512)\n");
+        return 2;
+    }
+    const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = 128;
+    const double d = atof(argv[6]);
+    if (reps < 1 || Ci < 1 || Co < 1 || H < 5 || d <= 0 || d > 1) return 2;
+    st_rng rng;
+    st_rng_seed(&rng, 1, 0);
+    wk_layer l;
+    wk_layer_make(&rng, Ci, Co, H, d, 0, &l);
+    const int64_t *row_ptr = l.row_ptr, *off = l.off, nnz = l.nnz;
+    const float *x = l.x;
+    const size_t ny = (size_t)N * Co * H * H;
+    float *dy = tensor(ny), *acc[3];
+    for (size_t i = 0; i < ny; i++) dy[i] = (float)st_rng_normal(&rng);
+    for (int v = 0; v < 3; v++) acc[v] = tensor((size_t)nnz * 16);
+    const int64_t plane = (int64_t)H * H * N;
+    const int groups = (H - 2) / 6; /* 6 pixels: 6 x 1, 3 x 2 or 2 x 3 per call */
+    double *u = malloc(sizeof(double) * 3 * (size_t)reps);
+    static const char *names3[3] = {"sddmm, 1 pixel", "sddmm_px, 2 pixels", "sddmm_px, 3 pixels"};
+    for (int r = 0; r < reps; r++)
+        for (int k = 0; k < 3; k++) {
+            const int v = (k + r) % 3, px = v + 1;
+            memset(acc[v], 0, sizeof(float) * 16 * (size_t)nnz);
+            const double c0 = cpu_ms();
+            for (int oh = 1; oh < H - 1; oh++)
+                for (int gq = 0; gq < groups; gq++)
+                    for (int ow = 1 + 6 * gq; ow < 7 + 6 * gq; ow += px) {
+                        const int64_t base = ((int64_t)(oh - 1) * H + (ow - 1)) * N, at = ((int64_t)oh * H + ow) * N;
+                        for (int o = 0; o < Co; o++) {
+                            const int64_t e0 = row_ptr[o], cnt = row_ptr[o + 1] - e0;
+                            const float *dd = dy + o * plane + at;
+                            float *a = acc[v] + e0 * 16;
+                            if (v == 0) st_spconv_prims_avx512.sddmm(N, (int)cnt, off + e0, NULL, dd, x + base, a);
+#ifdef ST_SPCONV_HAVE_SDDMM_PX
+                            else st_spconv_prims_avx512.sddmm_px(N, px, (int)cnt, off + e0, NULL, dd, N, x + base, N, a);
+#else
+                            else
+                                for (int q = 0; q < px; q++)
+                                    st_spconv_prims_avx512.sddmm(N, (int)cnt, off + e0, NULL, dd + q * N, x + base + q * N, a);
+#endif
+                        }
+                    }
+            u[(size_t)v * reps + r] = cpu_ms() - c0;
+        }
+    const double flop = 2.0 * (double)nnz * (H - 2) * groups * 6 * N;
+    printf("kernel_ab wgrad: %d -> %d channels, %dx%d, density %.4f (kept %lld, %.1f per row), batch 128, interior "
+           "only, one chunk, %d rounds (CPU-time median GFLOP/s)\n",
+           Ci, Co, H, H, d, (long long)nnz, (double)nnz / Co, reps);
+    for (int v = 0; v < 3; v++) {
+        double *t = u + (size_t)v * reps;
+        qsort(t, (size_t)reps, sizeof(double), cmp);
+        printf("  %-22s %7.1f%s\n", names3[v], flop / t[reps / 2] / 1e6,
+               v && memcmp(acc[v], acc[0], sizeof(float) * 16 * (size_t)nnz) ? "  (DIFFERENT sums)" : "");
+    }
+    wk_layer_free(&l);
+    free(dy), free(u);
+    for (int v = 0; v < 3; v++) free(acc[v]);
+    return 0;
+#else
+    (void)argc, (void)argv;
+    return 2;
+#endif
 }
 
 /* `kernel_ab passes ...`: GFLOP/s of the three sparse-convolution passes at one layer shape (see usage). */
 static int passes_main(int argc, char **argv) {
     if (argc < 8) {
-        fprintf(stderr, "usage: kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks, e.g. 1,2,3]]\n");
+        fprintf(stderr, "usage: kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks, e.g. 1,2,3 "
+                        "[tunings, e.g. zen,intel]]]\n");
         return 2;
     }
     const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = atoi(argv[7]);
@@ -268,17 +674,23 @@ static int passes_main(int argc, char **argv) {
             blk[nb++] = atoi(q);
             while (q[1] >= '0' && q[1] <= '9') q++;
         }
+    /* and each tuning of the AVX-512 gathers in the list (argument 11, e.g. "zen,intel"; default: the CPU's) */
+    int tun[AB_TUNINGS], ntu = 0;
+    for (int t = 0; t < AB_TUNINGS && argc > 11; t++)
+        if (strstr(argv[11], ab_tuning_name(t))) tun[ntu++] = t;
+    if (ntu == 0) tun[ntu++] = ab_tuning_current();
     static const char *pn[4] = {"forward", "input_gradient", "weight_gradient", "forward+stats"};
-    const int NV = 4 * nb;
-    double *u[4 * 8];
+    const int NV = 4 * nb * ntu;
+    double *u[4 * 8 * AB_TUNINGS];
     double *stats = malloc(sizeof(double) * 3 * (size_t)Co);
     for (int v = 0; v < NV; v++) u[v] = malloc(sizeof(double) * (size_t)reps);
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < NV; k++) {
             const int v = (k + r) % NV;
-#ifdef ST_SPCONV_PX_BLOCK_DEFAULT /* absent before pixel blocking: kernel_ab.c builds against older trees too */
-            st_spconv_plan_set_px_block(p, blk[v / 4]);
+#ifdef ST_SPCONV_PX_BLOCK_DEFAULT /* absent before pixel blocking */
+            st_spconv_plan_set_px_block(p, blk[v / 4 % nb]);
 #endif
+            ab_tuning_force(tun[v / 4 / nb]);
             const double c0 = cpu_ms();
             switch (v % 4) {
             case 0: st_spconv_forward(p, x, w, NULL, y); break;
@@ -288,6 +700,7 @@ static int passes_main(int argc, char **argv) {
             }
             u[v][r] = cpu_ms() - c0;
         }
+    ab_tuning_force(tun[0]);
     const double flop = 2.0 * (double)nnz * g.out_h * g.out_w * N;
     printf("kernel_ab passes: %d -> %d channels, %dx%d, stride %d, kernel %d, density %.4f (kept %lld), batch %d, "
            "%d threads, %d rounds (CPU-time median ms, GFLOP/s)\n",
@@ -295,7 +708,8 @@ static int passes_main(int argc, char **argv) {
     for (int v = 0; v < NV; v++) {
         qsort(u[v], (size_t)reps, sizeof(double), cmp);
         const double med = u[v][reps / 2];
-        printf("  %-16s px_block %d %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4], med, flop / med / 1e6);
+        printf("  %-16s px_block %d %-5s %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4 % nb],
+               ab_tuning_name(tun[v / 4 / nb]), med, flop / med / 1e6);
     }
     st_spconv_plan_free(p);
     free(row_ptr), free(col), free(w), free(x), free(dx), free(y), free(dy), free(dw), free(stats);
@@ -306,6 +720,8 @@ static int passes_main(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "passes") == 0) return passes_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "probe") == 0) return probe_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "walk") == 0) return walk_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "wgrad") == 0) return wgrad_main(argc, argv);
     const int reps = argc > 1 ? atoi(argv[1]) : 15;
     const int C = argc > 2 ? atoi(argv[2]) : 16, H = argc > 3 ? atoi(argv[3]) : 32;
     const double d = argc > 4 ? atof(argv[4]) : 0.1545;

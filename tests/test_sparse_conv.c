@@ -19,6 +19,7 @@
 #include "kernels/bn_act.h"
 #include "kernels/isa.h"
 #include "kernels/sparse_conv.h"
+#include "kernels/sparse_conv_prims.h"
 #include "testing.h"
 
 typedef struct csr {
@@ -204,10 +205,15 @@ static void compare_fast(st_rng *rng, int N, int C, int H, int W, int O, int K, 
 }
 
 static void test_fast_vs_reference(void) {
-    const char *isas[] = {"generic", "avx2", "avx512"};
-    for (int k = 0; k < 3; k++) {
+    /* every ISA; AVX-512 with each tuning of its gathers */
+    const char *isas[] = {"generic", "avx2", "avx512", "avx512"};
+    const st_spconv_tuning tunings[] = {ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN,
+                                        ST_SPCONV_TUNING_INTEL};
+    const st_spconv_tuning auto_tuning = st_spconv_tuning_current();
+    for (int k = 0; k < 4; k++) {
         CHECK_OK(st_isa_force(isas[k]));
-        printf("fast kernels: %s\n", st_isa_name(st_isa_current()));
+        st_spconv_tuning_force(tunings[k]);
+        printf("fast kernels: %s (gather tuning %s)\n", st_isa_name(st_isa_current()), st_spconv_tuning_name(tunings[k]));
         st_rng rng;
         st_rng_seed(&rng, 5, (uint64_t)k);
         const double densities[] = {0.0, 0.05, 0.3, 1.0};
@@ -234,6 +240,7 @@ static void test_fast_vs_reference(void) {
         }
     }
     CHECK_OK(st_isa_force("auto"));
+    st_spconv_tuning_force(auto_tuning);
     CHECK(st_isa_force("sse9") == ST_ERR_ARGUMENT);
 }
 
@@ -290,9 +297,14 @@ static void px_block_case(st_rng *rng, int N, int C, int H, int W, int O, int K,
 }
 
 static void test_px_block_identity(void) {
-    const char *isas[] = {"generic", "avx2", "avx512"};
-    for (int k = 0; k < 3; k++) {
+    /* every ISA; AVX-512 with each tuning of its gathers */
+    const char *isas[] = {"generic", "avx2", "avx512", "avx512"};
+    const st_spconv_tuning tunings[] = {ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN, ST_SPCONV_TUNING_ZEN,
+                                        ST_SPCONV_TUNING_INTEL};
+    const st_spconv_tuning auto_tuning = st_spconv_tuning_current();
+    for (int k = 0; k < 4; k++) {
         CHECK_OK(st_isa_force(isas[k]));
+        st_spconv_tuning_force(tunings[k]);
         st_rng rng;
         st_rng_seed(&rng, 11, (uint64_t)k);
         px_block_case(&rng, 128, 5, 13, 14, 6, 3, 1, 1, 0.3);  /* the 128-wide path, interior runs of 12 */
@@ -303,7 +315,53 @@ static void test_px_block_identity(void) {
         px_block_case(&rng, 128, 3, 12, 13, 4, 7, 1, 3, 0.2); /* 7x7 stride 1 */
         px_block_case(&rng, 7, 2, 6, 11, 4, 3, 1, 1, 0.5);    /* tiny batch, scalar tails */
         px_block_case(&rng, 64, 4, 10, 10, 5, 3, 1, 0, 0.3);  /* no padding, runs of 64 */
+        px_block_case(&rng, 128, 6, 8, 9, 5, 3, 1, 1, 0.9);   /* rows of ~49 kept weights (prefetching rows) */
     }
+    CHECK_OK(st_isa_force("auto"));
+    st_spconv_tuning_force(auto_tuning);
+}
+
+/* The tunings of the AVX-512 gathers (other prefetching) give the same bits:
+ * forward, with statistics, input gradient overwriting and accumulating,
+ * at row lengths around the prefetch distance, the output-prefetch span (4
+ * kept weights per pixel) and the Zen prefetch threshold (32). */
+static void test_tunings_identical(void) {
+    if (st_isa_best_supported() != ST_ISA_AVX512) return;
+    CHECK_OK(st_isa_force("avx512"));
+    const st_spconv_tuning auto_tuning = st_spconv_tuning_current();
+    const double densities[] = {0.02, 0.1, 0.3, 0.6, 1.0}; /* rows of ~1, 4, 13, 26 and 45 kept weights */
+    st_rng rng;
+    st_rng_seed(&rng, 21, 0);
+    for (int di = 0; di < 5; di++) {
+        const int N = 128, C = 5, H = 9, O = 6;
+        st_spconv_geom g;
+        st_spconv_geom_init(&g, N, C, H, H, O, 3, 1, 1);
+        csr c = random_csr(&rng, O, C * 9, densities[di]);
+        const size_t xs = (size_t)N * C * H * H, ys = (size_t)N * O * H * H;
+        float *x = random_floats(&rng, xs), *dy = random_floats(&rng, ys), *dx0 = random_floats(&rng, xs);
+        float *y[2], *y2[2], *dxo[2], *dxa[2];
+        double st[2][18];
+        st_spconv_plan *plan = NULL;
+        CHECK_OK(st_spconv_plan_create(&g, c.row_ptr, c.col, &plan));
+        if (!plan) return;
+        for (int t = 0; t < 2; t++) {
+            st_spconv_tuning_force(t == 0 ? ST_SPCONV_TUNING_ZEN : ST_SPCONV_TUNING_INTEL);
+            y[t] = new_floats(ys), y2[t] = new_floats(ys), dxo[t] = new_floats(xs), dxa[t] = new_floats(xs);
+            st_spconv_forward(plan, x, c.val, NULL, y[t]);
+            st_spconv_forward_stats(plan, x, c.val, NULL, y2[t], st[t]);
+            st_spconv_backward_data(plan, dy, c.val, dxo[t], 0);
+            memcpy(dxa[t], dx0, xs * sizeof(float));
+            st_spconv_backward_data(plan, dy, c.val, dxa[t], 1);
+        }
+        CHECK(memcmp(y[0], y[1], ys * 4) == 0 && memcmp(y2[0], y2[1], ys * 4) == 0 &&
+              memcmp(st[0], st[1], sizeof st[0]) == 0 && memcmp(dxo[0], dxo[1], xs * 4) == 0 &&
+              memcmp(dxa[0], dxa[1], xs * 4) == 0);
+        st_spconv_plan_free(plan);
+        for (int t = 0; t < 2; t++) free(y[t]), free(y2[t]), free(dxo[t]), free(dxa[t]);
+        free(x), free(dy), free(dx0);
+        free_csr(&c);
+    }
+    st_spconv_tuning_force(auto_tuning);
     CHECK_OK(st_isa_force("auto"));
 }
 
@@ -383,10 +441,52 @@ static void test_layout_round_trip(void) {
     free(x), free(t), free(back);
 }
 
+/* sddmm_px gives the bits of npx calls of sddmm in pixel order, at every
+ * ISA, for 1-7 pixels, the 128-wide path and other batches, with and
+ * without slots. */
+static void test_sddmm_px_identity(void) {
+    const st_spconv_prims *all[3] = {&st_spconv_prims_generic, NULL, NULL};
+    const int have[3] = {1, st_isa_best_supported() >= ST_ISA_AVX2, st_isa_best_supported() >= ST_ISA_AVX512};
+#ifdef ST_SPCONV_HAVE_X86
+    all[1] = &st_spconv_prims_avx2, all[2] = &st_spconv_prims_avx512;
+#endif
+    st_rng rng;
+    st_rng_seed(&rng, 23, 0);
+    const int ns[4] = {128, 7, 133, 64}, cnt = 37, slots = 48;
+    for (int k = 0; k < 3; k++) {
+        if (!have[k] || !all[k]) continue;
+        for (int ni = 0; ni < 4; ni++)
+            for (int npx = 1; npx <= 7; npx++)
+                for (int with_slot = 0; with_slot < 2; with_slot++) {
+                    const int n = ns[ni];
+                    const int64_t src_step = n + 3, dy_step = 2 * n + 1, src_len = 40 * (int64_t)n + 8 * src_step;
+                    float *src = random_floats(&rng, (size_t)src_len), *dy = random_floats(&rng, (size_t)(8 * dy_step));
+                    int64_t off[37];
+                    int32_t slot[37];
+                    for (int e = 0; e < cnt; e++) {
+                        off[e] = (int64_t)(st_rng_next(&rng) % 40) * n;
+                        slot[e] = (int32_t)((e * 7 + 3) % slots); /* distinct: 7 and 48 are coprime */
+                    }
+                    float *a1 = random_floats(&rng, (size_t)slots * ST_SPCONV_LANES), *a2 = new_floats((size_t)slots * ST_SPCONV_LANES);
+                    memcpy(a2, a1, sizeof(float) * (size_t)slots * ST_SPCONV_LANES);
+                    const int32_t *sl = with_slot ? slot : NULL;
+                    for (int q = 0; q < npx; q++) all[k]->sddmm(n, cnt, off, sl, dy + q * dy_step, src + q * src_step, a1);
+                    all[k]->sddmm_px(n, npx, cnt, off, sl, dy, dy_step, src, src_step, a2);
+                    if (memcmp(a1, a2, sizeof(float) * (size_t)slots * ST_SPCONV_LANES) != 0) {
+                        fprintf(stderr, "sddmm_px (prims %d) differs: n=%d npx=%d slots=%d\n", k, n, npx, with_slot);
+                        st_test_failures++;
+                    }
+                    free(src), free(dy), free(a1), free(a2);
+                }
+    }
+}
+
 int main(void) {
     test_reference_semantics();
     test_fast_vs_reference();
     test_px_block_identity();
+    test_tunings_identical();
+    test_sddmm_px_identity();
     test_stats_thread_invariance();
     test_bn_given_sums();
     test_layout_round_trip();

@@ -61,6 +61,19 @@ const char *st_isa_name(st_isa isa) {
     }
 }
 
+st_cpu_vendor st_isa_cpu_vendor(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return ST_CPU_OTHER;
+    char id[13];
+    memcpy(id, &b, 4), memcpy(id + 4, &d, 4), memcpy(id + 8, &c, 4);
+    id[12] = '\0';
+    if (strcmp(id, "GenuineIntel") == 0) return ST_CPU_INTEL;
+    if (strcmp(id, "AuthenticAMD") == 0) return ST_CPU_AMD;
+#endif
+    return ST_CPU_OTHER;
+}
+
 int st_isa_cpu_has_avx512_bf16(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (st_isa_best_supported() != ST_ISA_AVX512) return 0; /* also checks the OS saves the zmm state */

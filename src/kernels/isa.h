@@ -19,6 +19,11 @@ st_isa st_isa_best_supported(void);
 st_status st_isa_force(const char *name);
 const char *st_isa_name(st_isa isa);
 
+/* The CPU's vendor (cpuid leaf 0), for kernels whose best tuning differs
+ * between the vendors' cores (measured, not assumed: see their comments). */
+typedef enum st_cpu_vendor { ST_CPU_OTHER = 0, ST_CPU_INTEL = 1, ST_CPU_AMD = 2 } st_cpu_vendor;
+st_cpu_vendor st_isa_cpu_vendor(void);
+
 /* Whether the bf16 kernels (kernels/sparse_conv_bf16.h) can run: the CPU has
  * AVX512_BF16 (vcvtne2ps2bf16, vdpbf16ps) and the ISA in use (after
  * st_isa_force) is AVX-512. It does not change the ISA choice above. */

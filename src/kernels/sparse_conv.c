@@ -37,6 +37,11 @@ static void sddmm_generic(int n, int cnt, const int64_t *off, const int32_t *slo
     }
 }
 
+static void sddmm_px_generic(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
+                             int64_t dy_step, const float *src, int64_t src_step, float *acc) {
+    for (int q = 0; q < npx; q++) sddmm_generic(n, cnt, off, slot, dy + q * dy_step, src + q * src_step, acc);
+}
+
 static void run_stats_generic(int n, const float *v, float *out) {
     float a[ST_SPCONV_LANES] = {0}, b[ST_SPCONV_LANES] = {0};
     const float k = v[0];
@@ -81,6 +86,7 @@ const st_spconv_prims st_spconv_prims_generic = {
     .gather = gather_generic,
     .gather_px = gather_px_generic,
     .sddmm = sddmm_generic,
+    .sddmm_px = sddmm_px_generic,
     .run_stats = run_stats_generic,
     .gather_stats = gather_stats_generic,
     .run_bn_sums = run_bn_sums_generic,

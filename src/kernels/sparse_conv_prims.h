@@ -17,6 +17,15 @@ typedef struct st_spconv_prims {
      * slot(e) = slot ? slot[e] : e */
     void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const float *dy, const float *src,
                   float *acc);
+    /* sddmm for npx >= 1 pixels, in pixel order: pixel q reads dy + q *
+     * dy_step and src + q * src_step. With distinct slots (as every walk
+     * has) each accumulator gets the same additions in the same order as
+     * from npx calls of sddmm, q = 0, 1, ..., so the results are the same
+     * bit for bit; where the ISA can, each accumulator is loaded and stored
+     * once for two or three pixels (kernel_ab wgrad: +12-24 % at 64-128
+     * channels on an Intel Xeon). */
+    void (*sddmm_px)(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
+                     int64_t dy_step, const float *src, int64_t src_step, float *acc);
     /* gather (or gather_stats, where stats is not NULL; then accumulate is
      * 0) for npx >= 1 pixels that share the kept weights and whose sources
      * lie src_step floats apart: pixel q reads src + q * src_step, writes
@@ -42,6 +51,21 @@ typedef struct st_spconv_prims {
      * sums in a fixed order. */
     void (*run_bn_sums)(int n, const float *dy, const float *y, const float *x, float mean, float *out);
 } st_spconv_prims;
+
+/* Tunings of the AVX-512 gathers (sparse_conv_x86.c): the same results bit
+ * for bit, other prefetching. The one for the CPU is picked from its vendor
+ * on first use; tests and bench/kernel_ab.c force each in turn to compare
+ * them (not thread-safe with running kernels). */
+#define ST_SPCONV_HAVE_TUNING 1   /* for bench/kernel_ab.c, which builds against older trees too */
+#define ST_SPCONV_HAVE_SDDMM_PX 1
+typedef enum st_spconv_tuning {
+    ST_SPCONV_TUNING_ZEN = 0,   /* measured on AMD Zen 4/5; also for other vendors */
+    ST_SPCONV_TUNING_INTEL = 1, /* measured on an Intel Xeon (Granite Rapids class) */
+    ST_SPCONV_TUNINGS = 2
+} st_spconv_tuning;
+st_spconv_tuning st_spconv_tuning_current(void);
+void st_spconv_tuning_force(st_spconv_tuning t);
+const char *st_spconv_tuning_name(st_spconv_tuning t);
 
 extern const st_spconv_prims st_spconv_prims_generic;
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -5,10 +5,67 @@
  * accumulators); shorter runs fall back to one-vector chunks and a masked or
  * scalar tail. */
 #include "kernels/sparse_conv_prims.h"
+#include "kernels/isa.h"
 #include "kernels/isa_target.h"
+
+/* ---------------- tunings ---------------- */
+
+/* Per-CPU choices of gather_px_avx512 (measured with bench/kernel_ab.c
+ * walk and passes; docs/PERFORMANCE.md, "Kernels for wide layers" and its
+ * "Intel Xeon" part):
+ *   pf_min_row  rows of fewer kept weights do not prefetch their inputs
+ *   pf_out      the output lines are prefetched for writing (prefetchw),
+ *               two per kept weight over a block's first kept weights,
+ *               unless the gather accumulates (it loads them first then)
+ * Zen 4/5: the input prefetch paid 5-10 % on rows of 75-150 kept weights and
+ * cost 7 % on rows of ~20. Intel Xeon: prefetching the inputs of every row
+ * and the output lines paid on rows of 22-150 (4-7 % on the interior walk):
+ * its L3, which the output lines come from (write-allocate) and so do the
+ * input columns new to each pixel group, is 1.3-3x slower than Zen's, and
+ * more of its latency has to be hidden. */
+typedef struct gather_tuning {
+    int pf_min_row;
+    int pf_out;
+} gather_tuning;
+
+static const gather_tuning gather_tunings[ST_SPCONV_TUNINGS] = {
+    [ST_SPCONV_TUNING_ZEN] = {32, 0},
+    [ST_SPCONV_TUNING_INTEL] = {0, 1},
+};
+static const char *const tuning_names[ST_SPCONV_TUNINGS] = {
+    [ST_SPCONV_TUNING_ZEN] = "zen",
+    [ST_SPCONV_TUNING_INTEL] = "intel",
+};
+
+/* -1: not chosen yet (then from the CPU's vendor on first use) */
+static int tuning_chosen = -1;
+
+st_spconv_tuning st_spconv_tuning_current(void) {
+    int t = __atomic_load_n(&tuning_chosen, __ATOMIC_ACQUIRE);
+    if (t >= 0) return (st_spconv_tuning)t;
+    t = st_isa_cpu_vendor() == ST_CPU_INTEL ? ST_SPCONV_TUNING_INTEL : ST_SPCONV_TUNING_ZEN;
+    __atomic_store_n(&tuning_chosen, t, __ATOMIC_RELEASE);
+    return (st_spconv_tuning)t;
+}
+
+void st_spconv_tuning_force(st_spconv_tuning t) {
+    if (t >= 0 && t < ST_SPCONV_TUNINGS) __atomic_store_n(&tuning_chosen, (int)t, __ATOMIC_RELEASE);
+}
+
+const char *st_spconv_tuning_name(st_spconv_tuning t) {
+    return t >= 0 && t < ST_SPCONV_TUNINGS ? tuning_names[t] : "unknown";
+}
 
 #ifdef ST_SPCONV_HAVE_X86
 #include <immintrin.h>
+
+/* Keeps a run's address in a register of its own, so that the FMAs' loads
+ * from it are base + displacement: the compiler would otherwise fold the
+ * offset in as base + index * 4, which Intel cores split into two uops in
+ * every load-FMA (un-lamination: 4-8 % of the gather, kernel_ab walk
+ * "flat"). AMD cores fuse both forms; the extra adds (1-3 per 8-24 FMAs)
+ * take integer ports the gather leaves idle. */
+#define ST_IN_REG(p) __asm__("" : "+r"(p))
 
 /* ---------------- AVX-512 ---------------- */
 ST_TARGET_AVX512_BEGIN
@@ -29,6 +86,7 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         for (int e = 0; e < cnt; e++) {
             const __m512 wv = _mm512_set1_ps(w[e]);
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
             a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
             a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
@@ -56,6 +114,7 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         for (int e = 0; e < cnt; e++) {
             const __m512 wv = _mm512_set1_ps(w[e]);
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
             a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
             a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
@@ -71,6 +130,7 @@ static void gather_avx512(int n, int cnt, const float *w, const int64_t *off, co
         for (int e = 0; e < cnt; e++) {
             const __m512 wv = _mm512_set1_ps(w[e]);
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
             a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
         }
@@ -100,6 +160,7 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
         const __m512 d6 = _mm512_loadu_ps(dy + j + 96), d7 = _mm512_loadu_ps(dy + j + 112);
         for (int e = 0; e < cnt; e++) {
             const float *s = src + off[e] + j;
+            ST_IN_REG(s);
             float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
             __m512 t0 = _mm512_mul_ps(d0, _mm512_loadu_ps(s));
             __m512 t1 = _mm512_mul_ps(d1, _mm512_loadu_ps(s + 16));
@@ -121,6 +182,68 @@ static void sddmm_avx512(int n, int cnt, const int64_t *off, const int32_t *slot
         }
     }
 }
+
+/* One pixel's 8 dy vectors (D0..D7) and the sum sddmm_avx512 adds to a
+ * kept weight's accumulator for it, in its order: (d0 s0 + d2 s2 + d4 s4 +
+ * d6 s6) + (d1 s1 + d3 s3 + d5 s5 + d7 s7), each half a chain of FMAs. */
+#define ST_DY8(D, p)                                                                                                   \
+    const __m512 D##0 = _mm512_loadu_ps((p)), D##1 = _mm512_loadu_ps((p) + 16), D##2 = _mm512_loadu_ps((p) + 32);     \
+    const __m512 D##3 = _mm512_loadu_ps((p) + 48), D##4 = _mm512_loadu_ps((p) + 64), D##5 = _mm512_loadu_ps((p) + 80); \
+    const __m512 D##6 = _mm512_loadu_ps((p) + 96), D##7 = _mm512_loadu_ps((p) + 112)
+#define ST_DOT8(D, s)                                                                                                  \
+    _mm512_add_ps(                                                                                                    \
+        _mm512_fmadd_ps(D##6, _mm512_loadu_ps((s) + 96),                                                              \
+                        _mm512_fmadd_ps(D##4, _mm512_loadu_ps((s) + 64),                                              \
+                                        _mm512_fmadd_ps(D##2, _mm512_loadu_ps((s) + 32),                              \
+                                                        _mm512_mul_ps(D##0, _mm512_loadu_ps((s)))))),                 \
+        _mm512_fmadd_ps(D##7, _mm512_loadu_ps((s) + 112),                                                             \
+                        _mm512_fmadd_ps(D##5, _mm512_loadu_ps((s) + 80),                                              \
+                                        _mm512_fmadd_ps(D##3, _mm512_loadu_ps((s) + 48),                              \
+                                                        _mm512_mul_ps(D##1, _mm512_loadu_ps((s) + 16))))))
+
+/* Blocks of three, then two pixels of 128 floats (24 or 16 dy vectors in
+ * registers), each kept weight's accumulator loaded and stored once per
+ * block; the rest one pixel at a time. */
+static void sddmm_px_avx512(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
+                            int64_t dy_step, const float *src, int64_t src_step, float *acc) {
+    int q = 0;
+    if (n == 128) {
+        for (; q + 3 <= npx; q += 3) {
+            const float *s0 = src + q * src_step;
+            const float *y0 = dy + q * dy_step;
+            ST_DY8(d, y0);
+            ST_DY8(f, y0 + dy_step);
+            ST_DY8(g, y0 + 2 * dy_step);
+            for (int e = 0; e < cnt; e++) {
+                const float *t0 = s0 + off[e], *t1 = t0 + src_step, *t2 = t1 + src_step;
+                ST_IN_REG(t0);
+                ST_IN_REG(t1);
+                ST_IN_REG(t2);
+                float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+                __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), ST_DOT8(d, t0));
+                v = _mm512_add_ps(v, ST_DOT8(f, t1));
+                _mm512_storeu_ps(a, _mm512_add_ps(v, ST_DOT8(g, t2)));
+            }
+        }
+        for (; q + 2 <= npx; q += 2) {
+            const float *s0 = src + q * src_step;
+            const float *y0 = dy + q * dy_step;
+            ST_DY8(d, y0);
+            ST_DY8(f, y0 + dy_step);
+            for (int e = 0; e < cnt; e++) {
+                const float *t0 = s0 + off[e], *t1 = t0 + src_step;
+                ST_IN_REG(t0);
+                ST_IN_REG(t1);
+                float *a = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+                const __m512 v = _mm512_add_ps(_mm512_loadu_ps(a), ST_DOT8(d, t0));
+                _mm512_storeu_ps(a, _mm512_add_ps(v, ST_DOT8(f, t1)));
+            }
+        }
+    }
+    for (; q < npx; q++) sddmm_avx512(n, cnt, off, slot, dy + q * dy_step, src + q * src_step, acc);
+}
+#undef ST_DY8
+#undef ST_DOT8
 
 static void run_stats_avx512(int n, const float *v, float *out) {
     const __m512 k = _mm512_set1_ps(v[0]);
@@ -161,6 +284,7 @@ static void gather_stats_avx512(int n, int cnt, const float *w, const int64_t *o
     for (int e = 0; e < cnt; e++) {
         const __m512 wv = _mm512_set1_ps(w[e]);
         const float *s = src + off[e];
+        ST_IN_REG(s);
         a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s), a0);
         a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 16), a1);
         a2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(s + 32), a2);
@@ -219,88 +343,127 @@ static inline void stats8(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4,
     stats[0] = k0, stats[1] = _mm512_reduce_add_ps(s1), stats[2] = _mm512_reduce_add_ps(s2);
 }
 
-/* Software prefetch in gather_px: on rows of at least PF_MIN_ROW kept
- * weights, the first cache line of the first pixel's run of the weight
- * PF_DIST entries ahead (measured, bench/kernel_ab.c passes: +5-10 % on
- * rows of 75-150 weights, whose inputs come from L2 / L3; -7 % on rows of
- * ~20, whose loads the hardware keeps up with). */
-#define PF_MIN_ROW 32
+/* Software prefetch in gather_px: the first cache line of the first
+ * pixel's run of the kernel weight PF_DIST entries ahead, on the rows that
+ * the CPU's tuning prefetches (gather_tunings). */
 #define PF_DIST 4
+
+/* For writing: lines 2e and 2e + 1 of the output of a block of pixels
+ * out_step floats apart, 8 lines each (asm: the intrinsic needs PRFCHW in
+ * the target, which every AVX-512 CPU has). */
+static inline void prefetch_out2(const float *o0, int64_t out_step, int e) {
+    const float *q = o0 + (e >> 2) * out_step + 32 * (e & 3);
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)q));
+    __asm__ volatile("prefetchw %0" : : "m"(*(const char *)(q + 16)));
+}
+
+/* The kept weights of a block of NPX pixels: STEP(e) for every e, with the
+ * input prefetch of e + pf where e + pf < cnt, and with it while e < 4 *
+ * NPX the output prefetch (pf_out) of lines 2e, 2e + 1. */
+#define ST_PX_WEIGHTS(STEP, NPX)                                                                                      \
+    do {                                                                                                              \
+        int e = 0;                                                                                                    \
+        for (; e < cnt - pf; e++) {                                                                                   \
+            if (pf_out && e < 4 * (NPX)) prefetch_out2(o0, out_step, e);                                              \
+            _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);                                              \
+            STEP(e);                                                                                                  \
+        }                                                                                                             \
+        for (; e < cnt; e++) STEP(e);                                                                                 \
+    } while (0)
+
+/* The blocks of three, then two pixels of 128 floats (24 or 16
+ * accumulators) of gather_px_avx512; returns the pixels done. Inlined
+ * twice: with src_step the constant 128 (stride 1, every input gradient)
+ * one base register serves all pixels, at displacements; otherwise each
+ * pixel's run has its own. */
+static inline __attribute__((always_inline)) int px_blocks_avx512(int npx, int cnt, const float *w, const int64_t *off,
+                                                                  const float *src, int64_t src_step, float bias,
+                                                                  int accumulate, float *out, int64_t out_step,
+                                                                  float *stats, int64_t stats_step, int pf,
+                                                                  int pf_out) {
+    int q = 0;
+    for (; q + 3 <= npx; q += 3) {
+        const float *s0 = src + q * src_step;
+        float *o0 = out + q * out_step;
+        ST_ACC8(a);
+        ST_ACC8(b);
+        ST_ACC8(c);
+        ST_INIT8(a, o0);
+        ST_INIT8(b, o0 + out_step);
+        ST_INIT8(c, o0 + 2 * out_step);
+#define ST_STEP3(e)                                                                                                    \
+    do {                                                                                                              \
+        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
+        const float *t0 = s0 + off[e];                                                                                \
+        ST_IN_REG(t0);                                                                                                \
+        const float *t1 = t0 + src_step, *t2 = t1 + src_step;                                                         \
+        if (src_step != 128) {                                                                                        \
+            ST_IN_REG(t1);                                                                                            \
+            ST_IN_REG(t2);                                                                                            \
+        }                                                                                                             \
+        ST_FMA8(a, wv, t0);                                                                                           \
+        ST_FMA8(b, wv, t1);                                                                                           \
+        ST_FMA8(c, wv, t2);                                                                                           \
+    } while (0)
+        ST_PX_WEIGHTS(ST_STEP3, 3);
+#undef ST_STEP3
+        ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step), ST_STORE8(c, o0 + 2 * out_step);
+        if (stats) {
+            float *st = stats + q * stats_step;
+            stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
+            stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
+            stats8(c0, c1, c2, c3, c4, c5, c6, c7, st + 2 * stats_step);
+        }
+    }
+    for (; q + 2 <= npx; q += 2) {
+        const float *s0 = src + q * src_step;
+        float *o0 = out + q * out_step;
+        ST_ACC8(a);
+        ST_ACC8(b);
+        ST_INIT8(a, o0);
+        ST_INIT8(b, o0 + out_step);
+#define ST_STEP2(e)                                                                                                    \
+    do {                                                                                                              \
+        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
+        const float *t0 = s0 + off[e];                                                                                \
+        ST_IN_REG(t0);                                                                                                \
+        const float *t1 = t0 + src_step;                                                                              \
+        if (src_step != 128) ST_IN_REG(t1);                                                                           \
+        ST_FMA8(a, wv, t0);                                                                                           \
+        ST_FMA8(b, wv, t1);                                                                                           \
+    } while (0)
+        ST_PX_WEIGHTS(ST_STEP2, 2);
+#undef ST_STEP2
+        ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step);
+        if (stats) {
+            float *st = stats + q * stats_step;
+            stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
+            stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
+        }
+    }
+    return q;
+}
 
 /* Two or three pixels of 128 floats at once (16 or 24 accumulators), the
  * rest through gather / gather_stats one pixel at a time. */
 static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
                              int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
                              int64_t stats_step) {
-    const int pf = cnt >= PF_MIN_ROW ? PF_DIST : cnt; /* cnt: no prefetching loop */
+    const gather_tuning *tn = &gather_tunings[st_spconv_tuning_current()];
+    const int pf = cnt >= tn->pf_min_row ? PF_DIST : cnt; /* cnt: no prefetching loop */
+    const int pf_out = tn->pf_out && !accumulate;
     int q = 0;
-    if (n == 128) {
-        for (; q + 3 <= npx; q += 3) {
-            const float *s0 = src + q * src_step, *s1 = s0 + src_step, *s2 = s1 + src_step;
-            float *o0 = out + q * out_step;
-            ST_ACC8(a);
-            ST_ACC8(b);
-            ST_ACC8(c);
-            ST_INIT8(a, o0);
-            ST_INIT8(b, o0 + out_step);
-            ST_INIT8(c, o0 + 2 * out_step);
-#define ST_STEP3(e)                                                                                                    \
-    do {                                                                                                              \
-        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
-        const int64_t oe = off[e];                                                                                    \
-        ST_FMA8(a, wv, s0 + oe);                                                                                      \
-        ST_FMA8(b, wv, s1 + oe);                                                                                      \
-        ST_FMA8(c, wv, s2 + oe);                                                                                      \
-    } while (0)
-            int e = 0;
-            for (; e < cnt - pf; e++) {
-                _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);
-                ST_STEP3(e);
-            }
-            for (; e < cnt; e++) ST_STEP3(e);
-#undef ST_STEP3
-            ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step), ST_STORE8(c, o0 + 2 * out_step);
-            if (stats) {
-                float *st = stats + q * stats_step;
-                stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
-                stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
-                stats8(c0, c1, c2, c3, c4, c5, c6, c7, st + 2 * stats_step);
-            }
-        }
-        for (; q + 2 <= npx; q += 2) {
-            const float *s0 = src + q * src_step, *s1 = s0 + src_step;
-            float *o0 = out + q * out_step;
-            ST_ACC8(a);
-            ST_ACC8(b);
-            ST_INIT8(a, o0);
-            ST_INIT8(b, o0 + out_step);
-#define ST_STEP2(e)                                                                                                    \
-    do {                                                                                                              \
-        const __m512 wv = _mm512_set1_ps(w[e]);                                                                       \
-        const int64_t oe = off[e];                                                                                    \
-        ST_FMA8(a, wv, s0 + oe);                                                                                      \
-        ST_FMA8(b, wv, s1 + oe);                                                                                      \
-    } while (0)
-            int e = 0;
-            for (; e < cnt - pf; e++) {
-                _mm_prefetch((const char *)(s0 + off[e + pf]), _MM_HINT_T0);
-                ST_STEP2(e);
-            }
-            for (; e < cnt; e++) ST_STEP2(e);
-#undef ST_STEP2
-            ST_STORE8(a, o0), ST_STORE8(b, o0 + out_step);
-            if (stats) {
-                float *st = stats + q * stats_step;
-                stats8(a0, a1, a2, a3, a4, a5, a6, a7, st);
-                stats8(b0, b1, b2, b3, b4, b5, b6, b7, st + stats_step);
-            }
-        }
-    }
+    if (n == 128 && src_step == 128)
+        q = px_blocks_avx512(npx, cnt, w, off, src, 128, bias, accumulate, out, out_step, stats, stats_step, pf, pf_out);
+    else if (n == 128)
+        q = px_blocks_avx512(npx, cnt, w, off, src, src_step, bias, accumulate, out, out_step, stats, stats_step, pf,
+                             pf_out);
     for (; q < npx; q++) {
         if (stats) gather_stats_avx512(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
         else gather_avx512(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
     }
 }
+#undef ST_PX_WEIGHTS
 #undef ST_ACC8
 #undef ST_INIT8
 #undef ST_FMA8
@@ -310,6 +473,7 @@ const st_spconv_prims st_spconv_prims_avx512 = {
     .gather = gather_avx512,
     .gather_px = gather_px_avx512,
     .sddmm = sddmm_avx512,
+    .sddmm_px = sddmm_px_avx512,
     .run_stats = run_stats_avx512,
     .gather_stats = gather_stats_avx512,
     .run_bn_sums = run_bn_sums_avx512,
@@ -377,6 +541,11 @@ static void sddmm_avx2(int n, int cnt, const int64_t *off, const int32_t *slot, 
             dy[j] * src[off[e] + j];
 }
 
+static void sddmm_px_avx2(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
+                          int64_t dy_step, const float *src, int64_t src_step, float *acc) {
+    for (int q = 0; q < npx; q++) sddmm_avx2(n, cnt, off, slot, dy + q * dy_step, src + q * src_step, acc);
+}
+
 static void run_stats_avx2(int n, const float *v, float *out) {
     const __m256 k = _mm256_set1_ps(v[0]);
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
@@ -435,6 +604,7 @@ const st_spconv_prims st_spconv_prims_avx2 = {
     .gather = gather_avx2,
     .gather_px = gather_px_avx2,
     .sddmm = sddmm_avx2,
+    .sddmm_px = sddmm_px_avx2,
     .run_stats = run_stats_avx2,
     .gather_stats = gather_stats_avx2,
     .run_bn_sums = run_bn_sums_avx2,
