@@ -12,6 +12,10 @@
  *                                 bf16 dp (vdpbf16ps)
  *   to-bf16                       rounding one activation tensor to bf16 (what a
  *                                 producer that writes fp32 would add per pass input)
+ *   bn fwd / bn bwd               the fused BN + ReLU step of the sparse executor
+ *                                 (kernels/bn_act.h, channel-major, statistics given)
+ *                                 in fp32 | with the bf16 copy of y written in the same
+ *                                 pass | backward with dx written only in bf16
  * Without AVX512_BF16 the bf16 variants run the scalar fallback: the
  * comparison then means nothing, and the program says so. */
 #include <omp.h>
@@ -22,6 +26,7 @@
 
 #include "core/rng.h"
 #include "kernels/bf16.h"
+#include "kernels/bn_act.h"
 #include "kernels/isa.h"
 #include "kernels/sparse_conv.h"
 #include "kernels/sparse_conv_bf16.h"
@@ -37,11 +42,12 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-enum { VARIANTS = 10 };
+enum { VARIANTS = 14 };
 static const char *names[VARIANTS] = {"fwd fp32",        "fwd bf16-cvt",        "fwd bf16-dp",
                                       "bwd-data fp32",   "bwd-data bf16-cvt",   "bwd-data bf16-dp",
                                       "bwd-weight fp32", "bwd-weight bf16-cvt", "bwd-weight bf16-dp",
-                                      "to-bf16"};
+                                      "to-bf16",         "bn fwd fp32",         "bn fwd +bf16 y",
+                                      "bn bwd fp32",     "bn bwd bf16 dx"};
 
 int main(int argc, char **argv) {
     const int reps = argc > 1 ? atoi(argv[1]) : 31, C = argc > 2 ? atoi(argv[2]) : 16,
@@ -91,6 +97,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bf16_ab: %s\n", st_last_error());
         return 1;
     }
+    /* the BN + ReLU step over y (channel-major: C planes of H*H*N) */
+    const st_bn_act_shape bs = {1, C, H * H * N, 1};
+    double *stats = malloc(sizeof(double) * 3 * (size_t)C);
+    float *bn_par = malloc(sizeof(float) * 6 * (size_t)C);
+    double *scratch = malloc(sizeof(double) * st_bn_act_scratch_doubles(&bs, omp_get_max_threads()));
+    if (!stats || !bn_par || !scratch) return 1;
+    for (int c = 0; c < C; c++) {
+        stats[3 * c] = 0.0, stats[3 * c + 1] = 0.0, stats[3 * c + 2] = (double)H * H * N;
+        for (int j = 0; j < 6; j++) bn_par[j * C + c] = j == 3 ? 0.0f : 1.0f;
+    }
+    float *gamma = bn_par, *beta = bn_par + C, *mean = bn_par + 2 * C, *invstd = bn_par + 4 * C;
+    float *rmean = bn_par + 3 * C, *rvar = bn_par + 5 * C;
     for (int r = 0; r < reps; r++)
         for (int j = 0; j < VARIANTS; j++) {
             const int v = (j + r) % VARIANTS; /* rotate the order every round */
@@ -106,6 +124,16 @@ int main(int argc, char **argv) {
             case 7: st_spbf16_backward_weight(q, ST_SPBF16_CVT, xh, dyh, dw, NULL); break;
             case 8: st_spbf16_backward_weight(q, ST_SPBF16_DP, xh, dyh, dw, NULL); break;
             case 9: st_bf16_from_floats(y, n, th); break;
+            case 10:
+            case 11:
+                st_bn_act_forward_train_stats_bf16(&bs, stats, x, gamma, beta, NULL, 1, 0.1f, 1e-5f, y, v == 11 ? th : NULL,
+                                                   mean, invstd, rmean, rvar);
+                break;
+            case 12:
+            case 13:
+                st_bn_act_backward_bf16(&bs, x, y, 1, dy, gamma, mean, invstd, v == 12 ? dx : NULL, v == 13 ? th : NULL,
+                                        0, NULL, 0, NULL, NULL, scratch);
+                break;
             }
             t[v][r] = 1e3 * (omp_get_wtime() - t0);
             u[v][r] = cpu_ms() - c0;
@@ -127,5 +155,6 @@ int main(int argc, char **argv) {
     printf("  (one conv pass: %.1f MFLOP)\n", 2.0 * (double)k * H * H * N / 1e6);
     st_spconv_plan_free(p);
     st_spbf16_plan_free(q);
+    free(stats), free(bn_par), free(scratch);
     return 0;
 }

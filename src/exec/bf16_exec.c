@@ -18,17 +18,20 @@ typedef struct op_state {
     size_t w_cap;
 } op_state;
 
+/* Passes are counted (st_bf16_exec_forward_begins): a copy or a flag
+ * stamped with an earlier pass is stale, so nothing needs clearing. */
 typedef struct act_state {
     st_bf16 *value;        /* its values rounded (capacity images), from the first bf16 op reading it */
-    uint8_t value_current; /* value holds this forward pass's values */
+    uint64_t value_pass;   /* the pass whose values `value` holds */
+    uint64_t produced;     /* the last pass whose producer of it ran in bf16 */
+    uint64_t grad_pass;    /* the pass whose backward wrote its gradient in bf16 (into its own buffer), 0: none since read */
     uint8_t wanted;        /* a bf16 op has read it: fused steps writing it write the copy */
-    uint8_t produced;      /* its producer ran in bf16 this forward pass */
-    uint8_t grad_in_bf16;  /* its gradient buffer holds the gradient in bf16, written this backward pass */
     uint8_t one_reader;    /* exactly one op reads it */
 } act_state;
 
 struct st_bf16_exec {
     int n_ops, n_acts, capacity;
+    uint64_t pass;      /* forward passes begun, from 1 */
     op_state *ops;
     act_state *acts;
     st_bf16 *dy;        /* an output gradient rounded by its conv's backward */
@@ -65,6 +68,7 @@ static st_status create(const st_model *m, st_bf16_exec **out) {
     if (!s) return ST_ERR_NOMEM;
     s->n_ops = m->n_ops;
     s->capacity = m->capacity;
+    s->pass = 1;
     s->n_acts = m->n_acts;
     s->ops = st_calloc((size_t)m->n_ops + 1, sizeof *s->ops, "bf16 execution");
     s->acts = st_calloc((size_t)m->n_acts + 1, sizeof *s->acts, "bf16 execution");
@@ -111,8 +115,9 @@ static st_status input_copy(st_bf16_exec *s, const st_model *m, int a, int batch
         t->value = st_malloc_aligned((size_t)s->capacity * per_image * sizeof(st_bf16), "bf16 activation copies");
         if (!t->value) return ST_ERR_NOMEM;
     }
-    if (!t->value_current) st_bf16_from_floats(x, (size_t)batch * per_image, t->value);
-    t->value_current = t->wanted = 1;
+    if (t->value_pass != s->pass) st_bf16_from_floats(x, (size_t)batch * per_image, t->value);
+    t->value_pass = s->pass;
+    t->wanted = 1;
     *out = t->value;
     return ST_OK;
 }
@@ -138,31 +143,30 @@ st_status st_bf16_exec_forward(st_bf16_exec **state, const st_model *m, const st
     ST_TRY(reserve(&o->w, &o->w_cap, nnz));
     ST_TRY(reserve(&s->dy, &s->dy_cap, out)); /* for backward, which cannot fail */
     st_bf16_from_floats(wp->value, nnz, o->w);
-    s->acts[op->out].produced = 1;
+    s->acts[op->out].produced = s->pass;
     const float *bias = op->bias >= 0 ? m->params[op->bias].value : NULL;
     if (stats) st_spbf16_forward_stats(o->plan, ST_SPBF16_DP, x16, o->w, bias, y, stats);
     else st_spbf16_forward(o->plan, ST_SPBF16_DP, x16, o->w, bias, y);
     return ST_OK;
 }
 
-void st_bf16_exec_value_written(st_bf16_exec *s, int a) {
-    if (!s) return;
-    act_state *t = &s->acts[a];
-    t->value_current = t->produced = t->grad_in_bf16 = 0;
+void st_bf16_exec_forward_begins(st_bf16_exec *s) {
+    if (s) s->pass++;
 }
 
 st_bf16 *st_bf16_exec_value_copy(st_bf16_exec *s, int a) {
     if (!s) return NULL;
     act_state *t = &s->acts[a];
-    t->value_current = t->wanted && t->value; /* the caller writes it now */
-    return t->value_current ? t->value : NULL;
+    if (!t->wanted || !t->value) return NULL;
+    t->value_pass = s->pass; /* the caller writes it now */
+    return t->value;
 }
 
 st_bf16 *st_bf16_exec_grad_copy(st_bf16_exec *s, const st_model *m, int a, float *grad) {
     if (!s) return NULL;
     act_state *t = &s->acts[a];
-    t->grad_in_bf16 = t->produced && t->one_reader && !m->dense_grad;
-    return t->grad_in_bf16 ? (st_bf16 *)grad : NULL;
+    t->grad_pass = t->produced == s->pass && t->one_reader && !m->dense_grad ? s->pass : 0;
+    return t->grad_pass ? (st_bf16 *)grad : NULL;
 }
 
 /* the state of an op whose forward ran */
@@ -177,8 +181,8 @@ const st_bf16 *st_bf16_exec_output_grad(st_bf16_exec *s, const st_model *m, cons
                                         const float *dy) {
     (void)forwarded(s, m, op, batch);
     act_state *t = &s->acts[op->out];
-    if (t->grad_in_bf16) { /* the batch norm's backward wrote it in bf16 into dy's buffer */
-        t->grad_in_bf16 = 0;
+    if (t->grad_pass == s->pass) { /* the batch norm's backward wrote it in bf16 into dy's buffer */
+        t->grad_pass = 0;
         return (const st_bf16 *)(const void *)dy;
     }
     st_bf16_from_floats(dy, (size_t)batch * (size_t)st_activation_size(&m->acts[op->out]), s->dy);

@@ -46,10 +46,9 @@ const char *st_model_enable_bf16(st_model *m);
  * on first use. */
 st_status st_bf16_exec_forward(st_bf16_exec **state, const st_model *m, const st_op *op, int batch, const float *x,
                                float *y, double *stats);
-/* The executor wrote activation a's values itself (an op's output, the
- * images): its bf16 copy is stale until a bf16 op rounds it again. Call
- * before the op that writes it runs. state may be NULL. */
-void st_bf16_exec_value_written(st_bf16_exec *state, int a);
+/* A forward pass begins (new images): every bf16 copy is stale until a
+ * fused step writes it or a bf16 op rounds it again. state may be NULL. */
+void st_bf16_exec_forward_begins(st_bf16_exec *state);
 /* The value_bf16 hook (exec/executor.h): where a fused step writing
  * activation a also writes its bf16 copy, or NULL when no bf16 op reads it
  * (or none has yet). state may be NULL. */

@@ -76,6 +76,10 @@ typedef struct st_executor {
 
 extern const st_executor st_dense_executor;
 extern const st_executor st_sparse_executor;
+/* Switches m to `exec` (walker.c; its prepare may refuse, and m then keeps
+ * its executor): st_model_use_sparse_execution with any table, e.g. a test's
+ * copy of one with some optional entries removed. */
+st_status st_model_set_executor(st_model *m, const st_executor *exec);
 /* Sparse execution: 1 when op k's current kernel plan is the dense GEMM
  * (exec/policy.h's per-layer choice, as made for the last batch it ran). */
 int st_sparse_executor_runs_gemm(const st_model *m, int k);

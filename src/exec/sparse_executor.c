@@ -124,7 +124,7 @@ static st_bn_act_shape sparse_bn_shape(const st_model *m, int a, int batch) {
 
 static void sparse_images_in(st_model *m, int batch) {
     const st_activation *a = &m->acts[0];
-    st_bf16_exec_value_written(state(m)->bf16, 0);
+    st_bf16_exec_forward_begins(state(m)->bf16);
     st_nchw_to_chwn(a->value, batch, a->channels, a->height * a->width, state(m)->chwn_input);
 }
 
@@ -214,7 +214,6 @@ static st_status sparse_forward_op(st_model *m, st_op *op, int batch) {
     st_activation *out = &m->acts[op->out];
     const float *x = sparse_act_value(m, op->in);
     float *y = sparse_act_value(m, op->out);
-    st_bf16_exec_value_written(state(m) ? state(m)->bf16 : NULL, op->out);
     switch (op->kind) {
     case ST_OP_CONV:
     case ST_OP_LINEAR:
@@ -267,7 +266,6 @@ static st_status dense_weight_grad(const st_spconv_plan *plan, const st_sparse_w
 static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, double *stats) {
     ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
     ST_TRY(sparse_plan(m, op, batch));
-    st_bf16_exec_value_written(state(m)->bf16, op->out);
     return conv_forward(m, op, batch, sparse_act_value(m, op->in), sparse_act_value(m, op->out), stats);
 }
 
