@@ -27,12 +27,10 @@
 #include "kernels/bf16.h"
 #include "kernels/bn_act.h"
 #include "kernels/isa.h"
-#include "models/init.h"
 #include "models/model.h"
 #include "optim/optimizer.h"
-#include "sparse/distributions.h"
-#include "sparse/masks.h"
 #include "testing.h"
+#include "testing_model.h"
 
 static int same_floats(const float *a, const float *b, size_t n) { return memcmp(a, b, n * sizeof(float)) == 0; }
 
@@ -175,21 +173,10 @@ typedef struct model_run {
  * gradients asked for, as a gradient-growth update step does; the third on a
  * ragged batch), then an evaluation forward pass. */
 static void run_model(const char *name, int c, int hw, const st_executor *exec, model_run *out) {
-    st_model *m = NULL;
-    CHECK_OK(st_model_create(name, 10, c, hw, hw, &m));
-    if (!m) exit(1);
-    st_layer_shape *shapes;
-    int *ids, n;
-    CHECK_OK(st_model_prunable_layers(m, &shapes, &ids, &n));
-    double *d = new_bytes(sizeof(double) * (size_t)n);
-    CHECK_OK(st_layer_densities("ERK", 0.2, 1.0, shapes, n, d));
-    CHECK_OK(st_model_sample_masks(m, d, ST_MASK_EXACT, 7));
-    st_model_init_weights(m, 7, ST_INIT_PLAIN, 0.2, NULL);
-    free(d), free(shapes), free(ids);
+    st_model *m = st_test_erk_model(name, c, hw, hw, 0.2, 7);
     CHECK_OK(st_model_set_executor(m, exec));
     st_model_enable_bf16(m);
     CHECK(m->bf16);
-    m->training = 1;
     st_optimizer o;
     CHECK_OK(st_optimizer_create(&o, m, ST_OPTIMIZER_SGD, 0.9, 1, 5e-4));
     const int size = c * hw * hw, batch = 20;
