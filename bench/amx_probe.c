@@ -102,6 +102,7 @@ __attribute__((target("amx-tile"))) static void configure(int k) {
     for (int t = 0; t < 4; t++) c.rows[t] = 16, c.colsb[t] = 64;
     c.rows[4] = 16, c.colsb[4] = (uint16_t)(2 * k);
     for (int t = 5; t < 8; t++) c.rows[t] = (uint8_t)(k / 2), c.colsb[t] = 64;
+    if (k == 32) c.rows[5] = 16; /* tile 5 is a second A (2 x 2 blocking) or a B: the same shape at K = 32 */
     __asm__ volatile("" : : "r"(&c) : "memory"); /* GCC 12 drops the stores above: ldtilecfg's read is not modelled */
     _tile_loadconfig(&c);
 }
@@ -147,6 +148,39 @@ __attribute__((target("amx-tile,amx-bf16"), noinline)) void amx_dense_forward(co
     const size_t plane = (size_t)HW * N; /* one channel's (or channel pair's) values */
     const long bstride = (long)(plane * 4), ystride = (long)(plane * 4);
     configure(kc);
+    if (C % 32 == 0) { /* 2 x 2 blocking: 2 blocks of 16 output channels x 2 blocks of 16 images */
+        for (int b = 0; b < C / 16; b += 2)
+            for (int p = 0; p < HW; p++)
+                for (int n0 = 0; n0 < N; n0 += 32) {
+                    const int oh = p / W, ow = p % W;
+                    _tile_zero(0);
+                    _tile_zero(1);
+                    _tile_zero(2);
+                    _tile_zero(3);
+                    for (int k = 0; k < 9; k++) {
+                        const int ih = oh + k / 3 - 1, iw = ow + k % 3 - 1;
+                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                        for (int q = 0; q < nq; q++) {
+                            const uint16_t *bq = paired + ((size_t)(q * kc / 2) * plane + (size_t)(ih * W + iw) * N + n0) * 2;
+                            _tile_loadd(4, packed + ((size_t)(b * 9 + k) * nq + q) * 16 * kc, 2 * kc);
+                            _tile_loadd(5, packed + ((size_t)((b + 1) * 9 + k) * nq + q) * 16 * kc, 2 * kc);
+                            B_TILE(6, 0);
+                            B_TILE(7, 1);
+                            _tile_dpbf16ps(0, 4, 6);
+                            _tile_dpbf16ps(1, 4, 7);
+                            _tile_dpbf16ps(2, 5, 6);
+                            _tile_dpbf16ps(3, 5, 7);
+                        }
+                    }
+                    float *yo = y + (size_t)b * 16 * plane + (size_t)p * N + n0;
+                    _tile_stored(0, yo, ystride);
+                    _tile_stored(1, yo + 16, ystride);
+                    _tile_stored(2, yo + 16 * plane, ystride);
+                    _tile_stored(3, yo + 16 * plane + 16, ystride);
+                }
+        _tile_release();
+        return;
+    }
     for (int b = 0; b < C / 16; b++)
         for (int oh = 0; oh < H; oh++)
             for (int ow = 0; ow < W; ow++)
