@@ -58,40 +58,26 @@ int amx_probe_available(void) {
 }
 
 #define REPS 40000000L
-__attribute__((target("avx512f,avx512bw,avx512bf16"), noinline)) static double fma_zmm(void) {
+/* ten independent accumulators: more than the latency x throughput of either instruction */
+#define TEN(OP) OP(a0), OP(a1), OP(a2), OP(a3), OP(a4), OP(a5), OP(a6), OP(a7), OP(a8), OP(a9)
+#define FMA(a) a = _mm512_fmadd_ps(a, c, b)
+#define DP(a) a = _mm512_dpbf16_ps(a, bh, ch)
+/* GFLOP/s of vfmadd231ps zmm (dp 0) or vdpbf16ps zmm (dp 1) on the calling thread */
+__attribute__((target("avx512f,avx512bw,avx512bf16"), noinline)) static double register_loop(int dp) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
     const __m512 b = _mm512_set1_ps(1e-3f), c = _mm512_set1_ps(0.999f);
+    const __m512bh bh = (__m512bh)_mm512_set1_epi16(0x3a80), ch = (__m512bh)_mm512_set1_epi16(0x3f80);
     const double t0 = cpu_seconds();
-    for (long k = 0; k < REPS / 10; k++) {
-        a0 = _mm512_fmadd_ps(a0, c, b), a1 = _mm512_fmadd_ps(a1, c, b), a2 = _mm512_fmadd_ps(a2, c, b);
-        a3 = _mm512_fmadd_ps(a3, c, b), a4 = _mm512_fmadd_ps(a4, c, b), a5 = _mm512_fmadd_ps(a5, c, b);
-        a6 = _mm512_fmadd_ps(a6, c, b), a7 = _mm512_fmadd_ps(a7, c, b), a8 = _mm512_fmadd_ps(a8, c, b);
-        a9 = _mm512_fmadd_ps(a9, c, b);
-    }
+    if (dp)
+        for (long k = 0; k < REPS / 10; k++) TEN(DP);
+    else
+        for (long k = 0; k < REPS / 10; k++) TEN(FMA);
     const double t = cpu_seconds() - t0;
     volatile float sink = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), a2), a3)) +
                           _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), a6), a7)) +
                           _mm512_reduce_add_ps(_mm512_add_ps(a8, a9));
     (void)sink;
-    return 32.0 * REPS / t / 1e9;
-}
-
-__attribute__((target("avx512f,avx512bw,avx512bf16"), noinline)) static double dp_zmm(void) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
-    const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3a80), c = (__m512bh)_mm512_set1_epi16(0x3f80);
-    const double t0 = cpu_seconds();
-    for (long k = 0; k < REPS / 10; k++) {
-        a0 = _mm512_dpbf16_ps(a0, b, c), a1 = _mm512_dpbf16_ps(a1, b, c), a2 = _mm512_dpbf16_ps(a2, b, c);
-        a3 = _mm512_dpbf16_ps(a3, b, c), a4 = _mm512_dpbf16_ps(a4, b, c), a5 = _mm512_dpbf16_ps(a5, b, c);
-        a6 = _mm512_dpbf16_ps(a6, b, c), a7 = _mm512_dpbf16_ps(a7, b, c), a8 = _mm512_dpbf16_ps(a8, b, c);
-        a9 = _mm512_dpbf16_ps(a9, b, c);
-    }
-    const double t = cpu_seconds() - t0;
-    volatile float sink = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), a2), a3)) +
-                          _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a4, a5), a6), a7)) +
-                          _mm512_reduce_add_ps(_mm512_add_ps(a8, a9));
-    (void)sink;
-    return 64.0 * REPS / t / 1e9;
+    return (dp ? 64.0 : 32.0) * REPS / t / 1e9;
 }
 
 /* tiles 0-3: 16 x 16 float accumulators; 4: A (16 x K bf16); 5-7: B (K/2 x 16 pairs) */
@@ -134,67 +120,59 @@ __attribute__((target("amx-tile,amx-bf16"), noinline)) static double tdp(int k) 
 }
 
 void amx_probe_peaks(double *fma, double *dp, double *tdp_k16, double *tdp_k32) {
-    *fma = fma_zmm();
-    *dp = dp_zmm();
+    *fma = register_loop(0);
+    *dp = register_loop(1);
     *tdp_k16 = tdp(16);
     *tdp_k32 = tdp(32);
 }
 
+/* the B operand of a term: channel pairs from `pair`, pixel `pixel`, images n0.. (rows one pair plane apart) */
+static const uint16_t *input_tile(const uint16_t *paired, size_t plane, int pair, int pixel, int N, int n0) {
+    return paired + ((size_t)pair * plane + (size_t)pixel * N + (size_t)n0) * 2;
+}
+
+/* the A operand: output channels 16b.., kernel position k, input-channel chunk q */
+static const uint16_t *weight_tile(const uint16_t *packed, int b, int k, int nq, int q, int kc) {
+    return packed + ((size_t)(b * 9 + k) * nq + q) * 16 * kc;
+}
+
+/* the input pixel that kernel position k of output pixel p reads, or -1 (padding) */
+static int input_pixel(int p, int k, int H, int W) {
+    const int ih = p / W + k / 3 - 1, iw = p % W + k % 3 - 1;
+    return ih < 0 || ih >= H || iw < 0 || iw >= W ? -1 : ih * W + iw;
+}
+
 #define B_TILE(t, j) _tile_loadd(t, bq + 32 * (j), bstride)
+/* Accumulators 0-3 hold 2 blocks of 16 output channels x 2 blocks of 16 images where C % 32 == 0
+ * (2 A and 2 B tiles per term), else 1 x 4 (1 A and 4 B tiles per term). */
 __attribute__((target("amx-tile,amx-bf16"), noinline)) void amx_dense_forward(const uint16_t *paired,
                                                                                const uint16_t *packed, int C, int H,
                                                                                int W, int N, float *y) {
-    const int kc = C < 32 ? C : 32, nq = C / kc, HW = H * W;
+    const int kc = C < 32 ? C : 32, nq = C / kc, HW = H * W, two = C % 32 == 0;
     const size_t plane = (size_t)HW * N; /* one channel's (or channel pair's) values */
     const long bstride = (long)(plane * 4), ystride = (long)(plane * 4);
     configure(kc);
-    if (C % 32 == 0) { /* 2 x 2 blocking: 2 blocks of 16 output channels x 2 blocks of 16 images */
-        for (int b = 0; b < C / 16; b += 2)
-            for (int p = 0; p < HW; p++)
-                for (int n0 = 0; n0 < N; n0 += 32) {
-                    const int oh = p / W, ow = p % W;
-                    _tile_zero(0);
-                    _tile_zero(1);
-                    _tile_zero(2);
-                    _tile_zero(3);
-                    for (int k = 0; k < 9; k++) {
-                        const int ih = oh + k / 3 - 1, iw = ow + k % 3 - 1;
-                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                        for (int q = 0; q < nq; q++) {
-                            const uint16_t *bq = paired + ((size_t)(q * kc / 2) * plane + (size_t)(ih * W + iw) * N + n0) * 2;
-                            _tile_loadd(4, packed + ((size_t)(b * 9 + k) * nq + q) * 16 * kc, 2 * kc);
-                            _tile_loadd(5, packed + ((size_t)((b + 1) * 9 + k) * nq + q) * 16 * kc, 2 * kc);
+    for (int b = 0; b < C / 16; b += two ? 2 : 1)
+        for (int p = 0; p < HW; p++)
+            for (int n0 = 0; n0 < N; n0 += two ? 32 : 64) {
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (int k = 0; k < 9; k++) {
+                    const int in = input_pixel(p, k, H, W);
+                    for (int q = 0; q < nq && in >= 0; q++) {
+                        const uint16_t *bq = input_tile(paired, plane, q * kc / 2, in, N, n0);
+                        _tile_loadd(4, weight_tile(packed, b, k, nq, q, kc), 2 * kc);
+                        if (two) {
+                            _tile_loadd(5, weight_tile(packed, b + 1, k, nq, q, kc), 2 * kc);
                             B_TILE(6, 0);
                             B_TILE(7, 1);
                             _tile_dpbf16ps(0, 4, 6);
                             _tile_dpbf16ps(1, 4, 7);
                             _tile_dpbf16ps(2, 5, 6);
                             _tile_dpbf16ps(3, 5, 7);
-                        }
-                    }
-                    float *yo = y + (size_t)b * 16 * plane + (size_t)p * N + n0;
-                    _tile_stored(0, yo, ystride);
-                    _tile_stored(1, yo + 16, ystride);
-                    _tile_stored(2, yo + 16 * plane, ystride);
-                    _tile_stored(3, yo + 16 * plane + 16, ystride);
-                }
-        _tile_release();
-        return;
-    }
-    for (int b = 0; b < C / 16; b++)
-        for (int oh = 0; oh < H; oh++)
-            for (int ow = 0; ow < W; ow++)
-                for (int n0 = 0; n0 < N; n0 += 64) {
-                    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-                    for (int k = 0; k < 9; k++) {
-                        const int ih = oh + k / 3 - 1, iw = ow + k % 3 - 1;
-                        if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                        for (int q = 0; q < nq; q++) {
-                            _tile_loadd(4, packed + ((size_t)(b * 9 + k) * nq + q) * 16 * kc, 2 * kc);
-                            const uint16_t *bq = paired + ((size_t)(q * kc / 2) * plane + (size_t)(ih * W + iw) * N + n0) * 2;
+                        } else {
                             B_TILE(5, 0);
                             _tile_dpbf16ps(0, 4, 5);
                             B_TILE(6, 1);
@@ -205,12 +183,13 @@ __attribute__((target("amx-tile,amx-bf16"), noinline)) void amx_dense_forward(co
                             _tile_dpbf16ps(3, 4, 5);
                         }
                     }
-                    float *yo = y + (size_t)b * 16 * plane + (size_t)(oh * W + ow) * N + n0;
-                    _tile_stored(0, yo, ystride);
-                    _tile_stored(1, yo + 16, ystride);
-                    _tile_stored(2, yo + 32, ystride);
-                    _tile_stored(3, yo + 48, ystride);
                 }
+                float *yo = y + (size_t)b * 16 * plane + (size_t)p * N + n0;
+                _tile_stored(0, yo, ystride);
+                _tile_stored(1, yo + 16, ystride);
+                _tile_stored(2, two ? yo + 16 * plane : yo + 32, ystride);
+                _tile_stored(3, two ? yo + 16 * plane + 16 : yo + 48, ystride);
+            }
     _tile_release();
 }
 #else

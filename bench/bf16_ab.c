@@ -165,8 +165,8 @@ int main(int argc, char **argv) {
             case 9: st_bf16_from_floats(y, n, th); break;
             case 10:
             case 11:
-                st_bn_act_forward_train_stats_bf16(&bs, stats, x, gamma, beta, NULL, 1, 0.1f, 1e-5f, y, v == 11 ? th : NULL,
-                                                   mean, invstd, rmean, rvar);
+                st_bn_act_forward_train_stats_bf16(&bs, stats, x, gamma, beta, NULL, 1, 0.1f, 1e-5f, y,
+                                                   v == 11 ? th : NULL, mean, invstd, rmean, rvar);
                 break;
             case 12:
             case 13:

@@ -19,6 +19,7 @@ S1=2
 S2=8
 cpu() { # CPU seconds (user + system) of one bench run: binary, steps, flags
   local t
+  # shellcheck disable=SC2086 # ${3:-} is no flag or one
   t=$( { /usr/bin/time -f "%U %S" "$1" bench --model "$MODEL" --sparse_init ERK --density "$DENSITY" \
       --batch-size 128 --threads 1 --execution sparse --warmup 1 --steps "$2" ${3:-} > /dev/null; } 2>&1 | tail -1)
   echo "$t" | awk '{print $1 + $2}'
@@ -29,7 +30,7 @@ declare -A steps
 for r in $(seq "$ROUNDS"); do
   n=${#variants[@]} order=()
   for i in $(seq 0 $((n - 1))); do order+=("${variants[$(( (i + r) % n ))]}"); done
-  (( r % 2 )) || order=($(printf '%s\n' "${order[@]}" | tac))
+  (( r % 2 )) || mapfile -t order < <(printf '%s\n' "${order[@]}" | tac)
   for v in "${order[@]}"; do
     flag=""; [[ $v == *bf16 ]] && flag="--bf16"
     bin=$BIN; [[ $v == old-* ]] && bin=$OLD_BIN

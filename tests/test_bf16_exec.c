@@ -74,7 +74,10 @@ static void test_bn_act_bf16(st_rng *rng, const char *isa, int N, int C, int S, 
         for (int c = 0; c < C; c++) {
             const float *xc = x + (size_t)c * S;
             double a = 0.0, b = 0.0;
-            for (int i = 0; i < S; i++) a += (double)xc[i] - xc[0], b += ((double)xc[i] - xc[0]) * ((double)xc[i] - xc[0]);
+            for (int i = 0; i < S; i++) {
+                const double v = (double)xc[i] - xc[0];
+                a += v, b += v * v;
+            }
             stats[3 * c] = xc[0], stats[3 * c + 1] = a, stats[3 * c + 2] = b;
         }
         st_bn_act_forward_train_stats(&s, stats, x, gamma, beta, r, relu, 0.1f, 1e-5f, y, mean, inv, rm, rv);

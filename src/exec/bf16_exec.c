@@ -24,7 +24,7 @@ typedef struct act_state {
     st_bf16 *value;        /* its values rounded (capacity images), from the first bf16 op reading it */
     uint64_t value_pass;   /* the pass whose values `value` holds */
     uint64_t produced;     /* the last pass whose producer of it ran in bf16 */
-    uint64_t grad_pass;    /* the pass whose backward wrote its gradient in bf16 (into its own buffer), 0: none since read */
+    uint64_t grad_pass;    /* the pass whose backward wrote its gradient in bf16 (in its own buffer); 0: read since */
     uint8_t wanted;        /* a bf16 op has read it: fused steps writing it write the copy */
     uint8_t one_reader;    /* exactly one op reads it */
 } act_state;

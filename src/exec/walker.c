@@ -210,7 +210,7 @@ static void backward_step(st_model *m, const st_model_step *st, int batch) {
                                     m->params[op->weight].grad, m->params[op->bias].grad);
             return;
         }
-        /* the executor may take the input's gradient in bf16 instead (its only reader is a bf16 convolution) */
+        /* the executor may take the input's gradient in bf16 instead (x: a bf16 conv's output only this BN reads) */
         st_bf16 *dx16 = dx && m->exec->grad_bf16 ? m->exec->grad_bf16(m, st->x) : NULL;
         ST_ASSERT(!dx16 || !dx_acc);
         st_bn_act_backward_bf16(&s, act_value(m, st->x), act_value(m, st->out), st->relu >= 0, dy,

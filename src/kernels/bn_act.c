@@ -227,8 +227,9 @@ static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *
             running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
         }
         const float scale = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
-        plane_norm_out(r, round, xc, residual ? residual + (size_t)c * (size_t)S : NULL, (int)S, (float)mu, scale,
-                       beta ? beta[c] : 0.0f, relu, y + (size_t)c * (size_t)S, y16 ? y16 + (size_t)c * (size_t)S : NULL);
+        const size_t o = (size_t)c * (size_t)S;
+        plane_norm_out(r, round, xc, residual ? residual + o : NULL, (int)S, (float)mu, scale, beta ? beta[c] : 0.0f,
+                       relu, y + o, y16 ? y16 + o : NULL);
     }
 }
 
