@@ -2,7 +2,7 @@
 # Proves that two sparsetrain binaries train bit-identically: the same short
 # dense and sparse runs (same seed, same thread count) with each binary, then
 # the loss curves (the JSON-lines logs without their timing fields) and every
-# tensor of the final checkpoints compared byte for byte.
+# tensor of the final checkpoints compared byte for byte. Includes --bf16 runs.
 #   usage: scripts/compare-runs.sh OLD_BINARY NEW_BINARY [WORK_DIR]
 # Needs Fashion-MNIST (Debian's dataset-fashion-mnist) or ST_DATADIR.
 set -euo pipefail
@@ -15,6 +15,9 @@ runs=(
   "lenet300-100 ERK 0.05|--model lenet300-100 --epochs 2 --sparse --fix --density 0.05 --execution sparse"
   "cifar_resnet_20 dense|--model cifar_resnet_20 --epochs 2 --max-batches 12"
   "cifar_resnet_20 ERK 0.05|--model cifar_resnet_20 --epochs 2 --max-batches 12 --sparse --fix --density 0.05 --execution sparse"
+  # --bf16 (float32 again, and said so, on a CPU without AVX512_BF16)
+  "cifar_resnet_20 ERK 0.05 --bf16|--model cifar_resnet_20 --epochs 2 --max-batches 12 --sparse --fix --density 0.05 --execution sparse --bf16"
+  "lenet5 ERK 0.05 --bf16|--model lenet5 --epochs 1 --max-batches 40 --sparse --fix --density 0.05 --execution sparse --bf16"
 )
 status=0
 # compare NAME TAG: OLD's and NEW's checkpoint and log of run TAG, byte for byte

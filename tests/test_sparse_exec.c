@@ -17,21 +17,10 @@
 #include "sparse/distributions.h"
 #include "sparse/masks.h"
 #include "testing.h"
+#include "testing_model.h"
 
 static st_model *build(const char *name, int c, int h, int w, double density) {
-    st_model *m = NULL;
-    CHECK_OK(st_model_create(name, 10, c, h, w, &m));
-    if (!m) exit(1);
-    st_layer_shape *shapes;
-    int *ids, n;
-    CHECK_OK(st_model_prunable_layers(m, &shapes, &ids, &n));
-    double *d = new_bytes(sizeof(double) * (size_t)n);
-    CHECK_OK(st_layer_densities("ERK", density, 1.0, shapes, n, d));
-    CHECK_OK(st_model_sample_masks(m, d, ST_MASK_EXACT, 7));
-    st_model_init_weights(m, 7, ST_INIT_PLAIN, density, NULL);
-    free(d), free(shapes), free(ids);
-    m->training = 1;
-    return m;
+    return st_test_erk_model(name, c, h, w, density, 7);
 }
 
 static void random_batch(st_rng *rng, int batch, int size, float *x, int32_t *y) {

@@ -58,12 +58,28 @@ typedef struct st_executor {
      * written; only for executors whose bn_shape is channel-major. */
     st_status (*forward_op_stats)(st_model *m, st_op *op, int batch, double *stats);
     void (*backward_op)(st_model *m, st_op *op, const float *dy, int batch);
+    /* Optional (NULL: not offered), for bf16 convolutions (exec/bf16_exec.h):
+     * value_bf16: called by every fused step that writes activation a; the
+     * buffer where the step also writes a's values rounded to bf16, in the
+     * same pass (kernels/bn_act.h's _bf16 variants), or NULL for none. The
+     * executor treats the copy as current from this call on.
+     * grad_bf16: called by the training batch-norm backward for the gradient
+     * of its input a; the buffer where the step writes that gradient in bf16
+     * instead of float, or NULL: float as usual. Only for a gradient that
+     * step is the one writer of (a read by no other op), so it is
+     * overwritten, never added to. */
+    st_bf16 *(*value_bf16)(st_model *m, int a);
+    st_bf16 *(*grad_bf16)(st_model *m, int a);
     /* The convolution implementation in use, e.g. "jit:avx512_core", "sparse-direct:avx2", "none". */
     void (*describe)(const st_model *m, char *out, size_t size);
 } st_executor;
 
 extern const st_executor st_dense_executor;
 extern const st_executor st_sparse_executor;
+/* Switches m to `exec` (walker.c; its prepare may refuse, and m then keeps
+ * its executor): st_model_use_sparse_execution with any table, e.g. a test's
+ * copy of one with some optional entries removed. */
+st_status st_model_set_executor(st_model *m, const st_executor *exec);
 /* Sparse execution: 1 when op k's current kernel plan is the dense GEMM
  * (exec/policy.h's per-layer choice, as made for the last batch it ran). */
 int st_sparse_executor_runs_gemm(const st_model *m, int k);

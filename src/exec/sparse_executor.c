@@ -66,6 +66,8 @@ static st_status sparse_reserve(st_model *m) {
     const size_t in = (size_t)m->capacity * (size_t)st_activation_size(&m->acts[0]);
     const size_t out = (size_t)m->capacity * (size_t)m->num_classes;
     free_buffers(s);
+    st_bf16_exec_free(s->bf16); /* its activation copies are sized for the capacity: made again on first use */
+    s->bf16 = NULL;
     s->chwn_input = st_malloc_aligned(in * sizeof(float), "sparse execution buffers");
     s->chwn_input_grad = st_malloc_aligned(in * sizeof(float), "sparse execution buffers");
     s->chwn_logits = st_malloc_aligned(out * sizeof(float), "sparse execution buffers");
@@ -122,6 +124,7 @@ static st_bn_act_shape sparse_bn_shape(const st_model *m, int a, int batch) {
 
 static void sparse_images_in(st_model *m, int batch) {
     const st_activation *a = &m->acts[0];
+    st_bf16_exec_forward_begins(state(m)->bf16);
     st_nchw_to_chwn(a->value, batch, a->channels, a->height * a->width, state(m)->chwn_input);
 }
 
@@ -264,7 +267,6 @@ static st_status sparse_forward_op_stats(st_model *m, st_op *op, int batch, doub
     ST_ASSERT(op->kind == ST_OP_CONV || op->kind == ST_OP_LINEAR);
     ST_TRY(sparse_plan(m, op, batch));
     return conv_forward(m, op, batch, sparse_act_value(m, op->in), sparse_act_value(m, op->out), stats);
-    return ST_OK;
 }
 
 /* The weight-gradient pass of a dense-GEMM op: into the store's gradient
@@ -308,13 +310,14 @@ static void sparse_backward_conv(st_model *m, st_op *op, const float *dy, int ba
     float *dense_dw = m->dense_grad ? m->dense_grad[op->weight] : NULL; /* a gradient-growth update step */
     const double t0 = m->profile ? omp_get_wtime() : 0.0;
     float *dbias = op->bias >= 0 ? m->params[op->bias].grad : NULL;
-    if (plan && m->bf16) st_bf16_exec_backward_weight(s->bf16, m, op, batch, dy, w->grad, dbias);
+    const st_bf16 *dy16 = plan && m->bf16 ? st_bf16_exec_output_grad(s->bf16, m, op, batch, dy) : NULL;
+    if (dy16) st_bf16_exec_backward_weight(s->bf16, m, op, batch, dy16, w->grad, dbias);
     else if (plan) st_spconv_backward_weight(plan, x, dy, w->grad, dbias);
     else dense_backward_weight(m, op, x, dy, dense_dw);
     const double t1 = m->profile ? omp_get_wtime() : 0.0;
     int acc = 0;
     float *dx = st_walk_grad_for_write(m, op->in, &acc);
-    if (dx && plan && m->bf16) st_bf16_exec_backward_data(s->bf16, m, op, batch, dx, acc);
+    if (dx && dy16) st_bf16_exec_backward_data(s->bf16, m, op, batch, dy16, dx, acc);
     else if (dx && plan) st_spconv_backward_data(plan, dy, w->value, dx, acc);
     else if (dx) st_dchwn_backward_data(s->dense[k], dy, s->dense_w[k] ? s->dense_w[k] : w->value, dx, acc);
     if (m->profile) {
@@ -362,6 +365,15 @@ static void sparse_backward_op(st_model *m, st_op *op, const float *dy, int batc
     }
 }
 
+/* bf16 copies for the fused steps (executor.h; bf16_exec.h says when there is one) */
+static st_bf16 *sparse_value_bf16(st_model *m, int a) {
+    return m->bf16 && state(m) ? st_bf16_exec_value_copy(state(m)->bf16, a) : NULL;
+}
+
+static st_bf16 *sparse_grad_bf16(st_model *m, int a) {
+    return m->bf16 && state(m) ? st_bf16_exec_grad_copy(state(m)->bf16, m, a, sparse_act_grad(m, a)) : NULL;
+}
+
 int st_sparse_executor_runs_gemm(const st_model *m, int k) {
     const sparse_state *s = m->exec == &st_sparse_executor ? state(m) : NULL;
     return s && k >= 0 && k < m->n_ops && s->dense[k] != NULL;
@@ -392,5 +404,7 @@ const st_executor st_sparse_executor = {
     .forward_op = sparse_forward_op,
     .forward_op_stats = sparse_forward_op_stats,
     .backward_op = sparse_backward_op,
+    .value_bf16 = sparse_value_bf16,
+    .grad_bf16 = sparse_grad_bf16,
     .describe = sparse_describe,
 };

@@ -14,6 +14,8 @@
 
 static float *act_value(st_model *m, int a) { return m->exec->act_value(m, a); }
 static float *act_grad(st_model *m, int a) { return m->exec->act_grad(m, a); }
+/* The executor's bf16 copy of activation a that a fused step writes with its values, or NULL. */
+static st_bf16 *value_bf16(st_model *m, int a) { return m->exec->value_bf16 ? m->exec->value_bf16(m, a) : NULL; }
 
 st_status st_model_set_executor(st_model *m, const st_executor *exec) {
     if (m->exec == exec) return ST_OK;
@@ -89,28 +91,30 @@ static st_status forward_step(st_model *m, const st_model_step *st, int batch) {
             st_bn_act_shape s = m->exec->bn_shape(m, st->x, batch);
             const float *x = act_value(m, st->x), *res = st->residual >= 0 ? act_value(m, st->residual) : NULL;
             const float *gamma = m->params[op->weight].value, *beta = m->params[op->bias].value;
+            st_bf16 *y16 = value_bf16(m, st->out);
             if (m->training && st->stats_ready) { /* the convolution that wrote x gathered its statistics */
-                st_bn_act_forward_train_stats(&s, m->schedule->bn_stats + st->stats_at, x, gamma, beta, res,
-                                              st->relu >= 0, 0.1f, 1e-5f, act_value(m, st->out), op->save_mean,
-                                              op->save_invstd, m->params[op->running_mean].value,
-                                              m->params[op->running_var].value);
+                st_bn_act_forward_train_stats_bf16(&s, m->schedule->bn_stats + st->stats_at, x, gamma, beta, res,
+                                                   st->relu >= 0, 0.1f, 1e-5f, act_value(m, st->out), y16,
+                                                   op->save_mean, op->save_invstd, m->params[op->running_mean].value,
+                                                   m->params[op->running_var].value);
                 op->num_batches_tracked++;
             } else if (m->training) {
-                st_bn_act_forward_train(&s, x, gamma, beta, res, st->relu >= 0, 0.1f, 1e-5f, act_value(m, st->out),
-                                        op->save_mean, op->save_invstd, m->params[op->running_mean].value,
-                                        m->params[op->running_var].value, (double *)m->workspace);
+                st_bn_act_forward_train_bf16(&s, x, gamma, beta, res, st->relu >= 0, 0.1f, 1e-5f,
+                                             act_value(m, st->out), y16, op->save_mean, op->save_invstd,
+                                             m->params[op->running_mean].value, m->params[op->running_var].value,
+                                             (double *)m->workspace);
                 op->num_batches_tracked++;
             } else {
-                st_bn_act_forward_eval(&s, x, gamma, beta, m->params[op->running_mean].value,
-                                       m->params[op->running_var].value, 1e-5f, res, st->relu >= 0,
-                                       act_value(m, st->out), (double *)m->workspace);
+                st_bn_act_forward_eval_bf16(&s, x, gamma, beta, m->params[op->running_mean].value,
+                                            m->params[op->running_var].value, 1e-5f, res, st->relu >= 0,
+                                            act_value(m, st->out), y16, (double *)m->workspace);
             }
             return ST_OK;
         }
         if (st->kind == ST_STEP_ADD_ACT) {
             const float *b = st->residual >= 0 ? act_value(m, st->residual) : NULL;
-            st_add_act_forward((int64_t)batch * st_activation_size(out), act_value(m, st->x), b, st->relu >= 0,
-                               act_value(m, st->out));
+            st_add_act_forward_bf16((int64_t)batch * st_activation_size(out), act_value(m, st->x), b, st->relu >= 0,
+                                    act_value(m, st->out), value_bf16(m, st->out));
             return ST_OK;
         }
         if (st->stats_for >= 0 && m->training) {
@@ -206,9 +210,13 @@ static void backward_step(st_model *m, const st_model_step *st, int batch) {
                                     m->params[op->weight].grad, m->params[op->bias].grad);
             return;
         }
-        st_bn_act_backward(&s, act_value(m, st->x), act_value(m, st->out), st->relu >= 0, dy, m->params[op->weight].value,
-                           op->save_mean, op->save_invstd, dx, dx_acc, dres, dres_acc, m->params[op->weight].grad,
-                           m->params[op->bias].grad, (double *)m->workspace);
+        /* the executor may take the input's gradient in bf16 instead (x: a bf16 conv's output only this BN reads) */
+        st_bf16 *dx16 = dx && m->exec->grad_bf16 ? m->exec->grad_bf16(m, st->x) : NULL;
+        ST_ASSERT(!dx16 || !dx_acc);
+        st_bn_act_backward_bf16(&s, act_value(m, st->x), act_value(m, st->out), st->relu >= 0, dy,
+                                m->params[op->weight].value, op->save_mean, op->save_invstd, dx16 ? NULL : dx, dx16,
+                                dx_acc, dres, dres_acc, m->params[op->weight].grad, m->params[op->bias].grad,
+                                (double *)m->workspace);
         return;
     }
     if (st->kind == ST_STEP_ADD_ACT) {

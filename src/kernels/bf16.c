@@ -42,11 +42,15 @@ ST_TARGET_END
 /* Elementwise, so the threads (blocks of 8192 values) do not change the result. */
 #define BLOCK 8192
 
-void st_bf16_from_floats(const float *x, size_t n, st_bf16 *out) {
-    void (*convert)(const float *, size_t, st_bf16 *) = st_bf16_from_floats_reference;
+st_bf16_rounding st_bf16_rounding_in_use(void) {
 #ifdef ST_HAVE_X86_TARGETS
-    if (st_isa_has_avx512_bf16()) convert = from_floats_avx512bf16;
+    if (st_isa_has_avx512_bf16()) return from_floats_avx512bf16;
 #endif
+    return st_bf16_from_floats_reference;
+}
+
+void st_bf16_from_floats(const float *x, size_t n, st_bf16 *out) {
+    const st_bf16_rounding convert = st_bf16_rounding_in_use();
     const long blocks = (long)((n + BLOCK - 1) / BLOCK);
 #pragma omp parallel for schedule(static) if (n > 8 * BLOCK)
     for (long b = 0; b < blocks; b++) {

@@ -39,6 +39,11 @@ static inline float st_bf16_to_float(st_bf16 h) {
  * AVX512_BF16 (and the ISA in use is AVX-512), else the scalar reference;
  * the same bits either way. */
 void st_bf16_from_floats(const float *x, size_t n, st_bf16 *out);
+/* The conversion st_bf16_from_floats runs, on the calling thread only: for
+ * callers that round many short pieces inside their own parallel loops (the
+ * fused passes of kernels/bn_act.h), looked up once and called per piece. */
+typedef void (*st_bf16_rounding)(const float *x, size_t n, st_bf16 *out);
+st_bf16_rounding st_bf16_rounding_in_use(void);
 /* out[j] = x[j] widened, j < n (exact). */
 void st_bf16_to_floats(const st_bf16 *x, size_t n, float *out);
 /* Scalar-only versions (the references of the two above). */

@@ -111,6 +111,55 @@ static channel_params carve_params(const st_bn_act_shape *s, int nt, double *scr
     return p;
 }
 
+/* ---- bf16 outputs (the _bf16 variants): a result is written in pieces of
+ * ROUND_PIECE floats, each rounded while it is still in L1 (32 KiB of float
+ * output and its bf16 copy fit beside the inputs' lines). Elementwise, so
+ * the pieces change no result. */
+#define ROUND_PIECE 2048
+
+static int piece_length(int64_t n, int64_t at) { return (int)(n - at < ROUND_PIECE ? n - at : ROUND_PIECE); }
+
+/* plane_norm, and y rounded into y16 (may be NULL) in the same pass */
+static void plane_norm_out(const bn_act_rows *r, st_bf16_rounding round, const float *x, const float *res, int n,
+                           float mean, float scale, float shift, int relu, float *y, st_bf16 *y16) {
+    if (!y16) {
+        r->plane_norm(x, res, n, mean, scale, shift, relu, y);
+        return;
+    }
+    for (int64_t i = 0; i < n; i += ROUND_PIECE) {
+        const int len = piece_length(n, i);
+        r->plane_norm(x + i, res ? res + i : NULL, len, mean, scale, shift, relu, y + i);
+        round(y + i, (size_t)len, y16 + i);
+    }
+}
+
+/* plane_bwd_dx, and dx rounded into dx16 (may be NULL) in the same pass; with
+ * dx16 and no dx the float pieces go to a buffer on the stack */
+static void plane_dx_out(const bn_act_rows *r, st_bf16_rounding round, const float *x, const float *y,
+                         const float *dy, int n, float mean, float k, float b, float c0, int relu, float *dx,
+                         st_bf16 *dx16, int dx_acc, float *dres, int dres_acc) {
+    if (!dx16) {
+        r->plane_bwd_dx(x, y, dy, n, mean, k, b, c0, relu, dx, dx_acc, dres, dres_acc);
+        return;
+    }
+    _Alignas(64) float piece[ROUND_PIECE];
+    for (int64_t i = 0; i < n; i += ROUND_PIECE) {
+        const int len = piece_length(n, i);
+        float *d = dx ? dx + i : piece;
+        r->plane_bwd_dx(x + i, y ? y + i : NULL, dy + i, len, mean, k, b, c0, relu, d, dx ? dx_acc : 0,
+                        dres ? dres + i : NULL, dres_acc);
+        round(d, (size_t)len, dx16 + i);
+    }
+}
+
+/* The rounding a call with a bf16 output uses (NULL without one): looked up
+ * once per call, outside the parallel loops. */
+static st_bf16_rounding rounding_for(const void *bf16_out, const st_bn_act_shape *s) {
+    if (!bf16_out) return NULL;
+    ST_ASSERT(!s || s->block == 1); /* bf16 outputs: unblocked layouts only */
+    return st_bf16_rounding_in_use();
+}
+
 /* For each of this thread's images, part1/part2[c] += plane or tile reductions. */
 static void stats_pass(const bn_act_rows *r, const st_bn_act_shape *s, const float *x, const float *shift,
                        double *s1, double *s2, int n0, int n1) {
@@ -121,6 +170,21 @@ static void stats_pass(const bn_act_rows *r, const st_bn_act_shape *s, const flo
         } else {
             for (int c = 0; c < C; c += B) r->tile_stats(x + plane_offset(s, n, c), S, B, shift + c, s1 + c, s2 + c);
         }
+    }
+}
+
+/* The normalise-add-clamp pass over image n (y16: its bf16 copy, may be NULL). */
+static void norm_image(const bn_act_rows *r, st_bf16_rounding round, const st_bn_act_shape *s, const float *x,
+                       const float *residual, const float *mean, const float *scale, const float *bias, int relu,
+                       float *y, st_bf16 *y16, int n) {
+    const int C = s->channels, S = s->spatial, B = s->block;
+    for (int c = 0; c < C; c += B) {
+        const size_t o = plane_offset(s, n, c);
+        if (B == 1)
+            plane_norm_out(r, round, x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o,
+                           y16 ? y16 + o : NULL);
+        else
+            r->tile_norm(x + o, residual ? residual + o : NULL, S, B, mean + c, scale + c, bias + c, relu, y + o);
     }
 }
 
@@ -141,9 +205,10 @@ static int channel_team(const st_bn_act_shape *s) {
  * already gathered by the producer of x (st_bn_act_forward_train_stats). */
 static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *s, const double *stats,
                                    const float *x, const float *gamma, const float *beta, const float *residual,
-                                   int relu, float momentum, float eps, float *y, float *save_mean,
+                                   int relu, float momentum, float eps, float *y, st_bf16 *y16, float *save_mean,
                                    float *save_invstd, float *running_mean, float *running_var) {
     const int64_t S = s->spatial;
+    const st_bf16_rounding round = rounding_for(y16, s);
 #pragma omp parallel for schedule(static) num_threads(channel_team(s))
     for (int c = 0; c < s->channels; c++) {
         const float *xc = x + (size_t)c * (size_t)S;
@@ -162,8 +227,9 @@ static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *
             running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * unbiased);
         }
         const float scale = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
-        r->plane_norm(xc, residual ? residual + (size_t)c * (size_t)S : NULL, (int)S, (float)mu, scale,
-                      beta ? beta[c] : 0.0f, relu, y + (size_t)c * (size_t)S);
+        const size_t o = (size_t)c * (size_t)S;
+        plane_norm_out(r, round, xc, residual ? residual + o : NULL, (int)S, (float)mu, scale, beta ? beta[c] : 0.0f,
+                       relu, y + o, y16 ? y16 + o : NULL);
     }
 }
 
@@ -171,9 +237,10 @@ static void forward_train_channels(const bn_act_rows *r, const st_bn_act_shape *
  * the producer of dy (st_bn_act_backward_sums). */
 static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, const double *sums, const float *x,
                               const float *y, int relu, const float *dy, const float *gamma, const float *save_mean,
-                              const float *save_invstd, float *dx, int dx_accumulate, float *dresidual,
-                              int dresidual_accumulate, float *dgamma, float *dbeta) {
+                              const float *save_invstd, float *dx, st_bf16 *dx16, int dx_accumulate,
+                              float *dresidual, int dresidual_accumulate, float *dgamma, float *dbeta) {
     const int64_t S = s->spatial;
+    const st_bf16_rounding round = rounding_for(dx16, s);
 #pragma omp parallel for schedule(static) num_threads(channel_team(s))
     for (int c = 0; c < s->channels; c++) {
         const size_t o = (size_t)c * (size_t)S;
@@ -186,10 +253,10 @@ static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, co
         if (dbeta) dbeta[c] += (float)sum_dy;
         if (dgamma) dgamma[c] += (float)(sum_dy_xmu * invstd);
         const double kk = (gamma ? (double)gamma[c] : 1.0) * invstd;
-        if (dx)
-            r->plane_bwd_dx(x + o, yo, dy + o, (int)S, save_mean[c], (float)kk,
-                            (float)(kk * invstd * invstd * sum_dy_xmu / (double)S), (float)(-kk * sum_dy / (double)S),
-                            relu, dx + o, dx_accumulate, ro, dresidual_accumulate);
+        if (dx || dx16)
+            plane_dx_out(r, round, x + o, yo, dy + o, (int)S, save_mean[c], (float)kk,
+                         (float)(kk * invstd * invstd * sum_dy_xmu / (double)S), (float)(-kk * sum_dy / (double)S),
+                         relu, dx ? dx + o : NULL, dx16 ? dx16 + o : NULL, dx_accumulate, ro, dresidual_accumulate);
         else if (ro)
             r->add_act_bwd(S, yo, relu, dy + o, ro, dresidual_accumulate, NULL, 0);
     }
@@ -198,12 +265,21 @@ static void backward_channels(const bn_act_rows *r, const st_bn_act_shape *s, co
 void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                              const float *residual, int relu, float momentum, float eps, float *y, float *save_mean,
                              float *save_invstd, float *running_mean, float *running_var, double *scratch) {
+    st_bn_act_forward_train_bf16(s, x, gamma, beta, residual, relu, momentum, eps, y, NULL, save_mean, save_invstd,
+                                 running_mean, running_var, scratch);
+}
+
+void st_bn_act_forward_train_bf16(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                                  const float *residual, int relu, float momentum, float eps, float *y,
+                                  st_bf16 *y16, float *save_mean, float *save_invstd, float *running_mean,
+                                  float *running_var, double *scratch) {
     const bn_act_rows *r = rows();
     if (channel_major(s)) {
-        forward_train_channels(r, s, NULL, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
-                               running_mean, running_var);
+        forward_train_channels(r, s, NULL, x, gamma, beta, residual, relu, momentum, eps, y, y16, save_mean,
+                               save_invstd, running_mean, running_var);
         return;
     }
+    const st_bf16_rounding round = rounding_for(y16, s);
     const int C = s->channels, S = s->spatial, B = s->block;
     ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
     const int64_t count = (int64_t)s->batch * S;
@@ -245,16 +321,7 @@ void st_bn_act_forward_train(const st_bn_act_shape *s, const float *x, const flo
             scale[c] = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
             bias[c] = beta ? beta[c] : 0.0f;
         }
-        for (int n = n0; n < n1; n++) {
-            for (int c = 0; c < C; c += B) {
-                const size_t o = plane_offset(s, n, c);
-                if (B == 1)
-                    r->plane_norm(x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o);
-                else
-                    r->tile_norm(x + o, residual ? residual + o : NULL, S, B, mean + c, scale + c, bias + c, relu,
-                                 y + o);
-            }
-        }
+        for (int n = n0; n < n1; n++) norm_image(r, round, s, x, residual, mean, scale, bias, relu, y, y16, n);
     }
 }
 
@@ -262,15 +329,30 @@ void st_bn_act_forward_train_stats(const st_bn_act_shape *s, const double *stats
                                    const float *beta, const float *residual, int relu, float momentum, float eps,
                                    float *y, float *save_mean, float *save_invstd, float *running_mean,
                                    float *running_var) {
+    st_bn_act_forward_train_stats_bf16(s, stats, x, gamma, beta, residual, relu, momentum, eps, y, NULL, save_mean,
+                                       save_invstd, running_mean, running_var);
+}
+
+void st_bn_act_forward_train_stats_bf16(const st_bn_act_shape *s, const double *stats, const float *x,
+                                        const float *gamma, const float *beta, const float *residual, int relu,
+                                        float momentum, float eps, float *y, st_bf16 *y16, float *save_mean,
+                                        float *save_invstd, float *running_mean, float *running_var) {
     ST_ASSERT(s->batch == 1 && s->block == 1);
-    forward_train_channels(rows(), s, stats, x, gamma, beta, residual, relu, momentum, eps, y, save_mean, save_invstd,
-                           running_mean, running_var);
+    forward_train_channels(rows(), s, stats, x, gamma, beta, residual, relu, momentum, eps, y, y16, save_mean,
+                           save_invstd, running_mean, running_var);
 }
 
 void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
                             const float *running_mean, const float *running_var, float eps, const float *residual,
                             int relu, float *y, double *scratch) {
+    st_bn_act_forward_eval_bf16(s, x, gamma, beta, running_mean, running_var, eps, residual, relu, y, NULL, scratch);
+}
+
+void st_bn_act_forward_eval_bf16(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, float eps,
+                                 const float *residual, int relu, float *y, st_bf16 *y16, double *scratch) {
     const bn_act_rows *r = rows();
+    const st_bf16_rounding round = rounding_for(y16, s);
     const int C = s->channels, S = s->spatial, B = s->block;
     ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
     channel_params p = carve_params(s, 1, scratch);
@@ -286,7 +368,8 @@ void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const floa
 #pragma omp parallel for schedule(static) num_threads(channel_team(s))
         for (int c = 0; c < C; c++) {
             const size_t o = (size_t)c * (size_t)S;
-            r->plane_norm(x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o);
+            plane_norm_out(r, round, x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o,
+                           y16 ? y16 + o : NULL);
         }
         return;
     }
@@ -294,16 +377,7 @@ void st_bn_act_forward_eval(const st_bn_act_shape *s, const float *x, const floa
     {
         int n0, n1;
         image_block(s->batch, omp_get_thread_num(), omp_get_num_threads(), &n0, &n1);
-        for (int n = n0; n < n1; n++) {
-            for (int c = 0; c < C; c += B) {
-                const size_t o = plane_offset(s, n, c);
-                if (B == 1)
-                    r->plane_norm(x + o, residual ? residual + o : NULL, S, mean[c], scale[c], bias[c], relu, y + o);
-                else
-                    r->tile_norm(x + o, residual ? residual + o : NULL, S, B, mean + c, scale + c, bias + c, relu,
-                                 y + o);
-            }
-        }
+        for (int n = n0; n < n1; n++) norm_image(r, round, s, x, residual, mean, scale, bias, relu, y, y16, n);
     }
 }
 
@@ -311,12 +385,22 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
                         const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
                         int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma, float *dbeta,
                         double *scratch) {
+    st_bn_act_backward_bf16(s, x, y, relu, dy, gamma, save_mean, save_invstd, dx, NULL, dx_accumulate, dresidual,
+                            dresidual_accumulate, dgamma, dbeta, scratch);
+}
+
+void st_bn_act_backward_bf16(const st_bn_act_shape *s, const float *x, const float *y, int relu, const float *dy,
+                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                             st_bf16 *dx16, int dx_accumulate, float *dresidual, int dresidual_accumulate,
+                             float *dgamma, float *dbeta, double *scratch) {
     const bn_act_rows *r = rows();
+    ST_ASSERT(dx || !dx16 || !dx_accumulate); /* a gradient written only in bf16 cannot be added to */
     if (channel_major(s)) {
-        backward_channels(r, s, NULL, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
-                          dresidual_accumulate, dgamma, dbeta);
+        backward_channels(r, s, NULL, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx16, dx_accumulate,
+                          dresidual, dresidual_accumulate, dgamma, dbeta);
         return;
     }
+    const st_bf16_rounding round = rounding_for(dx16, s);
     const int C = s->channels, S = s->spatial, B = s->block;
     ST_ASSERT(B >= 1 && B <= ST_BN_MAX_BLOCK && C % B == 0);
     const int64_t count = (int64_t)s->batch * S;
@@ -357,15 +441,16 @@ void st_bn_act_backward(const st_bn_act_shape *s, const float *x, const float *y
             b[c] = (float)(kk * invstd * invstd * sum_dy_xmu / (double)count);
             c0[c] = (float)(-kk * sum_dy / (double)count);
         }
-        if (dx) {
+        if (dx || dx16) {
             for (int n = n0; n < n1; n++) {
                 for (int c = 0; c < C; c += B) {
                     const size_t o = plane_offset(s, n, c);
                     const float *yo = relu ? y + o : NULL;
                     float *ro = dresidual ? dresidual + o : NULL;
                     if (B == 1)
-                        r->plane_bwd_dx(x + o, yo, dy + o, S, mean[c], k[c], b[c], c0[c], relu, dx + o, dx_accumulate,
-                                        ro, dresidual_accumulate);
+                        plane_dx_out(r, round, x + o, yo, dy + o, S, mean[c], k[c], b[c], c0[c], relu,
+                                     dx ? dx + o : NULL, dx16 ? dx16 + o : NULL, dx_accumulate, ro,
+                                     dresidual_accumulate);
                     else
                         r->tile_bwd_dx(x + o, yo, dy + o, S, B, mean + c, k + c, b + c, c0 + c, relu, dx + o,
                                        dx_accumulate, ro, dresidual_accumulate);
@@ -386,8 +471,8 @@ void st_bn_act_backward_sums(const st_bn_act_shape *s, const double *sums, const
                              float *dx, int dx_accumulate, float *dresidual, int dresidual_accumulate, float *dgamma,
                              float *dbeta) {
     ST_ASSERT(s->batch == 1 && s->block == 1);
-    backward_channels(rows(), s, sums, x, y, relu, dy, gamma, save_mean, save_invstd, dx, dx_accumulate, dresidual,
-                      dresidual_accumulate, dgamma, dbeta);
+    backward_channels(rows(), s, sums, x, y, relu, dy, gamma, save_mean, save_invstd, dx, NULL, dx_accumulate,
+                      dresidual, dresidual_accumulate, dgamma, dbeta);
 }
 
 /* Element ranges for add/relu: static blocks of whole 64-byte lines. */
@@ -405,12 +490,22 @@ static int elementwise_team(int64_t n) {
 }
 
 void st_add_act_forward(int64_t n, const float *a, const float *b, int relu, float *y) {
+    st_add_act_forward_bf16(n, a, b, relu, y, NULL);
+}
+
+void st_add_act_forward_bf16(int64_t n, const float *a, const float *b, int relu, float *y, st_bf16 *y16) {
     const bn_act_rows *r = rows();
+    const st_bf16_rounding round = rounding_for(y16, NULL);
 #pragma omp parallel num_threads(elementwise_team(n))
     {
         int64_t i0, i1;
         element_block(n, omp_get_thread_num(), omp_get_num_threads(), &i0, &i1);
-        if (i1 > i0) r->add_act(i1 - i0, a + i0, b ? b + i0 : NULL, relu, y + i0);
+        for (int64_t i = i0; i < i1 && y16; i += ROUND_PIECE) { /* with a bf16 copy: in pieces, each rounded in L1 */
+            const int len = piece_length(i1, i);
+            r->add_act(len, a + i, b ? b + i : NULL, relu, y + i);
+            round(y + i, (size_t)len, y16 + i);
+        }
+        if (i1 > i0 && !y16) r->add_act(i1 - i0, a + i0, b ? b + i0 : NULL, relu, y + i0);
     }
 }
 

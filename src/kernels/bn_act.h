@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/bf16.h"
+
 typedef struct st_bn_act_shape {
     int batch, channels, spatial; /* spatial = H*W */
     int block;                    /* 1 = NCHW; B > 1 = channel blocks of B */
@@ -74,6 +76,34 @@ void st_add_act_forward(int64_t n, const float *a, const float *b, int relu, flo
 /* g = dy * (y > 0 | no relu); da (+)= g; db (+)= g (either may be NULL). */
 void st_add_act_backward(int64_t n, const float *y, int relu, const float *dy, float *da, int da_accumulate, float *db,
                          int db_accumulate);
+
+/* bf16 copies written in the same pass (--bf16: the activations and
+ * gradients that bf16 convolutions read, exec/bf16_exec.h). Each function
+ * below is the one above of the same name without _bf16, and also writes
+ * its float result rounded to bf16 (kernels/bf16.h, as st_bf16_from_floats
+ * would round it afterwards, bit for bit) into y_bf16 / dx_bf16 when that
+ * is not NULL: the result is produced in pieces of a few KiB and each piece
+ * is rounded while it is still in L1, which saves the separate rounding
+ * pass over the tensor. The float results are the same bits as without the
+ * bf16 output. Only unblocked layouts (block 1) take a bf16 output.
+ * st_bn_act_backward_bf16's dx may be NULL when dx_bf16 is given: then the
+ * input gradient is written only in bf16 (not accumulated: dx_accumulate 0). */
+void st_bn_act_forward_train_bf16(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                                  const float *residual, int relu, float momentum, float eps, float *y,
+                                  st_bf16 *y_bf16, float *save_mean, float *save_invstd, float *running_mean,
+                                  float *running_var, double *scratch);
+void st_bn_act_forward_train_stats_bf16(const st_bn_act_shape *s, const double *stats, const float *x,
+                                        const float *gamma, const float *beta, const float *residual, int relu,
+                                        float momentum, float eps, float *y, st_bf16 *y_bf16, float *save_mean,
+                                        float *save_invstd, float *running_mean, float *running_var);
+void st_bn_act_forward_eval_bf16(const st_bn_act_shape *s, const float *x, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, float eps,
+                                 const float *residual, int relu, float *y, st_bf16 *y_bf16, double *scratch);
+void st_bn_act_backward_bf16(const st_bn_act_shape *s, const float *x, const float *y, int relu, const float *dy,
+                             const float *gamma, const float *save_mean, const float *save_invstd, float *dx,
+                             st_bf16 *dx_bf16, int dx_accumulate, float *dresidual, int dresidual_accumulate,
+                             float *dgamma, float *dbeta, double *scratch);
+void st_add_act_forward_bf16(int64_t n, const float *a, const float *b, int relu, float *y, st_bf16 *y_bf16);
 
 /* Global average pooling of x (layout of s) into y (batch, channels), as
  * st_global_avgpool_forward (sums in double); backward dx (+)= dy / spatial. */
