@@ -119,7 +119,8 @@ for i in range(RUNS):
             lines = [json.loads(line) for line in open(log)]
             if not lines or any(line.get("run_id") != run_id for line in lines):
                 problems.append(f"run {i} ({kind}): log after the resume is not this run's whole lines")
-    leftovers = [f for f in os.listdir(folder) if ".tmp." in f]
+    # a kill before the run created its folder leaves none: nothing to check there
+    leftovers = [f for f in os.listdir(folder) if ".tmp." in f] if os.path.isdir(folder) else []
     if leftovers and os.path.exists(ck):
         problems.append(f"run {i} ({kind}): temporary files left after the next run: {leftovers}")
 
