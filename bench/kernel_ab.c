@@ -31,13 +31,15 @@
  * the statistics given).
  *
  * Four more modes (docs/PERFORMANCE.md, "Kernels for wide layers"):
- *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks [tunings]]]
+ *     build/kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks [tunings [in_blocks]]]]
  * times the forward, forward + statistics, input-gradient and weight-gradient
  * passes of one random layer (any channel counts) at each pixel blocking of
  * the comma list (st_spconv_plan_set_px_block; 1 = one pixel per gather, the
  * walk before blocking) and each tuning of the AVX-512 gathers in the list
- * (e.g. zen,intel; st_spconv_tuning_force), interleaved in one process,
- * CPU-time medians and GFLOP/s;
+ * (e.g. zen,intel; st_spconv_tuning_force) and each block of summed
+ * channels in the list (e.g. 0,32,64, 0 none; st_spconv_plan_set_block,
+ * both passes; default the plan's), interleaved in one
+ * process, CPU-time medians and GFLOP/s;
  *     build/kernel_ab walk reps in_c out_c size density [kernels [strip_groups [walk_prefetch [in_block [row_pad]]]]]
  * the forward's interior walk with the production 3-pixel gather and
  * prototypes of it, with the input and/or the output held in cache, row by
@@ -632,7 +634,7 @@ static int wgrad_main(int argc, char **argv) {
 static int passes_main(int argc, char **argv) {
     if (argc < 8) {
         fprintf(stderr, "usage: kernel_ab passes reps in_c out_c size density batch [stride kernel [px_blocks, e.g. 1,2,3 "
-                        "[tunings, e.g. zen,intel]]]\n");
+                        "[tunings, e.g. zen,intel [channel blocks, e.g. 0,32,64 (0: none)]]]]\n");
         return 2;
     }
     const int reps = atoi(argv[2]), Ci = atoi(argv[3]), Co = atoi(argv[4]), H = atoi(argv[5]), N = atoi(argv[7]);
@@ -679,9 +681,22 @@ static int passes_main(int argc, char **argv) {
     for (int t = 0; t < AB_TUNINGS && argc > 11; t++)
         if (strstr(argv[11], ab_tuning_name(t))) tun[ntu++] = t;
     if (ntu == 0) tun[ntu++] = ab_tuning_current();
+    /* and each channel block in the list (argument 12, e.g. "0,32,64"; 0: none; default: the plan's forward
+     * block), for the forward's input channels and the input gradient's output channels alike */
+    int ibk[8], nib = 0;
+    for (const char *q = argc > 12 ? argv[12] : ""; *q && nib < 8; q++)
+        if (*q >= '0' && *q <= '9') {
+            ibk[nib++] = atoi(q);
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+#ifdef ST_SPCONV_HAVE_IN_BLOCK
+    if (nib == 0) ibk[nib++] = st_spconv_plan_block(p, ST_SPCONV_FORWARD);
+#else
+    if (nib == 0) ibk[nib++] = 0;
+#endif
     static const char *pn[4] = {"forward", "input_gradient", "weight_gradient", "forward+stats"};
-    const int NV = 4 * nb * ntu;
-    double *u[4 * 8 * AB_TUNINGS];
+    const int NV = 4 * nb * ntu * nib;
+    double *u[4 * 8 * AB_TUNINGS * 8];
     double *stats = malloc(sizeof(double) * 3 * (size_t)Co);
     for (int v = 0; v < NV; v++) u[v] = malloc(sizeof(double) * (size_t)reps);
     for (int r = 0; r < reps; r++)
@@ -690,7 +705,14 @@ static int passes_main(int argc, char **argv) {
 #ifdef ST_SPCONV_PX_BLOCK_DEFAULT /* absent before pixel blocking */
             st_spconv_plan_set_px_block(p, blk[v / 4 % nb]);
 #endif
-            ab_tuning_force(tun[v / 4 / nb]);
+            ab_tuning_force(tun[v / 4 / nb % ntu]);
+#ifdef ST_SPCONV_HAVE_IN_BLOCK
+            if (st_spconv_plan_set_block(p, ST_SPCONV_FORWARD, ibk[v / 4 / nb / ntu]) ||
+                st_spconv_plan_set_block(p, ST_SPCONV_INPUT_GRADIENT, ibk[v / 4 / nb / ntu])) {
+                fprintf(stderr, "kernel_ab: %s\n", st_last_error());
+                return 1;
+            }
+#endif
             const double c0 = cpu_ms();
             switch (v % 4) {
             case 0: st_spconv_forward(p, x, w, NULL, y); break;
@@ -708,8 +730,8 @@ static int passes_main(int argc, char **argv) {
     for (int v = 0; v < NV; v++) {
         qsort(u[v], (size_t)reps, sizeof(double), cmp);
         const double med = u[v][reps / 2];
-        printf("  %-16s px_block %d %-5s %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4 % nb],
-               ab_tuning_name(tun[v / 4 / nb]), med, flop / med / 1e6);
+        printf("  %-16s px_block %d %-5s block %4d %8.3f ms %7.1f GFLOP/s\n", pn[v % 4], blk[v / 4 % nb],
+               ab_tuning_name(tun[v / 4 / nb % ntu]), ibk[v / 4 / nb / ntu], med, flop / med / 1e6);
     }
     st_spconv_plan_free(p);
     free(row_ptr), free(col), free(w), free(x), free(dx), free(y), free(dy), free(dw), free(stats);

@@ -244,11 +244,15 @@ static void test_fast_vs_reference(void) {
     CHECK(st_isa_force("sse9") == ST_ERR_ARGUMENT);
 }
 
-/* Pixel blocking (st_spconv_plan_set_px_block) changes no bit of the forward
- * pass, its statistics or the input gradient (overwrite, accumulate, with
- * the batch-norm sums), at every ISA, for interior runs longer and shorter
- * than a block, strides 1 and 2, kernels 1, 3 and 7, batches with and
- * without the 128-wide register path, and rows with 0, 1 and all weights. */
+/* Pixel blocking (st_spconv_plan_set_px_block; in the weight gradient the
+ * runs of interior pixels per sddmm_px call), with blocks of the summed
+ * channels (st_spconv_plan_set_block: 1 .. C input channels in the
+ * forward, 1 .. O output channels in the input gradient), changes no bit of
+ * the forward pass, its statistics, the weight gradient or the input
+ * gradient (overwrite, accumulate, with the batch-norm sums), at every ISA,
+ * for interior runs longer and shorter than a block, strides 1 and 2,
+ * kernels 1, 3 and 7, batches with and without the 128-wide register path,
+ * and rows with 0, 1 and all weights. */
 static void px_block_case(st_rng *rng, int N, int C, int H, int W, int O, int K, int S, int P, double d) {
     st_spconv_geom g;
     st_spconv_geom_init(&g, N, C, H, W, O, K, S, P);
@@ -257,11 +261,13 @@ static void px_block_case(st_rng *rng, int N, int C, int H, int W, int O, int K,
     float *x = random_floats(rng, xs), *dy = random_floats(rng, ys), *bias = random_floats(rng, O);
     float *dx0 = random_floats(rng, xs), *bx = random_floats(rng, xs), *by = random_floats(rng, xs);
     float *mean = random_floats(rng, (size_t)C);
+    const size_t nnz = (size_t)c.row_ptr[O];
+    float *dw0 = random_floats(rng, nnz + 1), *dwv[2];
     float *y[2], *ys2[2], *dxo[2], *dxa[2], *dxb[2];
     double *st[2], *sm[2];
     for (int v = 0; v < 2; v++) {
         y[v] = new_floats(ys), ys2[v] = new_floats(ys);
-        dxo[v] = new_floats(xs), dxa[v] = new_floats(xs), dxb[v] = new_floats(xs);
+        dxo[v] = new_floats(xs), dxa[v] = new_floats(xs), dxb[v] = new_floats(xs), dwv[v] = new_floats(nnz + 1);
         st[v] = new_bytes(sizeof(double) * 3 * (size_t)O), sm[v] = new_bytes(sizeof(double) * 2 * (size_t)C);
     }
     st_spconv_plan *plan = NULL;
@@ -270,6 +276,13 @@ static void px_block_case(st_rng *rng, int N, int C, int H, int W, int O, int K,
     for (int blk = 2; blk <= ST_SPCONV_PX_BLOCK_MAX + 1; blk++) {
         for (int v = 0; v < 2; v++) {
             st_spconv_plan_set_px_block(plan, v == 0 ? 1 : blk);
+            /* blocks of 1 .. C input channels (forward) and 1 .. O output channels (input gradient)
+             * against none */
+            const int cb = 1 + blk % C, ob = 1 + blk % O;
+            CHECK_OK(st_spconv_plan_set_block(plan, ST_SPCONV_FORWARD, v == 0 ? 0 : cb));
+            CHECK_OK(st_spconv_plan_set_block(plan, ST_SPCONV_INPUT_GRADIENT, v == 0 ? 0 : ob));
+            CHECK(st_spconv_plan_block(plan, ST_SPCONV_FORWARD) == (v == 0 || cb >= C ? C : cb));
+            CHECK(st_spconv_plan_block(plan, ST_SPCONV_INPUT_GRADIENT) == (v == 0 || ob >= O ? O : ob));
             st_spconv_forward(plan, x, c.val, bias, y[v]);
             st_spconv_forward_stats(plan, x, c.val, bias, ys2[v], st[v]);
             st_spconv_backward_data(plan, dy, c.val, dxo[v], 0);
@@ -278,21 +291,26 @@ static void px_block_case(st_rng *rng, int N, int C, int H, int W, int O, int K,
             memcpy(dxb[v], dx0, xs * sizeof(float));
             st_spconv_bn_sums bn = {by, bx, mean, sm[v]};
             CHECK_OK(st_spconv_backward_data_bn_sums(plan, dy, c.val, dxb[v], 1, &bn));
+            memcpy(dwv[v], dw0, (nnz + 1) * sizeof(float));
+            st_spconv_backward_weight(plan, x, dy, dwv[v], NULL);
         }
         const int same = memcmp(y[0], y[1], ys * 4) == 0 && memcmp(ys2[0], ys2[1], ys * 4) == 0 &&
                          memcmp(y[0], ys2[0], ys * 4) == 0 && memcmp(st[0], st[1], sizeof(double) * 3 * (size_t)O) == 0 &&
                          memcmp(dxo[0], dxo[1], xs * 4) == 0 && memcmp(dxa[0], dxa[1], xs * 4) == 0 &&
                          memcmp(dxb[0], dxb[1], xs * 4) == 0 && memcmp(dxa[0], dxb[0], xs * 4) == 0 &&
-                         memcmp(sm[0], sm[1], sizeof(double) * 2 * (size_t)C) == 0;
+                         memcmp(sm[0], sm[1], sizeof(double) * 2 * (size_t)C) == 0 &&
+                         memcmp(dwv[0], dwv[1], nnz * sizeof(float)) == 0;
         if (!same) {
-            fprintf(stderr, "[%s] px_block %d differs from 1: N=%d C=%d %dx%d O=%d K=%d S=%d P=%d d=%.2f\n",
-                    st_isa_name(st_isa_current()), blk, N, C, H, W, O, K, S, P, d);
+            fprintf(stderr, "[%s] px_block %d, channel blocks %d / %d differ from unblocked: N=%d C=%d %dx%d O=%d K=%d "
+                    "S=%d P=%d d=%.2f\n", st_isa_name(st_isa_current()), blk, 1 + blk % C, 1 + blk % O, N, C, H, W, O, K,
+                    S, P, d);
             st_test_failures++;
         }
     }
     st_spconv_plan_free(plan);
-    for (int v = 0; v < 2; v++) free(y[v]), free(ys2[v]), free(dxo[v]), free(dxa[v]), free(dxb[v]), free(st[v]), free(sm[v]);
-    free(x), free(dy), free(bias), free(dx0), free(bx), free(by), free(mean);
+    for (int v = 0; v < 2; v++)
+        free(y[v]), free(ys2[v]), free(dxo[v]), free(dxa[v]), free(dxb[v]), free(st[v]), free(sm[v]), free(dwv[v]);
+    free(x), free(dy), free(bias), free(dx0), free(bx), free(by), free(mean), free(dw0);
     free_csr(&c);
 }
 
@@ -319,6 +337,27 @@ static void test_px_block_identity(void) {
     }
     CHECK_OK(st_isa_force("auto"));
     st_spconv_tuning_force(auto_tuning);
+}
+
+/* The default blocks: the most channels whose share of a work item's
+ * source neighbourhood fits half the L2 given (3x3 at batch 128: the
+ * forward's 6 output pixels read 8 x 3 runs of 512 bytes per input channel,
+ * the input gradient's 6 input pixels at stride 1 the same per output
+ * channel, at stride 2 7 x 2), all channels where they fit, at least one. */
+static void test_default_block(void) {
+    st_spconv_geom g;
+    st_spconv_geom_init(&g, 128, 256, 8, 8, 512, 3, 1, 1);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_FORWARD, 6, (size_t)1 << 20) == 42);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_FORWARD, 6, (size_t)2 << 20) == 85);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_FORWARD, 6, (size_t)64 << 20) == 256);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_INPUT_GRADIENT, 6, (size_t)64 << 20) == 512);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_INPUT_GRADIENT, 6, (size_t)1 << 20) == 42);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_FORWARD, 6, 1000) == 1);
+    st_spconv_geom_init(&g, 128, 256, 32, 32, 512, 3, 2, 1);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_INPUT_GRADIENT, 6, (size_t)1 << 20) == 73);
+    st_spconv_geom_init(&g, 128, 16, 32, 32, 16, 3, 1, 1);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_FORWARD, 6, (size_t)1 << 20) == 16);
+    CHECK(st_spconv_default_block(&g, ST_SPCONV_FORWARD, 6, 0) >= 1);
 }
 
 /* The tunings of the AVX-512 gathers (other prefetching) give the same bits:
@@ -486,6 +525,7 @@ int main(void) {
     test_fast_vs_reference();
     test_px_block_identity();
     test_tunings_identical();
+    test_default_block();
     test_sddmm_px_identity();
     test_stats_thread_invariance();
     test_bn_given_sums();

@@ -6,6 +6,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/status.h"
 
@@ -87,3 +88,14 @@ int st_isa_cpu_has_avx512_bf16(void) {
 }
 
 int st_isa_has_avx512_bf16(void) { return st_isa_current() == ST_ISA_AVX512 && st_isa_cpu_has_avx512_bf16(); }
+
+size_t st_isa_l2_bytes(void) {
+    long v = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    size_t b = v > 0 ? (size_t)v : (size_t)1 << 20;
+    if (b < (size_t)256 << 10) b = (size_t)256 << 10;
+    if (b > (size_t)8 << 20) b = (size_t)8 << 20;
+    return b;
+}

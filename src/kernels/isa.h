@@ -5,6 +5,8 @@
 #ifndef ST_KERNELS_ISA_H
 #define ST_KERNELS_ISA_H
 
+#include <stddef.h>
+
 #include "sparsetrain.h"
 
 typedef enum st_isa { ST_ISA_GENERIC = 0, ST_ISA_AVX2 = 1, ST_ISA_AVX512 = 2 } st_isa;
@@ -23,6 +25,11 @@ const char *st_isa_name(st_isa isa);
  * between the vendors' cores (measured, not assumed: see their comments). */
 typedef enum st_cpu_vendor { ST_CPU_OTHER = 0, ST_CPU_INTEL = 1, ST_CPU_AMD = 2 } st_cpu_vendor;
 st_cpu_vendor st_isa_cpu_vendor(void);
+
+/* The L2 cache of one core in bytes (the C library's cpuid reading;
+ * 1 MiB where it gives none), kept within [256 KiB, 8 MiB]: for choosing
+ * block sizes, never results. */
+size_t st_isa_l2_bytes(void);
 
 /* Whether the bf16 kernels (kernels/sparse_conv_bf16.h) can run: the CPU has
  * AVX512_BF16 (vcvtne2ps2bf16, vdpbf16ps) and the ISA in use (after

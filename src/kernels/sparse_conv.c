@@ -77,8 +77,8 @@ static void gather_px_generic(int n, int npx, int cnt, const float *w, const int
                               int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
                               int64_t stats_step) {
     for (int q = 0; q < npx; q++) {
-        if (stats) gather_stats_generic(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
-        else gather_generic(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+        gather_generic(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+        if (stats) run_stats_generic(n, out + q * out_step, stats + q * stats_step);
     }
 }
 
@@ -90,6 +90,7 @@ const st_spconv_prims st_spconv_prims_generic = {
     .run_stats = run_stats_generic,
     .gather_stats = gather_stats_generic,
     .run_bn_sums = run_bn_sums_generic,
+    .pieces_exact = 1,
 };
 
 static const st_spconv_prims *prims(void) {
@@ -126,8 +127,76 @@ void st_spconv_plan_set_px_block(st_spconv_plan *p, int pixels) {
     p->px_block = pixels < 1 ? 1 : pixels > ST_SPCONV_PX_BLOCK_MAX ? ST_SPCONV_PX_BLOCK_MAX : pixels;
 }
 
+/* What the default block may take of L2: half (the written runs of the
+ * item and the next group's sources share the rest). */
+#define BLOCK_L2_SHARE 0.5
+
+int st_spconv_default_block(const st_spconv_geom *g, st_spconv_pass pass, int px_block, size_t l2_bytes) {
+    if (l2_bytes == 0) l2_bytes = st_isa_l2_bytes();
+    const int K = g->kernel, S = g->stride, taps = (K + S - 1) / S;
+    /* source rows x columns one channel of the item reads: the forward's G output pixels read (G - 1) * S + K
+     * input columns of K rows; the input gradient's G input pixels of one stride phase read G - 1 + ceil(K / S)
+     * output columns of ceil(K / S) rows (G: px_block, or the pixels a row has) */
+    const int per_row = pass == ST_SPCONV_FORWARD ? g->out_w : (g->in_w + S - 1) / S;
+    const int G = px_block < per_row ? px_block : per_row;
+    const double runs = pass == ST_SPCONV_FORWARD ? (double)((G - 1) * S + K) * K : (double)(G - 1 + taps) * taps;
+    const int channels = pass == ST_SPCONV_FORWARD ? g->in_c : g->out_c;
+    const double fit = BLOCK_L2_SHARE * (double)l2_bytes / (runs * g->batch * sizeof(float));
+    return fit >= channels ? channels : fit < 1.0 ? 1 : (int)fit;
+}
+
+int st_spconv_plan_block(const st_spconv_plan *p, st_spconv_pass pass) {
+    return pass == ST_SPCONV_FORWARD ? p->in_block : p->out_block;
+}
+
+/* ptr[r * (nb + 1) + b] for the `rows` runs [start[r], start[r + 1]) of
+ * entries whose channel chan(e) (non-decreasing along a run) is in block b
+ * of `channels` channels in nb blocks. */
+static void split_runs(int64_t rows, const int64_t *start, int channels, int nb, const int64_t *chan_of,
+                       const int64_t *entry, int64_t *ptr) {
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t e = start[r];
+        for (int b = 0; b < nb; b++) {
+            const int64_t end = (int64_t)channels * (b + 1) / nb;
+            ptr[r * (nb + 1) + b] = e;
+            while (e < start[r + 1] && chan_of[entry ? entry[e] : e] < end) e++;
+        }
+        ptr[r * (nb + 1) + nb] = e;
+    }
+}
+
+st_status st_spconv_plan_set_block(st_spconv_plan *p, st_spconv_pass pass, int channels) {
+    const st_spconv_geom *g = &p->g;
+    const int fwd = pass == ST_SPCONV_FORWARD, C = fwd ? g->in_c : g->out_c;
+    int64_t **ptr = fwd ? &p->blk_ptr : &p->cls_ptr;
+    int *block = fwd ? &p->in_block : &p->out_block, *nblocks = fwd ? &p->n_in_blocks : &p->n_out_blocks;
+    free(*ptr);
+    *ptr = NULL;
+    *block = C, *nblocks = 1;
+    if (channels <= 0 || channels >= C || p->nnz == 0) return ST_OK;
+    const int nb = (C + channels - 1) / channels;
+    const int64_t rows = fwd ? g->out_c : (int64_t)g->in_c * g->stride * g->stride;
+    int64_t *bp = st_malloc(sizeof(int64_t) * (size_t)rows * (size_t)(nb + 1), "sparse convolution plan");
+    /* the channel each entry sums over: the input channel of a CSR entry, the output channel of a CSR entry
+     * that a CSC entry points at */
+    int64_t *chan = st_malloc(sizeof(int64_t) * (size_t)p->nnz, "sparse convolution plan");
+    if (!bp || !chan) {
+        free(bp), free(chan);
+        return ST_ERR_NOMEM;
+    }
+    const int64_t per_i = (int64_t)g->in_h * g->in_w * g->batch; /* fwd_off / per_i: the input channel */
+    for (int o = 0; o < g->out_c; o++)
+        for (int64_t e = p->row_ptr[o]; e < p->row_ptr[o + 1]; e++) chan[e] = fwd ? p->fwd_off[e] / per_i : o;
+    split_runs(rows, fwd ? p->row_ptr : p->t_cls, C, nb, chan, fwd ? NULL : p->t_idx, bp);
+    free(chan);
+    *ptr = bp;
+    *block = channels, *nblocks = nb;
+    return ST_OK;
+}
+
 void st_spconv_plan_free(st_spconv_plan *p) {
     if (!p) return;
+    free(p->blk_ptr), free(p->cls_ptr);
     free(p->row_ptr), free(p->kh), free(p->kw), free(p->fwd_off);
     free(p->t_idx), free(p->t_kh), free(p->t_kw), free(p->bwd_off), free(p->t_w);
     free(p->t_cls);
@@ -246,13 +315,22 @@ st_status st_spconv_plan_build(const st_spconv_geom *g, const int64_t *row_ptr, 
     fill = NULL;
     build_chunks(p);
     p->px_block = ST_SPCONV_PX_BLOCK_DEFAULT;
+    p->in_block = g->in_c, p->n_in_blocks = 1, p->out_block = g->out_c, p->n_out_blocks = 1;
+    if (st_spconv_tuning_blocks_channels(st_spconv_tuning_current()))
+        for (int pass = ST_SPCONV_FORWARD; pass <= ST_SPCONV_INPUT_GRADIENT; pass++)
+            if ((s = st_spconv_plan_set_block(p, (st_spconv_pass)pass,
+                                              st_spconv_default_block(g, (st_spconv_pass)pass, p->px_block, 0))) != ST_OK)
+                goto fail;
     p->threads = omp_get_max_threads();
     const int longest = p->max_row > p->max_col ? p->max_row : p->max_col;
     const size_t per_thread = (size_t)longest * (sizeof(float) + sizeof(int64_t) + sizeof(int32_t)) +
                               (size_t)p->max_chunk * ST_SPCONV_LANES * sizeof(float) + 64;
     p->scratch_bytes = (per_thread + 63) / 64 * 64;
     p->scratch = st_malloc(p->scratch_bytes * (size_t)p->threads + 64, scratch_what);
-    if (!p->scratch) goto fail;
+    if (!p->scratch) {
+        s = ST_ERR_NOMEM;
+        goto fail;
+    }
     *out = p;
     return ST_OK;
 fail:
@@ -330,7 +408,10 @@ void st_spconv_combine_px_stats(const st_spconv_plan *p, double *stats) {
  * pixel order (see st_spconv_forward_stats). Work items hold up to
  * p->px_block adjacent output pixels of one output row; runs of them whose
  * windows the image border cuts alike (all interior pixels, say) go through
- * gather_px together (the same sums in the same order as one at a time). */
+ * gather_px together (the same sums in the same order as one at a time).
+ * With blocks of input channels (st_spconv_plan_set_block) an item runs
+ * its output channels once per block, the first block writing bias + its
+ * products, the others accumulating, the last one summarising. */
 static void forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y, double *stats) {
     const st_spconv_prims *pr = prims();
     const st_spconv_geom *g = &p->g;
@@ -338,6 +419,7 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
               P = g->pad;
     const int G = p->px_block, groups = (OW + G - 1) / G;
     const int nt = st_spconv_team(p), pixels = OH * OW, blocks = st_spconv_channel_blocks(pixels, g->out_c, nt);
+    const int nib = N % pr->pieces_exact == 0 ? p->n_in_blocks : 1; /* blocks of input channels (see the header) */
     const int64_t plane = (int64_t)pixels * N;
     const int64_t stats_step = (int64_t)g->out_c * 3;
 #pragma omp parallel num_threads(nt)
@@ -350,36 +432,43 @@ static void forward(st_spconv_plan *p, const float *x, const float *w, const flo
             const int o0 = (int)((int64_t)g->out_c * blk / blocks), o1 = (int)((int64_t)g->out_c * (blk + 1) / blocks);
             const int ih0 = oh * S - P;
             const int kh_lo = ih0 < 0 ? -ih0 : 0, kh_hi = H - ih0 < K ? H - ih0 : K; /* kept kh: [kh_lo, kh_hi) */
-            for (int o = o0; o < o1; o++) {
-                const int64_t e0 = p->row_ptr[o], cnt = p->row_ptr[o + 1] - e0;
-                const float b = bias ? bias[o] : 0.0f;
-                for (int ow = ow_begin; ow < ow_end;) {
-                    /* a run of pixels whose windows are cut alike: kw in [kw_lo, kw_hi) */
-                    const int iw0 = ow * S - P;
-                    const int kw_lo = iw0 < 0 ? -iw0 : 0, kw_hi = W - iw0 < K ? W - iw0 : K;
-                    int run = 1;
-                    while (ow + run < ow_end) {
-                        const int jw = iw0 + run * S;
-                        if ((jw < 0 ? -jw : 0) != kw_lo || (W - jw < K ? W - jw : K) != kw_hi) break;
-                        run++;
-                    }
-                    const int px = oh * OW + ow;
-                    const int64_t base = ((int64_t)ih0 * W + iw0) * N;
-                    float *yo = y + o * plane + (int64_t)px * N;
-                    float *ps = stats ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
-                    if (kh_lo == 0 && kh_hi == K && kw_lo == 0 && kw_hi == K) {
-                        pr->gather_px(N, run, (int)cnt, w + e0, p->fwd_off + e0, x + base, (int64_t)S * N, b, 0, yo,
-                                      N, ps, stats_step);
-                    } else { /* the kept weights inside the image, once for the run */
-                        int m = 0;
-                        for (int64_t e = e0; e < e0 + cnt; e++) {
-                            if (p->kh[e] < kh_lo || p->kh[e] >= kh_hi || p->kw[e] < kw_lo || p->kw[e] >= kw_hi) continue;
-                            ts.w[m] = w[e];
-                            ts.off[m++] = p->fwd_off[e];
+            for (int ib = 0; ib < nib; ib++) {
+                const int acc = ib > 0, last = ib == nib - 1;
+                for (int o = o0; o < o1; o++) {
+                    const int64_t *bp = nib > 1 ? p->blk_ptr + (size_t)o * (size_t)(nib + 1) + ib : p->row_ptr + o;
+                    const int64_t e0 = bp[0], cnt = bp[1] - e0;
+                    if (acc && cnt == 0 && !(last && stats)) continue;
+                    const float b = bias ? bias[o] : 0.0f;
+                    for (int ow = ow_begin; ow < ow_end;) {
+                        /* a run of pixels whose windows are cut alike: kw in [kw_lo, kw_hi) */
+                        const int iw0 = ow * S - P;
+                        const int kw_lo = iw0 < 0 ? -iw0 : 0, kw_hi = W - iw0 < K ? W - iw0 : K;
+                        int run = 1;
+                        while (ow + run < ow_end) {
+                            const int jw = iw0 + run * S;
+                            if ((jw < 0 ? -jw : 0) != kw_lo || (W - jw < K ? W - jw : K) != kw_hi) break;
+                            run++;
                         }
-                        pr->gather_px(N, run, m, ts.w, ts.off, x + base, (int64_t)S * N, b, 0, yo, N, ps, stats_step);
+                        const int px = oh * OW + ow;
+                        const int64_t base = ((int64_t)ih0 * W + iw0) * N;
+                        float *yo = y + o * plane + (int64_t)px * N;
+                        float *ps = stats && last ? p->px_stats + ((size_t)px * (size_t)g->out_c + (size_t)o) * 3 : NULL;
+                        if (kh_lo == 0 && kh_hi == K && kw_lo == 0 && kw_hi == K) {
+                            pr->gather_px(N, run, (int)cnt, w + e0, p->fwd_off + e0, x + base, (int64_t)S * N, b, acc,
+                                          yo, N, ps, stats_step);
+                        } else { /* the kept weights inside the image, once for the run */
+                            int m = 0;
+                            for (int64_t e = e0; e < e0 + cnt; e++) {
+                                if (p->kh[e] < kh_lo || p->kh[e] >= kh_hi || p->kw[e] < kw_lo || p->kw[e] >= kw_hi)
+                                    continue;
+                                ts.w[m] = w[e];
+                                ts.off[m++] = p->fwd_off[e];
+                            }
+                            pr->gather_px(N, run, m, ts.w, ts.off, x + base, (int64_t)S * N, b, acc, yo, N, ps,
+                                          stats_step);
+                        }
+                        ow += run;
                     }
-                    ow += run;
                 }
             }
         }
@@ -402,7 +491,10 @@ void st_spconv_forward_stats(st_spconv_plan *p, const float *x, const float *w, 
  * pixel (ih, iw) receives the kept weights of its phase ((ih + P) % S,
  * (iw + P) % S) from output (oh0 - kh / S, ow0 - kw / S), oh0 = (ih + P) / S.
  * Work items are (input pixel, block of input channels) as in the forward
- * pass; border pixels drop the weights whose output pixel is outside. */
+ * pass; border pixels drop the weights whose output pixel is outside. With
+ * blocks of output channels (st_spconv_plan_set_block) an item runs its
+ * input channels once per block, every block after the first
+ * accumulating. */
 static void backward_data(st_spconv_plan *p, const float *dy, const float *w, float *dx, int accumulate,
                           const st_spconv_bn_sums *bn) {
     const st_spconv_prims *pr = prims();
@@ -417,6 +509,7 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
      * residue share the stride phase, and consecutive ones read output
      * pixels one apart */
     const int G = p->px_block, per_res = (W + S - 1) / S, groups = (per_res + G - 1) / G;
+    const int nob = N % pr->pieces_exact == 0 ? p->n_out_blocks : 1; /* blocks of output channels (see the header) */
 #pragma omp parallel num_threads(nt)
     {
         st_spconv_scratch ts = st_spconv_scratch_of(p, omp_get_thread_num());
@@ -432,8 +525,13 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
             const int dh_max = ph < K ? (K - 1 - ph) / S : 0, dw_max = pw < K ? (K - 1 - pw) / S : 0;
             /* kept kh / S: [dh_lo, dh_hi) (output row oh0 - kh / S inside) */
             const int dh_lo = oh0 - OH + 1 > 0 ? oh0 - OH + 1 : 0, dh_hi = oh0 + 1 < dh_max + 1 ? oh0 + 1 : dh_max + 1;
+            for (int ob = 0; ob < nob; ob++) {
+            const int acc = accumulate || ob > 0, last = ob == nob - 1;
             for (int i = i0; i < i1; i++) {
-                const int64_t t0 = p->t_cls[(int64_t)i * SS + phase], cnt = p->t_cls[(int64_t)i * SS + phase + 1] - t0;
+                const int64_t cls = (int64_t)i * SS + phase;
+                const int64_t *cp = nob > 1 ? p->cls_ptr + cls * (nob + 1) + ob : p->t_cls + cls;
+                const int64_t t0 = cp[0], cnt = cp[1] - t0;
+                if (acc && cnt == 0 && !(bn && last)) continue;
                 for (int k = k_begin; k < k_end && r + S * k < W;) {
                     const int iw = r + S * k, px = ih * W + iw;
                     const int ow0 = (iw + P) / S; /* output column of kw = pw */
@@ -449,7 +547,7 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
                     const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
                     float *dxi = dx + i * plane + (int64_t)px * N;
                     if (dh_lo == 0 && dh_hi == dh_max + 1 && dw_lo == 0 && dw_hi == dw_max + 1) {
-                        pr->gather_px(N, run, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, N, 0.0f, accumulate,
+                        pr->gather_px(N, run, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, N, 0.0f, acc,
                                       dxi, (int64_t)S * N, NULL, 0);
                     } else { /* the kept weights whose output pixel is inside, once for the run */
                         int m = 0;
@@ -459,10 +557,10 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
                             ts.w[m] = p->t_w[t];
                             ts.off[m++] = p->bwd_off[t];
                         }
-                        pr->gather_px(N, run, m, ts.w, ts.off, dy + base, N, 0.0f, accumulate, dxi, (int64_t)S * N,
+                        pr->gather_px(N, run, m, ts.w, ts.off, dy + base, N, 0.0f, acc, dxi, (int64_t)S * N,
                                       NULL, 0);
                     }
-                    if (bn)
+                    if (bn && last)
                         for (int q = 0; q < run; q++) {
                             const int64_t at = i * plane + (int64_t)(px + q * S) * N;
                             pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
@@ -470,6 +568,7 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
                         }
                     k += run;
                 }
+            }
             }
         }
         if (bn) { /* per channel, in pixel order */
@@ -511,5 +610,5 @@ st_status st_spconv_backward_data_bn_sums(st_spconv_plan *p, const float *dy, co
 #undef WG_TO_FLOAT
 
 void st_spconv_backward_weight(st_spconv_plan *p, const float *x, const float *dy, float *dw, float *dbias) {
-    backward_weight(p, prims()->sddmm, x, dy, dw, dbias);
+    backward_weight(p, prims()->sddmm, prims()->sddmm_px, x, dy, dw, dbias);
 }

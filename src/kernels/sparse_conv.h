@@ -57,6 +57,32 @@ const st_spconv_geom *st_spconv_plan_geom(const st_spconv_plan *p);
 #define ST_SPCONV_PX_BLOCK_MAX 8
 void st_spconv_plan_set_px_block(st_spconv_plan *p, int pixels);
 
+/* Blocks of the summed channels: input channels in the forward pass,
+ * output channels in the input gradient. Each work item (a group of pixels)
+ * runs its channels once per block, the first block writing (bias or 0 or
+ * the old value, plus) its products, the others accumulating, so that the
+ * block's share of the group's source neighbourhood stays in L2 while the
+ * written channels sweep past it (at 256 channels the whole neighbourhood,
+ * ~3 MiB, does not). Each element still gets its kept weights' products in
+ * CSR (forward) or CSC (input gradient) order, stored and reloaded between
+ * blocks, so results are the same bit for bit for every block size; the
+ * walks use blocks only where the ISA's gather sums each element in one
+ * chain (every batch with the generic and AVX2 kernels, batches that are
+ * multiples of 32 with AVX-512, whose 16-float tail sums two chains).
+ * Plans start at blocks sized from the L2 cache (st_spconv_default_block)
+ * where the CPU's tuning says so (sparse_conv_prims.h: on Intel, not on
+ * AMD, as measured), else unblocked; `channels` <= 0 or >= the channel
+ * count turns blocking off. On ST_ERR_NOMEM the pass is left unblocked. */
+typedef enum st_spconv_pass { ST_SPCONV_FORWARD = 0, ST_SPCONV_INPUT_GRADIENT = 1 } st_spconv_pass;
+st_status st_spconv_plan_set_block(st_spconv_plan *p, st_spconv_pass pass, int channels);
+/* The block in use (the channel count: unblocked). */
+int st_spconv_plan_block(const st_spconv_plan *p, st_spconv_pass pass);
+/* The default block of a pass: the most channels whose share of a work
+ * item's source neighbourhood (px_block pixels of one row) fills at most
+ * half of `l2_bytes` (0: the running CPU's L2 per core), at least one; all
+ * channels when they fit. */
+int st_spconv_default_block(const st_spconv_geom *g, st_spconv_pass pass, int px_block, size_t l2_bytes);
+
 /* The passes. w / dw: kept values in CSR order; bias / dbias may be NULL. */
 void st_spconv_forward(st_spconv_plan *p, const float *x, const float *w, const float *bias, float *y);
 /* The forward pass, also giving the batch-norm statistics of y per output

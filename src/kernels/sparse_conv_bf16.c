@@ -457,5 +457,5 @@ void st_spbf16_backward_data(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf
 
 void st_spbf16_backward_weight(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *dy, float *dw,
                                float *dbias) {
-    backward_weight(p->plan, prims_for(kind)->sddmm, x, dy, dw, dbias);
+    backward_weight(p->plan, prims_for(kind)->sddmm, NULL, x, dy, dw, dbias);
 }

@@ -44,6 +44,15 @@ struct st_spconv_plan {
     float *px_sums;     /* H*W x in_c x 2: each input pixel's BN backward sums (st_spconv_backward_data_bn_sums,
                            allocated on its first call) */
     int px_block;       /* most adjacent pixels one gather_px call computes (st_spconv_plan_set_px_block) */
+    /* blocks of the summed channels (st_spconv_plan_set_block): block b of C
+     * channels in nb blocks holds channels [C * b / nb, C * (b + 1) / nb) */
+    int in_block, n_in_blocks;   /* forward: input channels per block, blocks (1: unblocked) */
+    int64_t *blk_ptr;            /* out_c x (n_in_blocks + 1) when blocked: the CSR entries of output channel o
+                                    with an input channel in block b are [blk_ptr[o * (n_in_blocks + 1) + b], next) */
+    int out_block, n_out_blocks; /* input gradient: output channels per block, blocks */
+    int64_t *cls_ptr;            /* in_c * S * S x (n_out_blocks + 1) when blocked: the CSC entries of class k
+                                    (t_cls) with an output channel in block b are [cls_ptr[k * (n_out_blocks + 1) + b],
+                                    next) */
 };
 
 /* The plan's element-type-independent parts for one geometry and sparsity

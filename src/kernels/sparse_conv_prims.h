@@ -26,10 +26,11 @@ typedef struct st_spconv_prims {
      * channels on an Intel Xeon). */
     void (*sddmm_px)(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const float *dy,
                      int64_t dy_step, const float *src, int64_t src_step, float *acc);
-    /* gather (or gather_stats, where stats is not NULL; then accumulate is
-     * 0) for npx >= 1 pixels that share the kept weights and whose sources
-     * lie src_step floats apart: pixel q reads src + q * src_step, writes
-     * out + q * out_step and its statistics to stats + q * stats_step.
+    /* gather for npx >= 1 pixels that share the kept weights and whose
+     * sources lie src_step floats apart: pixel q reads src + q * src_step,
+     * writes out + q * out_step and, where stats is not NULL, the run_stats
+     * of what it wrote to stats + q * stats_step (gather_stats when it does
+     * not accumulate).
      * Every output element is summed in the same order as by gather, so
      * the results are the same bit for bit; the pixels' vectors of one
      * kept weight are loaded together (one weight broadcast and offset for
@@ -50,14 +51,20 @@ typedef struct st_spconv_prims {
      * NULL: every j), out[0] = sum g, out[1] = sum g * (x[j] - mean), float
      * sums in a fixed order. */
     void (*run_bn_sums)(int n, const float *dy, const float *y, const float *x, float mean, float *out);
+    /* A gather split into consecutive pieces of its kept weights, every
+     * piece after the first accumulating, gives the bits of the whole
+     * gather when n is a multiple of this (AVX-512: 32; its 16-float tail
+     * sums even and odd kept weights in two chains). */
+    int pieces_exact;
 } st_spconv_prims;
 
 /* Tunings of the AVX-512 gathers (sparse_conv_x86.c): the same results bit
- * for bit, other prefetching. The one for the CPU is picked from its vendor
+ * for bit, other prefetching and channel blocking. The one for the CPU is picked from its vendor
  * on first use; tests and bench/kernel_ab.c force each in turn to compare
  * them (not thread-safe with running kernels). */
 #define ST_SPCONV_HAVE_TUNING 1   /* for bench/kernel_ab.c, which builds against older trees too */
 #define ST_SPCONV_HAVE_SDDMM_PX 1
+#define ST_SPCONV_HAVE_IN_BLOCK 1 /* st_spconv_plan_set_block (sparse_conv.h) */
 typedef enum st_spconv_tuning {
     ST_SPCONV_TUNING_ZEN = 0,   /* measured on AMD Zen 4/5; also for other vendors */
     ST_SPCONV_TUNING_INTEL = 1, /* measured on an Intel Xeon (Granite Rapids class) */
@@ -66,6 +73,9 @@ typedef enum st_spconv_tuning {
 st_spconv_tuning st_spconv_tuning_current(void);
 void st_spconv_tuning_force(st_spconv_tuning t);
 const char *st_spconv_tuning_name(st_spconv_tuning t);
+/* Whether plans built under a tuning start with blocks of the summed
+ * channels (st_spconv_default_block; sparse_conv.h). */
+int st_spconv_tuning_blocks_channels(st_spconv_tuning t);
 
 extern const st_spconv_prims st_spconv_prims_generic;
 #if defined(__x86_64__) && defined(__GNUC__)

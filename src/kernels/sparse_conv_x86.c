@@ -17,21 +17,33 @@
  *   pf_out      the output lines are prefetched for writing (prefetchw),
  *               two per kept weight over a block's first kept weights,
  *               unless the gather accumulates (it loads them first then)
+ *   blocks      plans start with blocks of the summed channels
+ *               (st_spconv_plan_set_block; for every ISA)
  * Zen 4/5: the input prefetch paid 5-10 % on rows of 75-150 kept weights and
  * cost 7 % on rows of ~20. Intel Xeon: prefetching the inputs of every row
  * and the output lines paid on rows of 22-150 (4-7 % on the interior walk):
  * its L3, which the output lines come from (write-allocate) and so do the
  * input columns new to each pixel group, is 1.3-3x slower than Zen's, and
- * more of its latency has to be hidden. */
+ * more of its latency has to be hidden. Blocks of input channels in the
+ * forward walk kept a 3-pixel group's neighbourhood in the Xeon's 2 MiB L2
+ * and gave 1.5-2x at 256 channels (kernel_ab walk, argument 10); on a Zen 4
+ * guest (1 MiB L2; its passes run near what L2 feeds at every width) the
+ * production walk measured within +-4 % at 128-256 channels and -13 % at
+ * 512 (kernel_ab passes ... 0,42). */
 typedef struct gather_tuning {
     int pf_min_row;
     int pf_out;
+    int blocks;
 } gather_tuning;
 
 static const gather_tuning gather_tunings[ST_SPCONV_TUNINGS] = {
-    [ST_SPCONV_TUNING_ZEN] = {32, 0},
-    [ST_SPCONV_TUNING_INTEL] = {0, 1},
+    [ST_SPCONV_TUNING_ZEN] = {32, 0, 0},
+    [ST_SPCONV_TUNING_INTEL] = {0, 1, 1},
 };
+
+int st_spconv_tuning_blocks_channels(st_spconv_tuning t) {
+    return t >= 0 && t < ST_SPCONV_TUNINGS ? gather_tunings[t].blocks : 0;
+}
 static const char *const tuning_names[ST_SPCONV_TUNINGS] = {
     [ST_SPCONV_TUNING_ZEN] = "zen",
     [ST_SPCONV_TUNING_INTEL] = "intel",
@@ -459,8 +471,10 @@ static void gather_px_avx512(int n, int npx, int cnt, const float *w, const int6
         q = px_blocks_avx512(npx, cnt, w, off, src, src_step, bias, accumulate, out, out_step, stats, stats_step, pf,
                              pf_out);
     for (; q < npx; q++) {
-        if (stats) gather_stats_avx512(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
+        if (stats && !accumulate)
+            gather_stats_avx512(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
         else gather_avx512(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+        if (stats && accumulate) run_stats_avx512(n, out + q * out_step, stats + q * stats_step);
     }
 }
 #undef ST_PX_WEIGHTS
@@ -477,6 +491,7 @@ const st_spconv_prims st_spconv_prims_avx512 = {
     .run_stats = run_stats_avx512,
     .gather_stats = gather_stats_avx512,
     .run_bn_sums = run_bn_sums_avx512,
+    .pieces_exact = 32,
 };
 
 ST_TARGET_END
@@ -595,8 +610,8 @@ static void gather_px_avx2(int n, int npx, int cnt, const float *w, const int64_
                            int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
                            int64_t stats_step) {
     for (int q = 0; q < npx; q++) {
-        if (stats) gather_stats_avx2(n, cnt, w, off, src + q * src_step, bias, out + q * out_step, stats + q * stats_step);
-        else gather_avx2(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+        gather_avx2(n, cnt, w, off, src + q * src_step, bias, accumulate, out + q * out_step);
+        if (stats) run_stats_avx2(n, out + q * out_step, stats + q * stats_step);
     }
 }
 
@@ -608,6 +623,7 @@ const st_spconv_prims st_spconv_prims_avx2 = {
     .run_stats = run_stats_avx2,
     .gather_stats = gather_stats_avx2,
     .run_bn_sums = run_bn_sums_avx2,
+    .pieces_exact = 1,
 };
 
 ST_TARGET_END
