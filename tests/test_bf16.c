@@ -196,6 +196,16 @@ static void compare_conv(st_rng *rng, int N, int C, int H, int W, int O, int K, 
             }
             st_spbf16_backward_data(plan, (st_spbf16_kind)kind, dy, w, dx[t], accumulate);
             st_spbf16_backward_weight(plan, (st_spbf16_kind)kind, x, dy, dw[t], db[t]);
+            /* the weight gradient's multi-pixel SDDMM calls give the bits of per-pixel ones */
+            float *dw1 = new_floats((size_t)nnz + 1);
+            st_spbf16_plan_set_px_block(plan, 1);
+            st_spbf16_backward_weight(plan, (st_spbf16_kind)kind, x, dy, dw1, NULL);
+            if (memcmp(dw1, dw[t], (size_t)nnz * sizeof(float)) != 0) {
+                fprintf(stderr, "[%s] N=%d C=%d O=%d: weight gradient differs pixel by pixel\n", kind ? "dp" : "cvt", N,
+                        C, O);
+                st_test_failures++;
+            }
+            free(dw1);
             st_spbf16_plan_free(plan);
         }
         omp_set_num_threads(2);

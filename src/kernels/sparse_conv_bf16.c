@@ -22,6 +22,11 @@ typedef struct prims {
     /* acc[slot(e) * 16 + lane] += sum over j of dy[j] * src[off[e] + j], j < n, lanes any fixed assignment */
     void (*sddmm)(int n, int cnt, const int64_t *off, const int32_t *slot, const st_bf16 *dy, const st_bf16 *src,
                   float *acc);
+    /* sddmm for npx >= 1 pixels (pixel q: dy + q * dy_step, src + q * src_step) with the bits of npx calls
+     * in pixel order, each accumulator loaded and stored once per block of pixels; NULL: none (the
+     * weight-gradient walk then calls sddmm pixel by pixel) */
+    void (*sddmm_px)(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const st_bf16 *dy,
+                     int64_t dy_step, const st_bf16 *src, int64_t src_step, float *acc);
     /* gather (accumulate = 0), then the statistics of its output run: stats[0] = out[0],
      * stats[1] = sum (out[j] - out[0]), stats[2] = sum (out[j] - out[0])^2, float sums in a fixed order */
     void (*gather_stats)(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
@@ -66,7 +71,7 @@ static void gather_stats_generic(int n, int cnt, const st_bf16 *w, const int64_t
     st_spconv_prims_generic.run_stats(n, out, stats);
 }
 
-static const prims prims_generic = {gather_generic, sddmm_generic, gather_stats_generic};
+static const prims prims_generic = {gather_generic, sddmm_generic, NULL, gather_stats_generic};
 
 /* ---------------- AVX512_BF16 ---------------- */
 #ifdef ST_HAVE_X86_TARGETS
@@ -254,6 +259,52 @@ static void sddmm_dp(int n, int cnt, const int64_t *off, const int32_t *slot, co
     if (j < n) sddmm_tail(j, n, cnt, off, slot, dy, src, acc);
 }
 
+/* One pixel's 4 dy vectors (pairs of images) and the sum sddmm_dp adds to a
+ * kept weight's accumulator for it, in its order. */
+#define DP_DY4(D, p) const __m512i D##0 = LD(p), D##1 = LD((p) + 32), D##2 = LD((p) + 64), D##3 = LD((p) + 96)
+#define DP_DOT4(D, s)                                                                                                  \
+    _mm512_add_ps(_mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), BH(D##0), BH(LD(s))), BH(D##2),             \
+                                   BH(LD((s) + 64))),                                                                  \
+                  _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), BH(D##1), BH(LD((s) + 32))), BH(D##3),      \
+                                   BH(LD((s) + 96))))
+
+/* sddmm_dp over npx pixels: at n == 128 blocks of three, then two pixels
+ * (12 or 8 dy vectors in registers) load and store each accumulator once,
+ * adding the pixels' sums in pixel order as the per-pixel calls do. */
+static void sddmm_px_dp(int n, int npx, int cnt, const int64_t *off, const int32_t *slot, const st_bf16 *dy,
+                        int64_t dy_step, const st_bf16 *src, int64_t src_step, float *acc) {
+    int q = 0;
+    if (n == 128) {
+        for (; q + 3 <= npx; q += 3) {
+            const st_bf16 *s0 = src + q * src_step, *y0 = dy + q * dy_step;
+            DP_DY4(a, y0);
+            DP_DY4(b, y0 + dy_step);
+            DP_DY4(c, y0 + 2 * dy_step);
+            for (int e = 0; e < cnt; e++) {
+                const st_bf16 *t = s0 + off[e];
+                float *ac = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+                __m512 v = _mm512_add_ps(_mm512_loadu_ps(ac), DP_DOT4(a, t));
+                v = _mm512_add_ps(v, DP_DOT4(b, t + src_step));
+                _mm512_storeu_ps(ac, _mm512_add_ps(v, DP_DOT4(c, t + 2 * src_step)));
+            }
+        }
+        for (; q + 2 <= npx; q += 2) {
+            const st_bf16 *s0 = src + q * src_step, *y0 = dy + q * dy_step;
+            DP_DY4(a, y0);
+            DP_DY4(b, y0 + dy_step);
+            for (int e = 0; e < cnt; e++) {
+                const st_bf16 *t = s0 + off[e];
+                float *ac = acc + (size_t)(slot ? slot[e] : e) * ST_SPCONV_LANES;
+                const __m512 v = _mm512_add_ps(_mm512_loadu_ps(ac), DP_DOT4(a, t));
+                _mm512_storeu_ps(ac, _mm512_add_ps(v, DP_DOT4(b, t + src_step)));
+            }
+        }
+    }
+    for (; q < npx; q++) sddmm_dp(n, cnt, off, slot, dy + q * dy_step, src + q * src_step, acc);
+}
+#undef DP_DY4
+#undef DP_DOT4
+
 /* The run statistics of the fp32 kernels' AVX-512 table (sparse_conv_x86.c),
  * on the stored run. */
 static void gather_stats_cvt(int n, int cnt, const st_bf16 *w, const int64_t *off, const st_bf16 *src, float bias,
@@ -302,8 +353,8 @@ static void gather_stats_dp(int n, int cnt, const st_bf16 *w, const int64_t *off
 #undef BH
 ST_TARGET_END
 
-static const prims prims_cvt = {gather_cvt, sddmm_cvt, gather_stats_cvt};
-static const prims prims_dp = {gather_dp, sddmm_dp, gather_stats_dp};
+static const prims prims_cvt = {gather_cvt, sddmm_cvt, NULL, gather_stats_cvt};
+static const prims prims_dp = {gather_dp, sddmm_dp, sddmm_px_dp, gather_stats_dp};
 #endif
 
 static const prims *prims_for(st_spbf16_kind kind) {
@@ -320,6 +371,8 @@ struct st_spbf16_plan {
     st_spconv_plan *plan; /* structure, chunks, statistics buffer, scratch (sparse_conv_plan.h) */
     st_bf16 *t_w;         /* nnz: values in CSC order (refreshed per backward) */
 };
+
+void st_spbf16_plan_set_px_block(st_spbf16_plan *p, int pixels) { st_spconv_plan_set_px_block(p->plan, pixels); }
 
 void st_spbf16_plan_free(st_spbf16_plan *p) {
     if (!p) return;
@@ -457,5 +510,5 @@ void st_spbf16_backward_data(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf
 
 void st_spbf16_backward_weight(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *dy, float *dw,
                                float *dbias) {
-    backward_weight(p->plan, prims_for(kind)->sddmm, NULL, x, dy, dw, dbias);
+    backward_weight(p->plan, prims_for(kind)->sddmm, prims_for(kind)->sddmm_px, x, dy, dw, dbias);
 }

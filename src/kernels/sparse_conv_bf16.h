@@ -37,6 +37,10 @@ typedef struct st_spbf16_plan st_spbf16_plan;
 st_status st_spbf16_plan_create(const st_spconv_geom *g, const int64_t *row_ptr, const int32_t *col,
                                 st_spbf16_plan **out);
 void st_spbf16_plan_free(st_spbf16_plan *p);
+/* The weight gradient's runs of interior pixels per SDDMM call (the dp
+ * kind; st_spconv_plan_set_px_block): the same bits for every setting. The
+ * bf16 gathers compute one pixel per call. */
+void st_spbf16_plan_set_px_block(st_spbf16_plan *p, int pixels);
 
 /* w: kept values in CSR order; bias / dbias may be NULL. */
 void st_spbf16_forward(st_spbf16_plan *p, st_spbf16_kind kind, const st_bf16 *x, const st_bf16 *w, const float *bias,
