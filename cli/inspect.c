@@ -226,9 +226,10 @@ static void print_table(const inspect_options *o, const st_model *m, const layer
     printf("(FLOPs count one multiply-accumulate as one; see docs/DISTRIBUTIONS.md)\n");
     int gemm = 0;
     for (int l = 0; l < n; l++) gemm += strcmp(layer_kernel(o, m, &rows[l]), "gemm") == 0;
-    printf("execution (--execution %s, batch %d): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f); ",
+    printf("execution (--execution %s, batch %d): %s -- FLOP-weighted density %.4f, crossover %.3g (mean width %.0f, "
+           "rule for CPU class %s); ",
            o->run.execution, o->run.batch_size, execution_choice(o, m), st_model_flop_density(m),
-           st_model_sparse_crossover(m), st_model_mean_width(m));
+           st_model_sparse_crossover(m), st_model_mean_width(m), st_exec_rule_current()->cpu);
     if (strcmp(execution_choice(o, m), "sparse") != 0) printf("dense kernels (oneDNN) on dense weights with masks\n");
     else if (gemm) printf("%d layers (kernel gemm) run dense GEMMs on batch-innermost activations, the rest the direct "
                           "sparse kernels on packed weights\n", gemm);

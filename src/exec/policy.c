@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "kernels/isa.h"
 
 st_status st_exec_policy_parse(const char *name, st_exec_policy *out) {
     if (strcmp(name, "auto") == 0) *out = ST_EXEC_AUTO;
@@ -45,9 +46,21 @@ double st_model_mean_width(const st_model *m) {
     return macs > 0.0 ? sum / macs : 1.0;
 }
 
+enum { RULE_DEFAULT = 0, RULE_ZEN4 = 1 };
+static const st_exec_rule exec_rules[] = {
+    [RULE_DEFAULT] = {"default", 0.34, 0.4, {1.311, -0.3308, -0.4956, 0.025, -0.4268, -0.9131}},
+    [RULE_ZEN4] = {"zen4", 0.41, 0.15, {2.9084, -0.4752, -0.4256, 0.0191, -1.0424, -0.9893}},
+};
+
+const st_exec_rule *st_exec_rule_current(void) {
+    const int zen4 = st_isa_cpu_vendor() == ST_CPU_AMD && st_isa_cpu_family() == 25 &&
+                     st_isa_best_supported() == ST_ISA_AVX512;
+    return &exec_rules[zen4 ? RULE_ZEN4 : RULE_DEFAULT];
+}
+
 double st_model_sparse_crossover(const st_model *m) {
-    const double c = ST_SPARSE_EXEC_CROSSOVER_AT_REF *
-                     pow(ST_SPARSE_EXEC_REF_WIDTH / fmax(1.0, st_model_mean_width(m)), ST_SPARSE_EXEC_WIDTH_EXPONENT);
+    const st_exec_rule *r = st_exec_rule_current();
+    const double c = r->at_ref * pow(ST_SPARSE_EXEC_REF_WIDTH / fmax(1.0, st_model_mean_width(m)), r->exponent);
     return fmin(0.5, fmax(0.1, c));
 }
 
@@ -66,10 +79,9 @@ double st_layer_dense_crossover(const st_model *m, const st_op *op, int batch) {
     const int conv = op->kind == ST_OP_CONV;
     const int identity = !conv || (op->kernel == 1 && op->stride == 1 && op->padding == 0);
     const double pixels = fmax(1.0, (double)out->height * out->width), plane = log(fmax(1.0, batch) * pixels);
-    const double ln_c = ST_DENSE_LAYER_C0 + ST_DENSE_LAYER_C_REDUCTION * log(kc) + ST_DENSE_LAYER_C_PIXELS * log(pixels) +
-                        ST_DENSE_LAYER_C_PLANE2 * plane * plane +
-                        ST_DENSE_LAYER_C_STRIDE * log(conv ? (double)op->stride : 1.0) +
-                        (identity ? ST_DENSE_LAYER_C_IDENTITY : 0.0);
+    const double *c = st_exec_rule_current()->layer;
+    const double ln_c = c[0] + c[1] * log(kc) + c[2] * log(pixels) + c[3] * plane * plane +
+                        c[4] * log(conv ? (double)op->stride : 1.0) + (identity ? c[5] : 0.0);
     return fmin(1.0, fmax(ST_DENSE_LAYER_MIN_CROSSOVER, exp(ln_c)));
 }
 

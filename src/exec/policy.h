@@ -10,11 +10,20 @@
  * both executions train equally fast. oneDNN's dense kernels get more
  * efficient as layers get wider while the sparse ones do not, so the
  * crossover falls with the FLOP-weighted mean width w of the layers:
- * 0.34 * (36 / w)^0.4, fitted to the side-by-side sweep of
- * docs/PERFORMANCE.md (batch 128, 2 threads): sparse was faster at
- * FLOP-weighted density 0.2 on cifar_resnet_20/56 (w ~36), slower at
- * ~0.36; faster at 0.17 and slower at 0.2 on cifar_resnet_20_64 (w ~141);
- * faster at 0.12 on vgg16 (w ~282). */
+ * at_ref * (36 / w)^exponent, clamped to [0.1, 0.5], with constants
+ * measured per CPU class (st_exec_rule_current; docs/PERFORMANCE.md, batch
+ * 128, 2 threads, whole-model A/B of the executions):
+ *   default (fitted on an AMD Zen 5 guest; also Intel and other CPUs):
+ *     0.34 * (36 / w)^0.4: sparse was faster at FLOP-weighted density 0.2
+ *     on cifar_resnet_20/56 (w ~36), slower at ~0.36; faster at 0.17 and
+ *     slower at 0.2 on cifar_resnet_20_64 (w ~141); faster at 0.12 on
+ *     vgg16 (w ~282).
+ *   AMD Zen 4 (family 25 with AVX-512; its FMA units are 256 bits wide, so
+ *     oneDNN gains less on it than the L2-bound sparse kernels lose):
+ *     0.41 * (36 / w)^0.15: crossovers ~0.41 and ~0.40 on cifar_resnet_20
+ *     and _56, ~0.31 on cifar_resnet_20_64, ~0.44 on vgg16 (ERK at 0.1-0.5;
+ *     at ERK 0.1 vgg16's sparse execution was 1.5x faster than dense, which
+ *     the default rule chose). */
 #ifndef ST_EXEC_POLICY_H
 #define ST_EXEC_POLICY_H
 
@@ -27,10 +36,18 @@
  * execution. */
 typedef enum st_exec_policy { ST_EXEC_AUTO = 0, ST_EXEC_SPARSE = 1, ST_EXEC_DENSE = 2, ST_EXEC_MIXED = 3 } st_exec_policy;
 
-/* The crossover rule's constants (see above). */
-#define ST_SPARSE_EXEC_CROSSOVER_AT_REF 0.34
+/* The whole-model rule's constants (see above): one table row per CPU
+ * class, chosen from cpuid (vendor, family, AVX-512), so that a run's
+ * choice is reproducible on one machine. */
 #define ST_SPARSE_EXEC_REF_WIDTH 36.0
-#define ST_SPARSE_EXEC_WIDTH_EXPONENT 0.4
+typedef struct st_exec_rule {
+    const char *cpu;  /* the CPU class ("default", "zen4") */
+    double at_ref;    /* whole model: crossover at the reference width */
+    double exponent;  /* whole model: of ST_SPARSE_EXEC_REF_WIDTH / width */
+    /* per layer (st_layer_dense_crossover): C0, Ck, Cp, Cq, Cs, Ci */
+    double layer[6];
+} st_exec_rule;
+const st_exec_rule *st_exec_rule_current(void);
 
 #define ST_EXEC_POLICY_NAMES "auto, sparse, mixed or dense"
 
@@ -68,21 +85,19 @@ int st_model_wants_sparse_execution(const st_model *m, st_exec_policy policy, in
  * im2col" = a 1x1 stride-1 convolution or a linear layer; clamped to
  * [0.02, 1]. A layer with kc < 32 always runs direct (GEMMs with so short a
  * reduction measured slower than the direct kernels even at density 1).
- * Fitted (least squares on ln c over 31 layer shapes: CIFAR, ImageNet and
+ * The constants are the CPU class's (st_exec_rule_current), each fitted
+ * (least squares on ln c over 31 layer shapes: CIFAR, ImageNet and
  * WideResNet layers at batches 16-256, 2 threads, wall time on a quiet
- * machine) to the crossovers bench/layer_crossover.c measured, choosing
- * among feature sets the one whose choices lose the least time on the
- * measured grid (1.4 % on average over shapes x densities, 42 % at worst;
- * docs/PERFORMANCE.md, "Per-layer dense or sparse kernels"). Longer
- * reductions, larger images, strides and 1x1 layers favour the GEMM; the
- * direct kernels' vectors run along the batch, so very long planes favour
- * them again. */
-#define ST_DENSE_LAYER_C0 1.311
-#define ST_DENSE_LAYER_C_REDUCTION (-0.3308)
-#define ST_DENSE_LAYER_C_PIXELS (-0.4956)
-#define ST_DENSE_LAYER_C_PLANE2 0.025
-#define ST_DENSE_LAYER_C_STRIDE (-0.4268)
-#define ST_DENSE_LAYER_C_IDENTITY (-0.9131)
+ * machine) to the crossovers bench/layer_crossover.c measured there:
+ * default (an AMD Zen 5 guest): the feature set whose choices lose the
+ * least time on the measured grid (1.4 % on average over shapes x
+ * densities, 42 % at worst; on an Intel Xeon 2.5 % and 1.4-1.7x); AMD Zen 4
+ * (the same features, refitted after the weight gradient's multi-pixel
+ * SDDMM): 2.5 % on average, 2.3x at worst, where the default constants lost
+ * 5.8 % and 3.2x (docs/PERFORMANCE.md, "Per-layer dense or sparse kernels"
+ * and "Issue 17 on an AMD EPYC (Zen 4)"). Longer reductions, larger images,
+ * strides and 1x1 layers favour the GEMM; the direct kernels' vectors run
+ * along the batch, so very long planes favour them again. */
 #define ST_DENSE_LAYER_MIN_CROSSOVER 0.02
 #define ST_DENSE_LAYER_MIN_REDUCTION 32
 double st_layer_dense_crossover(const st_model *m, const st_op *op, int batch);

@@ -75,6 +75,17 @@ st_cpu_vendor st_isa_cpu_vendor(void) {
     return ST_CPU_OTHER;
 }
 
+int st_isa_cpu_family(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int base = (int)((a >> 8) & 0xFu);
+    return base == 0xF ? base + (int)((a >> 20) & 0xFFu) : base;
+#else
+    return 0;
+#endif
+}
+
 int st_isa_cpu_has_avx512_bf16(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (st_isa_best_supported() != ST_ISA_AVX512) return 0; /* also checks the OS saves the zmm state */

@@ -26,6 +26,10 @@ const char *st_isa_name(st_isa isa);
 typedef enum st_cpu_vendor { ST_CPU_OTHER = 0, ST_CPU_INTEL = 1, ST_CPU_AMD = 2 } st_cpu_vendor;
 st_cpu_vendor st_isa_cpu_vendor(void);
 
+/* The CPU's display family (cpuid leaf 1: base family, plus the extended
+ * family where the base is 15; AMD Zen 4 is 25, Zen 5 26); 0 where unknown. */
+int st_isa_cpu_family(void);
+
 /* The L2 cache of one core in bytes (the C library's cpuid reading;
  * 1 MiB where it gives none), kept within [256 KiB, 8 MiB]: for choosing
  * block sizes, never results. */
