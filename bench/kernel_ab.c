@@ -678,8 +678,12 @@ static int passes_main(int argc, char **argv) {
         }
     /* and each tuning of the AVX-512 gathers in the list (argument 11, e.g. "zen,intel"; default: the CPU's) */
     int tun[AB_TUNINGS], ntu = 0;
-    for (int t = 0; t < AB_TUNINGS && argc > 11; t++)
-        if (strstr(argv[11], ab_tuning_name(t))) tun[ntu++] = t;
+    for (const char *q = argc > 11 ? argv[11] : ""; *q && ntu < AB_TUNINGS;) { /* comma list, names exact */
+        const size_t len = strcspn(q, ",");
+        for (int t = 0; t < AB_TUNINGS; t++)
+            if (strlen(ab_tuning_name(t)) == len && strncmp(q, ab_tuning_name(t), len) == 0) tun[ntu++] = t;
+        q += len + (q[len] == ',');
+    }
     if (ntu == 0) tun[ntu++] = ab_tuning_current();
     /* and each channel block in the list (argument 12, e.g. "0,32,64"; 0: none; default: the plan's forward
      * block), for the forward's input channels and the input gradient's output channels alike */

@@ -371,6 +371,7 @@ static void test_tunings_identical(void) {
     const double densities[] = {0.02, 0.1, 0.3, 0.6, 1.0}; /* rows of ~1, 4, 13, 26 and 45 kept weights */
     st_rng rng;
     st_rng_seed(&rng, 21, 0);
+    for (int tn = 1; tn < ST_SPCONV_TUNINGS; tn++) /* each tuning against the first */
     for (int di = 0; di < 5; di++) {
         const int N = 128, C = 5, H = 9, O = 6;
         st_spconv_geom g;
@@ -384,7 +385,7 @@ static void test_tunings_identical(void) {
         CHECK_OK(st_spconv_plan_create(&g, c.row_ptr, c.col, &plan));
         if (!plan) return;
         for (int t = 0; t < 2; t++) {
-            st_spconv_tuning_force(t == 0 ? ST_SPCONV_TUNING_ZEN : ST_SPCONV_TUNING_INTEL);
+            st_spconv_tuning_force(t == 0 ? ST_SPCONV_TUNING_ZEN : (st_spconv_tuning)tn);
             y[t] = new_floats(ys), y2[t] = new_floats(ys), dxo[t] = new_floats(xs), dxa[t] = new_floats(xs);
             st_spconv_forward(plan, x, c.val, NULL, y[t]);
             st_spconv_forward_stats(plan, x, c.val, NULL, y2[t], st[t]);

@@ -66,9 +66,10 @@ typedef struct st_spconv_prims {
 #define ST_SPCONV_HAVE_SDDMM_PX 1
 #define ST_SPCONV_HAVE_IN_BLOCK 1 /* st_spconv_plan_set_block (sparse_conv.h) */
 typedef enum st_spconv_tuning {
-    ST_SPCONV_TUNING_ZEN = 0,   /* measured on AMD Zen 4/5; also for other vendors */
+    ST_SPCONV_TUNING_ZEN = 0,   /* measured on AMD Zen 5; also for other vendors */
     ST_SPCONV_TUNING_INTEL = 1, /* measured on an Intel Xeon (Granite Rapids class) */
-    ST_SPCONV_TUNINGS = 2
+    ST_SPCONV_TUNING_ZEN4 = 2,  /* measured on AMD Zen 4 (family 25 with AVX-512) */
+    ST_SPCONV_TUNINGS = 3
 } st_spconv_tuning;
 st_spconv_tuning st_spconv_tuning_current(void);
 void st_spconv_tuning_force(st_spconv_tuning t);

@@ -19,7 +19,7 @@
  *               unless the gather accumulates (it loads them first then)
  *   blocks      plans start with blocks of the summed channels
  *               (st_spconv_plan_set_block; for every ISA)
- * Zen 4/5: the input prefetch paid 5-10 % on rows of 75-150 kept weights and
+ * Zen 5: the input prefetch paid 5-10 % on rows of 75-150 kept weights and
  * cost 7 % on rows of ~20. Intel Xeon: prefetching the inputs of every row
  * and the output lines paid on rows of 22-150 (4-7 % on the interior walk):
  * its L3, which the output lines come from (write-allocate) and so do the
@@ -29,7 +29,10 @@
  * and gave 1.5-2x at 256 channels (kernel_ab walk, argument 10); on a Zen 4
  * guest (1 MiB L2; its passes run near what L2 feeds at every width) the
  * production walk measured within +-4 % at 128-256 channels and -13 % at
- * 512 (kernel_ab passes ... 0,42). */
+ * 512 (kernel_ab passes ... 0,42). Zen 4 (32 KiB L1d, 1 MiB L2): the
+ * input prefetch of every row paid 5-20 % at 16-32 channels (rows of
+ * 22-25) and 2-4 % at 64-128 channels, the output prefetch 4-8 % more
+ * (kernel_ab passes ... zen,intel); channel blocks did not pay (above). */
 typedef struct gather_tuning {
     int pf_min_row;
     int pf_out;
@@ -39,6 +42,7 @@ typedef struct gather_tuning {
 static const gather_tuning gather_tunings[ST_SPCONV_TUNINGS] = {
     [ST_SPCONV_TUNING_ZEN] = {32, 0, 0},
     [ST_SPCONV_TUNING_INTEL] = {0, 1, 1},
+    [ST_SPCONV_TUNING_ZEN4] = {0, 1, 0},
 };
 
 int st_spconv_tuning_blocks_channels(st_spconv_tuning t) {
@@ -47,6 +51,7 @@ int st_spconv_tuning_blocks_channels(st_spconv_tuning t) {
 static const char *const tuning_names[ST_SPCONV_TUNINGS] = {
     [ST_SPCONV_TUNING_ZEN] = "zen",
     [ST_SPCONV_TUNING_INTEL] = "intel",
+    [ST_SPCONV_TUNING_ZEN4] = "zen4",
 };
 
 /* -1: not chosen yet (then from the CPU's vendor on first use) */
@@ -55,7 +60,10 @@ static int tuning_chosen = -1;
 st_spconv_tuning st_spconv_tuning_current(void) {
     int t = __atomic_load_n(&tuning_chosen, __ATOMIC_ACQUIRE);
     if (t >= 0) return (st_spconv_tuning)t;
-    t = st_isa_cpu_vendor() == ST_CPU_INTEL ? ST_SPCONV_TUNING_INTEL : ST_SPCONV_TUNING_ZEN;
+    const st_cpu_vendor v = st_isa_cpu_vendor();
+    t = v == ST_CPU_INTEL ? ST_SPCONV_TUNING_INTEL
+        : v == ST_CPU_AMD && st_isa_cpu_family() == 25 ? ST_SPCONV_TUNING_ZEN4
+        : ST_SPCONV_TUNING_ZEN;
     __atomic_store_n(&tuning_chosen, t, __ATOMIC_RELEASE);
     return (st_spconv_tuning)t;
 }
