@@ -526,49 +526,49 @@ static void backward_data(st_spconv_plan *p, const float *dy, const float *w, fl
             /* kept kh / S: [dh_lo, dh_hi) (output row oh0 - kh / S inside) */
             const int dh_lo = oh0 - OH + 1 > 0 ? oh0 - OH + 1 : 0, dh_hi = oh0 + 1 < dh_max + 1 ? oh0 + 1 : dh_max + 1;
             for (int ob = 0; ob < nob; ob++) {
-            const int acc = accumulate || ob > 0, last = ob == nob - 1;
-            for (int i = i0; i < i1; i++) {
-                const int64_t cls = (int64_t)i * SS + phase;
-                const int64_t *cp = nob > 1 ? p->cls_ptr + cls * (nob + 1) + ob : p->t_cls + cls;
-                const int64_t t0 = cp[0], cnt = cp[1] - t0;
-                if (acc && cnt == 0 && !(bn && last)) continue;
-                for (int k = k_begin; k < k_end && r + S * k < W;) {
-                    const int iw = r + S * k, px = ih * W + iw;
-                    const int ow0 = (iw + P) / S; /* output column of kw = pw */
-                    /* a run of pixels cut alike: kept kw / S in [dw_lo, dw_hi) */
-                    const int dw_lo = ow0 - OW + 1 > 0 ? ow0 - OW + 1 : 0, dw_hi = ow0 + 1 < dw_max + 1 ? ow0 + 1 : dw_max + 1;
-                    int run = 1;
-                    while (k + run < k_end && r + S * (k + run) < W) {
-                        const int jw = ow0 + run;
-                        if ((jw - OW + 1 > 0 ? jw - OW + 1 : 0) != dw_lo || (jw + 1 < dw_max + 1 ? jw + 1 : dw_max + 1) != dw_hi)
-                            break;
-                        run++;
-                    }
-                    const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
-                    float *dxi = dx + i * plane + (int64_t)px * N;
-                    if (dh_lo == 0 && dh_hi == dh_max + 1 && dw_lo == 0 && dw_hi == dw_max + 1) {
-                        pr->gather_px(N, run, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, N, 0.0f, acc,
-                                      dxi, (int64_t)S * N, NULL, 0);
-                    } else { /* the kept weights whose output pixel is inside, once for the run */
-                        int m = 0;
-                        for (int64_t t = t0; t < t0 + cnt; t++) {
-                            const int dh = p->t_kh[t] / S, dw = p->t_kw[t] / S;
-                            if (dh < dh_lo || dh >= dh_hi || dw < dw_lo || dw >= dw_hi) continue;
-                            ts.w[m] = p->t_w[t];
-                            ts.off[m++] = p->bwd_off[t];
+                const int acc = accumulate || ob > 0, last = ob == nob - 1;
+                for (int i = i0; i < i1; i++) {
+                    const int64_t cls = (int64_t)i * SS + phase;
+                    const int64_t *cp = nob > 1 ? p->cls_ptr + cls * (nob + 1) + ob : p->t_cls + cls;
+                    const int64_t t0 = cp[0], cnt = cp[1] - t0;
+                    if (acc && cnt == 0 && !(bn && last)) continue;
+                    for (int k = k_begin; k < k_end && r + S * k < W;) {
+                        const int iw = r + S * k, px = ih * W + iw;
+                        const int ow0 = (iw + P) / S; /* output column of kw = pw */
+                        /* a run of pixels cut alike: kept kw / S in [dw_lo, dw_hi) */
+                        const int dw_lo = ow0 - OW + 1 > 0 ? ow0 - OW + 1 : 0, dw_hi = ow0 + 1 < dw_max + 1 ? ow0 + 1 : dw_max + 1;
+                        int run = 1;
+                        while (k + run < k_end && r + S * (k + run) < W) {
+                            const int jw = ow0 + run;
+                            if ((jw - OW + 1 > 0 ? jw - OW + 1 : 0) != dw_lo || (jw + 1 < dw_max + 1 ? jw + 1 : dw_max + 1) != dw_hi)
+                                break;
+                            run++;
                         }
-                        pr->gather_px(N, run, m, ts.w, ts.off, dy + base, N, 0.0f, acc, dxi, (int64_t)S * N,
-                                      NULL, 0);
-                    }
-                    if (bn && last)
-                        for (int q = 0; q < run; q++) {
-                            const int64_t at = i * plane + (int64_t)(px + q * S) * N;
-                            pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
-                                            p->px_sums + ((size_t)(px + q * S) * (size_t)g->in_c + (size_t)i) * 2);
+                        const int64_t base = ((int64_t)oh0 * OW + ow0) * N;
+                        float *dxi = dx + i * plane + (int64_t)px * N;
+                        if (dh_lo == 0 && dh_hi == dh_max + 1 && dw_lo == 0 && dw_hi == dw_max + 1) {
+                            pr->gather_px(N, run, (int)cnt, p->t_w + t0, p->bwd_off + t0, dy + base, N, 0.0f, acc,
+                                          dxi, (int64_t)S * N, NULL, 0);
+                        } else { /* the kept weights whose output pixel is inside, once for the run */
+                            int m = 0;
+                            for (int64_t t = t0; t < t0 + cnt; t++) {
+                                const int dh = p->t_kh[t] / S, dw = p->t_kw[t] / S;
+                                if (dh < dh_lo || dh >= dh_hi || dw < dw_lo || dw >= dw_hi) continue;
+                                ts.w[m] = p->t_w[t];
+                                ts.off[m++] = p->bwd_off[t];
+                            }
+                            pr->gather_px(N, run, m, ts.w, ts.off, dy + base, N, 0.0f, acc, dxi, (int64_t)S * N,
+                                          NULL, 0);
                         }
-                    k += run;
+                        if (bn && last)
+                            for (int q = 0; q < run; q++) {
+                                const int64_t at = i * plane + (int64_t)(px + q * S) * N;
+                                pr->run_bn_sums(N, dx + at, bn->y ? bn->y + at : NULL, bn->x + at, bn->mean[i],
+                                                p->px_sums + ((size_t)(px + q * S) * (size_t)g->in_c + (size_t)i) * 2);
+                            }
+                        k += run;
+                    }
                 }
-            }
             }
         }
         if (bn) { /* per channel, in pixel order */
