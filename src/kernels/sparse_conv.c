@@ -67,12 +67,6 @@ static void run_bn_sums_generic(int n, const float *dy, const float *y, const fl
     out[0] = s1, out[1] = s2;
 }
 
-static void gather_stats_generic(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
-                                 float *out, float *stats) {
-    gather_generic(n, cnt, w, off, src, bias, 0, out);
-    run_stats_generic(n, out, stats);
-}
-
 static void gather_px_generic(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
                               int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
                               int64_t stats_step) {
@@ -88,7 +82,6 @@ const st_spconv_prims st_spconv_prims_generic = {
     .sddmm = sddmm_generic,
     .sddmm_px = sddmm_px_generic,
     .run_stats = run_stats_generic,
-    .gather_stats = gather_stats_generic,
     .run_bn_sums = run_bn_sums_generic,
     .pieces_exact = 1,
 };

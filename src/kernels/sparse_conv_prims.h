@@ -29,8 +29,9 @@ typedef struct st_spconv_prims {
     /* gather for npx >= 1 pixels that share the kept weights and whose
      * sources lie src_step floats apart: pixel q reads src + q * src_step,
      * writes out + q * out_step and, where stats is not NULL, the run_stats
-     * of what it wrote to stats + q * stats_step (gather_stats when it does
-     * not accumulate).
+     * of what it wrote to stats + q * stats_step (with the same bits taken
+     * from the registers where the ISA can: a reload right after 512-bit
+     * stores stalls on store-to-load forwarding on some cores).
      * Every output element is summed in the same order as by gather, so
      * the results are the same bit for bit; the pixels' vectors of one
      * kept weight are loaded together (one weight broadcast and offset for
@@ -41,12 +42,6 @@ typedef struct st_spconv_prims {
      * out[0] = v[0], out[1] = sum (v[j] - v[0]), out[2] = sum (v[j] - v[0])^2,
      * float sums in a fixed order (vector lanes, then the lanes in order). */
     void (*run_stats)(int n, const float *v, float *out);
-    /* gather (accumulate = 0) followed by run_stats of its output, with the
-     * same results bit for bit; where the ISA can, from the registers it
-     * stores (a reload right after 512-bit stores stalls on store-to-load
-     * forwarding on some cores). */
-    void (*gather_stats)(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias, float *out,
-                         float *stats);
     /* Batch-norm backward sums of one run: g[j] = dy[j] where y[j] > 0 (y
      * NULL: every j), out[0] = sum g, out[1] = sum g * (x[j] - mean), float
      * sums in a fixed order. */

@@ -497,7 +497,6 @@ const st_spconv_prims st_spconv_prims_avx512 = {
     .sddmm = sddmm_avx512,
     .sddmm_px = sddmm_px_avx512,
     .run_stats = run_stats_avx512,
-    .gather_stats = gather_stats_avx512,
     .run_bn_sums = run_bn_sums_avx512,
     .pieces_exact = 32,
 };
@@ -608,12 +607,6 @@ static void run_bn_sums_avx2(int n, const float *dy, const float *y, const float
     out[0] = s1, out[1] = s2;
 }
 
-static void gather_stats_avx2(int n, int cnt, const float *w, const int64_t *off, const float *src, float bias,
-                              float *out, float *stats) {
-    gather_avx2(n, cnt, w, off, src, bias, 0, out);
-    run_stats_avx2(n, out, stats);
-}
-
 static void gather_px_avx2(int n, int npx, int cnt, const float *w, const int64_t *off, const float *src,
                            int64_t src_step, float bias, int accumulate, float *out, int64_t out_step, float *stats,
                            int64_t stats_step) {
@@ -629,7 +622,6 @@ const st_spconv_prims st_spconv_prims_avx2 = {
     .sddmm = sddmm_avx2,
     .sddmm_px = sddmm_px_avx2,
     .run_stats = run_stats_avx2,
-    .gather_stats = gather_stats_avx2,
     .run_bn_sums = run_bn_sums_avx2,
     .pieces_exact = 1,
 };
