@@ -53,9 +53,7 @@ static const st_exec_rule exec_rules[] = {
 };
 
 const st_exec_rule *st_exec_rule_current(void) {
-    const int zen4 = st_isa_cpu_vendor() == ST_CPU_AMD && st_isa_cpu_family() == 25 &&
-                     st_isa_best_supported() == ST_ISA_AVX512;
-    return &exec_rules[zen4 ? RULE_ZEN4 : RULE_DEFAULT];
+    return &exec_rules[st_isa_cpu_class() == ST_CPU_CLASS_ZEN4 ? RULE_ZEN4 : RULE_DEFAULT];
 }
 
 double st_model_sparse_crossover(const st_model *m) {

@@ -37,8 +37,8 @@
 typedef enum st_exec_policy { ST_EXEC_AUTO = 0, ST_EXEC_SPARSE = 1, ST_EXEC_DENSE = 2, ST_EXEC_MIXED = 3 } st_exec_policy;
 
 /* The whole-model rule's constants (see above): one table row per CPU
- * class, chosen from cpuid (vendor, family, AVX-512), so that a run's
- * choice is reproducible on one machine. */
+ * class (st_isa_cpu_class, from cpuid), so that a run's choice is
+ * reproducible on one machine. */
 #define ST_SPARSE_EXEC_REF_WIDTH 36.0
 typedef struct st_exec_rule {
     const char *cpu;  /* the CPU class ("default", "zen4") */

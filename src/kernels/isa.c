@@ -75,7 +75,9 @@ st_cpu_vendor st_isa_cpu_vendor(void) {
     return ST_CPU_OTHER;
 }
 
-int st_isa_cpu_family(void) {
+/* The display family (cpuid leaf 1: the base family, plus the extended
+ * family where the base is 15); 0 where unknown. */
+static int cpu_family(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
@@ -84,6 +86,13 @@ int st_isa_cpu_family(void) {
 #else
     return 0;
 #endif
+}
+
+st_cpu_class st_isa_cpu_class(void) {
+    const st_cpu_vendor v = st_isa_cpu_vendor();
+    if (v == ST_CPU_INTEL) return ST_CPU_CLASS_INTEL;
+    if (v == ST_CPU_AMD && cpu_family() == 25 && st_isa_best_supported() == ST_ISA_AVX512) return ST_CPU_CLASS_ZEN4;
+    return ST_CPU_CLASS_OTHER;
 }
 
 int st_isa_cpu_has_avx512_bf16(void) {

@@ -26,9 +26,11 @@ const char *st_isa_name(st_isa isa);
 typedef enum st_cpu_vendor { ST_CPU_OTHER = 0, ST_CPU_INTEL = 1, ST_CPU_AMD = 2 } st_cpu_vendor;
 st_cpu_vendor st_isa_cpu_vendor(void);
 
-/* The CPU's display family (cpuid leaf 1: base family, plus the extended
- * family where the base is 15; AMD Zen 4 is 25, Zen 5 26); 0 where unknown. */
-int st_isa_cpu_family(void);
+/* The CPU classes whose measured tunings differ (the sparse gathers'
+ * prefetching, the dense/sparse execution rules), from cpuid: Intel; AMD
+ * Zen 4 (family 25 with AVX-512; Zen 5 is family 26); everything else. */
+typedef enum st_cpu_class { ST_CPU_CLASS_OTHER = 0, ST_CPU_CLASS_INTEL = 1, ST_CPU_CLASS_ZEN4 = 2 } st_cpu_class;
+st_cpu_class st_isa_cpu_class(void);
 
 /* The L2 cache of one core in bytes (the C library's cpuid reading;
  * 1 MiB where it gives none), kept within [256 KiB, 8 MiB]: for choosing

@@ -54,9 +54,10 @@ typedef struct st_spconv_prims {
 } st_spconv_prims;
 
 /* Tunings of the AVX-512 gathers (sparse_conv_x86.c): the same results bit
- * for bit, other prefetching and channel blocking. The one for the CPU is picked from its vendor
- * on first use; tests and bench/kernel_ab.c force each in turn to compare
- * them (not thread-safe with running kernels). */
+ * for bit, other prefetching and channel blocking. The one for the CPU is
+ * picked from its class (st_isa_cpu_class) on first use; tests and
+ * bench/kernel_ab.c force each in turn to compare them (not thread-safe
+ * with running kernels). */
 #define ST_SPCONV_HAVE_TUNING 1   /* for bench/kernel_ab.c, which builds against older trees too */
 #define ST_SPCONV_HAVE_SDDMM_PX 1
 #define ST_SPCONV_HAVE_IN_BLOCK 1 /* st_spconv_plan_set_block (sparse_conv.h) */

@@ -54,16 +54,14 @@ static const char *const tuning_names[ST_SPCONV_TUNINGS] = {
     [ST_SPCONV_TUNING_ZEN4] = "zen4",
 };
 
-/* -1: not chosen yet (then from the CPU's vendor on first use) */
+/* -1: not chosen yet (then from the CPU's class on first use) */
 static int tuning_chosen = -1;
 
 st_spconv_tuning st_spconv_tuning_current(void) {
     int t = __atomic_load_n(&tuning_chosen, __ATOMIC_ACQUIRE);
     if (t >= 0) return (st_spconv_tuning)t;
-    const st_cpu_vendor v = st_isa_cpu_vendor();
-    t = v == ST_CPU_INTEL ? ST_SPCONV_TUNING_INTEL
-        : v == ST_CPU_AMD && st_isa_cpu_family() == 25 ? ST_SPCONV_TUNING_ZEN4
-        : ST_SPCONV_TUNING_ZEN;
+    const st_cpu_class c = st_isa_cpu_class();
+    t = c == ST_CPU_CLASS_INTEL ? ST_SPCONV_TUNING_INTEL : c == ST_CPU_CLASS_ZEN4 ? ST_SPCONV_TUNING_ZEN4 : ST_SPCONV_TUNING_ZEN;
     __atomic_store_n(&tuning_chosen, t, __ATOMIC_RELEASE);
     return (st_spconv_tuning)t;
 }
