@@ -93,6 +93,18 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The non-negative integers of a list such as "1,2,3" (anything but digits
+ * separates them), at most max of them; returns how many. */
+static int int_list(const char *s, int *out, int max) {
+    int n = 0;
+    for (const char *q = s; *q && n < max; q++)
+        if (*q >= '0' && *q <= '9') {
+            out[n++] = atoi(q);
+            while (q[1] >= '0' && q[1] <= '9') q++;
+        }
+    return n;
+}
+
 typedef struct layer {
     int N, C, H, W;
     int64_t *row_ptr;
@@ -437,12 +449,9 @@ static int walk_main(int argc, char **argv) {
     if (reps < 1 || Ci < 1 || Co < 1 || H < 5 || d <= 0 || d > 1) return 2;
     int on[WK_KERNELS], any = 0;
     memset(on, 0, sizeof on);
-    for (const char *q = argc > 7 ? argv[7] : ""; *q; q++)
-        if (*q >= '0' && *q <= '9') {
-            const int v = atoi(q);
-            if (v < WK_KERNELS) on[v] = 1, any = 1;
-            while (q[1] >= '0' && q[1] <= '9') q++;
-        }
+    int list[64];
+    for (int k = 0, n = int_list(argc > 7 ? argv[7] : "", list, 64); k < n; k++)
+        if (list[k] < WK_KERNELS) on[list[k]] = 1, any = 1;
     for (int v = 0; v < WK_KERNELS; v++) on[v] |= !any;
     st_rng rng;
     st_rng_seed(&rng, 1, 0);
@@ -670,12 +679,9 @@ static int passes_main(int argc, char **argv) {
     for (size_t i = 0; i < nx; i++) x[i] = (float)st_rng_normal(&rng);
     for (size_t i = 0; i < ny; i++) dy[i] = (float)st_rng_normal(&rng) * 1e-2f;
     /* variants: the three passes at each pixel blocking of the list (argument 10, default "1") */
-    int blk[8], nb = 0;
-    for (const char *q = argc > 10 ? argv[10] : "1"; *q && nb < 8; q++)
-        if (*q >= '1' && *q <= '9') {
-            blk[nb++] = atoi(q);
-            while (q[1] >= '0' && q[1] <= '9') q++;
-        }
+    int blk[8], nb = 0, list[8];
+    for (int k = 0, n = int_list(argc > 10 ? argv[10] : "1", list, 8); k < n; k++)
+        if (list[k] >= 1) blk[nb++] = list[k];
     /* and each tuning of the AVX-512 gathers in the list (argument 11, e.g. "zen,intel"; default: the CPU's) */
     int tun[AB_TUNINGS], ntu = 0;
     for (const char *q = argc > 11 ? argv[11] : ""; *q && ntu < AB_TUNINGS;) { /* comma list, names exact */
@@ -687,12 +693,8 @@ static int passes_main(int argc, char **argv) {
     if (ntu == 0) tun[ntu++] = ab_tuning_current();
     /* and each channel block in the list (argument 12, e.g. "0,32,64"; 0: none; default: the plan's forward
      * block), for the forward's input channels and the input gradient's output channels alike */
-    int ibk[8], nib = 0;
-    for (const char *q = argc > 12 ? argv[12] : ""; *q && nib < 8; q++)
-        if (*q >= '0' && *q <= '9') {
-            ibk[nib++] = atoi(q);
-            while (q[1] >= '0' && q[1] <= '9') q++;
-        }
+    int ibk[8];
+    int nib = int_list(argc > 12 ? argv[12] : "", ibk, 8);
 #ifdef ST_SPCONV_HAVE_IN_BLOCK
     if (nib == 0) ibk[nib++] = st_spconv_plan_block(p, ST_SPCONV_FORWARD);
 #else
@@ -796,12 +798,9 @@ int main(int argc, char **argv) {
     const int have512 = __builtin_cpu_supports("avx512f");
     int on[VARIANTS];
     for (int v = 0; v < VARIANTS; v++) on[v] = argc <= 6;
-    for (const char *q = argc > 6 ? argv[6] : ""; *q; q++)
-        if (*q >= '0' && *q <= '9') {
-            const int v = atoi(q);
-            if (v < VARIANTS) on[v] = 1;
-            while (q[1] >= '0' && q[1] <= '9') q++;
-        }
+    int list[64];
+    for (int k = 0, n = int_list(argc > 6 ? argv[6] : "", list, 64); k < n; k++)
+        if (list[k] < VARIANTS) on[list[k]] = 1;
 
     for (int r = 0; r < reps; r++)
         for (int k = 0; k < VARIANTS; k++) {
